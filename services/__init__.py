@@ -1,0 +1,1 @@
+"""The four services of frontier-review and the runtime plumbing they share."""

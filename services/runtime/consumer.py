@@ -1,0 +1,254 @@
+"""Consuming with exactly-once effects: decode, inbox, handler, outbox, then offset.
+
+A record is applied in one Postgres transaction (inbox claim + the handler's
+state change + its outbox rows). The subscriber's ack policy commits the
+Kafka offset only after the handler returns, i.e. after that transaction
+committed. What can't be applied gets a clear answer instead of a retry loop:
+
+* bytes that are too large, not JSON, not a CloudEvent, or not an event of
+  this topic -> the service's ``on_invalid`` hook (e.g. a rejection event the
+  sender can read), else ``<topic>.dlq``;
+* a handler that keeps failing -> retried ``handler_max_attempts`` times with
+  backoff, then ``<topic>.dlq``; the partition moves on;
+* the database or broker being unreachable -> not the record's fault: the
+  record is not acknowledged and comes back (nothing is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from contracts import CloudEvent, ContractViolation, Event, decode
+from services.runtime import inbox
+from services.runtime.deadletter import send_to_dlq
+from services.runtime.outbox import Outbox
+from services.runtime.settings import RuntimeSettings
+
+log = logging.getLogger(__name__)
+
+# Failures of the infrastructure, not of the record: retry the record forever.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+if TYPE_CHECKING:
+    from services.runtime.database import Connection, Pool
+
+
+class PermanentError(Exception):
+    """Raised by a handler when retrying can't help: dead-letter the record at once."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class RecordOrigin:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: Mapping[str, bytes]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One decoded event, handed to a domain handler inside its transaction."""
+
+    event: CloudEvent[Event]
+    conn: Connection
+    outbox: Outbox
+    origin: RecordOrigin
+
+
+@dataclass(frozen=True)
+class InvalidRecord:
+    """Bytes that are not a valid event of the topic, for the ``on_invalid`` hook."""
+
+    raw: bytes
+    violation: ContractViolation
+    conn: Connection
+    outbox: Outbox
+    origin: RecordOrigin
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+InvalidHandler = Callable[[InvalidRecord], Awaitable[bool]]
+PoolProvider = Callable[[], "Pool"]
+
+
+class EventConsumer:
+    """Applies the records of one topic with one handler, for one consumer group."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        topic: str,
+        event_types: Mapping[str, type[Event]],
+        handler: Handler,
+        pool: PoolProvider,
+        broker: KafkaBroker,
+        settings: RuntimeSettings,
+        source: str,
+        on_invalid: InvalidHandler | None = None,
+    ) -> None:
+        self.name = name
+        self.topic = topic
+        self.event_types = dict(event_types)
+        self.handler = handler
+        self.pool = pool
+        self.broker = broker
+        self.settings = settings
+        self.source = source
+        self.on_invalid = on_invalid
+
+    def subscribe(self) -> None:
+        """Register with the broker: offsets commit after the handler, read_committed."""
+        from faststream import AckPolicy
+
+        consumer = self
+
+        async def consume(msg: KafkaMessage) -> None:
+            await consumer.process(msg.raw_message)
+
+        consume.__name__ = self.name.replace("-", "_").replace(".", "_")
+        self.broker.subscriber(
+            self.topic,
+            group_id=self.name,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",  # never see an aborted relay batch
+            max_partition_fetch_bytes=max(1_048_576, self.settings.max_message_bytes * 2),
+            title=f"{self.name}:{self.topic}",
+            description=f"Consumes {', '.join(sorted(self.event_types))}.",
+        )(consume)
+
+    async def process(self, record: Any) -> None:
+        origin = RecordOrigin(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            headers=dict(record.headers or ()),
+        )
+        raw: bytes = record.value or b""
+        try:
+            if len(raw) > self.settings.max_message_bytes:
+                raise ContractViolation(
+                    "oversized", f"{len(raw)} bytes > limit {self.settings.max_message_bytes}"
+                )
+            event = decode(raw, self.event_types)
+        except ContractViolation as violation:
+            await self._invalid(record, raw, violation, origin)
+            return
+        await self._apply(record, event, origin)
+
+    async def _apply(self, record: Any, event: CloudEvent[Event], origin: RecordOrigin) -> None:
+        extra = {
+            "topic": origin.topic,
+            "offset": origin.offset,
+            "event_id": event.id,
+            "event_type": event.type,
+        }
+        error: Exception | None = None
+        attempt = 0
+        while attempt < self.settings.handler_max_attempts:
+            attempt += 1
+            try:
+                async with self.pool().acquire() as conn, conn.transaction():
+                    fresh = await inbox.claim(
+                        conn,
+                        consumer=self.name,
+                        event_id=event.id,
+                        topic=origin.topic,
+                        partition=origin.partition,
+                        offset=origin.offset,
+                    )
+                    if not fresh:
+                        log.info("duplicate event ignored", extra=extra)
+                        return
+                    await self.handler(Delivery(event, conn, Outbox(conn, self.source), origin))
+                return
+            except TRANSIENT_ERRORS:
+                log.warning("infrastructure error; record will be redelivered", extra=extra)
+                await asyncio.sleep(self.settings.handler_retry_backoff_s * 5)
+                raise
+            except PermanentError as exc:
+                error = exc
+                break
+            except Exception as exc:
+                error = exc
+                log.warning("handler failed (attempt %d)", attempt, exc_info=True, extra=extra)
+                await asyncio.sleep(self.settings.handler_retry_backoff_s * 2 ** (attempt - 1))
+        reason = error.reason if isinstance(error, PermanentError) else "handler_failed"
+        await send_to_dlq(
+            self.broker,
+            record,
+            reason=reason,
+            error=f"{type(error).__name__}: {error}",
+            consumer=self.name,
+            attempts=attempt,
+        )
+        log.error("event dead-lettered: %s", error, extra=extra)
+
+    async def _invalid(
+        self, record: Any, raw: bytes, violation: ContractViolation, origin: RecordOrigin
+    ) -> None:
+        if self.on_invalid is not None and await self._answer_invalid(raw, violation, origin):
+            return
+        await send_to_dlq(
+            self.broker,
+            record,
+            reason=violation.reason,
+            error=violation.detail,
+            consumer=self.name,
+        )
+        log.warning(
+            "invalid record dead-lettered: %s",
+            violation,
+            extra={"topic": origin.topic, "offset": origin.offset},
+        )
+
+    async def _answer_invalid(
+        self, raw: bytes, violation: ContractViolation, origin: RecordOrigin
+    ) -> bool:
+        """Let the service answer the sender; True when it did (now or on an earlier delivery)."""
+        assert self.on_invalid is not None
+        # Keyed by position: an invalid record has no event id we can trust.
+        position = f"{origin.topic}/{origin.partition}/{origin.offset}"
+        async with self.pool().acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                fresh = await inbox.claim(
+                    conn,
+                    consumer=self.name,
+                    event_id=position,
+                    topic=origin.topic,
+                    partition=origin.partition,
+                    offset=origin.offset,
+                )
+                answered = not fresh or await self.on_invalid(
+                    InvalidRecord(raw, violation, conn, Outbox(conn, self.source), origin)
+                )
+            except BaseException:
+                await transaction.rollback()
+                raise
+            # Not answered: roll the claim back so a redelivery takes the DLQ path again.
+            await (transaction.commit() if answered else transaction.rollback())
+            return answered

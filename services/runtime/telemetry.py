@@ -1,0 +1,117 @@
+"""OpenTelemetry setup and W3C trace-context helpers.
+
+One tracer provider per process with ``service.name``; FastStream's
+KafkaTelemetryMiddleware traces consume and publish, asyncpg is instrumented,
+and the outbox stores the producing span's traceparent so that the relay can
+continue the same trace when it publishes later, from another task or process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+
+from services.runtime.settings import RuntimeSettings
+
+_instrumented = False
+
+
+def _jsonl(span: ReadableSpan) -> str:
+    return json.dumps(json.loads(span.to_json()), separators=(",", ":")) + "\n"
+
+
+def build_tracer_provider(
+    settings: RuntimeSettings, exporter: SpanExporter | None = None
+) -> TracerProvider:
+    """A provider for this service; ``exporter`` overrides the settings (tests)."""
+    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    elif settings.otel_exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = settings.otel_endpoint.rstrip("/") + "/v1/traces"
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    elif settings.otel_exporter in ("jsonl", "console"):
+        out: TextIO = sys.stdout
+        if settings.otel_exporter == "jsonl":
+            settings.otel_file.parent.mkdir(parents=True, exist_ok=True)
+            out = settings.otel_file.open("a", buffering=1)
+        provider.add_span_processor(
+            BatchSpanProcessor(ConsoleSpanExporter(out=out, formatter=_jsonl))
+        )
+    return provider
+
+
+def instrument_asyncpg(provider: TracerProvider) -> None:
+    """asyncpg spans (one per query) under the current trace; once per process."""
+    global _instrumented
+    if _instrumented:
+        return
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    _instrumented = True
+
+
+def current_trace_headers() -> dict[str, str]:
+    """traceparent (and tracestate) of the current span, W3C format."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def attach_trace(headers: Mapping[str, str | None]) -> object:
+    """Make the trace in ``headers`` current; returns a token for ``detach_trace``."""
+    carrier = {k: v for k, v in headers.items() if v}
+    return otel_context.attach(propagate.extract(carrier))
+
+
+def detach_trace(token: object) -> None:
+    otel_context.detach(token)  # type: ignore[arg-type]
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, with the trace and span ids of the current span."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
+        for key in ("service", "topic", "partition", "offset", "event_id", "event_type"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(settings: RuntimeSettings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_json:
+        handler.setFormatter(JsonLogFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)

@@ -1,0 +1,72 @@
+"""Create the project's topics from the contract registry (never auto-created).
+
+``python -m services.runtime.topics create`` — idempotent: existing topics are
+kept and reported; a topic with fewer partitions than the registry asks for is
+an error to fix by hand (partitions can grow, not shrink, and growing changes
+the key -> partition mapping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from services.runtime.relay import CHECKPOINT_TOPIC
+from services.runtime.settings import RuntimeSettings
+
+
+@dataclass(frozen=True)
+class TopicPlan:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def planned_topics() -> list[TopicPlan]:
+    from contracts.registry import TOPICS
+
+    plans = [TopicPlan(CHECKPOINT_TOPIC, 1, {"cleanup.policy": "compact"})]
+    for topic in TOPICS:
+        plans.append(TopicPlan(topic.name, topic.partitions, topic.kafka_config()))
+        plans.append(TopicPlan(topic.dlq, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}))
+    return plans
+
+
+async def ensure_topics(bootstrap: str, plans: Iterable[TopicPlan]) -> list[str]:
+    """Create what is missing; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [p for p in plans if p.name not in existing]
+        if missing:
+            await admin.create_topics(
+                [
+                    NewTopic(p.name, p.partitions, replication_factor=1, topic_configs=p.config)
+                    for p in missing
+                ]
+            )
+        return [p.name for p in missing]
+    finally:
+        await admin.close()
+
+
+def main(argv: list[str]) -> int:
+    if argv[1:] != ["create"]:
+        print("usage: python -m services.runtime.topics create", file=sys.stderr)
+        return 2
+    settings = RuntimeSettings()
+    plans = planned_topics()
+    created = asyncio.run(ensure_topics(settings.kafka_bootstrap, plans))
+    for plan in plans:
+        state = "created" if plan.name in created else "exists"
+        print(f"{state:8} {plan.name} ({plan.partitions} partitions)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
