@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 CONTENT_TYPE = "application/cloudevents+json"
 SCHEMA_URN = "urn:frontier-review:schema:"
@@ -55,11 +55,11 @@ class CloudEventAttributes(BaseModel):
     subject: str = Field(
         min_length=1, max_length=200, description="Submission id, or model id on access topics."
     )
-    time: datetime
+    time: AwareDatetime
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = None
     traceparent: str | None = Field(
-        default=None, max_length=55, description="W3C trace context where the event was born."
+        default=None, max_length=512, description="W3C trace context where the event was born."
     )
 
 

@@ -19,7 +19,7 @@ class Topic:
     compacted: bool = False
     retention_ms: int = 30 * DAY_MS
     description: str = ""
-    extra_config: dict[str, str] = field(default_factory=dict)
+    extra_config: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def dlq(self) -> str:

@@ -277,7 +277,7 @@ if __name__ == "__main__":
 
     if "FR_DB_SCHEMA" not in os.environ:
         sys.exit(
-            "usage: FR_SERVICE_NAME=<service> FR_DB_SCHEMA=<schema> python -m services.runtime.relay"
+            "usage: FR_SERVICE_NAME=<name> FR_DB_SCHEMA=<schema> python -m services.runtime.relay"
         )
     _settings = RuntimeSettings()
     configure_logging(_settings)

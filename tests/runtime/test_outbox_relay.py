@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -112,7 +113,7 @@ async def test_relay_publishes_each_row_once_in_key_order(
     relay = OutboxRelay(relay_settings, pool, schema)
     relay.start()
     try:
-        await wait_for(lambda: _eq(database, schema, rows), what="all rows published")
+        await wait_for(partial(_eq, database, schema, rows), what="all rows published")
     finally:
         await relay.stop()
         await pool.close()
@@ -139,7 +140,7 @@ async def test_relay_crash_windows_neither_lose_nor_duplicate(
             rows += 150
             relay = crashing(relay_settings, pool, schema)
             relay.start()  # run() restarts after the simulated crash, like a new process
-            await wait_for(lambda: _eq(database, schema, rows), what="all rows published")
+            await wait_for(partial(_eq, database, schema, rows), what="all rows published")
             await relay.stop()
             assert relay.crashed, f"{crashing.__name__} never crashed"
     finally:
@@ -167,7 +168,7 @@ async def test_relay_process_killed_mid_batch(
         try:
             # Kill once it has made progress since the last kill, i.e. mid-stream.
             await wait_for(
-                lambda: _progressed(database, schema, last), timeout=60, what="relay progress"
+                partial(_progressed, database, schema, last), timeout=60, what="relay progress"
             )
         finally:
             process.send_signal(signal.SIGKILL)
@@ -178,7 +179,7 @@ async def test_relay_process_killed_mid_batch(
             break
     process = subprocess.Popen([sys.executable, "-m", "services.runtime.relay"], env=env)
     try:
-        await wait_for(lambda: _eq(database, schema, rows), timeout=90, what="all published")
+        await wait_for(partial(_eq, database, schema, rows), timeout=90, what="all published")
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0

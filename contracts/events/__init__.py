@@ -1,0 +1,83 @@
+"""Event payload models, one module per producing context.
+
+lab (lab-published and external evaluators' signed input), intake, evaluation,
+risk, gov (the redacted feed) and access. Topics are in contracts.registry.
+"""
+
+from contracts.events.access import (
+    AccessPolicyPublished,
+    ComplianceOverdue,
+    ComplianceRejected,
+    RestrictionLifted,
+)
+from contracts.events.common import (
+    Rejection,
+    RejectionReason,
+    RiskDomain,
+    RiskLevel,
+    SignedEvent,
+    field_errors,
+    make_model_id,
+    signing_input,
+)
+from contracts.events.evaluation import (
+    EvaluationCompleted,
+    EvaluationFailed,
+    EvaluationStarted,
+    ExternalFindingRejected,
+    FindingRecorded,
+)
+from contracts.events.gov import FindingShared
+from contracts.events.intake import (
+    ReviewWindowClosed,
+    SubmissionAccepted,
+    SubmissionRejected,
+    SubmissionWithdrawn,
+    WithdrawalRejected,
+)
+from contracts.events.lab import (
+    ComplianceAcknowledged,
+    ExternalFindingSubmitted,
+    SubmissionFiled,
+    WithdrawalRequested,
+)
+from contracts.events.risk import (
+    EscalationDecided,
+    EscalationRaised,
+    RestrictionOrdered,
+    RiskAssessed,
+)
+
+__all__ = [
+    "AccessPolicyPublished",
+    "ComplianceAcknowledged",
+    "ComplianceOverdue",
+    "ComplianceRejected",
+    "EscalationDecided",
+    "EscalationRaised",
+    "EvaluationCompleted",
+    "EvaluationFailed",
+    "EvaluationStarted",
+    "ExternalFindingRejected",
+    "ExternalFindingSubmitted",
+    "FindingRecorded",
+    "FindingShared",
+    "Rejection",
+    "RejectionReason",
+    "RestrictionLifted",
+    "RestrictionOrdered",
+    "ReviewWindowClosed",
+    "RiskAssessed",
+    "RiskDomain",
+    "RiskLevel",
+    "SignedEvent",
+    "SubmissionAccepted",
+    "SubmissionFiled",
+    "SubmissionRejected",
+    "SubmissionWithdrawn",
+    "WithdrawalRejected",
+    "WithdrawalRequested",
+    "field_errors",
+    "make_model_id",
+    "signing_input",
+]

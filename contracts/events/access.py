@@ -1,0 +1,115 @@
+"""Access policies and compliance (topics access.policies, compacted, and
+access.events; key model_id)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import ClassVar, Self
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from contracts.envelope import Event
+from contracts.events.common import ModelId, Rejection, Sha256Hex, Slug, Text
+from contracts.sensitivity import PUBLIC
+
+MAX_POLICY_CHARS = 500_000
+
+
+def policy_hash(cedar_policies: str) -> str:
+    """content_hash of a policy text: SHA-256 of its UTF-8 bytes, lowercase hex."""
+    return hashlib.sha256(cedar_policies.encode()).hexdigest()
+
+
+class AccessPolicyPublished(Event):
+    """The current Cedar policy set of a model (compacted topic: latest per model wins).
+
+    An enforcement point that reads access.policies from the start ends with the
+    current policy of every model. Lifting the last order publishes a policy
+    without restrictions (order_ids empty), never a tombstone.
+    """
+
+    TYPE: ClassVar[str] = "frontier_review.access.AccessPolicyPublished"
+
+    model_id: ModelId = Field(description="The model the policy governs.", json_schema_extra=PUBLIC)
+    lab_id: Slug = Field(description="The lab that must enforce it.", json_schema_extra=PUBLIC)
+    policy_version: int = Field(
+        ge=1, description="Per-model version, +1 on every publication.", json_schema_extra=PUBLIC
+    )
+    cedar_policies: str = Field(
+        max_length=MAX_POLICY_CHARS, description="The Cedar policy set (text) to enforce."
+    )
+    order_ids: list[UUID] = Field(
+        max_length=1000,
+        description="The active restriction orders the policy implements.",
+        json_schema_extra=PUBLIC,
+    )
+    content_hash: Sha256Hex = Field(
+        description="SHA-256 (hex) of cedar_policies' UTF-8 bytes; acknowledgements quote it.",
+        json_schema_extra=PUBLIC,
+    )
+    published_at: AwareDatetime = Field(description="When published.", json_schema_extra=PUBLIC)
+    acknowledge_by: AwareDatetime = Field(
+        description="Deadline for the lab's ComplianceAcknowledged; ComplianceOverdue after it."
+    )
+
+    @model_validator(mode="after")
+    def _hash(self) -> Self:
+        if self.content_hash != policy_hash(self.cedar_policies):
+            raise ValueError("content_hash does not match cedar_policies")
+        return self
+
+
+class RestrictionLifted(Event):
+    """A restriction order no longer applies (a reviewer lifted it, or it expired)."""
+
+    TYPE: ClassVar[str] = "frontier_review.access.RestrictionLifted"
+
+    order_id: UUID = Field(description="The lifted order.", json_schema_extra=PUBLIC)
+    model_id: ModelId = Field(description="The model.", json_schema_extra=PUBLIC)
+    submission_id: UUID = Field(
+        description="The submission of the order.", json_schema_extra=PUBLIC
+    )
+    reviewer_id: Slug | None = Field(
+        default=None, description="Who lifted it (none when it expired by itself)."
+    )
+    reason: Text = Field(description="Why it was lifted.")
+    policy_version: int | None = Field(
+        default=None, ge=1, description="The policy version published without the order."
+    )
+    lifted_at: AwareDatetime = Field(description="When lifted.")
+
+
+class ComplianceOverdue(Event):
+    """A lab did not acknowledge a published policy by its deadline."""
+
+    TYPE: ClassVar[str] = "frontier_review.access.ComplianceOverdue"
+
+    model_id: ModelId = Field(description="The model.", json_schema_extra=PUBLIC)
+    lab_id: Slug = Field(description="The lab that must enforce.", json_schema_extra=PUBLIC)
+    policy_version: int = Field(ge=1, description="The unacknowledged policy version.")
+    content_hash: Sha256Hex = Field(description="Its content hash.")
+    order_ids: list[UUID] = Field(max_length=1000, description="The orders it implements.")
+    published_at: AwareDatetime = Field(description="When the policy was published.")
+    acknowledge_by: AwareDatetime = Field(description="The missed deadline.")
+    detected_at: AwareDatetime = Field(description="When the access service noticed.")
+
+
+class ComplianceRejected(Rejection):
+    """A ComplianceAcknowledged was refused (bad signature, unknown or mismatching policy...)."""
+
+    TYPE: ClassVar[str] = "frontier_review.access.ComplianceRejected"
+
+    model_id: ModelId | None = Field(
+        default=None,
+        description="The model named, when readable; else the key is rejected_event_id.",
+        json_schema_extra=PUBLIC,
+    )
+    lab_id: Slug | None = Field(default=None, description="Lab id as claimed (not verified).")
+    policy_version: int | None = Field(default=None, ge=1, description="Version acknowledged.")
+
+    @model_validator(mode="after")
+    def _addressable(self) -> Self:
+        if self.model_id is None and self.rejected_event_id is None:
+            raise ValueError("a rejection needs model_id or rejected_event_id")
+        return self

@@ -1,0 +1,138 @@
+"""Intake's decisions and the review-window clock (topic intake.events, key submission_id)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar, Self
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from contracts.envelope import Event
+from contracts.events.common import (
+    EvaluationAccess,
+    EventId,
+    ModelId,
+    ModelInfo,
+    PolicyVersion,
+    Rejection,
+    Slug,
+    Text,
+)
+from contracts.sensitivity import PUBLIC, RESTRICTED
+
+
+class AcceptanceReason(StrEnum):
+    """Which coverage criterion made the model a covered model."""
+
+    COVERED_BY_COMPUTE = "covered_by_compute"
+    COVERED_BY_CAPABILITY = "covered_by_capability"
+    COVERED_BY_COMPUTE_AND_CAPABILITY = "covered_by_compute_and_capability"
+
+
+class SubmissionAccepted(Event):
+    """The submission is a covered model, the signature checks out: the review window opens.
+
+    deadline = accepted_at + review_days days, review_days = min(requested, 30).
+    """
+
+    TYPE: ClassVar[str] = "frontier_review.intake.SubmissionAccepted"
+
+    submission_id: UUID = Field(description="The accepted submission.", json_schema_extra=PUBLIC)
+    lab_id: Slug = Field(description="The submitting lab (verified).", json_schema_extra=PUBLIC)
+    model_id: ModelId = Field(
+        description="Assigned model id <lab_id>/<name>@<version>.", json_schema_extra=PUBLIC
+    )
+    model: ModelInfo = Field(
+        description="The model as the lab declared it.", json_schema_extra=PUBLIC
+    )
+    evaluation_access: EvaluationAccess = Field(
+        description="Endpoint and credential reference for the evaluations.",
+        json_schema_extra=RESTRICTED,
+    )
+    reason: AcceptanceReason = Field(description="Why the model is covered.")
+    detail: Text = Field(description="Human-readable explanation of the decision.")
+    criteria_version: PolicyVersion = Field(
+        description="Version of the coverage criteria config that decided."
+    )
+    requested_review_days: int = Field(ge=1, le=30, description="What the lab asked for.")
+    review_days: int = Field(ge=1, le=30, description="Granted window: min(requested, 30) days.")
+    accepted_at: AwareDatetime = Field(
+        description="Decision time; the window opens.", json_schema_extra=PUBLIC
+    )
+    deadline: AwareDatetime = Field(
+        description="When the window closes (accepted_at + review_days).", json_schema_extra=PUBLIC
+    )
+    filed_event_id: EventId = Field(description="CloudEvent id of the SubmissionFiled.")
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        if self.deadline <= self.accepted_at:
+            raise ValueError("deadline must be after accepted_at")
+        if self.review_days > self.requested_review_days:
+            raise ValueError("review_days cannot exceed requested_review_days")
+        return self
+
+
+class _IntakeRejection(Rejection):
+    submission_id: UUID | None = Field(
+        default=None,
+        description="The submission concerned, when it could be read; else the record key "
+        "is rejected_event_id.",
+        json_schema_extra=PUBLIC,
+    )
+    lab_id: Slug | None = Field(
+        default=None, description="Lab id as claimed by the input (not verified)."
+    )
+
+    @model_validator(mode="after")
+    def _addressable(self) -> Self:
+        if self.submission_id is None and self.rejected_event_id is None:
+            raise ValueError("a rejection needs submission_id or rejected_event_id")
+        return self
+
+
+class SubmissionRejected(_IntakeRejection):
+    """A SubmissionFiled was refused; reason code, text and failing field paths tell why."""
+
+    TYPE: ClassVar[str] = "frontier_review.intake.SubmissionRejected"
+
+
+class WithdrawalRejected(_IntakeRejection):
+    """A WithdrawalRequested was refused (bad signature, unknown submission, already decided...)."""
+
+    TYPE: ClassVar[str] = "frontier_review.intake.WithdrawalRejected"
+
+
+class SubmissionWithdrawn(Event):
+    """The lab withdrew the submission: its window clock and evaluations are cancelled."""
+
+    TYPE: ClassVar[str] = "frontier_review.intake.SubmissionWithdrawn"
+
+    submission_id: UUID = Field(description="The withdrawn submission.", json_schema_extra=PUBLIC)
+    lab_id: Slug = Field(description="The lab that withdrew it.", json_schema_extra=PUBLIC)
+    model_id: ModelId | None = Field(
+        default=None,
+        description="Model id, when the submission had been accepted.",
+        json_schema_extra=PUBLIC,
+    )
+    reason: Text | None = Field(default=None, description="The lab's stated reason.")
+    withdrawn_at: AwareDatetime = Field(description="When intake recorded the withdrawal.")
+    requested_event_id: EventId = Field(description="CloudEvent id of the WithdrawalRequested.")
+
+
+class ReviewWindowClosed(Event):
+    """The review window reached its deadline.
+
+    Exactly once per accepted submission that was not withdrawn.
+    """
+
+    TYPE: ClassVar[str] = "frontier_review.intake.ReviewWindowClosed"
+
+    submission_id: UUID = Field(description="The submission.", json_schema_extra=PUBLIC)
+    lab_id: Slug = Field(description="The submitting lab.", json_schema_extra=PUBLIC)
+    model_id: ModelId = Field(description="The model under review.", json_schema_extra=PUBLIC)
+    deadline: AwareDatetime = Field(description="The scheduled deadline.", json_schema_extra=PUBLIC)
+    closed_at: AwareDatetime = Field(
+        description="When the clock fired (at or shortly after the deadline)."
+    )

@@ -1,0 +1,166 @@
+"""Consumers apply each event once, dead-letter what they can't apply, and keep going."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from functools import partial
+
+import asyncpg
+import pytest
+from aiokafka import ConsumerRecord
+
+from contracts import encode, make_event
+from services.runtime.service import Service
+from services.runtime.settings import RuntimeSettings
+from tests.conftest import NewTopic, read_topic, wait_for
+from tests.runtime.support import Ping, counter_service, ping_record, produce
+
+
+async def applied(database: str, schema: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".applied')
+        if exists is None:
+            return []
+        return await conn.fetch(f'SELECT event_id, key, seq, times FROM "{schema}".applied')
+    finally:
+        await conn.close()
+
+
+async def count_applied(database: str, schema: str, expected: int) -> bool:
+    return len(await applied(database, schema)) >= expected
+
+
+def decoded_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
+    return {key: value.decode() for key, value in record.headers}
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[list[Service]]:
+    services: list[Service] = []
+    yield services
+    for service in services:
+        await service.stop()
+
+
+async def test_redelivered_event_is_applied_once(
+    settings: RuntimeSettings,
+    database: str,
+    schema: str,
+    new_topic: NewTopic,
+    running: list[Service],
+) -> None:
+    topic = await new_topic("redeliver")
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    service = counter_service(settings, name, schema, topic)
+    await service.start()
+    running.append(service)
+    event = encode(make_event(Ping(key="k", seq=0), source="/tests", subject="k"))
+    # The same event delivered three times, as after a crash before the offset commit.
+    await produce(settings.kafka_bootstrap, topic, [("k", event)] * 3)
+    await produce(settings.kafka_bootstrap, topic, [("k", ping_record("k", 1))])
+    await wait_for(partial(count_applied, database, schema, 2), what="two events applied")
+    rows = await applied(database, schema)
+    assert sorted(r["seq"] for r in rows) == [0, 1]
+    assert all(r["times"] == 1 for r in rows)
+
+
+async def test_poison_records_go_to_dlq_and_the_partition_moves_on(
+    settings: RuntimeSettings,
+    database: str,
+    schema: str,
+    new_topic: NewTopic,
+    running: list[Service],
+) -> None:
+    topic = await new_topic("poison", partitions=1)
+    small = settings.model_copy(update={"max_message_bytes": 2000})
+    service = counter_service(small, f"test-{uuid.uuid4().hex[:8]}", schema, topic)
+    await service.start()
+    running.append(service)
+
+    unknown = json.loads(ping_record("k", 99))
+    unknown["type"] = "test.Unknown"
+    bad_field = json.loads(ping_record("k", 98))
+    bad_field["data"]["seq"] = "not a number"
+    poison = [
+        (b"\x00\xffnot json", "malformed_json"),
+        (b"[1, 2, 3]", "invalid_envelope"),
+        (json.dumps(unknown).encode(), "unknown_event_type"),
+        (json.dumps(bad_field).encode(), "schema_violation"),
+        (b'{"pad": "' + b"x" * 3000 + b'"}', "oversized"),
+        (ping_record("k", 97, fail=True), "handler_failed"),
+        (ping_record("k", 96, permanent=True), "test_refused"),
+    ]
+    records: list[tuple[str, bytes]] = []
+    for i, (value, _) in enumerate(poison):
+        records += [("k", value), ("k", ping_record("k", i))]  # a good one after each
+    await produce(settings.kafka_bootstrap, topic, records)
+
+    await wait_for(partial(count_applied, database, schema, len(poison)), what="good records")
+    rows = await applied(database, schema)
+    assert sorted(r["seq"] for r in rows) == list(range(len(poison)))
+
+    dead = await read_topic(settings.kafka_bootstrap, f"{topic}.dlq", expected=len(poison))
+    assert len(dead) == len(poison)
+    for record, (value, reason) in zip(dead, poison, strict=True):
+        headers = decoded_headers(record)
+        assert record.value == value, "the DLQ keeps the original bytes"
+        assert headers["dlq.reason"] == reason
+        assert headers["dlq.error"]
+        assert headers["dlq.origin.topic"] == topic
+        assert headers["dlq.origin.partition"] == "0"
+    offsets = [int(dict(r.headers)["dlq.origin.offset"].decode()) for r in dead]
+    assert offsets == [2 * i for i in range(len(poison))]
+    attempts = {h["dlq.reason"]: h["dlq.attempts"] for h in map(decoded_headers, dead)}
+    assert attempts["handler_failed"] == str(settings.handler_max_attempts)
+    assert attempts["test_refused"] == "1", "a PermanentError is not retried"
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM])
+async def test_consumer_process_stopped_mid_stream_loses_and_doubles_nothing(
+    settings: RuntimeSettings,
+    database: str,
+    schema: str,
+    new_topic: NewTopic,
+    stop_signal: signal.Signals,
+) -> None:
+    topic = await new_topic("crash")
+    total = 300
+    await produce(
+        settings.kafka_bootstrap,
+        topic,
+        [(f"k{i % 7}", ping_record(f"k{i % 7}", i)) for i in range(total)],
+    )
+    env = os.environ | {
+        "FR_SERVICE_NAME": f"test-{uuid.uuid4().hex[:8]}",
+        "TEST_SCHEMA": schema,
+        "TEST_TOPIC": topic,
+        "TEST_DELAY": "0.01",  # slow enough to be stopped mid-stream
+        "FR_GRACEFUL_TIMEOUT_S": "5",
+        "FR_LOG_JSON": "false",
+    }
+    command = [sys.executable, "-m", "tests.runtime.support"]
+    process = subprocess.Popen(command, env=env)
+    try:
+        await wait_for(partial(count_applied, database, schema, 40), timeout=60, what="progress")
+    finally:
+        process.send_signal(stop_signal)
+        code = process.wait(timeout=30)
+    assert code == (-signal.SIGKILL if stop_signal == signal.SIGKILL else 0)
+    assert len(await applied(database, schema)) < total, "stopped too late to prove anything"
+
+    process = subprocess.Popen(command, env=env | {"TEST_DELAY": "0"})
+    try:
+        await wait_for(partial(count_applied, database, schema, total), timeout=90, what="all")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    rows = await applied(database, schema)
+    assert sorted(r["seq"] for r in rows) == list(range(total))
+    assert all(r["times"] == 1 for r in rows), "an event was applied twice"

@@ -1,0 +1,99 @@
+"""One trace follows an event across consume -> outbox -> relay publish -> consume."""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+
+import asyncpg
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from services.runtime.service import Service
+from services.runtime.settings import RuntimeSettings
+from services.runtime.telemetry import current_trace_headers
+from tests.conftest import NewTopic, wait_for
+from tests.runtime.support import MIGRATIONS, PING_TYPES, counting_handler, ping_record, produce
+from tests.runtime.test_consumer import count_applied
+
+
+async def test_trace_survives_the_outbox(
+    settings: RuntimeSettings, database: str, schema: str, new_topic: NewTopic
+) -> None:
+    first, second = await new_topic("trace-in"), await new_topic("trace-out")
+    downstream_schema = f"{schema}_down"
+    exporter = InMemorySpanExporter()
+    upstream = Service(
+        "test-trace-up",
+        settings=settings,
+        schema=schema,
+        migrations=MIGRATIONS,
+        span_exporter=exporter,
+    )
+    upstream.consume(
+        first,
+        counting_handler(forward_to=second),
+        event_types=PING_TYPES,
+        group=f"trace-up-{uuid.uuid4().hex[:6]}",
+    )
+    downstream = Service(
+        "test-trace-down",
+        settings=settings,
+        schema=downstream_schema,
+        migrations=MIGRATIONS,
+        span_exporter=exporter,
+    )
+    downstream.consume(
+        second,
+        counting_handler(),
+        event_types=PING_TYPES,
+        group=f"trace-down-{uuid.uuid4().hex[:6]}",
+    )
+    await upstream.start()
+    await downstream.start()
+    try:
+        lab = TracerProvider()
+        lab.add_span_processor(SimpleSpanProcessor(exporter))
+        with lab.get_tracer("lab").start_as_current_span("lab submits") as root:
+            headers = [(k, v.encode()) for k, v in current_trace_headers().items()]
+            await produce(
+                settings.kafka_bootstrap, first, [("s1", ping_record("s1", 0))], headers=headers
+            )
+        await wait_for(
+            partial(count_applied, database, downstream_schema, 1), what="event applied downstream"
+        )
+    finally:
+        await upstream.stop()
+        await downstream.stop()
+        conn = await asyncpg.connect(database)
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{downstream_schema}" CASCADE')
+        await conn.close()
+
+    trace_id = root.get_span_context().trace_id
+    spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
+    by_id = {s.context.span_id: s for s in spans}
+
+    def destination(span: object) -> object:
+        return getattr(span, "attributes", {}).get("messaging.destination.name")
+
+    consumed_first = [s for s in spans if s.kind == SpanKind.CONSUMER and destination(s) == first]
+    relayed = [s for s in spans if s.kind == SpanKind.PRODUCER and destination(s) == second]
+    consumed_second = [s for s in spans if s.kind == SpanKind.CONSUMER and destination(s) == second]
+    assert consumed_first, f"no consume span for {first} in the trace: {[s.name for s in spans]}"
+    assert relayed, "the relay's publish span is not in the trace"
+    assert consumed_second, "the downstream consume span is not in the trace"
+
+    def ancestors(span_id: int) -> set[int]:
+        seen: set[int] = set()
+        span = by_id.get(span_id)
+        while span is not None and span.parent is not None:
+            seen.add(span.parent.span_id)
+            span = by_id.get(span.parent.span_id)
+        return seen
+
+    # The chain is causal, not just the same trace id.
+    assert ancestors(relayed[0].context.span_id) & {s.context.span_id for s in consumed_first}
+    assert relayed[0].context.span_id in ancestors(consumed_second[0].context.span_id)
+    assert any(s.resource.attributes["service.name"] == "test-trace-down" for s in consumed_second)
