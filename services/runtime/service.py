@@ -109,7 +109,7 @@ class Service:
     async def start(self) -> None:
         await self.open_database()
         await self.broker.start()
-        self.start_relay()
+        await self.start_relay()
 
     async def open_database(self) -> None:
         instrument_asyncpg(self.tracer_provider)
@@ -125,7 +125,7 @@ class Service:
             log.info("%s: applied migrations %s", self.name, ", ".join(applied))
         self._pool = await create_pool(self.settings, self.schema)
 
-    def start_relay(self) -> None:
+    async def start_relay(self) -> None:
         if self._with_relay:
             self.relay = OutboxRelay(self.settings, self.pool, self.schema, self.tracer_provider)
             self.relay.start()

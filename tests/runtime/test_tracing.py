@@ -6,7 +6,7 @@ import uuid
 from functools import partial
 
 import asyncpg
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -75,8 +75,12 @@ async def test_trace_survives_the_outbox(
     spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
     by_id = {s.context.span_id: s for s in spans}
 
-    def destination(span: object) -> object:
-        return getattr(span, "attributes", {}).get("messaging.destination.name")
+    def destination(span: ReadableSpan) -> object:
+        attributes = span.attributes or {}
+        # FastStream names the consumed topic "messaging.destination_publish.name".
+        return attributes.get("messaging.destination.name") or attributes.get(
+            "messaging.destination_publish.name"
+        )
 
     consumed_first = [s for s in spans if s.kind == SpanKind.CONSUMER and destination(s) == first]
     relayed = [s for s in spans if s.kind == SpanKind.PRODUCER and destination(s) == second]
