@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,9 @@ class Service:
             logger=logging.getLogger(f"frontier_review.{name}.broker"),
         )
         self.consumers: list[EventConsumer] = []
+        self.produced: list[Topic] = []
+        self._background: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._pool: Pool | None = None
         self.relay: OutboxRelay | None = None
         self._with_relay = relay
@@ -106,6 +110,34 @@ class Service:
         self.consumers.append(consumer)
         return consumer
 
+    def publishes(self, topic: Topic) -> None:
+        """Declare that this service writes ``topic`` (through its outbox): documents it."""
+        self.produced.append(topic)
+        self.broker.publisher(
+            topic.name,
+            title=f"{topic.name}:send",
+            description=topic.description or f"Events written by {self.name}.",
+        )
+
+    def background(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` (e.g. a scheduler or worker loop) while the service runs.
+
+        It starts after the database is ready, is cancelled at shutdown, and is
+        restarted after an unexpected error so one bad iteration can't stop it.
+        """
+        self._background.append(job)
+
+    async def _supervise(self, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await job()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: background job %s failed; restarting", self.name, job)
+                await asyncio.sleep(1.0)
+
     async def start(self) -> None:
         await self.open_database()
         await self.broker.start()
@@ -126,15 +158,21 @@ class Service:
         self._pool = await create_pool(self.settings, self.schema)
 
     async def start_relay(self) -> None:
+        """Start the outbox relay and the background jobs (after consumers are up)."""
         if self._with_relay:
             self.relay = OutboxRelay(self.settings, self.pool, self.schema, self.tracer_provider)
             self.relay.start()
+        self._tasks = [asyncio.create_task(self._supervise(job)) for job in self._background]
 
     async def stop(self) -> None:
         await self.broker.stop()
         await self.close()
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         if self.relay is not None:
             await self.relay.stop()
             self.relay = None
