@@ -73,6 +73,7 @@ class Delivery:
     conn: Connection
     outbox: Outbox
     origin: RecordOrigin
+    raw: bytes  # the record value as sent: signatures are verified over it, not a re-dump
 
 
 @dataclass(frozen=True)
@@ -156,9 +157,11 @@ class EventConsumer:
         except ContractViolation as violation:
             await self._invalid(record, raw, violation, origin)
             return
-        await self._apply(record, event, origin)
+        await self._apply(record, raw, event, origin)
 
-    async def _apply(self, record: Any, event: CloudEvent[Event], origin: RecordOrigin) -> None:
+    async def _apply(
+        self, record: Any, raw: bytes, event: CloudEvent[Event], origin: RecordOrigin
+    ) -> None:
         extra = {
             "topic": origin.topic,
             "offset": origin.offset,
@@ -182,7 +185,9 @@ class EventConsumer:
                     if not fresh:
                         log.info("duplicate event ignored", extra=extra)
                         return
-                    await self.handler(Delivery(event, conn, Outbox(conn, self.source), origin))
+                    await self.handler(
+                        Delivery(event, conn, Outbox(conn, self.source), origin, raw)
+                    )
                 return
             except TRANSIENT_ERRORS:
                 log.warning("infrastructure error; record will be redelivered", extra=extra)
