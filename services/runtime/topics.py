@@ -50,6 +50,9 @@ async def ensure_topics(bootstrap: str, plans: Iterable[TopicPlan]) -> list[str]
                     for p in missing
                 ]
             )
+            # Metadata names the leader before the broker has taken the role; the
+            # first produce would only be retried (NotLeaderForPartition). Settle.
+            await asyncio.sleep(0.5)
         return [p.name for p in missing]
     finally:
         await admin.close()

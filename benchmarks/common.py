@@ -1,0 +1,125 @@
+"""Shared pieces of the benchmarks: percentiles, the machine, the raw baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.runtime.topics import TopicPlan, ensure_topics
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    messages: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return self.messages / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    def row(self, baseline: Run | None = None) -> str:
+        ratio = f"{self.throughput / baseline.throughput:.3f}" if baseline else "1 (baseline)"
+        return (
+            f"| {self.name} | {self.messages} | {self.throughput:,.0f} | {ratio} | "
+            f"{self.percentile(50):.1f} | {self.percentile(99):.1f} |"
+        )
+
+
+HEADER = (
+    "| run | messages | msg/s | throughput ratio to raw | p50 ms | p99 ms |\n"
+    "|---|---|---|---|---|---|"
+)
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {memory_gib:.0f} GiB, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+    )
+
+
+async def fresh_topic(bootstrap: str, prefix: str, partitions: int = 6) -> str:
+    name = f"bench.{prefix}.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, [TopicPlan(name, partitions), TopicPlan(f"{name}.dlq", 1)])
+    return name
+
+
+def stamp(value: bytes) -> float:
+    """The send time (epoch seconds) a benchmark CloudEvent carries in ``data.sent``."""
+    sent: float = json.loads(value)["data"]["sent"]
+    return sent
+
+
+async def drain(
+    bootstrap: str, topic: str, expected: int, ready: asyncio.Event, *, committed_only: bool
+) -> tuple[list[float], float]:
+    """Consume ``expected`` records; returns per-record latency (ms) and the end time."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
+    )
+    await consumer.start()
+    ready.set()
+    latencies: list[float] = []
+    try:
+        while len(latencies) < expected:
+            batch = await consumer.getmany(timeout_ms=1000)
+            now = time.time()
+            for records in batch.values():
+                latencies += [(now - stamp(r.value or b"")) * 1000 for r in records]
+    finally:
+        await consumer.stop()
+    return latencies, time.perf_counter()
+
+
+async def produce_paced(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> float:
+    """Produce with the same settings as the services (idempotent, acks=all)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        for key, value in payloads:
+            await producer.send(topic, value=value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return started
+
+
+async def raw_baseline(
+    bootstrap: str, make: Callable[[int], tuple[bytes, bytes]], messages: int
+) -> Run:
+    """Raw aiokafka produce -> consume on the same broker: the physical baseline."""
+    topic = await fresh_topic(bootstrap, "raw")
+    ready = asyncio.Event()
+    consumer = asyncio.create_task(drain(bootstrap, topic, messages, ready, committed_only=False))
+    await ready.wait()
+    await asyncio.sleep(1.0)  # let the group assignment settle before the clock starts
+    started = await produce_paced(bootstrap, topic, [make(i) for i in range(messages)])
+    latencies, ended = await consumer
+    return Run("raw aiokafka produce -> consume", messages, ended - started, latencies)
