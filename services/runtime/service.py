@@ -105,6 +105,7 @@ class Service:
             settings=self.settings,
             source=self.source,
             on_invalid=on_invalid,
+            tracer_provider=self.tracer_provider,
         )
         consumer.subscribe()
         self.consumers.append(consumer)

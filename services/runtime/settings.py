@@ -21,7 +21,9 @@ class RuntimeSettings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 10
 
-    # Consumers
+    # Consumers: a fetched batch is applied with one Postgres commit per run of
+    # good records (see consumer.py); 1 means a commit per record.
+    consumer_batch_size: int = 200
     max_message_bytes: int = 1_000_000
     handler_max_attempts: int = 3
     handler_retry_backoff_s: float = 0.2

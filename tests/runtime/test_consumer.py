@@ -143,6 +143,7 @@ async def test_consumer_process_stopped_mid_stream_loses_and_doubles_nothing(
         "TEST_TOPIC": topic,
         "TEST_DELAY": "0.01",  # slow enough to be stopped mid-stream
         "FR_GRACEFUL_TIMEOUT_S": "5",
+        "FR_CONSUMER_BATCH_SIZE": "20",  # small batches: a stop lands mid-stream
         "FR_LOG_JSON": "false",
     }
     command = [sys.executable, "-m", "tests.runtime.support"]
