@@ -1,0 +1,29 @@
+"""Local trace files and JSON logs carry the service name and the trace ids."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from services.runtime.settings import RuntimeSettings
+from services.runtime.telemetry import JsonLogFormatter, build_tracer_provider
+
+
+def test_jsonl_exporter_and_json_logs_share_the_trace_id(tmp_path: Path) -> None:
+    settings = RuntimeSettings(
+        service_name="intake", otel_exporter="jsonl", otel_file=tmp_path / "traces.jsonl"
+    )
+    provider = build_tracer_provider(settings)
+    record = logging.LogRecord("intake", logging.INFO, __file__, 1, "accepted %s", ("s1",), None)
+    with provider.get_tracer("test").start_as_current_span("decide") as span:
+        line = json.loads(JsonLogFormatter().format(record))
+    provider.shutdown()
+
+    spans = [json.loads(text) for text in settings.otel_file.read_text().splitlines()]
+    assert [s["name"] for s in spans] == ["decide"]
+    assert spans[0]["resource"]["attributes"]["service.name"] == "intake"
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    assert spans[0]["context"]["trace_id"] == f"0x{trace_id}"
+    assert line["trace_id"] == trace_id
+    assert line["message"] == "accepted s1"
