@@ -124,6 +124,8 @@ def decode(raw: bytes, event_types: Mapping[str, type[Event]]) -> CloudEvent[Eve
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ContractViolation("malformed_json", str(exc)) from exc
+    except RecursionError as exc:  # e.g. 5000 nested arrays: hostile, not a CloudEvent
+        raise ContractViolation("malformed_json", "JSON nested too deeply") from exc
     if not isinstance(document, dict):
         raise ContractViolation("invalid_envelope", "a CloudEvent must be a JSON object")
     try:

@@ -134,12 +134,19 @@ class EventConsumer:
             records = msg.raw_message
             await consumer.process_batch(records if isinstance(records, tuple) else (records,))
 
+        async def undecoded(msg: Any) -> Any:
+            # The runtime decodes, and answers or dead-letters what it can't;
+            # FastStream must not json-parse the body first (a parse error there
+            # would nack the record forever and stall its partition).
+            return msg.body
+
         consume.__name__ = self.name.replace("-", "_").replace(".", "_")
         self.broker.subscriber(
             self.topic,
             group_id=self.name,
             batch=True,
             max_records=self.settings.consumer_batch_size,
+            decoder=undecoded,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             isolation_level="read_committed",  # never see an aborted relay batch

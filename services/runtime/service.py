@@ -141,8 +141,8 @@ class Service:
 
     async def start(self) -> None:
         await self.open_database()
-        await self.broker.start()
         await self.start_relay()
+        await self.broker.start()
 
     async def open_database(self) -> None:
         instrument_asyncpg(self.tracer_provider)
@@ -159,7 +159,7 @@ class Service:
         self._pool = await create_pool(self.settings, self.schema)
 
     async def start_relay(self) -> None:
-        """Start the outbox relay and the background jobs (after consumers are up)."""
+        """Start the outbox relay and the background jobs (they need only the database)."""
         if self._with_relay:
             self.relay = OutboxRelay(self.settings, self.pool, self.schema, self.tracer_provider)
             self.relay.start()
@@ -186,8 +186,10 @@ class Service:
         """The FastStream application; its signal handling gives graceful shutdown."""
         return FastStream(
             self.broker,
-            on_startup=[self.open_database],
-            after_startup=[self.start_relay],
+            # The relay and the jobs start before the broker: joining a consumer
+            # group can wait out a dead member's session, and a due window must
+            # not wait for that.
+            on_startup=[self.open_database, self.start_relay],
             after_shutdown=[self.close],
         )
 

@@ -31,7 +31,32 @@ _instrumented = False
 
 
 def _jsonl(span: ReadableSpan) -> str:
-    return json.dumps(json.loads(span.to_json()), separators=(",", ":")) + "\n"
+    try:
+        text: str = span.to_json(indent=None)
+        return text + "\n"
+    except TypeError:
+        # A bytes attribute (FastStream records the Kafka key as bytes) is not
+        # JSON: write it as text rather than lose the span.
+        attributes = {
+            key: value.decode(errors="replace") if isinstance(value, bytes) else value
+            for key, value in (span.attributes or {}).items()
+        }
+        readable = ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=attributes,
+            events=span.events,
+            links=span.links,
+            kind=span.kind,
+            status=span.status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+        cleaned: str = readable.to_json(indent=None)
+        return cleaned + "\n"
 
 
 def build_tracer_provider(

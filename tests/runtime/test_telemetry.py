@@ -27,3 +27,13 @@ def test_jsonl_exporter_and_json_logs_share_the_trace_id(tmp_path: Path) -> None
     assert spans[0]["context"]["trace_id"] == f"0x{trace_id}"
     assert line["trace_id"] == trace_id
     assert line["message"] == "accepted s1"
+
+
+def test_a_bytes_attribute_does_not_lose_the_span(tmp_path: Path) -> None:
+    settings = RuntimeSettings(otel_exporter="jsonl", otel_file=tmp_path / "traces.jsonl")
+    provider = build_tracer_provider(settings)
+    with provider.get_tracer("test").start_as_current_span("publish") as span:
+        span.set_attribute("messaging.kafka.message.key", b"submission-1")
+    provider.shutdown()
+    (written,) = [json.loads(t) for t in settings.otel_file.read_text().splitlines()]
+    assert written["attributes"]["messaging.kafka.message.key"] == "submission-1"
