@@ -16,10 +16,18 @@ from contracts.events.common import (
     ModelInfo,
     PolicyVersion,
     Rejection,
+    Sha256Hex,
     Slug,
     Text,
 )
 from contracts.sensitivity import PUBLIC, RESTRICTED
+
+BODY_SHA256_DESCRIPTION = (
+    "SHA-256 (hex) of the RFC 8785 canonical JSON of the SubmissionFiled data as sent, "
+    "without its signature member: lets a lab match a decision to the body it sent. "
+    "A re-sent identical submission (same body, new signature) is a duplicate and gets "
+    "no second decision; the one with this digest stands."
+)
 
 
 class AcceptanceReason(StrEnum):
@@ -64,6 +72,7 @@ class SubmissionAccepted(Event):
         description="When the window closes (accepted_at + review_days).", json_schema_extra=PUBLIC
     )
     filed_event_id: EventId = Field(description="CloudEvent id of the SubmissionFiled.")
+    body_sha256: Sha256Hex | None = Field(default=None, description=BODY_SHA256_DESCRIPTION)
 
     @model_validator(mode="after")
     def _window(self) -> Self:
@@ -96,6 +105,11 @@ class SubmissionRejected(_IntakeRejection):
     """A SubmissionFiled was refused; reason code, text and failing field paths tell why."""
 
     TYPE: ClassVar[str] = "frontier_review.intake.SubmissionRejected"
+
+    body_sha256: Sha256Hex | None = Field(
+        default=None,
+        description=BODY_SHA256_DESCRIPTION + " Set when the refused body could be read.",
+    )
 
 
 class WithdrawalRejected(_IntakeRejection):

@@ -1,0 +1,205 @@
+"""Intake's decisions: accept or refuse a filing, withdraw, close a window.
+
+Plain functions over contract models: the handlers feed them what the
+repository found and publish what they return.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from contracts.events.common import RejectionReason, make_model_id
+from contracts.events.intake import (
+    ReviewWindowClosed,
+    SubmissionAccepted,
+    SubmissionRejected,
+    SubmissionWithdrawn,
+    WithdrawalRejected,
+)
+from contracts.events.lab import SubmissionFiled, WithdrawalRequested
+from services.intake.clock import review_days, window_length
+from services.intake.criteria import CoverageCriteria, assess_coverage
+from services.intake.trust import Refusal
+
+MAX_TEXT = 4000
+# Deterministic ids: a second close of the same window could not even be queued
+# (the outbox's event_id is unique).
+WINDOW_EVENT_NAMESPACE = UUID("2f0b6c1e-8d4a-4f3b-9c2e-5a7d1e0f3b64")
+
+
+class SubmissionState(StrEnum):
+    ACCEPTED = "accepted"  # review window open
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+    CLOSED = "closed"  # review window closed at its deadline
+
+
+class HistoryKind(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+    WITHDRAWN = "withdrawn"
+    WITHDRAWAL_REJECTED = "withdrawal_rejected"
+    WINDOW_CLOSED = "window_closed"
+
+
+@dataclass(frozen=True)
+class FiledSubmission:
+    """A submission id bound to one body: the first filing intake decided on its content."""
+
+    submission_id: UUID
+    lab_id: str
+    state: SubmissionState
+    body_sha256: str
+    filed_event_id: str
+    model_id: str | None
+    deadline: datetime | None
+    reason: str
+    detail: str
+
+
+def text(value: str) -> str:
+    """Fit a human-readable text into the contract's Text (1..4000 characters)."""
+    return (value or "-")[:MAX_TEXT]
+
+
+def check_endpoint(filed: SubmissionFiled, *, allow_http: bool) -> Refusal | None:
+    scheme = filed.evaluation_access.endpoint.scheme
+    if scheme == "https" or (allow_http and scheme == "http"):
+        return None
+    return Refusal(
+        RejectionReason.ENDPOINT_NOT_HTTPS,
+        f"the evaluation endpoint must use https (got {scheme}://); "
+        "the agency does not send model traffic over plain http",
+    )
+
+
+def decide_filing(
+    filed: SubmissionFiled,
+    *,
+    event_id: str,
+    body_sha256: str,
+    criteria: CoverageCriteria,
+    now: datetime,
+    seconds_per_day: float,
+    allow_http: bool,
+) -> SubmissionAccepted | Refusal:
+    """Accept a covered model with an https endpoint; the window opens now."""
+    refusal = check_endpoint(filed, allow_http=allow_http)
+    if refusal is not None:
+        return refusal
+    coverage = assess_coverage(filed.model, criteria)
+    if coverage.reason is None:
+        return Refusal(RejectionReason.NOT_COVERED_MODEL, coverage.detail)
+    days = review_days(filed.requested_review_days)
+    deadline = now + window_length(days, seconds_per_day)
+    return SubmissionAccepted(
+        submission_id=filed.submission_id,
+        lab_id=filed.lab_id,
+        model_id=make_model_id(filed.lab_id, filed.model.name, filed.model.version),
+        model=filed.model,
+        evaluation_access=filed.evaluation_access,
+        reason=coverage.reason,
+        detail=text(
+            f"{coverage.detail}; review window of {days} days until {deadline:%Y-%m-%d %H:%M:%S %Z}"
+        ),
+        criteria_version=criteria.version,
+        requested_review_days=filed.requested_review_days,
+        review_days=days,
+        accepted_at=now,
+        deadline=deadline,
+        filed_event_id=event_id,
+        body_sha256=body_sha256,
+    )
+
+
+def refiled(existing: FiledSubmission, body_sha256: str) -> Refusal | None:
+    """Same id again: None for an identical body (a duplicate), else a conflict."""
+    if existing.body_sha256 == body_sha256:
+        return None
+    return Refusal(
+        RejectionReason.CONFLICT,
+        f"submission {existing.submission_id} was already filed (event {existing.filed_event_id}) "
+        f"with a different body; its outcome ({existing.state}) stands. "
+        "File a different submission under a new submission_id.",
+    )
+
+
+def decide_withdrawal(
+    request: WithdrawalRequested, existing: FiledSubmission | None
+) -> Refusal | None:
+    """A lab may withdraw its own accepted submission while the review window is open."""
+    if existing is None:
+        return Refusal(
+            RejectionReason.UNKNOWN_SUBMISSION,
+            f"no filed submission {request.submission_id} (rejected inputs do not file one)",
+        )
+    if existing.lab_id != request.lab_id:
+        return Refusal(
+            RejectionReason.NOT_OWNER,
+            f"submission {request.submission_id} was not filed by lab {request.lab_id!r}",
+        )
+    if existing.state is not SubmissionState.ACCEPTED:
+        return Refusal(
+            RejectionReason.INVALID_STATE,
+            f"submission {request.submission_id} is {existing.state}; only an accepted "
+            "submission whose review window is open can be withdrawn",
+        )
+    return None
+
+
+def rejection(
+    kind: type[SubmissionRejected] | type[WithdrawalRejected],
+    refusal: Refusal,
+    *,
+    submission_id: UUID | None,
+    lab_id: str | None,
+    event_id: str | None,
+    now: datetime,
+    body_sha256: str | None = None,
+) -> SubmissionRejected | WithdrawalRejected:
+    answer = kind(
+        reason=refusal.reason,
+        detail=text(refusal.detail),
+        field_errors=list(refusal.field_errors[:100]),
+        rejected_event_id=event_id,
+        rejected_at=now,
+        submission_id=submission_id,
+        lab_id=lab_id,
+    )
+    if isinstance(answer, SubmissionRejected) and body_sha256 is not None:
+        answer = answer.model_copy(update={"body_sha256": body_sha256})
+    return answer
+
+
+def withdrawn(
+    request: WithdrawalRequested, existing: FiledSubmission, *, event_id: str, now: datetime
+) -> SubmissionWithdrawn:
+    return SubmissionWithdrawn(
+        submission_id=request.submission_id,
+        lab_id=request.lab_id,
+        model_id=existing.model_id,
+        reason=request.reason,
+        withdrawn_at=now,
+        requested_event_id=event_id,
+    )
+
+
+def window_closed(
+    submission_id: UUID, lab_id: str, model_id: str, deadline: datetime, now: datetime
+) -> ReviewWindowClosed:
+    return ReviewWindowClosed(
+        submission_id=submission_id,
+        lab_id=lab_id,
+        model_id=model_id,
+        deadline=deadline,
+        closed_at=now,
+    )
+
+
+def window_closed_event_id(submission_id: UUID) -> str:
+    return str(uuid.uuid5(WINDOW_EVENT_NAMESPACE, f"{submission_id}/review-window-closed"))

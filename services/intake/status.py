@@ -1,0 +1,64 @@
+"""A submission's state and history, as the status CLI and HTTP endpoint show it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+NOT_FILED = "not_filed"  # only refused inputs named this id: nothing is bound to it
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: datetime
+    kind: str
+    event_id: str | None
+    reason: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class SubmissionStatus:
+    submission_id: UUID
+    state: str
+    lab_id: str | None = None
+    model_id: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    criteria_version: str | None = None
+    review_days: int | None = None
+    received_at: datetime | None = None
+    deadline: datetime | None = None
+    withdrawn_at: datetime | None = None
+    closed_at: datetime | None = None
+    filed_event_id: str | None = None
+    body_sha256: str | None = None
+    history: list[HistoryEntry] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, datetime):
+                return value.isoformat()
+            if isinstance(value, UUID):
+                return str(value)
+            if isinstance(value, list):
+                return [plain(item) for item in value]
+            if isinstance(value, dict):
+                return {key: plain(item) for key, item in value.items()}
+            return value
+
+        result: dict[str, Any] = plain(asdict(self))
+        return result
+
+
+def not_filed(submission_id: UUID, history: list[HistoryEntry]) -> SubmissionStatus:
+    last = history[-1]
+    return SubmissionStatus(
+        submission_id=submission_id,
+        state=NOT_FILED,
+        reason=last.reason,
+        detail="every input naming this submission id was refused; see history",
+        history=history,
+    )

@@ -1,0 +1,243 @@
+"""Publish signed lab input to Kafka and follow what intake answered."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+from uuid import UUID
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from contracts import CloudEvent, ContractViolation, Event, decode, encode, make_event
+from contracts.events.common import RejectionReason, SignedEvent
+from contracts.events.intake import (
+    ReviewWindowClosed,
+    SubmissionAccepted,
+    SubmissionRejected,
+    SubmissionWithdrawn,
+    WithdrawalRejected,
+)
+from contracts.events.lab import ComplianceAcknowledged, SubmissionFiled, WithdrawalRequested
+from contracts.registry import TOPIC_BY_NAME, subject_for
+from services.labclient.signing import (
+    body_sha256,
+    build_acknowledgement,
+    build_submission,
+    build_withdrawal,
+)
+
+INTAKE_EVENT_TYPES = TOPIC_BY_NAME["intake.events"].event_types
+# Rejections on a submission's content bind its id to that body, like an acceptance:
+# re-sending the same body is a duplicate of that decision.
+BINDING_REJECTIONS = frozenset(
+    {RejectionReason.NOT_COVERED_MODEL, RejectionReason.ENDPOINT_NOT_HTTPS}
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Intake's answer to one published input."""
+
+    status: str  # accepted | rejected | duplicate | withdrawn | withdrawal_rejected
+    event: CloudEvent[Event]
+    summary: str
+
+
+def describe(event: CloudEvent[Event]) -> str:
+    """One line for a human, for any intake event."""
+    data = event.data
+    if isinstance(data, SubmissionAccepted):
+        return (
+            f"accepted ({data.reason}): review window of {data.review_days} days, "
+            f"deadline {data.deadline.isoformat()}; model id {data.model_id}"
+        )
+    if isinstance(data, SubmissionRejected | WithdrawalRejected):
+        what = "withdrawal rejected" if isinstance(data, WithdrawalRejected) else "rejected"
+        fields = "".join(f"\n    {e.path}: {e.message}" for e in data.field_errors)
+        return f"{what} ({data.reason}): {data.detail}{fields}"
+    if isinstance(data, SubmissionWithdrawn):
+        return f"withdrawn at {data.withdrawn_at.isoformat()}"
+    if isinstance(data, ReviewWindowClosed):
+        return f"review window closed at {data.closed_at.isoformat()}"
+    return event.type
+
+
+def answer_to(sent: CloudEvent[Any], event: CloudEvent[Event]) -> Outcome | None:
+    """``event`` as the answer to ``sent``, or None when it answers something else."""
+    data = event.data
+    if isinstance(sent.data, WithdrawalRequested):
+        if isinstance(data, SubmissionWithdrawn) and data.requested_event_id == sent.id:
+            return Outcome("withdrawn", event, describe(event))
+        if isinstance(data, WithdrawalRejected) and data.rejected_event_id == sent.id:
+            return Outcome("withdrawal_rejected", event, describe(event))
+        return None
+    if not isinstance(sent.data, SubmissionFiled):
+        return None
+    if isinstance(data, SubmissionAccepted):
+        if data.filed_event_id == sent.id:
+            return Outcome("accepted", event, describe(event))
+        if data.body_sha256 == body_sha256(sent.data):
+            return Outcome("duplicate", event, f"duplicate; the original stands: {describe(event)}")
+    if isinstance(data, SubmissionRejected):
+        if data.rejected_event_id == sent.id:
+            return Outcome("rejected", event, describe(event))
+        if data.reason in BINDING_REJECTIONS and data.body_sha256 == body_sha256(sent.data):
+            return Outcome("duplicate", event, f"duplicate; the original stands: {describe(event)}")
+    return None
+
+
+class LabClient:
+    """One lab's identity (lab id, key id, private key) and its Kafka connection.
+
+    Use as ``async with LabClient(...) as client:``; building and signing work
+    without a broker, following works without a key.
+    """
+
+    def __init__(
+        self,
+        *,
+        lab_id: str,
+        key_id: str | None = None,
+        key: Ed25519PrivateKey | None = None,
+        bootstrap: str = "127.0.0.1:19092",
+        submissions_topic: str = "lab.submissions",
+        events_topic: str = "intake.events",
+        compliance_topic: str = "lab.compliance",
+    ) -> None:
+        self.lab_id = lab_id
+        self.key_id = key_id
+        self.key = key
+        self.bootstrap = bootstrap
+        self.submissions_topic = submissions_topic
+        self.events_topic = events_topic
+        self.compliance_topic = compliance_topic
+        self.source = f"/labs/{lab_id}"
+        self._producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    # building (no broker needed) ------------------------------------------------------
+    def _identity(self) -> tuple[Ed25519PrivateKey, str]:
+        if self.key is None or self.key_id is None:
+            raise ValueError("signing needs the lab's private key and its registered key id")
+        return self.key, self.key_id
+
+    def submission(self, manifest: dict[str, Any]) -> SubmissionFiled:
+        return build_submission(manifest, *self._identity())
+
+    def withdrawal(self, submission_id: UUID, reason: str | None = None) -> WithdrawalRequested:
+        key, key_id = self._identity()
+        return build_withdrawal(submission_id, self.lab_id, key, key_id, reason=reason)
+
+    def acknowledgement(self, fields: dict[str, Any]) -> ComplianceAcknowledged:
+        return build_acknowledgement(fields, *self._identity())
+
+    def envelope(self, data: SignedEvent) -> CloudEvent[SignedEvent]:
+        """The CloudEvent to publish: subject = the record key (submission or model id)."""
+        return make_event(data, source=self.source, subject=subject_for(data))
+
+    # publishing -----------------------------------------------------------------------
+    def topic_for(self, event: CloudEvent[Any]) -> str:
+        if isinstance(event.data, ComplianceAcknowledged):
+            return self.compliance_topic
+        return self.submissions_topic
+
+    async def publish(self, event: CloudEvent[Any]) -> CloudEvent[Any]:
+        """Send and wait for the broker's acknowledgement; the key is the subject."""
+        producer = await self._started_producer()
+        await producer.send_and_wait(
+            self.topic_for(event),
+            value=encode(event),
+            key=event.subject.encode(),
+            headers=[("content-type", b"application/cloudevents+json")],
+        )
+        return event
+
+    async def submit(self, manifest: dict[str, Any]) -> CloudEvent[SubmissionFiled]:
+        event = self.envelope(self.submission(manifest))
+        await self.publish(event)
+        return event  # type: ignore[return-value]
+
+    async def withdraw(
+        self, submission_id: UUID, reason: str | None = None
+    ) -> CloudEvent[WithdrawalRequested]:
+        event = self.envelope(self.withdrawal(submission_id, reason))
+        await self.publish(event)
+        return event  # type: ignore[return-value]
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all"
+            )
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    # following ------------------------------------------------------------------------
+    async def follow(
+        self, submission_id: UUID, *, seconds: float = 30.0
+    ) -> AsyncIterator[CloudEvent[Event]]:
+        """Intake's events about ``submission_id``, oldest first, for ``seconds``.
+
+        Reads only the partition the submission id hashes to (the producer's
+        default partitioner), from its beginning, committed records only.
+        """
+        key = str(submission_id).encode()
+        # The partition the producer's default partitioner picked for this key.
+        producer = await self._started_producer()
+        partitions = sorted(await producer.partitions_for(self.events_topic))
+        partition = TopicPartition(
+            self.events_topic, DefaultPartitioner()(key, partitions, partitions)
+        )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        try:
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + seconds
+            while (left := deadline - loop.time()) > 0:
+                batch = await consumer.getmany(partition, timeout_ms=int(min(left, 0.5) * 1000))
+                for record in batch.get(partition, []):
+                    if record.key != key or record.value is None:
+                        continue
+                    try:
+                        yield decode(record.value, INTAKE_EVENT_TYPES)
+                    except ContractViolation:
+                        continue  # a newer event type this client doesn't know
+        finally:
+            await consumer.stop()
+
+    async def outcome(self, sent: CloudEvent[Any], *, within_s: float = 30.0) -> Outcome:
+        """Wait for intake's answer to ``sent`` (a filing or a withdrawal)."""
+        submission_id: UUID = sent.data.submission_id
+        async for event in self.follow(submission_id, seconds=within_s):
+            answer = answer_to(sent, event)
+            if answer is not None:
+                return answer
+        raise TimeoutError(f"no answer to event {sent.id} within {within_s:g} s")

@@ -1,0 +1,131 @@
+"""The operator CLI and the lab CLI, run as the processes people run, against a live intake."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from contracts.events.common import signing_input
+from tests.intake.conftest import Rig
+
+EXAMPLES = Path(__file__).parents[2] / "services/labclient/examples"
+
+
+async def run(env: dict[str, str], module: str, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 90)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_operator_and_lab_command_lines(rig: Rig, tmp_path: Path) -> None:
+    env = os.environ | {
+        "FR_DATABASE_URL": rig.settings.database_url,
+        "FR_INTAKE_SCHEMA": rig.settings.intake_schema,
+        "FR_KAFKA_BOOTSTRAP": rig.settings.kafka_bootstrap,
+        "FR_LAB_SUBMISSIONS_TOPIC": rig.settings.intake_submissions_topic,
+        "FR_LAB_EVENTS_TOPIC": rig.settings.intake_events_topic,
+        "COLUMNS": "250",
+    }
+
+    async def intake(*args: str) -> tuple[int, str, str]:
+        return await run(env, "services.intake.cli", *args)
+
+    async def lab(*args: str, key: str = "lab.key", key_id: str = "k1") -> tuple[int, str, str]:
+        identity = ["--lab-id", "cli-lab", "--key", str(tmp_path / key), "--key-id", key_id]
+        return await run(env, "services.labclient.cli", *identity, *args)
+
+    # The lab makes a key pair; the agency registers the lab and the public key.
+    code, public, _ = await run(
+        env, "services.labclient.cli", "keygen", "--out", str(tmp_path / "lab.key")
+    )
+    assert code == 0
+    assert stat.S_IMODE((tmp_path / "lab.key").stat().st_mode) == 0o600
+    assert (tmp_path / "lab.key.pub").read_text().strip() == public.strip()
+    assert (await intake("lab", "register", "cli-lab", "--name", "CLI Lab"))[0] == 0
+    code, out, _ = await intake("lab", "register", "cli-lab")
+    assert code == 1 and "registered already" in out
+    assert (
+        await intake("key", "add", "cli-lab", "k1", "--public-key", str(tmp_path / "lab.key.pub"))
+    )[0] == 0
+
+    # Manifest -> signed submission -> decision; re-sends are duplicates.
+    manifest = tmp_path / "submission.yaml"
+    code, _, _ = await run(
+        env, "services.labclient.cli", "init-manifest", str(manifest), "--lab-id", "cli-lab"
+    )
+    assert code == 0
+    submission_id = yaml.safe_load(manifest.read_text())["submission_id"]
+    code, _, err = await lab("submit", str(manifest))
+    assert code == 0 and "accepted (covered_by_compute)" in err, err
+    code, _, err = await lab("build", str(manifest), "-o", str(tmp_path / "filed.json"))
+    assert code == 0
+    code, _, err = await lab("publish", str(tmp_path / "filed.json"))
+    assert code == 0 and "duplicate; the original stands: accepted" in err, err
+    code, out, _ = await lab("follow", submission_id, "--timeout", "2")
+    assert code == 0 and "accepted (covered_by_compute)" in out
+
+    # Status, then withdrawal.
+    code, out, _ = await intake("status", submission_id)
+    assert code == 0 and "accepted" in out and "duplicate" in out
+    code, _, err = await lab("withdraw", submission_id, "--reason", "release postponed")
+    assert code == 0 and "withdrawn" in err, err
+    code, out, _ = await intake("status", submission_id, "--json")
+    status = json.loads(out)
+    assert status["state"] == "withdrawn"
+    assert [h["kind"] for h in status["history"]] == ["accepted", "duplicate", "withdrawn"]
+
+    # Rotation and revocation.
+    code, _, _ = await run(
+        env, "services.labclient.cli", "keygen", "--out", str(tmp_path / "new.key")
+    )
+    code, out, _ = await intake(
+        "key",
+        "rotate",
+        "cli-lab",
+        "k2",
+        "--public-key",
+        str(tmp_path / "new.key.pub"),
+        "--overlap-hours",
+        "1",
+    )
+    assert code == 0 and "key k1 stays valid until" in out
+    assert (await intake("key", "revoke", "cli-lab", "k2", "--reason", "test"))[0] == 0
+    code, out, _ = await intake("key", "list", "cli-lab")
+    assert code == 0 and "revoked" in out and "valid" in out
+    second = tmp_path / "second.yaml"
+    await run(env, "services.labclient.cli", "init-manifest", str(second), "--lab-id", "cli-lab")
+    code, _, err = await lab("submit", str(second), key="new.key", key_id="k2")
+    assert code == 2 and "rejected (revoked_key)" in err, err
+    code, _, err = await lab("submit", str(second))  # the old key, inside its overlap
+    assert code == 0 and "accepted" in err, err
+
+    # Compliance acknowledgements are signed by the same client.
+    code, _, err = await lab("acknowledge", str(EXAMPLES / "acknowledgement.yaml"), "--no-publish")
+    assert code == 1 and "is not --lab-id 'cli-lab'" in err, "a lab signs only its own input"
+    ack = yaml.safe_load((EXAMPLES / "acknowledgement.yaml").read_text())
+    ack |= {"lab_id": "cli-lab", "model_id": "cli-lab/frontier-1@2026-01-10"}
+    (tmp_path / "ack.yaml").write_text(yaml.safe_dump(ack))
+    code, out, err = await lab("acknowledge", str(tmp_path / "ack.yaml"), "--no-publish")
+    assert code == 0, err
+    event = json.loads(out)
+    signature = base64.b64decode(event["data"]["signature"]["value"])
+    public_key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public))
+    public_key.verify(signature, signing_input(event["data"]))  # raises if it doesn't verify
+    assert event["subject"] == "cli-lab/frontier-1@2026-01-10"

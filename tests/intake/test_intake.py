@@ -1,0 +1,431 @@
+"""Intake against the real broker and database: decisions, trust, duplicates, withdrawal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from contracts.events.common import RejectionReason
+from contracts.events.intake import (
+    AcceptanceReason,
+    SubmissionAccepted,
+    SubmissionRejected,
+    SubmissionWithdrawn,
+    WithdrawalRejected,
+)
+from contracts.events.lab import SubmissionFiled
+from services.intake import repository
+from services.intake.trust import LabKey
+from services.labclient import body_sha256
+from services.labclient.client import answer_to
+from tests.intake.conftest import MAX_MESSAGE_BYTES, Rig
+from tests.intake.support import Signer, envelope, manifest, mutated, raw
+
+R = RejectionReason
+
+
+def accepted(event: Any) -> SubmissionAccepted:
+    assert isinstance(event.data, SubmissionAccepted), event.data
+    return event.data
+
+
+def rejected(event: Any) -> SubmissionRejected:
+    assert isinstance(event.data, SubmissionRejected), event.data
+    return event.data
+
+
+async def test_happy_path_accepts_opens_the_window_and_reports_status(rig: Rig) -> None:
+    lab = rig.signers["a1"]
+    filed = lab.filed(manifest(lab.lab_id, requested_review_days=14))
+    event = await rig.publish(filed)
+    answer = await rig.events.answer(event.id)
+    decision = accepted(answer)
+
+    assert answer.subject == str(filed.submission_id)
+    assert decision.reason is AcceptanceReason.COVERED_BY_COMPUTE
+    assert decision.model_id == "lab-a/frontier-1@2026-01-10"
+    assert decision.review_days == 14
+    assert decision.deadline - decision.accepted_at == timedelta(days=14)
+    assert decision.criteria_version == "2026.1"
+    assert decision.body_sha256 == body_sha256(filed)
+    assert decision.evaluation_access.credential_ref == "labs/example-lab/eval-api-key"
+    outcome = answer_to(event, answer)
+    assert outcome is not None and outcome.status == "accepted"
+    record = next(r for r in rig.events.records if json.loads(r.value or b"{}")["id"] == answer.id)
+    assert record.key == str(filed.submission_id).encode(), "keyed by submission id"
+
+    windows = await rig.fetch(
+        "SELECT state, deadline FROM review_windows WHERE submission_id = $1", filed.submission_id
+    )
+    assert [(w["state"], w["deadline"]) for w in windows] == [("open", decision.deadline)]
+
+    async with httpx.AsyncClient(base_url=rig.status_url) as http:
+        status = (await http.get(f"/submissions/{filed.submission_id}")).json()
+        assert (await http.get(f"/submissions/{uuid.uuid4()}")).status_code == 404
+        assert (await http.get("/submissions/not-a-uuid")).status_code == 400
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+    assert status["state"] == "accepted"
+    assert status["deadline"] == decision.deadline.isoformat()
+    assert status["received_at"] == decision.accepted_at.isoformat()
+    assert [(h["kind"], h["event_id"]) for h in status["history"]] == [("accepted", event.id)]
+
+
+async def test_capability_criterion_covers_a_small_model(rig: Rig) -> None:
+    lab = rig.signers["a1"]
+    document = manifest(
+        lab.lab_id,
+        model={"training_compute_flop": 1e24, "declared_capabilities": ["cyber-offense"]},
+    )
+    decision = accepted(await rig.answer(lab.filed(document)))
+    assert decision.reason is AcceptanceReason.COVERED_BY_CAPABILITY
+    assert "cyber-offense" in decision.detail
+
+
+def _stale(rig: Rig) -> SubmissionFiled:
+    lab = rig.signers["a1"]
+    return lab.filed(issued_at=datetime.now(UTC) - timedelta(minutes=10))
+
+
+def _future(rig: Rig) -> SubmissionFiled:
+    lab = rig.signers["a1"]
+    return lab.filed(issued_at=datetime.now(UTC) + timedelta(minutes=10))
+
+
+def _tampered(rig: Rig) -> SubmissionFiled:
+    filed = rig.signers["a1"].filed()
+    return filed.model_copy(update={"requested_review_days": 30})  # changed after signing
+
+
+# Signed inputs that decode but must be refused: (name, build, reason, detail fragment).
+SIGNED_CASES: list[tuple[str, Any, RejectionReason, str]] = [
+    ("unknown lab", lambda rig: Signer("nobody-lab", "n1").filed(), R.UNKNOWN_LAB, "nobody-lab"),
+    (
+        "unknown key",
+        lambda rig: Signer("lab-a", "not-registered").filed(),
+        R.UNKNOWN_KEY,
+        "not-registered",
+    ),
+    ("revoked key", lambda rig: rig.signers["a-revoked"].filed(), R.REVOKED_KEY, "revoked"),
+    ("expired key", lambda rig: rig.signers["a-expired"].filed(), R.EXPIRED_KEY, "expired"),
+    (
+        "key not yet valid",
+        lambda rig: rig.signers["a-future"].filed(),
+        R.EXPIRED_KEY,
+        "not valid before",
+    ),
+    ("bad signature", _tampered, R.BAD_SIGNATURE, "does not verify"),
+    ("stale issued_at", _stale, R.STALE_ISSUED_AT, "before intake's clock"),
+    ("future issued_at", _future, R.FUTURE_ISSUED_AT, "after intake's clock"),
+    (
+        "endpoint not https",
+        lambda rig: rig.signers["a1"].filed(
+            manifest("lab-a", evaluation_access={"endpoint": "http://eval.lab-a.test/v1"})
+        ),
+        R.ENDPOINT_NOT_HTTPS,
+        "https",
+    ),
+    (
+        "not a covered model",
+        lambda rig: rig.signers["a1"].filed(
+            manifest(
+                "lab-a", model={"training_compute_flop": 5e25, "declared_capabilities": ["chat"]}
+            )
+        ),
+        R.NOT_COVERED_MODEL,
+        "5e+25 FLOP < 1e+26 FLOP",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "reason", "fragment"), SIGNED_CASES, ids=[c[0] for c in SIGNED_CASES]
+)
+async def test_signed_input_is_rejected_with_its_reason(
+    rig: Rig, name: str, build: Any, reason: RejectionReason, fragment: str
+) -> None:
+    filed: SubmissionFiled = build(rig)
+    event = await rig.publish(filed)
+    answer = await rig.events.answer(event.id)
+    rejection = rejected(answer)
+    assert rejection.reason is reason, rejection.detail
+    assert fragment in rejection.detail
+    assert rejection.submission_id == filed.submission_id
+    assert answer.subject == str(filed.submission_id)
+    assert rejection.body_sha256 == body_sha256(filed)
+    content = reason in (R.ENDPOINT_NOT_HTTPS, R.NOT_COVERED_MODEL)
+    rows = await rig.fetch(
+        "SELECT state, reason FROM submissions WHERE submission_id = $1", filed.submission_id
+    )
+    # Only an authenticated, fresh filing binds the id; refusals on content do.
+    assert [(r["state"], r["reason"]) for r in rows] == (
+        [("rejected", reason.value)] if content else []
+    )
+
+
+async def test_replayed_nonce_is_rejected(rig: Rig) -> None:
+    lab = rig.signers["a1"]
+    first = lab.filed()
+    second = lab.resigned(lab.filed(), nonce=first.signature.nonce)  # another body, same nonce
+    accepted(await rig.answer(first))
+    rejection = rejected(await rig.answer(second))
+    assert rejection.reason is R.REPLAYED_NONCE
+
+
+async def test_subject_must_be_the_signed_submission_id(rig: Rig) -> None:
+    filed = rig.signers["a1"].filed()
+    rejection = rejected(await rig.answer(filed, subject=str(uuid.uuid4())))
+    assert rejection.reason is R.SUBJECT_MISMATCH
+    assert rejection.submission_id == filed.submission_id
+
+
+async def test_decodable_but_invalid_records_get_a_rejection_with_field_paths(rig: Rig) -> None:
+    lab = rig.signers["a1"]
+    filed = lab.filed()
+    event = envelope(filed)
+
+    def break_schema(document: dict[str, Any]) -> None:
+        document["data"]["requested_review_days"] = 45
+        del document["data"]["model"]["name"]
+        document["data"]["surprise"] = True
+
+    def unknown_type(document: dict[str, Any]) -> None:
+        document["type"] = "frontier_review.lab.SomethingElse"
+
+    def no_source(document: dict[str, Any]) -> None:
+        del document["source"]
+
+    def oversized(document: dict[str, Any]) -> None:
+        document["data"]["notes"] = "x" * MAX_MESSAGE_BYTES
+
+    def withdrawal_schema(document: dict[str, Any]) -> None:
+        document["type"] = "frontier_review.lab.WithdrawalRequested"
+
+    cases = [
+        (break_schema, R.SCHEMA_VIOLATION, SubmissionRejected),
+        (unknown_type, R.UNKNOWN_EVENT_TYPE, SubmissionRejected),
+        (no_source, R.INVALID_ENVELOPE, SubmissionRejected),
+        (oversized, R.OVERSIZED, SubmissionRejected),
+        (withdrawal_schema, R.SCHEMA_VIOLATION, WithdrawalRejected),
+    ]
+    sent = []
+    for change, _, _ in cases:
+        value = mutated(event, change)
+        document = json.loads(value)
+        document["id"] = str(uuid.uuid4())
+        await rig.send(json.dumps(document).encode(), event.subject)
+        sent.append(document["id"])
+    answers = [await rig.events.answer(event_id) for event_id in sent]
+    for answer, (_, reason, kind) in zip(answers, cases, strict=True):
+        assert isinstance(answer.data, kind)
+        assert answer.data.reason is reason, answer.data.detail
+        assert answer.data.submission_id == filed.submission_id
+        assert answer.subject == str(filed.submission_id)
+    paths = {error.path for error in answers[0].data.field_errors}  # type: ignore[attr-defined]
+    assert paths == {"data.requested_review_days", "data.model.name", "data.surprise"}
+    withdrawal_paths = {e.path for e in answers[4].data.field_errors}  # type: ignore[attr-defined]
+    assert "data.model" in withdrawal_paths  # a withdrawal has no such field
+
+
+async def test_undecodable_or_unaddressable_bytes_go_to_the_dlq(rig: Rig) -> None:
+    poison = [b"\x00\xff not json", b"[1, 2, 3]", b'{"neither": "id nor submission"}', b""]
+    positions = [await rig.send(value, "k") for value in poison]
+    origins = {(p, o) for p, o in positions}
+
+    def dead() -> dict[tuple[int, int], Any]:
+        return {
+            (
+                int(dict(r.headers)["dlq.origin.partition"]),
+                int(dict(r.headers)["dlq.origin.offset"]),
+            ): r
+            for r in rig.dlq.records
+        }
+
+    await rig.dlq.wait(lambda: origins <= set(dead()), what="all poison records")
+    by_origin = dead()
+    for position, value in zip(positions, poison, strict=True):
+        assert by_origin[position].value == value, "the DLQ keeps the original bytes"
+    reasons = [dict(by_origin[p].headers)["dlq.reason"].decode() for p in positions]
+    assert reasons == ["malformed_json", "invalid_envelope", "invalid_envelope", "malformed_json"]
+    # The consumer goes on.
+    accepted(await rig.answer(rig.signers["a1"].filed()))
+
+
+async def test_forged_signature_with_another_labs_key_id(rig: Rig) -> None:
+    victim, forger = rig.signers["a1"], rig.signers["b1"]
+    document = manifest(victim.lab_id)
+    # lab-b signs as lab-a, naming lab-a's valid key id: the signature can't verify.
+    posing = Signer(victim.lab_id, victim.key_id, forger.key).filed(document)
+    assert rejected(await rig.answer(posing)).reason is R.BAD_SIGNATURE
+    # lab-b signs as lab-a with its own valid key id: not a key of lab-a.
+    own_key = Signer(victim.lab_id, forger.key_id, forger.key).filed(document)
+    rejection = rejected(await rig.answer(own_key))
+    assert rejection.reason is R.UNKNOWN_KEY
+    assert "lab 'lab-a' has no registered key 'b1'" in rejection.detail
+    # The forgeries bound nothing: the real lab files under the same id.
+    assert accepted(await rig.answer(victim.filed(document))).lab_id == "lab-a"
+
+
+async def test_key_rotation_old_key_valid_in_its_window_revoked_key_refused(rig: Rig) -> None:
+    old, new = Signer("rot-lab", "r-old"), Signer("rot-lab", "r-new")
+    async with rig.service.pool.acquire() as conn:
+        await repository.register_lab(conn, "rot-lab", "Rotating Lab")
+        now = datetime.now(UTC)
+        for signer in (old, new):
+            key = LabKey(
+                signer.lab_id,
+                signer.key_id,
+                signer.key.public_key().public_bytes_raw(),
+                now,
+                None,
+                None,
+            )
+            await repository.add_key(conn, key)
+        ended = await repository.end_other_keys(
+            conn, "rot-lab", "r-new", now + timedelta(seconds=2)
+        )
+    assert ended == ["r-old"]
+
+    accepted(await rig.answer(old.filed()))  # inside the overlap
+    accepted(await rig.answer(new.filed()))
+    await asyncio.sleep(2.2)
+    late = rejected(await rig.answer(old.filed()))
+    assert late.reason is R.EXPIRED_KEY
+    accepted(await rig.answer(new.filed()))
+
+    async with rig.service.pool.acquire() as conn:
+        assert await repository.revoke_key(conn, "rot-lab", "r-new", datetime.now(UTC), "leaked")
+    assert rejected(await rig.answer(new.filed())).reason is R.REVOKED_KEY
+
+
+async def test_replay_of_a_captured_valid_message(rig: Rig) -> None:
+    lab = rig.signers["a1"]
+    filed = lab.filed()
+    event = envelope(filed)
+    captured = raw(event)
+    await rig.send(captured, event.subject)
+    accepted(await rig.events.answer(event.id))
+
+    # The exact bytes again (same CloudEvent id): the inbox applied it already.
+    await rig.send(captured, event.subject)
+    # A fresh envelope around the captured signed data: the nonce was spent.
+    replay = mutated(event, lambda d: d.update(id=str(uuid.uuid4())))
+    replay_id = json.loads(replay)["id"]
+    await rig.send(replay, event.subject)
+    assert rejected(await rig.events.answer(replay_id)).reason is R.REPLAYED_NONCE
+
+    # Same partition, in order: when the replay's answer is here, the exact copy was handled.
+    assert len(rig.events.answers(event.id)) == 1
+    assert [type(e.data).__name__ for e in rig.events.about(filed.submission_id)] == [
+        "SubmissionAccepted",
+        "SubmissionRejected",
+    ]
+    windows = await rig.fetch(
+        "SELECT count(*) AS n FROM review_windows WHERE submission_id = $1", filed.submission_id
+    )
+    assert windows[0]["n"] == 1
+
+
+async def test_duplicate_and_conflicting_resubmission(rig: Rig) -> None:
+    lab = rig.signers["a1"]
+    document = manifest(lab.lab_id)
+    submission_id = uuid.UUID(document["submission_id"])
+    first = envelope(lab.filed(document))
+    await rig.send(raw(first), first.subject)
+    original = await rig.events.answer(first.id)
+    accepted(original)
+
+    again = envelope(lab.filed(document))  # same body, new signature, nonce, event id
+    await rig.send(raw(again), again.subject)
+    conflicting = envelope(lab.filed(document | {"requested_review_days": 7}))
+    await rig.send(raw(conflicting), conflicting.subject)
+    conflict = rejected(await rig.events.answer(conflicting.id))
+    assert conflict.reason is R.CONFLICT
+    assert first.id in conflict.detail
+
+    # The duplicate got no second decision; the lab sees the original outcome.
+    assert rig.events.answers(again.id) == []
+    about = rig.events.about(submission_id)
+    assert [type(e.data).__name__ for e in about] == ["SubmissionAccepted", "SubmissionRejected"]
+    duplicate = next(a for e in about if (a := answer_to(again, e)) is not None)
+    assert duplicate.status == "duplicate" and duplicate.event.id == original.id
+
+    rows = await rig.fetch(
+        "SELECT kind, event_id FROM submission_history WHERE submission_id = $1 ORDER BY id",
+        submission_id,
+    )
+    assert [(r["kind"], r["event_id"]) for r in rows] == [
+        ("accepted", first.id),
+        ("duplicate", again.id),
+        ("rejected", conflicting.id),
+    ]
+    state = await rig.fetch("SELECT state FROM submissions WHERE submission_id = $1", submission_id)
+    assert state[0]["state"] == "accepted", "a conflict does not touch the filed submission"
+
+
+async def test_duplicate_of_a_refused_model_shows_the_original_refusal(rig: Rig) -> None:
+    lab = rig.signers["a1"]
+    document = manifest(
+        lab.lab_id, model={"training_compute_flop": 1e20, "declared_capabilities": []}
+    )
+    first = await rig.publish(lab.filed(document))
+    original = rejected(await rig.events.answer(first.id))
+    assert original.reason is R.NOT_COVERED_MODEL
+    again = await rig.publish(lab.filed(document))
+    marker = await rig.publish(lab.filed(document | {"notes": "changed"}))
+    assert rejected(await rig.events.answer(marker.id)).reason is R.CONFLICT
+    assert rig.events.answers(again.id) == []
+    outcomes = [answer_to(again, e) for e in rig.events.about(document["submission_id"])]
+    assert [o.status for o in outcomes if o is not None] == ["duplicate"]
+
+
+async def test_withdrawal_cancels_the_window_and_bad_withdrawals_are_answered(rig: Rig) -> None:
+    lab, other = rig.signers["a1"], rig.signers["b1"]
+    filed = lab.filed()
+    accepted(await rig.answer(filed))
+
+    stranger = await rig.answer(other.withdrawal(filed.submission_id))
+    assert isinstance(stranger.data, WithdrawalRejected) and stranger.data.reason is R.NOT_OWNER
+    unknown = await rig.answer(lab.withdrawal(uuid.uuid4()))
+    assert (
+        isinstance(unknown.data, WithdrawalRejected) and unknown.data.reason is R.UNKNOWN_SUBMISSION
+    )
+    forged = await rig.answer(
+        Signer(lab.lab_id, lab.key_id, other.key).withdrawal(filed.submission_id)
+    )
+    assert isinstance(forged.data, WithdrawalRejected) and forged.data.reason is R.BAD_SIGNATURE
+
+    done = await rig.answer(lab.withdrawal(filed.submission_id))
+    assert isinstance(done.data, SubmissionWithdrawn)
+    assert done.data.model_id == "lab-a/frontier-1@2026-01-10"
+    again = await rig.answer(lab.withdrawal(filed.submission_id))
+    assert isinstance(again.data, WithdrawalRejected) and again.data.reason is R.INVALID_STATE
+
+    windows = await rig.fetch(
+        "SELECT state FROM review_windows WHERE submission_id = $1", filed.submission_id
+    )
+    assert windows[0]["state"] == "cancelled"
+    async with httpx.AsyncClient(base_url=rig.status_url) as http:
+        status = (await http.get(f"/submissions/{filed.submission_id}")).json()
+    assert status["state"] == "withdrawn" and status["withdrawn_at"]
+    assert [h["kind"] for h in status["history"]] == [
+        "accepted",
+        "withdrawal_rejected",
+        "withdrawal_rejected",
+        "withdrawn",
+        "withdrawal_rejected",
+    ]
+
+
+async def test_status_of_an_id_only_refused_inputs_named(rig: Rig) -> None:
+    filed = Signer("nobody-lab", "n1").filed()
+    rejected(await rig.answer(filed))
+    async with httpx.AsyncClient(base_url=rig.status_url) as http:
+        status = (await http.get(f"/submissions/{filed.submission_id}")).json()
+    assert status["state"] == "not_filed"
+    assert [(h["kind"], h["reason"]) for h in status["history"]] == [("rejected", "unknown_lab")]

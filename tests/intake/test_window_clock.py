@@ -1,0 +1,238 @@
+"""The review-window clock: exactly one ReviewWindowClosed per accepted submission,
+with several replicas, across SIGKILL and restarts; withdrawal cancels it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from contracts.events.intake import ReviewWindowClosed, SubmissionAccepted, SubmissionWithdrawn
+from services.intake import repository
+from services.intake.app import MIGRATIONS, build_service
+from services.intake.settings import IntakeSettings
+from services.intake.trust import LabKey
+from services.runtime.migrations import migrate
+from services.runtime.service import Service
+from services.runtime.settings import RuntimeSettings
+from tests.intake.conftest import drop_schema, intake_settings, intake_topics, register
+from tests.intake.support import (
+    MovableClock,
+    Producer,
+    Signer,
+    Watcher,
+    envelope,
+    manifest,
+    public_bytes,
+    raw,
+)
+
+DAY_S = 86_400
+
+
+def closes(watcher: Watcher) -> Counter[str]:
+    return Counter(
+        str(e.data.submission_id)
+        for e in watcher.events()
+        if isinstance(e.data, ReviewWindowClosed)
+    )
+
+
+def acceptances(watcher: Watcher) -> dict[str, SubmissionAccepted]:
+    return {
+        str(e.data.submission_id): e.data
+        for e in watcher.events()
+        if isinstance(e.data, SubmissionAccepted)
+    }
+
+
+@pytest.fixture
+async def io(kafka: str) -> AsyncIterator[tuple[Producer, str, str, Watcher]]:
+    submissions, events = await intake_topics(kafka)
+    producer, watcher = Producer(kafka), Watcher(kafka, events)
+    await producer.start()
+    await watcher.start()
+    yield producer, submissions, events, watcher
+    await watcher.stop()
+    await producer.stop()
+
+
+async def file_all(producer: Producer, topic: str, lab: Signer, days: list[int]) -> list[uuid.UUID]:
+    ids = []
+    for requested in days:
+        filed = lab.filed(manifest(lab.lab_id, requested_review_days=requested))
+        event = envelope(filed)
+        await producer.send(topic, raw(event), event.subject)
+        ids.append(filed.submission_id)
+    return ids
+
+
+async def test_two_replicas_close_each_window_exactly_once(
+    settings: RuntimeSettings, database: str, io: tuple[Producer, str, str, Watcher]
+) -> None:
+    producer, submissions, events, watcher = io
+    # Real 86 400-second days; the injected clock jumps over them.
+    config = intake_settings(settings, submissions, events, intake_clock_batch=1)
+    clock = MovableClock()
+    replicas: list[Service] = [build_service(config, clock=clock) for _ in range(2)]
+    lab = Signer("clock-lab", "c1")
+    try:
+        for replica in replicas:
+            await replica.start()
+        await register(replicas[0], [lab])
+        days = [1, 2, 3, 4, 5, 6, 25, 26, 27, 28, 29, 30]
+        ids = await file_all(producer, submissions, lab, days)
+        await watcher.wait(lambda: len(acceptances(watcher)) == len(ids), what="acceptances")
+        withdrawn = [ids[2], ids[8]]
+        for submission_id in withdrawn:
+            await producer.send(
+                submissions, raw(envelope(lab.withdrawal(submission_id))), str(submission_id)
+            )
+        await watcher.wait(
+            lambda: sum(isinstance(e.data, SubmissionWithdrawn) for e in watcher.events()) == 2,
+            what="withdrawals",
+        )
+        accepted = acceptances(watcher)
+        assert [accepted[str(i)].review_days for i in ids] == days
+        assert not closes(watcher), "nothing is due yet"
+
+        clock.advance(6 * DAY_S + 60)
+        first = {str(i) for i, d in zip(ids, days, strict=True) if d <= 6} - {str(ids[2])}
+        await watcher.wait(lambda: set(closes(watcher)) == first, what="first windows closed")
+        clock.advance(25 * DAY_S)
+        due = {str(i) for i in ids} - {str(i) for i in withdrawn}
+        await watcher.wait(lambda: set(closes(watcher)) == due, what="all windows closed")
+        await asyncio.sleep(1.5)  # a second close would show up now
+    finally:
+        for replica in replicas:
+            await replica.stop()
+        await drop_schema(database, config.intake_schema)
+
+    counts = closes(watcher)
+    assert set(counts) == due and set(counts.values()) == {1}, counts
+    for event in watcher.events():
+        if isinstance(event.data, ReviewWindowClosed):
+            decision = accepted[str(event.data.submission_id)]
+            assert event.data.deadline == decision.deadline
+            assert event.data.closed_at >= decision.deadline
+            assert event.data.model_id == decision.model_id
+
+
+def replica_env(config: IntakeSettings) -> dict[str, str]:
+    return os.environ | {
+        "FR_INTAKE_NAME": config.intake_name,
+        "FR_INTAKE_SCHEMA": config.intake_schema,
+        "FR_INTAKE_SUBMISSIONS_TOPIC": config.intake_submissions_topic,
+        "FR_INTAKE_EVENTS_TOPIC": config.intake_events_topic,
+        "FR_INTAKE_SECONDS_PER_DAY": str(config.intake_seconds_per_day),
+        "FR_INTAKE_CLOCK_POLL_S": "0.1",
+        "FR_INTAKE_STATUS_ENABLED": "false",
+        "FR_RELAY_POLL_INTERVAL_S": "0.2",
+        "FR_GRACEFUL_TIMEOUT_S": "5",
+        "FR_LOG_JSON": "false",
+        "FR_LOG_LEVEL": "WARNING",
+    }
+
+
+class Replica:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "services.intake"], env=self.env)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        assert self.process.wait(timeout=10) == -signal.SIGKILL
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+async def sleep_until(moment: datetime) -> None:
+    await asyncio.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+
+
+async def test_window_closes_exactly_once_when_replicas_are_killed_around_the_deadline(
+    settings: RuntimeSettings, database: str, io: tuple[Producer, str, str, Watcher]
+) -> None:
+    producer, submissions, events, watcher = io
+    config = intake_settings(settings, submissions, events, intake_seconds_per_day=5.0)
+    lab = Signer("kill-lab", "k1")
+    conn = await asyncpg.connect(database)
+    try:
+        await migrate(conn, config.intake_schema, MIGRATIONS)
+        await conn.execute(f'SET search_path TO "{config.intake_schema}"')
+        await repository.register_lab(conn, lab.lab_id, "Kill Lab")
+        key = LabKey(lab.lab_id, lab.key_id, public_bytes(lab.key), datetime.now(UTC), None, None)
+        await repository.add_key(conn, key)
+    finally:
+        await conn.close()
+
+    a, b = Replica(replica_env(config)), Replica(replica_env(config))
+    started = time.monotonic()
+    try:
+        a.start()
+        b.start()
+        days = [1, 1, 1, 2, 2, 2, 3, 3, 3]  # windows of 5, 10 and 15 seconds
+        ids = await file_all(producer, submissions, lab, days)
+        await watcher.wait(lambda: len(acceptances(watcher)) == 9, timeout=60, what="acceptances")
+        withdrawn = ids[8]
+        await producer.send(submissions, raw(envelope(lab.withdrawal(withdrawn))), str(withdrawn))
+        await watcher.wait(
+            lambda: any(isinstance(e.data, SubmissionWithdrawn) for e in watcher.events()),
+            what="withdrawal",
+        )
+        accepted = acceptances(watcher)
+        deadlines = {
+            n: max(accepted[str(i)].deadline for i, d in zip(ids, days, strict=True) if d == n)
+            for n in (1, 2, 3)
+        }
+        first = min(accepted[str(i)].deadline for i, d in zip(ids, days, strict=True) if d == 1)
+        assert datetime.now(UTC) < first, "too slow to kill before the first deadline"
+
+        # Both replicas die around the first deadline; nobody runs when it passes.
+        await sleep_until(first - (first - datetime.now(UTC)) / 2)
+        a.kill()
+        await sleep_until(deadlines[1])
+        b.kill()
+        await asyncio.sleep(1.0)
+        a.start()
+        b.start()
+        # The second deadline passes with both running; one dies before the third.
+        await sleep_until(deadlines[3] - (deadlines[3] - deadlines[2]) / 2)
+        b.kill()
+        due = {str(i) for i in ids} - {str(withdrawn)}
+        await watcher.wait(lambda: set(closes(watcher)) == due, timeout=60, what="all closes")
+        await asyncio.sleep(2.0)  # a duplicate would arrive now
+    finally:
+        a.stop()
+        b.stop()
+        await drop_schema(database, config.intake_schema)
+
+    counts = closes(watcher)
+    assert set(counts) == due and set(counts.values()) == {1}, counts
+    for event in watcher.events():
+        data: Any = event.data
+        if isinstance(data, ReviewWindowClosed):
+            assert data.closed_at >= accepted[str(data.submission_id)].deadline
+    assert time.monotonic() - started < 120
