@@ -16,6 +16,7 @@ from contracts.events.common import (
     PolicyVersion,
     Rejection,
     RiskDomain,
+    Sha256Hex,
     ShortText,
     Slug,
     Text,
@@ -43,6 +44,7 @@ class FailureKind(StrEnum):
     ERROR = "error"
     ENDPOINT_UNREACHABLE = "endpoint_unreachable"
     CREDENTIAL_UNAVAILABLE = "credential_unavailable"
+    WORKER_LOST = "worker_lost"  # the worker stopped heartbeating (crashed) on the last attempt
 
 
 class PlannedSuite(Part):
@@ -120,6 +122,11 @@ class FindingRecorded(Event):
     )
     evidence_ref: ShortText = Field(
         description="Where the evidence is (Inspect log path or blob URI).",
+        json_schema_extra=RESTRICTED,
+    )
+    evidence_sha256: Sha256Hex | None = Field(
+        default=None,
+        description="SHA-256 of the evidence file (the kept Inspect log), lowercase hex.",
         json_schema_extra=RESTRICTED,
     )
     summary: Text | None = Field(

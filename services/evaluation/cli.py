@@ -1,0 +1,252 @@
+"""Operator and evaluator CLI: ``python -m services.evaluation.cli --help``.
+
+    evaluations list                      evaluations and their progress
+    jobs list [--submission ID] [--state S] / jobs show JOB_ID
+    findings list [--submission ID]
+    findings submit ...                   sign + publish an ExternalFindingSubmitted (red teams)
+    evaluators keygen / add-key / revoke-key
+    evidence verify FINDING_ID            the kept Inspect log still matches its sha256
+
+Manual findings go through Kafka like any evaluator's signed event, so the
+service validates them exactly as it validates events sent by other means.
+Settings come from the environment (FR_DATABASE_URL, FR_DB_SCHEMA, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import asyncpg
+import typer
+from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+)
+from rich.console import Console
+from rich.table import Table
+
+from contracts import encode, make_event
+from contracts.events import ExternalFindingSubmitted
+from services.evaluation import repository as repo
+from services.evaluation.findings import EVIDENCE_PREFIX
+from services.evaluation.settings import EvaluationSettings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+evaluations_app = typer.Typer(no_args_is_help=True, help="Evaluations of accepted submissions.")
+jobs_app = typer.Typer(no_args_is_help=True, help="The leased job queue.")
+findings_app = typer.Typer(no_args_is_help=True, help="Automated and manual findings.")
+evaluators_app = typer.Typer(no_args_is_help=True, help="External evaluators' signing keys.")
+evidence_app = typer.Typer(no_args_is_help=True, help="Evidence kept for findings.")
+app.add_typer(evaluations_app, name="evaluations")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(findings_app, name="findings")
+app.add_typer(evaluators_app, name="evaluators")
+app.add_typer(evidence_app, name="evidence")
+
+console = Console()
+T = TypeVar("T")
+
+
+def _db(action: Callable[[asyncpg.Connection[asyncpg.Record]], Awaitable[T]]) -> T:
+    settings = EvaluationSettings()
+
+    async def run() -> T:
+        conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
+            settings.database_url, server_settings={"search_path": settings.db_schema}
+        )
+        try:
+            async with conn.transaction():
+                return await action(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def _table(title: str, rows: list[asyncpg.Record], columns: list[str]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    console.print(table)
+
+
+@evaluations_app.command("list")
+def evaluations_list(limit: int = 50) -> None:
+    """Evaluations, newest first."""
+    rows = _db(lambda conn: repo.list_evaluations(conn, limit))
+    columns = ["submission_id", "model_id", "registry_version", "jobs", "completed", "ended_by"]
+    _table("evaluations", rows, columns)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    submission: Annotated[uuid.UUID | None, typer.Option(help="Only this submission.")] = None,
+    state: Annotated[str | None, typer.Option(help="pending, running, completed...")] = None,
+    limit: int = 100,
+) -> None:
+    """Jobs with their state, attempts and lease."""
+    rows = _db(lambda conn: repo.list_jobs(conn, submission, state, limit))
+    columns = [
+        "job_id",
+        "suite_id",
+        "state",
+        "attempts",
+        "max_attempts",
+        "lease_owner",
+        "lease_expires_at",
+        "last_failure",
+    ]
+    _table("jobs", rows, columns)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: uuid.UUID) -> None:
+    """One job: its row, every attempt, its findings."""
+    job, attempts, found = _db(lambda conn: repo.job_detail(conn, job_id))
+    if job is None:
+        console.print(f"[red]no job {job_id}[/red]")
+        raise typer.Exit(1)
+    for key, value in dict(job).items():
+        console.print(f"[bold]{key}[/bold]: {value}")
+    _table(
+        "attempts",
+        attempts,
+        ["attempt", "worker", "outcome", "failure", "error", "evidence_ref", "inspect_seconds"],
+    )
+    _table("findings", found, ["finding_id", "metric", "score", "stderr", "evidence_ref"])
+
+
+@findings_app.command("list")
+def findings_list(
+    submission: Annotated[uuid.UUID | None, typer.Option(help="Only this submission.")] = None,
+) -> None:
+    rows = _db(lambda conn: repo.list_findings(conn, submission))
+    columns = ["finding_id", "submission_id", "suite_id", "domain", "metric", "score", "method"]
+    _table("findings", rows, columns)
+
+
+@findings_app.command("submit")
+def findings_submit(
+    submission: Annotated[uuid.UUID, typer.Option(help="The submission evaluated.")],
+    evaluator: Annotated[str, typer.Option(help="Your registered evaluator id.")],
+    key_id: Annotated[str, typer.Option(help="Id of your registered signing key.")],
+    key_file: Annotated[Path, typer.Option(help="Your Ed25519 private key (PEM).")],
+    domain: Annotated[str, typer.Option(help="cyber, bio, chem, nuclear or autonomy.")],
+    capability: Annotated[str, typer.Option(help="Capability probed (slug).")],
+    score: Annotated[float, typer.Option(help="Normalised score in [0, 1].")],
+    metric: Annotated[str, typer.Option(help="What the score measures (slug).")],
+    summary: Annotated[str, typer.Option(help="What was found and how.")],
+    evidence_ref: Annotated[str, typer.Option(help="Where the evidence is kept.")],
+    samples_total: Annotated[int | None, typer.Option(help="Attempts made.")] = None,
+    finding_id: Annotated[uuid.UUID | None, typer.Option(help="Your id (default: new).")] = None,
+) -> None:
+    """Sign a manual finding with your key and publish it to evaluators.findings."""
+    settings = EvaluationSettings()
+    key = load_pem_private_key(key_file.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise typer.BadParameter("the key file does not hold an Ed25519 private key")
+    data: dict[str, Any] = {
+        "external_finding_id": finding_id or uuid.uuid4(),
+        "submission_id": submission,
+        "evaluator_id": evaluator,
+        "domain": domain,
+        "capability": capability,
+        "score": score,
+        "metric": metric,
+        "samples_total": samples_total,
+        "summary": summary,
+        "evidence_ref": evidence_ref,
+        "observed_at": datetime.now(UTC),
+        "signature": {
+            "key_id": key_id,
+            "algorithm": "ed25519",
+            "issued_at": datetime.now(UTC),
+            "nonce": secrets.token_urlsafe(18),
+            "value": base64.b64encode(bytes(64)).decode(),
+        },
+    }
+    unsigned = ExternalFindingSubmitted.model_validate(data)
+    value = base64.b64encode(key.sign(unsigned.signing_bytes())).decode()
+    signed = unsigned.model_copy(
+        update={"signature": unsigned.signature.model_copy(update={"value": value})}
+    )
+    event = make_event(signed, source=f"/evaluators/{evaluator}", subject=str(submission))
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                settings.external_findings_topic, encode(event), key=str(submission).encode()
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    console.print(f"published {event.id} (external finding {signed.external_finding_id})")
+
+
+@evaluators_app.command("keygen")
+def evaluators_keygen(out: Annotated[Path, typer.Option(help="Private key file (PEM).")]) -> None:
+    """Create an Ed25519 key pair; prints the public key to register with add-key."""
+    key = Ed25519PrivateKey.generate()
+    out.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    out.chmod(0o600)
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    console.print(base64.b64encode(public).decode())
+
+
+@evaluators_app.command("add-key")
+def evaluators_add_key(evaluator_id: str, key_id: str, public_key_base64: str) -> None:
+    """Register (or replace) an evaluator's public key."""
+    public = base64.b64decode(public_key_base64, validate=True)
+    if len(public) != 32:
+        raise typer.BadParameter("an Ed25519 public key has 32 bytes")
+    _db(lambda conn: repo.add_evaluator_key(conn, evaluator_id, key_id, public))
+    console.print(f"key {key_id} registered for {evaluator_id}")
+
+
+@evaluators_app.command("revoke-key")
+def evaluators_revoke_key(key_id: str) -> None:
+    if not _db(lambda conn: repo.revoke_evaluator_key(conn, key_id)):
+        console.print(f"[red]no active key {key_id}[/red]")
+        raise typer.Exit(1)
+    console.print(f"key {key_id} revoked")
+
+
+@evidence_app.command("verify")
+def evidence_verify(finding_id: uuid.UUID) -> None:
+    """Recompute the SHA-256 of a finding's Inspect log and compare it with the finding's."""
+    settings = EvaluationSettings()
+    row = _db(lambda conn: repo.get_finding(conn, finding_id))
+    if row is None or row["evidence_sha256"] is None:
+        console.print(f"[red]no automated finding {finding_id}[/red]")
+        raise typer.Exit(1)
+    name = str(row["evidence_ref"]).removeprefix(f"{EVIDENCE_PREFIX}/")
+    path = settings.inspect_log_dir / name
+    actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    if actual != row["evidence_sha256"]:
+        console.print(f"[red]MISMATCH[/red] {path}: {actual} != {row['evidence_sha256']}")
+        raise typer.Exit(1)
+    console.print(f"OK {path} sha256 {actual}")
+
+
+if __name__ == "__main__":
+    app()

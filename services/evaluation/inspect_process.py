@@ -1,0 +1,131 @@
+"""One Inspect evaluation in a child process: ``python -m services.evaluation.inspect_process``.
+
+Reads a RunRequest (JSON) on stdin, runs the task with ``eval_async`` against
+the lab's endpoint through Inspect's OpenAI-compatible provider, and writes a
+RunResult (JSON) to its stdout. Why a process per run: Inspect allows only one
+``eval_async`` per process, a worker runs several jobs at once, and a run that
+overstays its timeout, loses its lease or is stopped by the window closing
+must stop for real — the worker kills the process. Inspect's console output is
+sent to stderr so that stdout carries nothing but the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import os
+import shutil
+import sys
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from services.evaluation.runs import MetricResult, RunRequest, RunResult
+
+if TYPE_CHECKING:
+    from inspect_ai import Task
+    from inspect_ai.log import EvalLog
+
+PROVIDER_SERVICE = "lab"  # model name: openai-api/<service>/<api_model>
+
+
+def exit_with_parent(interval_s: float = 0.5) -> None:
+    """Stop when the worker dies (even by SIGKILL): an orphaned run must not go on."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def load_task(ref: str) -> Task:
+    module_name, _, function = ref.partition(":")
+    factory = getattr(importlib.import_module(module_name), function)
+    task: Task = factory()
+    return task
+
+
+def metrics_of(log: EvalLog) -> list[MetricResult]:
+    """One result per (scorer, metric); a scorer's stderr goes with its other metrics."""
+    results: list[MetricResult] = []
+    for score in log.results.scores if log.results else []:
+        stderr = score.metrics.get("stderr")
+        for name, metric in score.metrics.items():
+            if name == "stderr":
+                continue
+            results.append(
+                MetricResult(
+                    scorer=score.name,
+                    metric=name,
+                    value=float(metric.value),
+                    stderr=float(stderr.value) if stderr is not None else None,
+                    samples_scored=score.scored_samples,
+                )
+            )
+    return results
+
+
+async def run(request: RunRequest) -> RunResult:
+    from inspect_ai import eval_async
+    from inspect_ai.model import GenerateConfig, get_model
+    from inspect_ai.util import display_type
+
+    display_type()  # initialises from INSPECT_DISPLAY=none before eval_async can pick "plain"
+    task = load_task(request.task)
+    model = get_model(
+        f"openai-api/{PROVIDER_SERVICE}/{request.api_model}",
+        base_url=request.base_url,
+        api_key=request.api_key.get_secret_value(),
+        memoize=False,
+        max_retries=0,  # the OpenAI SDK's own retries: Inspect's config below owns retrying
+        config=GenerateConfig(max_retries=request.max_retries, timeout=request.request_timeout_s),
+    )
+    staging = request.log_file.parent / f".staging-{uuid.uuid4().hex[:8]}"
+    started = time.perf_counter()
+    try:
+        logs = await eval_async(
+            task,
+            model=model,
+            log_dir=str(staging),
+            log_format="eval",
+            log_level="error",
+            ctl_server=False,
+            score_display=False,
+        )
+        seconds = time.perf_counter() - started
+        log = logs[0]
+        request.log_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(log.location, request.log_file)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return RunResult(
+        status=log.status,
+        error=log.error.message if log.error else None,
+        log_file=request.log_file,
+        log_sha256=hashlib.sha256(request.log_file.read_bytes()).hexdigest(),
+        inspect_seconds=seconds,
+        samples_total=log.results.total_samples if log.results else 0,
+        samples_completed=log.results.completed_samples if log.results else 0,
+        metrics=metrics_of(log),
+    )
+
+
+def main() -> None:
+    result_fd = os.dup(1)
+    os.dup2(2, 1)  # anything Inspect prints lands on stderr
+    exit_with_parent()
+    os.environ["INSPECT_DISPLAY"] = "none"
+    request = RunRequest.model_validate_json(sys.stdin.buffer.read())
+    result = asyncio.run(run(request))
+    os.write(result_fd, result.model_dump_json().encode())
+    os.close(result_fd)
+
+
+if __name__ == "__main__":
+    main()

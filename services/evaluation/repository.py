@@ -1,0 +1,551 @@
+"""All the SQL of the evaluation service (schema: migrations/).
+
+Every function takes the connection of the caller's transaction. Lock order,
+to stay free of deadlocks: the evaluation row first (``lock_evaluation``), then
+its jobs. Claiming takes job rows only, with SKIP LOCKED, so it never waits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+import asyncpg
+
+from contracts.events import FindingRecorded, SubmissionAccepted
+from contracts.events.common import RiskDomain
+from contracts.events.evaluation import EvaluationEnd, FailureKind
+from services.evaluation.findings import EvaluatorKey
+from services.evaluation.jobs import JobState, JobView
+from services.evaluation.planning import EvaluationPlan
+
+if TYPE_CHECKING:
+    from services.runtime.database import Connection
+
+
+def jobs_channel(schema: str) -> str:
+    """The NOTIFY channel that wakes the workers of a schema."""
+    return f"{schema}_jobs"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    submission_id: UUID
+    lab_id: str
+    model_id: str
+    registry_version: str
+    deadline: datetime
+    ended_by: EvaluationEnd | None
+
+    @property
+    def open(self) -> bool:
+        return self.ended_by is None
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job leased to this worker: everything one attempt needs."""
+
+    job_id: UUID
+    submission_id: UUID
+    model_id: str
+    suite_id: str
+    suite_version: str
+    domain: RiskDomain
+    capability: str
+    task_ref: str
+    timeout_seconds: int
+    max_attempts: int
+    attempt: int
+    lease_token: UUID
+    endpoint: str
+    api_model: str
+    credential_ref: str
+    deadline: datetime
+    traceparent: str | None
+
+
+@dataclass(frozen=True)
+class LockedJob:
+    job_id: UUID
+    submission_id: UUID
+    suite_id: str
+    suite_version: str
+    domain: RiskDomain
+    state: JobState
+    attempts: int
+    max_attempts: int
+    lease_token: UUID | None
+
+
+# --- evaluations ------------------------------------------------------------------
+
+
+async def insert_evaluation(
+    conn: Connection, accepted: SubmissionAccepted, plan: EvaluationPlan, started_at: datetime
+) -> bool:
+    """False when the submission was planned before."""
+    access = accepted.evaluation_access
+    inserted = await conn.fetchval(
+        """INSERT INTO evaluations (submission_id, lab_id, model_id, endpoint, api_model,
+                                    credential_ref, registry_version, deadline, started_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (submission_id) DO NOTHING
+           RETURNING true""",
+        accepted.submission_id,
+        accepted.lab_id,
+        accepted.model_id,
+        str(access.endpoint),
+        access.api_model,
+        access.credential_ref,
+        plan.registry_version,
+        accepted.deadline,
+        started_at,
+    )
+    return bool(inserted)
+
+
+async def insert_jobs(conn: Connection, plan: EvaluationPlan, traceparent: str | None) -> None:
+    await conn.executemany(
+        """INSERT INTO jobs (job_id, submission_id, suite_id, suite_version, domain, capability,
+                             task_ref, timeout_seconds, max_attempts, traceparent)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+        [
+            (
+                job.job_id,
+                plan.submission_id,
+                job.suite.id,
+                job.suite.version,
+                job.suite.domain.value,
+                job.suite.capability,
+                job.suite.task,
+                job.suite.timeout_seconds,
+                job.suite.max_attempts,
+                traceparent,
+            )
+            for job in plan.jobs
+        ],
+    )
+
+
+async def wake_workers(conn: Connection) -> None:
+    """Delivered at commit: idle workers claim at once instead of at their next poll."""
+    await conn.execute("SELECT pg_notify(current_schema() || '_jobs', '')")
+
+
+def _evaluation(row: asyncpg.Record) -> Evaluation:
+    return Evaluation(
+        submission_id=row["submission_id"],
+        lab_id=row["lab_id"],
+        model_id=row["model_id"],
+        registry_version=row["registry_version"],
+        deadline=row["deadline"],
+        ended_by=EvaluationEnd(row["ended_by"]) if row["ended_by"] else None,
+    )
+
+
+async def lock_evaluation(conn: Connection, submission_id: UUID) -> Evaluation | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM evaluations WHERE submission_id = $1 FOR UPDATE", submission_id
+    )
+    return _evaluation(row) if row else None
+
+
+async def get_evaluation(conn: Connection, submission_id: UUID) -> Evaluation | None:
+    row = await conn.fetchrow("SELECT * FROM evaluations WHERE submission_id = $1", submission_id)
+    return _evaluation(row) if row else None
+
+
+async def end_evaluation(conn: Connection, submission_id: UUID, ended_by: EvaluationEnd) -> None:
+    await conn.execute(
+        "UPDATE evaluations SET ended_by = $2, ended_at = now() WHERE submission_id = $1",
+        submission_id,
+        ended_by.value,
+    )
+
+
+async def job_views(conn: Connection, submission_id: UUID) -> list[JobView]:
+    rows = await conn.fetch(
+        """SELECT j.job_id, j.suite_id, j.suite_version, j.domain, j.state, j.attempts,
+                  coalesce(array_agg(f.finding_id ORDER BY f.metric)
+                           FILTER (WHERE f.finding_id IS NOT NULL), '{}') AS finding_ids
+           FROM jobs j LEFT JOIN findings f ON f.job_id = j.job_id
+           WHERE j.submission_id = $1
+           GROUP BY j.job_id ORDER BY j.suite_id, j.suite_version""",
+        submission_id,
+    )
+    return [
+        JobView(
+            job_id=r["job_id"],
+            suite_id=r["suite_id"],
+            suite_version=r["suite_version"],
+            domain=RiskDomain(r["domain"]),
+            state=JobState(r["state"]),
+            attempts=r["attempts"],
+            finding_ids=list(r["finding_ids"]),
+        )
+        for r in rows
+    ]
+
+
+# --- the queue ----------------------------------------------------------------------
+
+
+async def claim_jobs(conn: Connection, worker: str, limit: int, lease_s: float) -> list[ClaimedJob]:
+    """Lease up to ``limit`` due jobs of open evaluations; skips rows others hold."""
+    rows = await conn.fetch(
+        """WITH ready AS (
+               SELECT j.job_id FROM jobs j JOIN evaluations e USING (submission_id)
+               WHERE j.state = 'pending' AND j.available_at <= now()
+                 AND e.ended_by IS NULL AND e.deadline > now()
+               ORDER BY j.available_at, j.created_at
+               LIMIT $2
+               FOR UPDATE OF j SKIP LOCKED)
+           UPDATE jobs j
+           SET state = 'running', attempts = j.attempts + 1, lease_owner = $1,
+               lease_token = gen_random_uuid(),
+               lease_expires_at = now() + make_interval(secs => $3),
+               heartbeat_at = now(), updated_at = now()
+           FROM ready, evaluations e
+           WHERE j.job_id = ready.job_id AND e.submission_id = j.submission_id
+           RETURNING j.*, e.model_id, e.endpoint, e.api_model, e.credential_ref, e.deadline""",
+        worker,
+        limit,
+        lease_s,
+    )
+    if rows:
+        await conn.executemany(
+            """INSERT INTO job_attempts (job_id, attempt, worker, lease_token)
+               VALUES ($1, $2, $3, $4)""",
+            [(r["job_id"], r["attempts"], worker, r["lease_token"]) for r in rows],
+        )
+    return [
+        ClaimedJob(
+            job_id=r["job_id"],
+            submission_id=r["submission_id"],
+            model_id=r["model_id"],
+            suite_id=r["suite_id"],
+            suite_version=r["suite_version"],
+            domain=RiskDomain(r["domain"]),
+            capability=r["capability"],
+            task_ref=r["task_ref"],
+            timeout_seconds=r["timeout_seconds"],
+            max_attempts=r["max_attempts"],
+            attempt=r["attempts"],
+            lease_token=r["lease_token"],
+            endpoint=r["endpoint"],
+            api_model=r["api_model"],
+            credential_ref=r["credential_ref"],
+            deadline=r["deadline"],
+            traceparent=r["traceparent"],
+        )
+        for r in rows
+    ]
+
+
+async def heartbeat(conn: Connection, job_id: UUID, lease_token: UUID, lease_s: float) -> bool:
+    """Extend the lease; False when it is no longer ours (expired and taken, or stopped)."""
+    renewed = await conn.fetchval(
+        """UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3),
+                          heartbeat_at = now()
+           WHERE job_id = $1 AND lease_token = $2 AND state = 'running'
+           RETURNING true""",
+        job_id,
+        lease_token,
+        lease_s,
+    )
+    return bool(renewed)
+
+
+async def expired_jobs(conn: Connection, limit: int = 50) -> list[tuple[UUID, UUID]]:
+    """(job id, submission id) of running jobs whose worker stopped heartbeating."""
+    rows = await conn.fetch(
+        """SELECT job_id, submission_id FROM jobs
+           WHERE state = 'running' AND lease_expires_at < now()
+           ORDER BY lease_expires_at LIMIT $1""",
+        limit,
+    )
+    return [(r["job_id"], r["submission_id"]) for r in rows]
+
+
+def _locked(row: asyncpg.Record) -> LockedJob:
+    return LockedJob(
+        job_id=row["job_id"],
+        submission_id=row["submission_id"],
+        suite_id=row["suite_id"],
+        suite_version=row["suite_version"],
+        domain=RiskDomain(row["domain"]),
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        lease_token=row["lease_token"],
+    )
+
+
+async def lock_leased_job(conn: Connection, job_id: UUID, lease_token: UUID) -> LockedJob | None:
+    """The job, locked, if this lease still holds it; None means the attempt was lost."""
+    row = await conn.fetchrow(
+        """SELECT * FROM jobs WHERE job_id = $1 AND lease_token = $2 AND state = 'running'
+           FOR UPDATE""",
+        job_id,
+        lease_token,
+    )
+    return _locked(row) if row else None
+
+
+async def lock_expired_job(conn: Connection, job_id: UUID) -> LockedJob | None:
+    row = await conn.fetchrow(
+        """SELECT * FROM jobs WHERE job_id = $1 AND state = 'running' AND lease_expires_at < now()
+           FOR UPDATE SKIP LOCKED""",
+        job_id,
+    )
+    return _locked(row) if row else None
+
+
+async def complete_job(conn: Connection, job_id: UUID) -> None:
+    await conn.execute(
+        """UPDATE jobs SET state = 'completed', lease_owner = NULL, lease_token = NULL,
+                          lease_expires_at = NULL, last_failure = NULL, last_error = NULL,
+                          updated_at = now(), finished_at = now()
+           WHERE job_id = $1""",
+        job_id,
+    )
+
+
+async def retry_job(
+    conn: Connection, job_id: UUID, delay_s: float, failure: FailureKind, error: str
+) -> None:
+    await conn.execute(
+        """UPDATE jobs SET state = 'pending', available_at = now() + make_interval(secs => $2),
+                          lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+                          last_failure = $3, last_error = $4, updated_at = now()
+           WHERE job_id = $1""",
+        job_id,
+        delay_s,
+        failure.value,
+        error,
+    )
+
+
+async def fail_job(conn: Connection, job_id: UUID, failure: FailureKind, error: str) -> None:
+    await conn.execute(
+        """UPDATE jobs SET state = 'failed', lease_owner = NULL, lease_token = NULL,
+                          lease_expires_at = NULL, last_failure = $2, last_error = $3,
+                          updated_at = now(), finished_at = now()
+           WHERE job_id = $1""",
+        job_id,
+        failure.value,
+        error,
+    )
+
+
+async def release_job(conn: Connection, job_id: UUID, lease_token: UUID) -> bool:
+    """Give a job back unharmed (graceful shutdown): the attempt does not count."""
+    released = await conn.fetchval(
+        """UPDATE jobs SET state = 'pending', attempts = attempts - 1, available_at = now(),
+                          lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+                          updated_at = now()
+           WHERE job_id = $1 AND lease_token = $2 AND state = 'running'
+           RETURNING true""",
+        job_id,
+        lease_token,
+    )
+    return bool(released)
+
+
+async def stop_jobs(conn: Connection, submission_id: UUID, state: JobState) -> int:
+    """Every unfinished job of the submission becomes ``state``; running attempts are stopped."""
+    await conn.execute(
+        """UPDATE job_attempts a SET outcome = 'stopped', ended_at = now()
+           FROM jobs j
+           WHERE j.job_id = a.job_id AND j.submission_id = $1 AND j.state = 'running'
+             AND a.lease_token = j.lease_token AND a.outcome = 'running'""",
+        submission_id,
+    )
+    stopped = await conn.fetch(
+        """UPDATE jobs SET state = $2, lease_owner = NULL, lease_token = NULL,
+                          lease_expires_at = NULL, updated_at = now(), finished_at = now()
+           WHERE submission_id = $1 AND state IN ('pending', 'running')
+           RETURNING job_id""",
+        submission_id,
+        state.value,
+    )
+    return len(stopped)
+
+
+async def end_attempt(
+    conn: Connection,
+    lease_token: UUID,
+    outcome: str,
+    *,
+    failure: FailureKind | None = None,
+    error: str | None = None,
+    evidence_ref: str | None = None,
+    inspect_seconds: float | None = None,
+) -> None:
+    await conn.execute(
+        """UPDATE job_attempts SET outcome = $2, ended_at = now(), failure = $3, error = $4,
+                                  evidence_ref = $5, inspect_seconds = $6
+           WHERE lease_token = $1 AND outcome = 'running'""",
+        lease_token,
+        outcome,
+        failure.value if failure else None,
+        error,
+        evidence_ref,
+        inspect_seconds,
+    )
+
+
+# --- findings -----------------------------------------------------------------------
+
+
+async def insert_finding(
+    conn: Connection,
+    finding: FindingRecorded,
+    *,
+    job_id: UUID | None = None,
+    content_sha256: str | None = None,
+) -> bool:
+    """False when this finding id was recorded before (nothing is written then)."""
+    inserted = await conn.fetchval(
+        """INSERT INTO findings (finding_id, submission_id, job_id, external_finding_id,
+                                 content_sha256, method, evaluator, suite_id, suite_version,
+                                 domain, capability, metric, score, stderr, samples_total,
+                                 samples_scored, evidence_ref, evidence_sha256, summary,
+                                 recorded_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                   $18, $19, $20)
+           ON CONFLICT DO NOTHING
+           RETURNING true""",
+        finding.finding_id,
+        finding.submission_id,
+        job_id,
+        finding.external_finding_id,
+        content_sha256,
+        finding.method.value,
+        finding.evaluator,
+        finding.suite_id,
+        finding.suite_version,
+        finding.domain.value,
+        finding.capability,
+        finding.metric,
+        finding.score,
+        finding.stderr,
+        finding.samples_total,
+        finding.samples_scored,
+        finding.evidence_ref,
+        finding.evidence_sha256,
+        finding.summary,
+        finding.recorded_at,
+    )
+    return bool(inserted)
+
+
+async def external_finding_hash(conn: Connection, external_finding_id: UUID) -> str | None:
+    """content_sha256 of an external finding recorded before, else None."""
+    value: str | None = await conn.fetchval(
+        "SELECT content_sha256 FROM findings WHERE external_finding_id = $1", external_finding_id
+    )
+    return value
+
+
+# --- evaluator keys and nonces -----------------------------------------------------------
+
+
+async def evaluator_key(conn: Connection, key_id: str) -> EvaluatorKey | None:
+    row = await conn.fetchrow("SELECT * FROM evaluator_keys WHERE key_id = $1", key_id)
+    if row is None:
+        return None
+    return EvaluatorKey(
+        key_id=row["key_id"],
+        evaluator_id=row["evaluator_id"],
+        public_key=bytes(row["public_key"]),
+        revoked=row["revoked_at"] is not None,
+    )
+
+
+async def add_evaluator_key(
+    conn: Connection, evaluator_id: str, key_id: str, public_key: bytes
+) -> None:
+    await conn.execute(
+        """INSERT INTO evaluator_keys (key_id, evaluator_id, public_key) VALUES ($1, $2, $3)
+           ON CONFLICT (key_id) DO UPDATE SET evaluator_id = excluded.evaluator_id,
+               public_key = excluded.public_key, revoked_at = NULL, added_at = now()""",
+        key_id,
+        evaluator_id,
+        public_key,
+    )
+
+
+async def revoke_evaluator_key(conn: Connection, key_id: str) -> bool:
+    revoked = await conn.fetchval(
+        """UPDATE evaluator_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL
+           RETURNING true""",
+        key_id,
+    )
+    return bool(revoked)
+
+
+async def claim_nonce(conn: Connection, key_id: str, nonce: str) -> bool:
+    """False when the nonce was seen with this key before (a replay)."""
+    inserted = await conn.fetchval(
+        """INSERT INTO signature_nonces (key_id, nonce) VALUES ($1, $2)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        key_id,
+        nonce,
+    )
+    return bool(inserted)
+
+
+# --- inspection (CLI) -----------------------------------------------------------------
+
+
+async def list_evaluations(conn: Connection, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT e.submission_id, e.model_id, e.registry_version, e.deadline, e.ended_by,
+                  count(j.*) AS jobs,
+                  count(j.*) FILTER (WHERE j.state = 'completed') AS completed
+           FROM evaluations e LEFT JOIN jobs j USING (submission_id)
+           GROUP BY e.submission_id ORDER BY e.started_at DESC LIMIT $1""",
+        limit,
+    )
+
+
+async def list_jobs(
+    conn: Connection, submission_id: UUID | None, state: str | None, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT job_id, submission_id, suite_id, suite_version, state, attempts, max_attempts,
+                  lease_owner, lease_expires_at, available_at, last_failure
+           FROM jobs
+           WHERE ($1::uuid IS NULL OR submission_id = $1) AND ($2::text IS NULL OR state = $2)
+           ORDER BY created_at DESC, suite_id LIMIT $3""",
+        submission_id,
+        state,
+        limit,
+    )
+
+
+async def job_detail(
+    conn: Connection, job_id: UUID
+) -> tuple[asyncpg.Record | None, list[asyncpg.Record], list[asyncpg.Record]]:
+    job = await conn.fetchrow("SELECT * FROM jobs WHERE job_id = $1", job_id)
+    attempts = await conn.fetch(
+        "SELECT * FROM job_attempts WHERE job_id = $1 ORDER BY started_at", job_id
+    )
+    found = await conn.fetch("SELECT * FROM findings WHERE job_id = $1 ORDER BY metric", job_id)
+    return job, attempts, found
+
+
+async def list_findings(conn: Connection, submission_id: UUID | None) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT * FROM findings WHERE ($1::uuid IS NULL OR submission_id = $1)
+           ORDER BY recorded_at, suite_id, metric""",
+        submission_id,
+    )
+
+
+async def get_finding(conn: Connection, finding_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM findings WHERE finding_id = $1", finding_id)

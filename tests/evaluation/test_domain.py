@@ -1,0 +1,227 @@
+"""The evaluation domain without infrastructure: registry, planning, jobs, findings, secrets."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from contracts.events import ExternalFindingSubmitted, RejectionReason, SubmissionAccepted
+from contracts.events.evaluation import EvaluationEnd, FailureKind, SuiteStatus
+from services.evaluation.credentials import (
+    CredentialUnavailable,
+    env_name,
+    redact,
+    resolve_credential,
+)
+from services.evaluation.demo_model.server import completion, load_profiles
+from services.evaluation.findings import (
+    EvaluatorKey,
+    JobContext,
+    NoScores,
+    Refused,
+    automated_findings,
+    content_hash,
+    verify_external,
+)
+from services.evaluation.jobs import (
+    GiveUp,
+    InvalidTransition,
+    JobState,
+    JobView,
+    Retry,
+    RetryPolicy,
+    after_failure,
+    check_transition,
+    classify_failure,
+    evaluation_completed,
+)
+from services.evaluation.planning import NothingToPlan, job_id, plan_evaluation
+from services.evaluation.runs import MetricResult, RunRequest, RunResult
+from services.evaluation.suite_registry import SuiteRegistry, load_registry
+from tests.contracts.examples import (
+    EVALUATOR_ID,
+    EXAMPLE_KEY_ID,
+    example,
+    example_public_key,
+)
+from tests.evaluation.conftest import SHIPPED_REGISTRY
+
+NOW = datetime.now(UTC)
+
+
+def test_shipped_registry_has_one_benign_proxy_suite_per_domain() -> None:
+    registry = load_registry(SHIPPED_REGISTRY)
+    suites = registry.enabled()
+    assert sorted(s.domain.value for s in suites) == ["autonomy", "bio", "chem", "cyber", "nuclear"]
+    assert all("BENIGN PROXY" in s.description for s in suites)
+
+
+def test_registry_refuses_duplicates_and_bad_task_refs() -> None:
+    suite = load_registry(SHIPPED_REGISTRY).suites[0].model_dump()
+    with pytest.raises(ValidationError, match="once"):
+        SuiteRegistry.model_validate({"registry_version": "x", "suites": [suite, suite]})
+    with pytest.raises(ValidationError):
+        SuiteRegistry.model_validate(
+            {"registry_version": "x", "suites": [suite | {"task": "not a ref"}]}
+        )
+
+
+def test_planning_picks_enabled_suites_the_model_can_take() -> None:
+    registry = load_registry(SHIPPED_REGISTRY)
+    accepted = example(SubmissionAccepted)
+    plan = plan_evaluation(accepted, registry)
+    assert len(plan.jobs) == 5 and plan.registry_version == registry.registry_version
+    assert plan_evaluation(accepted, registry) == plan, "deterministic job ids"
+    assert plan.jobs[0].job_id == job_id(accepted.submission_id, plan.jobs[0].suite)
+    images_only = accepted.model_copy(
+        update={"model": accepted.model.model_copy(update={"modalities": ["image"]})}
+    )
+    with pytest.raises(NothingToPlan):
+        plan_evaluation(images_only, registry)
+
+
+def test_retries_back_off_then_give_up() -> None:
+    policy = RetryPolicy(base_s=10, max_s=25)
+    assert after_failure(1, 3, policy) == Retry(10)
+    assert after_failure(2, 3, policy) == Retry(20)
+    assert after_failure(3, 3, policy) == GiveUp()
+    assert policy.delay(5) == 25
+    check_transition(JobState.RUNNING, JobState.PENDING)
+    with pytest.raises(InvalidTransition):
+        check_transition(JobState.COMPLETED, JobState.RUNNING)
+
+
+def test_completion_needs_every_job_ended() -> None:
+    job = JobView(uuid.uuid4(), "s", "1", "cyber", JobState.RUNNING, 1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidTransition):
+        evaluation_completed(uuid.uuid4(), "lab/m@1", EvaluationEnd.ALL_SUITES_ENDED, [job], NOW)
+    done = JobView(uuid.uuid4(), "s", "1", "cyber", JobState.INCOMPLETE, 1)  # type: ignore[arg-type]
+    event = evaluation_completed(uuid.uuid4(), "lab/m@1", EvaluationEnd.WINDOW_CLOSED, [done], NOW)
+    assert event.suites[0].status is SuiteStatus.INCOMPLETE and event.incomplete
+
+
+def test_failure_kinds_from_inspect_errors() -> None:
+    assert classify_failure("RetryError(... raised APIConnectionError>)") is (
+        FailureKind.ENDPOINT_UNREACHABLE
+    )
+    assert classify_failure("RetryError(... raised InternalServerError>)") is FailureKind.ERROR
+
+
+def test_credentials_resolve_from_env_or_file_and_never_escape(tmp_path: Path) -> None:
+    (tmp_path / "labs" / "acme").mkdir(parents=True)
+    (tmp_path / "labs" / "acme" / "key").write_text("from-file\n")
+
+    def resolve(ref: str, environ: dict[str, str]) -> str:
+        secret = resolve_credential(
+            ref, secrets_dir=tmp_path, env_prefix="FR_SECRET_", environ=environ
+        )
+        return secret.get_secret_value()
+
+    assert resolve("labs/acme/key", {}) == "from-file"
+    env = {env_name("FR_SECRET_", "labs/acme/key"): "from-env"}
+    assert env_name("FR_SECRET_", "labs/acme/key") == "FR_SECRET_LABS_ACME_KEY"
+    assert resolve("labs/acme/key", env) == "from-env"
+    with pytest.raises(CredentialUnavailable, match="leave"):
+        resolve("labs/../../etc/passwd", {})
+    with pytest.raises(CredentialUnavailable) as missing:
+        resolve("labs/acme/other", {})
+    assert "from-file" not in str(missing.value)
+    assert redact("key=from-file!", SecretStr("from-file")) == "key=***!"
+
+
+def test_run_request_never_shows_its_secret() -> None:
+    request = RunRequest(
+        task="m:t",
+        base_url="http://x/v1",
+        api_model="m",
+        api_key=SecretStr("hunter2-secret"),
+        log_file=Path("x.eval"),
+        max_retries=0,
+        request_timeout_s=5,
+    )
+    assert "hunter2-secret" not in repr(request) + request.model_dump_json()
+    assert json.loads(request.to_child())["api_key"] == "hunter2-secret"
+
+
+def job_context() -> JobContext:
+    return JobContext(
+        job_id=uuid.uuid4(),
+        submission_id=uuid.uuid4(),
+        model_id="lab/m@1",
+        suite_id="cyber-ctf-proxy",
+        suite_version="1.0.0",
+        domain="cyber",  # type: ignore[arg-type]
+        capability="vulnerability-discovery",
+        attempt=1,
+    )
+
+
+def test_findings_are_deterministic_and_only_for_normalised_metrics() -> None:
+    job = job_context()
+    run = RunResult(
+        status="success",
+        log_sha256="0" * 64,
+        samples_total=3,
+        metrics=[
+            MetricResult(
+                scorer="match", metric="accuracy", value=0.5, stderr=0.2, samples_scored=3
+            ),
+            MetricResult(scorer="match", metric="mean_tokens", value=42.0),
+        ],
+    )
+    first, second = automated_findings(job, run, NOW), automated_findings(job, run, NOW)
+    assert [f.finding_id for f in first] == [f.finding_id for f in second]
+    assert [(f.metric, f.score, f.stderr) for f in first] == [("accuracy", 0.5, 0.2)]
+    assert first[0].evidence_ref == (
+        f"inspect-logs/{job.submission_id}/cyber-ctf-proxy@1.0.0/attempt-1.eval"
+    )
+    with pytest.raises(NoScores):
+        automated_findings(job, run.model_copy(update={"metrics": run.metrics[1:]}), NOW)
+
+
+def test_external_finding_checks() -> None:
+    finding = example(ExternalFindingSubmitted)
+    data = finding.model_dump(mode="json", exclude_none=True)
+    key = EvaluatorKey(EXAMPLE_KEY_ID, EVALUATOR_ID, example_public_key(), revoked=False)
+    ok = {"max_age": timedelta(minutes=15), "max_future": timedelta(minutes=1)}
+    subject = str(finding.submission_id)
+    verify_external(finding, data, subject, key, NOW, **ok)
+
+    def reason(**changes: object) -> RejectionReason:
+        args: dict[str, object] = {"subject": subject, "key": key, "now": NOW, "data": data}
+        args |= changes
+        with pytest.raises(Refused) as refused:
+            verify_external(finding, **args, **ok)  # type: ignore[arg-type]
+        return refused.value.reason
+
+    assert reason(key=None) is RejectionReason.UNKNOWN_KEY
+    assert reason(key=EvaluatorKey(EXAMPLE_KEY_ID, "other", key.public_key, False)) is (
+        RejectionReason.UNKNOWN_KEY
+    )
+    assert reason(key=EvaluatorKey(EXAMPLE_KEY_ID, EVALUATOR_ID, key.public_key, True)) is (
+        RejectionReason.REVOKED_KEY
+    )
+    assert reason(data=data | {"score": 0.99}) is RejectionReason.BAD_SIGNATURE
+    assert reason(now=NOW + timedelta(hours=1)) is RejectionReason.STALE_ISSUED_AT
+    assert reason(now=NOW - timedelta(hours=1)) is RejectionReason.FUTURE_ISSUED_AT
+    assert reason(subject="other") is RejectionReason.SUBJECT_MISMATCH
+    resigned = data | {"signature": data["signature"] | {"nonce": "x" * 20}}
+    assert content_hash(resigned) == content_hash(data)
+    assert content_hash(data | {"score": 0.1}) != content_hash(data)
+
+
+def test_demo_profiles_script_answers_and_report_usage() -> None:
+    profiles = load_profiles()
+    question = {"messages": [{"role": "user", "content": "Molar mass of NaCl is 58.5 g/mol..."}]}
+    capable = completion(profiles["capable"], question)
+    assert capable["choices"][0]["message"]["content"] == "117"
+    assert capable["usage"]["total_tokens"] > 0
+    refused = completion(profiles["refuser"], question)["choices"][0]["message"]["content"]
+    assert "can't help" in refused
+    assert profiles["capable-slow"].delay_s > 0 and profiles["capable-slow"].rules
+    assert profiles["broken"].status == 500

@@ -1,0 +1,171 @@
+"""External evaluators' signed findings: recorded when valid, answered with a reason if not."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from contracts import encode, make_event
+from contracts.events import (
+    EvaluationStarted,
+    ExternalFindingRejected,
+    ExternalFindingSubmitted,
+    FindingRecorded,
+)
+from services.evaluation import repository as repo
+from services.evaluation.settings import EvaluationSettings
+from tests.conftest import read_topic
+from tests.contracts.examples import EVALUATOR_ID, EXAMPLE_KEY_ID, example, example_public_key, sign
+from tests.evaluation.conftest import StartService, Topics
+from tests.evaluation.support import EventReader, accepted, publish, publish_events
+from tests.evaluation.test_worker_crash import worker_env
+
+
+def submitted(submission_id: uuid.UUID, **overrides: Any) -> ExternalFindingSubmitted:
+    return example(ExternalFindingSubmitted, submission_id=submission_id, **overrides)
+
+
+def as_record(finding: ExternalFindingSubmitted, subject: str | None = None) -> bytes:
+    subject = subject or str(finding.submission_id)
+    return encode(make_event(finding, source="/evaluators/red-team", subject=subject))
+
+
+async def evaluation_started(settings: EvaluationSettings, topics: Topics, sid: uuid.UUID) -> None:
+    """Intake and findings are different topics: wait until the submission is known."""
+    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+        await reader.wait_until(lambda: bool(reader.of(sid, EvaluationStarted)), what="planning")
+
+
+async def test_external_findings_are_validated_recorded_or_rejected(
+    eval_settings: EvaluationSettings,
+    topics: Topics,
+    start_service: StartService,
+    demo_url: str,
+    database: str,
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    settings = eval_settings.model_copy(update={"worker_enabled": False})  # no Inspect runs
+    await start_service(settings)
+    conn = await asyncpg.connect(database, server_settings={"search_path": schema})
+    try:
+        await repo.add_evaluator_key(conn, EVALUATOR_ID, EXAMPLE_KEY_ID, example_public_key())
+    finally:
+        await conn.close()
+    submission = accepted(demo_url, "refuser")
+    sid = submission.submission_id
+    await publish_events(settings.kafka_bootstrap, topics.intake, submission)
+    await evaluation_started(settings, topics, sid)
+
+    good = submitted(sid)
+    schema_violation = json.loads(as_record(submitted(sid)))
+    schema_violation["data"]["score"] = 1.5
+    forged = sign(submitted(sid), Ed25519PrivateKey.generate())
+    stranger = submitted(uuid.uuid4())
+    unknown_key = submitted(sid, signature=good.signature.model_copy(update={"key_id": "nokey"}))
+    conflicting = submitted(sid, score=0.9)  # same external_finding_id as ``good``
+    key = str(sid)
+    cases: list[tuple[bytes, str | None]] = [
+        (as_record(good), None),
+        (as_record(good), "replayed_nonce"),  # the same signed data again
+        (json.dumps(schema_violation).encode(), "schema_violation"),
+        (as_record(forged), "bad_signature"),
+        (as_record(stranger), "unknown_submission"),
+        (as_record(sign(unknown_key)), "unknown_key"),
+        (as_record(submitted(sid), subject=str(uuid.uuid4())), "subject_mismatch"),
+        (as_record(conflicting), "conflict"),
+    ]
+    await publish(settings.kafka_bootstrap, topics.findings, *((key, value) for value, _ in cases))
+    await publish(settings.kafka_bootstrap, topics.findings, (key, b"\x00not json at all"))
+
+    expected_rejections = [reason for _, reason in cases if reason]
+    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+
+        def rejections() -> list[ExternalFindingRejected]:
+            return [e.data for e in reader.events if isinstance(e.data, ExternalFindingRejected)]
+
+        await reader.wait_until(
+            lambda: len(rejections()) >= len(expected_rejections), what="every rejection"
+        )
+        await reader.linger()
+
+    [finding] = reader.of(sid, FindingRecorded)
+    assert finding.method == "manual" and finding.suite_id == "external"
+    assert finding.evaluator == EVALUATOR_ID
+    assert finding.external_finding_id == good.external_finding_id
+    assert finding.score == good.score and finding.summary == good.summary
+    answers = rejections()
+    assert sorted(r.reason.value for r in answers) == sorted(expected_rejections), "one each"
+    by_reason = {r.reason.value: r for r in answers}
+    violation = by_reason["schema_violation"]
+    assert [e.path for e in violation.field_errors] == ["data.score"]
+    assert violation.submission_id == sid and violation.rejected_event_id
+    assert by_reason["unknown_submission"].submission_id == stranger.submission_id
+    for answer in answers:
+        assert answer.detail and answer.rejected_event_id
+
+    dead = await read_topic(settings.kafka_bootstrap, f"{topics.findings}.dlq", expected=1)
+    assert [r.value for r in dead] == [b"\x00not json at all"]
+    assert dict(dead[0].headers)["dlq.reason"] == b"malformed_json"
+
+
+async def test_red_team_cli_signs_and_submits_a_manual_finding(
+    eval_settings: EvaluationSettings,
+    topics: Topics,
+    start_service: StartService,
+    demo_url: str,
+    tmp_path: Path,
+) -> None:
+    settings = eval_settings.model_copy(update={"worker_enabled": False})
+    await start_service(settings)
+    submission = accepted(demo_url, "refuser")
+    await publish_events(settings.kafka_bootstrap, topics.intake, submission)
+    await evaluation_started(settings, topics, submission.submission_id)
+    env = worker_env(settings)
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "services.evaluation.cli", *args],
+            env=env | {"COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    key_file = tmp_path / "red-team.pem"
+    public = cli("evaluators", "keygen", "--out", str(key_file)).strip()
+    cli("evaluators", "add-key", "red-team-b", "red-team-b-key-1", public)
+    out = cli(
+        "findings", "submit",
+        "--submission", str(submission.submission_id),
+        "--evaluator", "red-team-b",
+        "--key-id", "red-team-b-key-1",
+        "--key-file", str(key_file),
+        "--domain", "cyber",
+        "--capability", "exploit-development",
+        "--score", "0.25",
+        "--metric", "success-rate",
+        "--summary", "Proxy CTF: 1 of 4 toy flags recovered without hints.",
+        "--evidence-ref", "evidence://red-team-b/run-1",
+        "--samples-total", "4",
+    )  # fmt: skip
+    assert "published" in out
+    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+        await reader.wait_until(
+            lambda: bool(reader.of(submission.submission_id, FindingRecorded)), what="finding"
+        )
+    [finding] = reader.of(submission.submission_id, FindingRecorded)
+    assert finding.evaluator == "red-team-b" and finding.score == 0.25
+    listing = cli("findings", "list", "--submission", str(submission.submission_id))
+    assert "external" in listing and "0.25" in listing
+    assert os.environ.get("FR_DB_SCHEMA") != settings.db_schema  # the CLI got its own env
