@@ -5,7 +5,8 @@
 # a lab submitting a model and follow it through the review.
 #
 #   bash deploy/run.sh            # up + scenario (services keep running)
-#   bash deploy/services.sh stop  # stop the services; bash deploy/stack.sh down
+#   bash deploy/services.sh stop; bash deploy/services.sh stop evaluation.demo_model
+#   bash deploy/stack.sh down
 set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -17,9 +18,13 @@ bash deploy/install.sh
 step "infrastructure up (Kafka, PostgreSQL, topics)"
 eval "$(bash deploy/stack.sh up)"
 export FR_KAFKA_BOOTSTRAP FR_DATABASE_URL
-# The demo squeezes a 30-day review window into seconds (one "day" = 1 s).
+# Demo settings (local development only): a "day" of the review window lasts
+# 1 s, and the demo lab model server speaks plain http on :8900 with this key.
 export FR_INTAKE_SECONDS_PER_DAY=${FR_INTAKE_SECONDS_PER_DAY:-1}
-step "services"
+export FR_INTAKE_ALLOW_HTTP_ENDPOINTS=true
+export DEMO_LAB_API_KEY=${DEMO_LAB_API_KEY:-demo-key}
+step "services and the demo lab model server"
 bash deploy/services.sh start
+bash deploy/services.sh start evaluation.demo_model
 step "end-to-end scenario"
 .venv/bin/python -m deploy.demo.scenario "$@"
