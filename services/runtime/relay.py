@@ -149,9 +149,14 @@ class OutboxRelay:
         await producer.start()  # init_transactions: aborts what a killed relay left open
         try:
             await self._reconcile()
+            pruned_at = 0.0
+            loop = asyncio.get_running_loop()
             while not self._stopping.is_set():
                 rows = await self._claim_batch()
                 if not rows:
+                    if loop.time() - pruned_at > self.settings.prune_interval_s:
+                        await self.prune()
+                        pruned_at = loop.time()
                     await self._sleep(self.settings.relay_poll_interval_s)
                     continue
                 batch, records = rows
@@ -160,6 +165,23 @@ class OutboxRelay:
                 self.published += len(records)
         finally:
             await producer.stop()
+
+    async def prune(self) -> None:
+        """Forget what can no longer matter, so the runtime tables stay bounded.
+
+        Published outbox rows are kept a while for inspection. Inbox rows must
+        outlive every record that could still be redelivered, i.e. the longest
+        topic retention, or a replay from the earliest offset would apply twice.
+        """
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM outbox WHERE published_at < now() - make_interval(days => $1)",
+                self.settings.outbox_keep_days,
+            )
+            await conn.execute(
+                "DELETE FROM inbox WHERE received_at < now() - make_interval(days => $1)",
+                self.settings.inbox_keep_days,
+            )
 
     async def _committed_batch(self) -> int:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)

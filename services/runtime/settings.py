@@ -33,6 +33,12 @@ class RuntimeSettings(BaseSettings):
     relay_batch_size: int = 500
     relay_poll_interval_s: float = 1.0
 
+    # Housekeeping by the elected relay: inbox rows outlive the longest topic
+    # retention (90 days, contracts/registry.py), so no redelivery applies twice.
+    prune_interval_s: float = 600.0
+    outbox_keep_days: int = 7
+    inbox_keep_days: int = 100
+
     # Telemetry: "jsonl" appends finished spans to otel_file, "otlp" sends them to
     # otel_endpoint (Jaeger, an OTel collector), "none" only propagates context.
     otel_exporter: Literal["none", "otlp", "jsonl", "console"] = "none"

@@ -188,3 +188,37 @@ async def test_relay_process_killed_mid_batch(
 
 async def _progressed(database: str, schema: str, last: int) -> bool:
     return await published(database, schema) > last
+
+
+async def test_prune_keeps_what_can_still_matter(
+    settings: RuntimeSettings, database: str, schema: str, new_topic: NewTopic
+) -> None:
+    topic = await new_topic("prune")
+    await fill_outbox(database, schema, topic, 4)
+    conn = await asyncpg.connect(database, server_settings={"search_path": schema})
+    pool = await asyncpg.create_pool(database, server_settings={"search_path": schema})
+    assert pool is not None
+    try:
+        ids = [r["id"] for r in await conn.fetch("SELECT id FROM outbox ORDER BY id")]
+        # Two rows published long ago, one recently, one not yet.
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() - interval '30 days' "
+            "WHERE id = ANY($1::bigint[])",
+            ids[:2],
+        )
+        await conn.execute("UPDATE outbox SET published_at = now() WHERE id = $1", ids[2])
+        for age_days, event_id in ((120, "old"), (10, "recent")):
+            await conn.execute(
+                """INSERT INTO inbox (consumer, event_id, topic, "partition", "offset", received_at)
+                   VALUES ('c', $1, $2, 0, 0, now() - make_interval(days => $3))""",
+                event_id,
+                topic,
+                age_days,
+            )
+        await OutboxRelay(settings, pool, schema).prune()
+        left = [r["id"] for r in await conn.fetch("SELECT id FROM outbox ORDER BY id")]
+        assert left == ids[2:], "old published rows go; recent and unpublished ones stay"
+        assert [r["event_id"] for r in await conn.fetch("SELECT event_id FROM inbox")] == ["recent"]
+    finally:
+        await conn.close()
+        await pool.close()
