@@ -97,13 +97,23 @@ async def drain(
     return latencies, time.perf_counter()
 
 
-async def produce_paced(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> float:
-    """Produce with the same settings as the services (idempotent, acks=all)."""
+Make = Callable[[int], tuple[bytes, bytes]]
+
+
+async def produce_paced(
+    bootstrap: str, topic: str, make: Make, messages: int, rate: float | None = None
+) -> float:
+    """Produce ``messages`` records (a burst, or ``rate`` per second) with the
+    services' producer settings (idempotent, acks=all); returns the start time.
+    Each record is built when it is sent, so its ``sent`` stamp is true."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
     await producer.start()
     started = time.perf_counter()
     try:
-        for key, value in payloads:
+        for i in range(messages):
+            if rate:
+                await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+            key, value = make(i)
             await producer.send(topic, value=value, key=key)
         await producer.flush()
     finally:
@@ -111,15 +121,14 @@ async def produce_paced(bootstrap: str, topic: str, payloads: list[tuple[bytes, 
     return started
 
 
-async def raw_baseline(
-    bootstrap: str, make: Callable[[int], tuple[bytes, bytes]], messages: int
-) -> Run:
+async def raw_baseline(bootstrap: str, make: Make, messages: int, rate: float | None = None) -> Run:
     """Raw aiokafka produce -> consume on the same broker: the physical baseline."""
     topic = await fresh_topic(bootstrap, "raw")
     ready = asyncio.Event()
     consumer = asyncio.create_task(drain(bootstrap, topic, messages, ready, committed_only=False))
     await ready.wait()
     await asyncio.sleep(1.0)  # let the group assignment settle before the clock starts
-    started = await produce_paced(bootstrap, topic, [make(i) for i in range(messages)])
+    started = await produce_paced(bootstrap, topic, make, messages, rate)
     latencies, ended = await consumer
-    return Run("raw aiokafka produce -> consume", messages, ended - started, latencies)
+    pace = f" at {rate:.0f}/s" if rate else ""
+    return Run(f"raw aiokafka produce -> consume{pace}", messages, ended - started, latencies)

@@ -1,6 +1,6 @@
 """Platform benchmark: the runtime's hop against raw aiokafka on the same broker.
 
-    .venv/bin/python -m benchmarks.platform_hop [--messages 2000 5000]
+    .venv/bin/python -m benchmarks.platform_hop [--messages 1000 4000 8000] [--rate 200]
 
 Baseline: raw aiokafka, idempotent producer (acks=all) -> consumer.
 Hop: the same records consumed by a runtime Service: decode + inbox claim +
@@ -54,7 +54,7 @@ async def forward(delivery: Delivery, out_topic: str) -> None:
     await delivery.outbox.publish(out_topic, data, subject=data.key)
 
 
-async def runtime_hop(settings: RuntimeSettings, messages: int) -> Run:
+async def runtime_hop(settings: RuntimeSettings, messages: int, rate: float | None = None) -> Run:
     source, sink = (
         await fresh_topic(settings.kafka_bootstrap, "in"),
         await fresh_topic(settings.kafka_bootstrap, "out"),
@@ -76,35 +76,43 @@ async def runtime_hop(settings: RuntimeSettings, messages: int) -> Run:
         )
         await ready.wait()
         await asyncio.sleep(3.0)  # both consumer groups assigned before the clock starts
-        started = await produce_paced(
-            settings.kafka_bootstrap, source, [tick(i) for i in range(messages)]
-        )
+        started = await produce_paced(settings.kafka_bootstrap, source, tick, messages, rate)
         latencies, ended = await consumer
     finally:
         await service.stop()
         conn = await asyncpg.connect(settings.database_url)
         await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await conn.close()
+    pace = f" at {rate:.0f}/s" if rate else ""
     return Run(
-        "runtime hop: consume -> PG tx (inbox+state+outbox) -> relay -> consume",
+        f"runtime hop{pace}: consume -> PG tx (inbox+state+outbox) -> relay -> consume",
         messages,
         ended - started,
         latencies,
     )
 
 
-async def main(sizes: list[int]) -> None:
+async def main(sizes: list[int], rate: float, paced_messages: int) -> None:
     settings = RuntimeSettings(otel_exporter="none", relay_poll_interval_s=0.5)
     print(f"machine: {machine()}\n")
     print(HEADER)
+    # Bursts: throughput as the backlog grows (latency there is queueing).
     for messages in sizes:
         baseline = await raw_baseline(settings.kafka_bootstrap, tick, messages)
         hop = await runtime_hop(settings, messages)
         print(baseline.row())
         print(hop.row(baseline))
+    # Paced below capacity: the latency one event pays for the guarantees.
+    baseline = await raw_baseline(settings.kafka_bootstrap, tick, paced_messages, rate)
+    hop = await runtime_hop(settings, paced_messages, rate)
+    print(baseline.row())
+    print(hop.row(baseline))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--messages", type=int, nargs="+", default=[1000, 4000])
-    asyncio.run(main(parser.parse_args().messages))
+    parser.add_argument("--messages", type=int, nargs="+", default=[1000, 4000, 8000])
+    parser.add_argument("--rate", type=float, default=200.0, help="paced run: records/s")
+    parser.add_argument("--paced-messages", type=int, default=2000)
+    args = parser.parse_args()
+    asyncio.run(main(args.messages, args.rate, args.paced_messages))

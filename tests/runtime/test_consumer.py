@@ -122,13 +122,22 @@ async def test_poison_records_go_to_dlq_and_the_partition_moves_on(
     assert attempts["test_refused"] == "1", "a PermanentError is not retried"
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize(
+    ("stop_signal", "graceful_timeout_s"),
+    [
+        (signal.SIGKILL, 5.0),
+        (signal.SIGTERM, 5.0),  # in-flight batch finishes within the grace period
+        (signal.SIGTERM, 0.05),  # grace period ends mid-batch: the handler is cancelled
+    ],
+    ids=["sigkill", "sigterm", "sigterm-cut-off"],
+)
 async def test_consumer_process_stopped_mid_stream_loses_and_doubles_nothing(
     settings: RuntimeSettings,
     database: str,
     schema: str,
     new_topic: NewTopic,
     stop_signal: signal.Signals,
+    graceful_timeout_s: float,
 ) -> None:
     topic = await new_topic("crash")
     total = 300
@@ -142,7 +151,7 @@ async def test_consumer_process_stopped_mid_stream_loses_and_doubles_nothing(
         "TEST_SCHEMA": schema,
         "TEST_TOPIC": topic,
         "TEST_DELAY": "0.01",  # slow enough to be stopped mid-stream
-        "FR_GRACEFUL_TIMEOUT_S": "5",
+        "FR_GRACEFUL_TIMEOUT_S": str(graceful_timeout_s),
         "FR_CONSUMER_BATCH_SIZE": "20",  # small batches: a stop lands mid-stream
         "FR_LOG_JSON": "false",
     }
