@@ -32,6 +32,7 @@ from opentelemetry.trace import SpanKind
 from contracts import CloudEvent, ContractViolation, Event, decode
 from services.runtime import inbox
 from services.runtime.deadletter import send_to_dlq
+from services.runtime.errors import PermanentError as PermanentError  # re-exported
 from services.runtime.outbox import Outbox
 from services.runtime.settings import RuntimeSettings
 from services.runtime.telemetry import attach_trace, detach_trace
@@ -45,6 +46,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
+    # Concurrency conflicts: the same record succeeds when tried again.
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
 )
 
 if TYPE_CHECKING:
@@ -53,15 +57,6 @@ if TYPE_CHECKING:
 
 class _RunFailed(Exception):
     """Rolls back a batch run whose handler failed on one record."""
-
-
-class PermanentError(Exception):
-    """Raised by a handler when retrying can't help: dead-letter the record at once."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -239,6 +234,7 @@ class EventConsumer:
             topic=origin.topic,
             partition=origin.partition,
             offset=origin.offset,
+            value=raw,
         )
         if fresh:
             await self.handler(Delivery(event, conn, Outbox(conn, self.source), origin, raw))
@@ -352,10 +348,20 @@ class EventConsumer:
                     topic=origin.topic,
                     partition=origin.partition,
                     offset=origin.offset,
+                    value=raw,
                 )
                 answered = not fresh or await self.on_invalid(
                     InvalidRecord(raw, violation, conn, Outbox(conn, self.source), origin)
                 )
+            except TRANSIENT_ERRORS:
+                await transaction.rollback()
+                raise
+            except Exception:
+                # The hook itself failed on this record: it can't be answered,
+                # but it must not stall the partition either. To the DLQ.
+                log.exception("on_invalid failed; the record goes to the DLQ")
+                await transaction.rollback()
+                return False
             except BaseException:
                 await transaction.rollback()
                 raise

@@ -3,7 +3,7 @@
 One relay per service is active at a time (a Postgres advisory lock elects it;
 replicas wait). Each batch goes out in one Kafka transaction that also commits
 the batch number as the offset of a checkpoint partition for the group
-``<service>.outbox-relay``:
+``outbox-relay.<database>.<schema>`` (also the transactional id):
 
 1. claim: rows get the next batch number (Postgres commit);
 2. publish: one Kafka transaction = the batch's records + checkpoint ``batch+1``;
@@ -78,7 +78,10 @@ class OutboxRelay:
         self.settings = settings
         self.pool = pool
         self.schema = schema
-        self.group = f"{settings.service_name}.outbox-relay"
+        # Transactional id and checkpoint group name the outbox (database and
+        # schema), not the process: two outboxes must never share a checkpoint,
+        # and every relay of one outbox must fence the others. Set at election.
+        self.group = ""
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -124,6 +127,8 @@ class OutboxRelay:
                 await self._sleep(self.settings.relay_poll_interval_s)
                 if self._stopping.is_set():
                     return
+            database = await listener.fetchval("SELECT current_database()")
+            self.group = f"outbox-relay.{database}.{self.schema}"
             channel = f"{self.schema}_outbox"
             await listener.add_listener(channel, self._notified)
             try:

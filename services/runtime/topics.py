@@ -19,6 +19,10 @@ from services.runtime.relay import CHECKPOINT_TOPIC
 from services.runtime.settings import RuntimeSettings
 
 
+class TopicMismatch(RuntimeError):
+    """An existing topic does not match the registry (fix by hand: see module doc)."""
+
+
 @dataclass(frozen=True)
 class TopicPlan:
     name: str
@@ -43,6 +47,19 @@ async def ensure_topics(bootstrap: str, plans: Iterable[TopicPlan]) -> list[str]
     try:
         existing = set(await admin.list_topics())
         missing = [p for p in plans if p.name not in existing]
+        present = [p for p in plans if p.name in existing]
+        if present:
+            described = await admin.describe_topics([p.name for p in present])
+            partitions = {t["topic"]: len(t["partitions"]) for t in described}
+            short = [p for p in present if partitions.get(p.name, 0) < p.partitions]
+            if short:
+                raise TopicMismatch(
+                    "; ".join(
+                        f"{p.name} has {partitions.get(p.name, 0)} partitions, the registry "
+                        f"asks for {p.partitions}"
+                        for p in short
+                    )
+                )
         if missing:
             await admin.create_topics(
                 [
@@ -64,7 +81,11 @@ def main(argv: list[str]) -> int:
         return 2
     settings = RuntimeSettings()
     plans = planned_topics()
-    created = asyncio.run(ensure_topics(settings.kafka_bootstrap, plans))
+    try:
+        created = asyncio.run(ensure_topics(settings.kafka_bootstrap, plans))
+    except TopicMismatch as mismatch:
+        print(f"topics: ERROR: {mismatch}", file=sys.stderr)
+        return 1
     for plan in plans:
         state = "created" if plan.name in created else "exists"
         print(f"{state:8} {plan.name} ({plan.partitions} partitions)")

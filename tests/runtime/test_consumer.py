@@ -16,10 +16,19 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from contracts import encode, make_event
+from services.runtime.consumer import InvalidRecord
 from services.runtime.service import Service
 from services.runtime.settings import RuntimeSettings
 from tests.conftest import NewTopic, read_topic, wait_for
-from tests.runtime.support import Ping, counter_service, ping_record, produce
+from tests.runtime.support import (
+    MIGRATIONS,
+    PING_TYPES,
+    Ping,
+    counter_service,
+    counting_handler,
+    ping_record,
+    produce,
+)
 
 
 async def applied(database: str, schema: str) -> list[asyncpg.Record]:
@@ -174,3 +183,55 @@ async def test_consumer_process_stopped_mid_stream_loses_and_doubles_nothing(
     rows = await applied(database, schema)
     assert sorted(r["seq"] for r in rows) == list(range(total))
     assert all(r["times"] == 1 for r in rows), "an event was applied twice"
+
+
+async def test_reused_event_id_with_other_content_is_dead_lettered(
+    settings: RuntimeSettings,
+    database: str,
+    schema: str,
+    new_topic: NewTopic,
+    running: list[Service],
+) -> None:
+    topic = await new_topic("reuse", partitions=1)
+    service = counter_service(settings, f"test-{uuid.uuid4().hex[:8]}", schema, topic)
+    await service.start()
+    running.append(service)
+    original = make_event(Ping(key="k", seq=0), source="/tests", subject="k")
+    impostor = original.model_copy(update={"data": Ping(key="k", seq=1)})
+    await produce(settings.kafka_bootstrap, topic, [("k", encode(original))])
+    await wait_for(partial(count_applied, database, schema, 1), what="original applied")
+    await produce(
+        settings.kafka_bootstrap,
+        topic,
+        [("k", encode(original)), ("k", encode(impostor)), ("k", ping_record("k", 2))],
+    )
+    await wait_for(partial(count_applied, database, schema, 2), what="next record applied")
+    rows = await applied(database, schema)
+    assert sorted(r["seq"] for r in rows) == [0, 2], "the impostor was not applied"
+    (dead,) = await read_topic(settings.kafka_bootstrap, f"{topic}.dlq", expected=1)
+    assert decoded_headers(dead)["dlq.reason"] == "event_id_reused"
+    assert dead.value == encode(impostor)
+
+
+async def test_a_failing_on_invalid_hook_dead_letters_instead_of_stalling(
+    settings: RuntimeSettings,
+    database: str,
+    schema: str,
+    new_topic: NewTopic,
+    running: list[Service],
+) -> None:
+    topic = await new_topic("hook", partitions=1)
+
+    async def broken_hook(record: InvalidRecord) -> bool:
+        raise RuntimeError("the hook cannot parse this either")
+
+    service = Service(
+        f"test-{uuid.uuid4().hex[:8]}", settings=settings, schema=schema, migrations=MIGRATIONS
+    )
+    service.consume(topic, counting_handler(), event_types=PING_TYPES, on_invalid=broken_hook)
+    await service.start()
+    running.append(service)
+    await produce(settings.kafka_bootstrap, topic, [("k", b"{}"), ("k", ping_record("k", 0))])
+    await wait_for(partial(count_applied, database, schema, 1), what="the record behind it")
+    (dead,) = await read_topic(settings.kafka_bootstrap, f"{topic}.dlq", expected=1)
+    assert decoded_headers(dead)["dlq.reason"] == "invalid_envelope"

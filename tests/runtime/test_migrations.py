@@ -1,14 +1,16 @@
-"""Migrations apply once, under a lock, and refuse an edited applied file."""
+"""Schema and topic setup: migrations apply once under a lock; topics match the registry."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from services.runtime.migrations import MigrationError, migrate
+from services.runtime.topics import TopicMismatch, TopicPlan, ensure_topics
 
 
 async def test_concurrent_starts_migrate_once_and_edits_are_refused(
@@ -36,3 +38,11 @@ async def test_concurrent_starts_migrate_once_and_edits_are_refused(
     finally:
         for conn in connections:
             await conn.close()
+
+
+async def test_an_existing_topic_with_too_few_partitions_is_an_error(kafka: str) -> None:
+    name = f"test.partitions.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka, [TopicPlan(name, 1)])
+    with pytest.raises(TopicMismatch, match=f"{name} has 1 partitions"):
+        await ensure_topics(kafka, [TopicPlan(name, 3)])
+    assert await ensure_topics(kafka, [TopicPlan(name, 1)]) == []  # matching: nothing to do

@@ -222,3 +222,26 @@ async def test_prune_keeps_what_can_still_matter(
     finally:
         await conn.close()
         await pool.close()
+
+
+async def test_two_relays_on_one_outbox_publish_once(
+    settings: RuntimeSettings, database: str, schema: str, new_topic: NewTopic
+) -> None:
+    """Replicas each run a relay; the advisory lock lets exactly one publish."""
+    topic = await new_topic("relay-pair")
+    rows = 600
+    await fill_outbox(database, schema, topic, rows)
+    relay_settings = settings.model_copy(update={"relay_batch_size": 50})
+    pool = await asyncpg.create_pool(database, server_settings={"search_path": schema})
+    assert pool is not None
+    relays = [OutboxRelay(relay_settings, pool, schema) for _ in range(2)]
+    try:
+        for relay in relays:
+            relay.start()
+        await wait_for(partial(_eq, database, schema, rows), what="all rows published")
+    finally:
+        for relay in relays:
+            await relay.stop()
+        await pool.close()
+    assert sorted(r.published for r in relays) == [0, rows], "one elected relay did it all"
+    await assert_exactly_once_in_order(settings.kafka_bootstrap, topic, rows)
