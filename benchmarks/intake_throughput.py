@@ -56,6 +56,8 @@ LAB_ID, KEY_ID = "bench-lab", "bench-key"
 def signed_batch(client: LabClient, count: int) -> list[tuple[str, bytes]]:
     """``count`` signed SubmissionFiled records (key, value), each with its own id."""
     template = yaml.safe_load(MANIFEST.read_text()) | {"lab_id": LAB_ID}
+    # A lab may only name its own secrets (intake refuses others: credential_not_owned).
+    template["evaluation_access"]["credential_ref"] = f"labs/{LAB_ID}/eval-api-key"
     records = []
     for _ in range(count):
         event = client.envelope(client.submission(template | {"submission_id": str(uuid.uuid4())}))
@@ -129,13 +131,18 @@ class Decisions:
             now = time.time()
             for records in batch.values():
                 for record in records:
-                    data = json.loads(record.value or b"{}").get("data", {})
-                    self.received.setdefault(str(data.get("submission_id")), now)
+                    event = json.loads(record.value or b"{}")
+                    if not str(event.get("type", "")).endswith(".SubmissionAccepted"):
+                        # A benchmark that measured refusals would measure the wrong thing.
+                        raise RuntimeError(f"intake did not accept: {event.get('data')}")
+                    self.received.setdefault(str(event["data"]["submission_id"]), now)
 
     async def wait_for(self, ids: list[str], timeout: float = 600.0) -> float:
         """Wait until every id has a decision; returns the last receive time."""
         deadline = time.monotonic() + timeout
         while not all(i in self.received for i in ids):
+            if self._task is not None and self._task.done():
+                self._task.result()  # surfaces why the reader stopped
             if time.monotonic() > deadline:
                 missing = sum(i not in self.received for i in ids)
                 raise TimeoutError(f"{missing} of {len(ids)} decisions missing")

@@ -128,6 +128,7 @@ class RejectionReason(StrEnum):
     CONFLICT = "conflict"
     UNKNOWN_SUBMISSION = "unknown_submission"
     NOT_OWNER = "not_owner"
+    CREDENTIAL_NOT_OWNED = "credential_not_owned"
     INVALID_STATE = "invalid_state"
     UNKNOWN_POLICY = "unknown_policy"
     POLICY_MISMATCH = "policy_mismatch"
@@ -236,7 +237,9 @@ class EvaluationAccess(Part):
     credential_ref: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$",
         description="Name of the API credential in the agency's secret store, "
-        "delivered out of band; the secret itself never travels in events.",
+        "delivered out of band; the secret itself never travels in events. It must lie "
+        "under labs/<lab_id>/ of the submitting lab (no '.' or '..' segments): intake "
+        "refuses any other name as credential_not_owned.",
         json_schema_extra=RESTRICTED,
     )
 

@@ -86,8 +86,10 @@ class SubmissionAccepted(Event):
 class _IntakeRejection(Rejection):
     submission_id: UUID | None = Field(
         default=None,
-        description="The submission concerned, when it could be read; else the record key "
-        "is rejected_event_id.",
+        description="The submission concerned, when it could be read and the input may speak "
+        "for it (authenticated, from the lab that filed it). Else null, and the record key is "
+        "rejected_event_id: an unauthenticated input, or one about another lab's submission, "
+        "is answered to its sender and leaves that submission's record alone.",
         json_schema_extra=PUBLIC,
     )
     lab_id: Slug | None = Field(

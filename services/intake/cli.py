@@ -58,10 +58,13 @@ PublicKeyOpt = Annotated[
 @asynccontextmanager
 async def _database() -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
     settings = IntakeSettings()
-    conn = await asyncpg.connect(settings.database_url)
+    # The session's search_path names intake's schema, as the service's pool does:
+    # the repository's statements are unqualified.
+    conn = await asyncpg.connect(
+        settings.database_url, server_settings={"search_path": settings.intake_schema}
+    )
     try:
         await migrate(conn, settings.intake_schema, MIGRATIONS)
-        await conn.execute(f'SET search_path TO "{settings.intake_schema}"')
         yield conn
     finally:
         await conn.close()
@@ -118,7 +121,7 @@ def list_labs() -> None:
 def _add_key(key: LabKey, *, end_others_at: datetime | None = None) -> list[str]:
     async def work(conn: asyncpg.Connection[asyncpg.Record]) -> list[str]:
         async with conn.transaction():
-            if not await conn.fetchval("SELECT true FROM labs WHERE lab_id = $1", key.lab_id):
+            if not await repository.lab_exists(conn, key.lab_id):
                 raise LookupError(f"lab {key.lab_id} is not registered")
             await repository.add_key(conn, key)
             if end_others_at is None:

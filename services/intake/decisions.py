@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from contracts.events.common import RejectionReason, make_model_id
+from contracts.events.common import FieldError, RejectionReason, make_model_id
 from contracts.events.intake import (
     ReviewWindowClosed,
     SubmissionAccepted,
@@ -67,6 +67,30 @@ def text(value: str) -> str:
     return (value or "-")[:MAX_TEXT]
 
 
+def check_credential(filed: SubmissionFiled) -> Refusal | None:
+    """The credential must be one of the lab's own: ``labs/<lab_id>/<name>``.
+
+    The evaluation worker sends the secret named here to the lab's endpoint, so a
+    lab naming another lab's secret would receive it.
+    """
+    ref = filed.evaluation_access.credential_ref
+    prefix = f"labs/{filed.lab_id}/"
+    segments = ref.split("/")
+    if ref.startswith(prefix) and len(segments) > 2 and not (set(segments) & {"", ".", ".."}):
+        return None
+    return Refusal(
+        RejectionReason.CREDENTIAL_NOT_OWNED,
+        f"evaluation_access.credential_ref {ref!r} is not a credential of lab {filed.lab_id!r}: "
+        f"it must be a name under {prefix} (no empty, '.' or '..' segments)",
+        (
+            FieldError(
+                path="data.evaluation_access.credential_ref",
+                message=f"must be under {prefix}",
+            ),
+        ),
+    )
+
+
 def check_endpoint(filed: SubmissionFiled, *, allow_http: bool) -> Refusal | None:
     scheme = filed.evaluation_access.endpoint.scheme
     if scheme == "https" or (allow_http and scheme == "http"):
@@ -88,8 +112,11 @@ def decide_filing(
     seconds_per_day: float,
     allow_http: bool,
 ) -> SubmissionAccepted | Refusal:
-    """Accept a covered model with an https endpoint; the window opens now."""
-    refusal = check_endpoint(filed, allow_http=allow_http)
+    """Accept a covered model with the lab's own credential and an https endpoint.
+
+    The window opens now.
+    """
+    refusal = check_credential(filed) or check_endpoint(filed, allow_http=allow_http)
     if refusal is not None:
         return refusal
     coverage = assess_coverage(filed.model, criteria)
@@ -117,10 +144,38 @@ def decide_filing(
     )
 
 
-def refiled(existing: FiledSubmission, body_sha256: str) -> Refusal | None:
-    """Same id again: None for an identical body (a duplicate), else a conflict."""
+def filed_by(existing: FiledSubmission | None, lab_id: str) -> bool:
+    """Only the lab that filed a submission adds to its record and hears under its id."""
+    return existing is not None and existing.lab_id == lab_id
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """The same body again: no second decision, a history entry only."""
+
+    detail: str
+
+
+def decide_refiling(
+    filed: SubmissionFiled, existing: FiledSubmission, body_sha256: str
+) -> Duplicate | Refusal:
+    """Same id again: a duplicate for an identical body, else a conflict.
+
+    Another lab learns only that the id is taken: not the filing's event id nor its state.
+    """
+    if not filed_by(existing, filed.lab_id):
+        return Refusal(
+            RejectionReason.CONFLICT,
+            f"submission id {filed.submission_id} is already taken; "
+            "file your submission under a new submission_id",
+        )
     if existing.body_sha256 == body_sha256:
-        return None
+        return Duplicate(
+            text(
+                f"identical to event {existing.filed_event_id}; the original "
+                f"outcome ({existing.state}: {existing.reason}) stands"
+            )
+        )
     return Refusal(
         RejectionReason.CONFLICT,
         f"submission {existing.submission_id} was already filed (event {existing.filed_event_id}) "
@@ -130,15 +185,18 @@ def refiled(existing: FiledSubmission, body_sha256: str) -> Refusal | None:
 
 
 def decide_withdrawal(
-    request: WithdrawalRequested, existing: FiledSubmission | None
+    request: WithdrawalRequested, existing: FiledSubmission | None, now: datetime
 ) -> Refusal | None:
-    """A lab may withdraw its own accepted submission while the review window is open."""
+    """A lab may withdraw its own accepted submission while the review window is open.
+
+    The window is closed from its deadline on, whether or not the clock has run yet.
+    """
     if existing is None:
         return Refusal(
             RejectionReason.UNKNOWN_SUBMISSION,
             f"no filed submission {request.submission_id} (rejected inputs do not file one)",
         )
-    if existing.lab_id != request.lab_id:
+    if not filed_by(existing, request.lab_id):
         return Refusal(
             RejectionReason.NOT_OWNER,
             f"submission {request.submission_id} was not filed by lab {request.lab_id!r}",
@@ -149,7 +207,20 @@ def decide_withdrawal(
             f"submission {request.submission_id} is {existing.state}; only an accepted "
             "submission whose review window is open can be withdrawn",
         )
+    if existing.deadline is not None and existing.deadline <= now:
+        return Refusal(
+            RejectionReason.INVALID_STATE,
+            f"submission {request.submission_id} can no longer be withdrawn: its review "
+            f"window closed at {existing.deadline.isoformat()}",
+        )
     return None
+
+
+def withdrawn_detail(request: WithdrawalRequested) -> str:
+    return text(
+        f"withdrawn by lab {request.lab_id}; review window cancelled"
+        + (f": {request.reason}" if request.reason else "")
+    )
 
 
 def rejection(
@@ -161,14 +232,21 @@ def rejection(
     event_id: str | None,
     now: datetime,
     body_sha256: str | None = None,
+    trusted: bool = True,
 ) -> SubmissionRejected | WithdrawalRejected:
+    """The answer to a refused input.
+
+    ``trusted`` is False when the input may not speak for the submission it names
+    (not authenticated, or about another lab's submission): the answer then names
+    only the refused event, so it is keyed by that id, not the submission's.
+    """
     answer = kind(
         reason=refusal.reason,
         detail=text(refusal.detail),
         field_errors=list(refusal.field_errors[:100]),
         rejected_event_id=event_id,
         rejected_at=now,
-        submission_id=submission_id,
+        submission_id=submission_id if trusted or event_id is None else None,
         lab_id=lab_id,
     )
     if isinstance(answer, SubmissionRejected) and body_sha256 is not None:

@@ -12,19 +12,21 @@ from services.intake import repository
 from services.intake.clock import Clock
 from services.intake.criteria import CoverageCriteria
 from services.intake.decisions import (
+    Duplicate,
     HistoryKind,
     decide_filing,
+    decide_refiling,
     decide_withdrawal,
-    refiled,
+    filed_by,
     rejection,
-    text,
     withdrawn,
+    withdrawn_detail,
 )
 from services.intake.invalid import answer_invalid
 from services.intake.settings import IntakeSettings
 from services.intake.trust import (
     Refusal,
-    body_sha256,
+    body_digest,
     check_issued_at,
     check_key,
     check_signature,
@@ -58,7 +60,11 @@ class IntakeHandlers:
             raise PermanentError("unexpected_event", f"{d.event.type} is not handled by intake")
 
     async def on_invalid(self, record: InvalidRecord) -> bool:
-        """Answer decodable-but-wrong input; False sends it to the DLQ."""
+        """Answer decodable-but-wrong input; False sends it to the DLQ.
+
+        Such input is not authenticated: it is answered to its event id and leaves
+        the submission it names alone.
+        """
         now = self.clock.now()
         answer = answer_invalid(record.raw, record.violation, now)
         if answer is None:
@@ -68,7 +74,7 @@ class IntakeHandlers:
             if isinstance(answer, WithdrawalRejected)
             else HistoryKind.REJECTED
         )
-        await self._answer(record.conn, record.outbox, answer, kind, now)
+        await self._answer(record.conn, record.outbox, answer, kind, now, trusted=False)
         return True
 
     async def _authenticate(
@@ -103,55 +109,67 @@ class IntakeHandlers:
     async def _filed(self, d: Delivery, filed: SubmissionFiled) -> None:
         now = self.clock.now()
         data = received_data(d.raw)
-        digest = body_sha256(data)
+        digest = body_digest(data)
+        if isinstance(digest, Refusal):  # RFC 8785 refuses the body: nothing can be verified
+            await self._reject_filing(d, filed, digest, now, digest=None, trusted=False)
+            return
         refusal = await self._authenticate(d, filed, data, now)
-        if refusal is None:
-            existing = await repository.find_submission(d.conn, filed.submission_id)
-            if existing is not None:
-                refusal = refiled(existing, digest)
-                if refusal is None:  # the same body again: no second review
-                    await repository.add_history(
-                        d.conn,
-                        submission_id=filed.submission_id,
-                        at=now,
-                        kind=HistoryKind.DUPLICATE,
-                        event_id=d.event.id,
-                        reason=None,
-                        detail=text(
-                            f"identical to event {existing.filed_event_id}; the original "
-                            f"outcome ({existing.state}: {existing.reason}) stands"
-                        ),
-                    )
-                    return
-            else:
-                decision = decide_filing(
-                    filed,
-                    event_id=d.event.id,
-                    body_sha256=digest,
-                    criteria=self.criteria,
-                    now=now,
-                    seconds_per_day=self.settings.intake_seconds_per_day,
-                    allow_http=self.settings.intake_allow_http_endpoints,
-                )
-                if isinstance(decision, SubmissionAccepted):
-                    traceparent = current_trace_headers().get("traceparent")
-                    await repository.record_acceptance(d.conn, decision, data, traceparent)
-                    await d.outbox.publish(
-                        self.events_topic, decision, subject=str(filed.submission_id)
-                    )
-                    return
-                refusal = decision
-                await repository.record_content_rejection(
+        if refusal is not None:
+            await self._reject_filing(d, filed, refusal, now, digest=digest, trusted=False)
+            return
+        existing = await repository.find_submission(d.conn, filed.submission_id)
+        if existing is not None:
+            outcome = decide_refiling(filed, existing, digest)
+            if isinstance(outcome, Duplicate):  # the same body again: no second review
+                await repository.add_history(
                     d.conn,
                     submission_id=filed.submission_id,
-                    lab_id=filed.lab_id,
-                    body_sha256=digest,
+                    at=now,
+                    kind=HistoryKind.DUPLICATE,
                     event_id=d.event.id,
-                    body=data,
-                    refusal=refusal,
-                    now=now,
+                    reason=None,
+                    detail=outcome.detail,
                 )
-        assert refusal is not None
+                return
+            trusted = filed_by(existing, filed.lab_id)
+            await self._reject_filing(d, filed, outcome, now, digest=digest, trusted=trusted)
+            return
+        decision = decide_filing(
+            filed,
+            event_id=d.event.id,
+            body_sha256=digest,
+            criteria=self.criteria,
+            now=now,
+            seconds_per_day=self.settings.intake_seconds_per_day,
+            allow_http=self.settings.intake_allow_http_endpoints,
+        )
+        if isinstance(decision, SubmissionAccepted):
+            traceparent = current_trace_headers().get("traceparent")
+            await repository.record_acceptance(d.conn, decision, data, traceparent)
+            await d.outbox.publish(self.events_topic, decision, subject=str(filed.submission_id))
+            return
+        await repository.record_content_rejection(
+            d.conn,
+            submission_id=filed.submission_id,
+            lab_id=filed.lab_id,
+            body_sha256=digest,
+            event_id=d.event.id,
+            body=data,
+            refusal=decision,
+            now=now,
+        )
+        await self._reject_filing(d, filed, decision, now, digest=digest, trusted=True)
+
+    async def _reject_filing(
+        self,
+        d: Delivery,
+        filed: SubmissionFiled,
+        refusal: Refusal,
+        now: datetime,
+        *,
+        digest: str | None,
+        trusted: bool,
+    ) -> None:
         answer = rejection(
             SubmissionRejected,
             refusal,
@@ -160,15 +178,18 @@ class IntakeHandlers:
             event_id=d.event.id,
             now=now,
             body_sha256=digest,
+            trusted=trusted,
         )
-        await self._answer(d.conn, d.outbox, answer, HistoryKind.REJECTED, now)
+        await self._answer(d.conn, d.outbox, answer, HistoryKind.REJECTED, now, trusted=trusted)
 
     async def _withdrawal(self, d: Delivery, request: WithdrawalRequested) -> None:
         now = self.clock.now()
         refusal = await self._authenticate(d, request, received_data(d.raw), now)
+        trusted = False
         if refusal is None:
             existing = await repository.lock_submission(d.conn, request.submission_id)
-            refusal = decide_withdrawal(request, existing)
+            refusal = decide_withdrawal(request, existing, now)
+            trusted = filed_by(existing, request.lab_id)
             if refusal is None and existing is not None:
                 await repository.record_withdrawal(d.conn, request.submission_id, now)
                 await repository.add_history(
@@ -178,10 +199,7 @@ class IntakeHandlers:
                     kind=HistoryKind.WITHDRAWN,
                     event_id=d.event.id,
                     reason=None,
-                    detail=text(
-                        f"withdrawn by lab {request.lab_id}; review window cancelled"
-                        + (f": {request.reason}" if request.reason else "")
-                    ),
+                    detail=withdrawn_detail(request),
                 )
                 event = withdrawn(request, existing, event_id=d.event.id, now=now)
                 await d.outbox.publish(self.events_topic, event, subject=str(request.submission_id))
@@ -194,8 +212,11 @@ class IntakeHandlers:
             lab_id=request.lab_id,
             event_id=d.event.id,
             now=now,
+            trusted=trusted,
         )
-        await self._answer(d.conn, d.outbox, answer, HistoryKind.WITHDRAWAL_REJECTED, now)
+        await self._answer(
+            d.conn, d.outbox, answer, HistoryKind.WITHDRAWAL_REJECTED, now, trusted=trusted
+        )
 
     async def _answer(
         self,
@@ -204,11 +225,17 @@ class IntakeHandlers:
         answer: SubmissionRejected | WithdrawalRejected,
         kind: HistoryKind,
         now: datetime,
+        *,
+        trusted: bool,
     ) -> None:
-        """Record the refusal in the submission's history and tell the lab."""
+        """Record the refusal and tell the sender.
+
+        Only a trusted refusal goes into the submission's history; any other is
+        kept by its event id alone.
+        """
         await repository.add_history(
             conn,
-            submission_id=answer.submission_id,
+            submission_id=answer.submission_id if trusted else None,
             at=now,
             kind=kind,
             event_id=answer.rejected_event_id,

@@ -2,8 +2,10 @@
 
 Oversized, not a CloudEvent, an unknown type, a schema violation: whatever can
 be addressed (a CloudEvent id or a submission id can be read from it) gets a
-rejection the lab can read, with the failing field paths. What can't be
-addressed, or isn't JSON at all, goes to the DLQ with its original bytes.
+rejection the lab can read, with the failing field paths. Nothing in it is
+authenticated, so the rejection is keyed by the CloudEvent id, and names the
+submission only when there is no id to key it by. What can't be addressed, or
+isn't JSON at all, goes to the DLQ with its original bytes.
 """
 
 from __future__ import annotations
@@ -96,4 +98,5 @@ def answer_invalid(
         lab_id=_lab_id(data),
         event_id=event_id,
         now=now,
+        trusted=False,
     )

@@ -16,7 +16,7 @@ import asyncpg
 
 from contracts.events.intake import SubmissionAccepted
 from services.intake.decisions import FiledSubmission, HistoryKind, SubmissionState
-from services.intake.status import HistoryEntry, SubmissionStatus, not_filed
+from services.intake.status import HistoryEntry, SubmissionStatus
 from services.intake.trust import LabKey, Refusal
 
 if TYPE_CHECKING:
@@ -43,6 +43,10 @@ async def register_lab(conn: Connection, lab_id: str, name: str) -> bool:
         name,
     )
     return bool(inserted)
+
+
+async def lab_exists(conn: Connection, lab_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM labs WHERE lab_id = $1", lab_id))
 
 
 async def list_labs(conn: Connection) -> list[Lab]:
@@ -352,14 +356,7 @@ async def next_deadline(conn: Connection) -> datetime | None:
 
 
 async def fetch_status(conn: Connection, submission_id: UUID) -> SubmissionStatus | None:
-    history = [
-        HistoryEntry(r["at"], r["kind"], r["event_id"], r["reason"], r["detail"])
-        for r in await conn.fetch(
-            """SELECT at, kind, event_id, reason, detail FROM submission_history
-               WHERE submission_id = $1 ORDER BY id""",
-            submission_id,
-        )
-    ]
+    """None until a filing binds the id: refusals of other inputs are not on its record."""
     row = await conn.fetchrow(
         """SELECT submission_id, state, lab_id, model_id, reason, detail, criteria_version,
                   review_days, received_at, deadline, withdrawn_at, closed_at, filed_event_id,
@@ -368,7 +365,15 @@ async def fetch_status(conn: Connection, submission_id: UUID) -> SubmissionStatu
         submission_id,
     )
     if row is None:
-        return not_filed(submission_id, history) if history else None
+        return None
+    history = [
+        HistoryEntry(r["at"], r["kind"], r["event_id"], r["reason"], r["detail"])
+        for r in await conn.fetch(
+            """SELECT at, kind, event_id, reason, detail FROM submission_history
+               WHERE submission_id = $1 ORDER BY id""",
+            submission_id,
+        )
+    ]
     return SubmissionStatus(**dict(row), history=history)
 
 

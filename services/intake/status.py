@@ -7,8 +7,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-NOT_FILED = "not_filed"  # only refused inputs named this id: nothing is bound to it
-
 
 @dataclass(frozen=True)
 class HistoryEntry:
@@ -51,14 +49,3 @@ class SubmissionStatus:
 
         result: dict[str, Any] = plain(asdict(self))
         return result
-
-
-def not_filed(submission_id: UUID, history: list[HistoryEntry]) -> SubmissionStatus:
-    last = history[-1]
-    return SubmissionStatus(
-        submission_id=submission_id,
-        state=NOT_FILED,
-        reason=last.reason,
-        detail="every input naming this submission id was refused; see history",
-        history=history,
-    )

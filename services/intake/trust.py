@@ -56,6 +56,47 @@ def body_sha256(data: dict[str, Any]) -> str:
     return hashlib.sha256(rfc8785.dumps(body)).hexdigest()
 
 
+def body_digest(data: dict[str, Any]) -> str | Refusal:
+    """``body_sha256``, or a schema violation for JSON that RFC 8785 cannot canonicalise.
+
+    The contract's schema admits e.g. ``"training_compute_flop": 3200...0`` as a JSON
+    integer beyond 2**53, which RFC 8785 (I-JSON) refuses: such a body can be neither
+    digested nor signed, so it is refused, naming the field.
+    """
+    try:
+        return body_sha256(data)
+    except rfc8785.CanonicalizationError as exc:
+        path = _uncanonical_path(data, "data")
+        hint = (
+            "; JSON integers must stay within +-(2**53 - 1): write large numbers with an "
+            "exponent, e.g. 3.2e+26"
+            if isinstance(exc, rfc8785.IntegerDomainError)
+            else ""
+        )
+        return Refusal(
+            RejectionReason.SCHEMA_VIOLATION,
+            f"the event cannot be canonicalised (RFC 8785) to check its signature: "
+            f"{path}: {exc}{hint}",
+            (FieldError(path=path[:500], message=str(exc)[:1000]),),
+        )
+
+
+def _uncanonical_path(value: Any, path: str) -> str:
+    """The dotted path of the innermost member that RFC 8785 refuses to canonicalise."""
+    if isinstance(value, dict):
+        members: list[tuple[Any, Any]] = list(value.items())
+    elif isinstance(value, list):
+        members = list(enumerate(value))
+    else:
+        members = []
+    for key, member in members:
+        try:
+            rfc8785.dumps(member)
+        except rfc8785.CanonicalizationError:
+            return _uncanonical_path(member, f"{path}.{key}")
+    return path
+
+
 def check_key(
     key: LabKey | None, *, lab_id: str, key_id: str, lab_known: bool, now: datetime
 ) -> Refusal | None:

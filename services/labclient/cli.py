@@ -180,7 +180,10 @@ async def _send_and_wait(
         try:
             return await client.outcome(event, within_s=wait_s)
         except TimeoutError as exc:
-            console.print(f"[yellow]no answer yet[/yellow]: {exc}; try `follow {event.subject}`")
+            console.print(
+                f"[yellow]no answer yet[/yellow]: {exc}; try "
+                f"`follow {event.subject} --event-id {event.id}`"
+            )
             raise typer.Exit(3) from exc
 
 
@@ -258,6 +261,14 @@ def follow(
     submission_id: uuid.UUID,
     timeout: Annotated[float, typer.Option(help="Stop after this many seconds.")] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="One CloudEvent per line.")] = False,
+    event_ids: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event-id",
+            help="Also an answer intake keyed by this input's event id (an input it could "
+            "not trust for the submission); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Print intake's events about a submission as they arrive (from the first)."""
     profile = _profile(ctx)
@@ -266,7 +277,9 @@ def follow(
     )
 
     async def run() -> None:
-        async for event in client.follow(submission_id, seconds=timeout):
+        async for event in client.follow(
+            submission_id, seconds=timeout, event_ids=tuple(event_ids or ())
+        ):
             if as_json:
                 print(event.model_dump_json(exclude_none=True))
             else:

@@ -35,7 +35,11 @@ INTAKE_EVENT_TYPES = TOPIC_BY_NAME["intake.events"].event_types
 # Rejections on a submission's content bind its id to that body, like an acceptance:
 # re-sending the same body is a duplicate of that decision.
 BINDING_REJECTIONS = frozenset(
-    {RejectionReason.NOT_COVERED_MODEL, RejectionReason.ENDPOINT_NOT_HTTPS}
+    {
+        RejectionReason.NOT_COVERED_MODEL,
+        RejectionReason.ENDPOINT_NOT_HTTPS,
+        RejectionReason.CREDENTIAL_NOT_OWNED,
+    }
 )
 
 
@@ -195,19 +199,25 @@ class LabClient:
 
     # following ------------------------------------------------------------------------
     async def follow(
-        self, submission_id: UUID, *, seconds: float = 30.0
+        self, submission_id: UUID, *, seconds: float = 30.0, event_ids: tuple[str, ...] = ()
     ) -> AsyncIterator[CloudEvent[Event]]:
         """Intake's events about ``submission_id``, oldest first, for ``seconds``.
 
-        Reads only the partition the submission id hashes to (the producer's
-        default partitioner), from its beginning, committed records only.
+        Reads only the partitions the keys hash to (the producer's default
+        partitioner), from their beginning, committed records only. Intake keys
+        an answer by the input's event id instead of the submission id when the
+        input may not speak for the submission (it failed authentication, or
+        the submission is another lab's): pass those event ids to see them too.
         """
-        key = str(submission_id).encode()
-        # The partition the producer's default partitioner picked for this key.
+        keys = {str(key).encode() for key in (submission_id, *event_ids)}
+        # The partitions the producer's default partitioner picked for these keys.
         producer = await self._started_producer()
-        partitions = sorted(await producer.partitions_for(self.events_topic))
-        partition = TopicPartition(
-            self.events_topic, DefaultPartitioner()(key, partitions, partitions)
+        available = sorted(await producer.partitions_for(self.events_topic))
+        partitions = sorted(
+            {
+                TopicPartition(self.events_topic, DefaultPartitioner()(key, available, available))
+                for key in keys
+            }
         )
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -217,26 +227,31 @@ class LabClient:
         )
         await consumer.start()
         try:
-            consumer.assign([partition])
-            await consumer.seek_to_beginning(partition)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + seconds
             while (left := deadline - loop.time()) > 0:
-                batch = await consumer.getmany(partition, timeout_ms=int(min(left, 0.5) * 1000))
-                for record in batch.get(partition, []):
-                    if record.key != key or record.value is None:
-                        continue
-                    try:
-                        yield decode(record.value, INTAKE_EVENT_TYPES)
-                    except ContractViolation:
-                        continue  # a newer event type this client doesn't know
+                batch = await consumer.getmany(*partitions, timeout_ms=int(min(left, 0.5) * 1000))
+                for records in batch.values():
+                    for record in records:
+                        if record.key not in keys or record.value is None:
+                            continue
+                        try:
+                            yield decode(record.value, INTAKE_EVENT_TYPES)
+                        except ContractViolation:
+                            continue  # a newer event type this client doesn't know
         finally:
             await consumer.stop()
 
     async def outcome(self, sent: CloudEvent[Any], *, within_s: float = 30.0) -> Outcome:
-        """Wait for intake's answer to ``sent`` (a filing or a withdrawal)."""
+        """Wait for intake's answer to ``sent`` (a filing or a withdrawal).
+
+        The answer is keyed by the submission id, or by ``sent.id`` when intake
+        could not trust the input for that submission: both are followed.
+        """
         submission_id: UUID = sent.data.submission_id
-        async for event in self.follow(submission_id, seconds=within_s):
+        async for event in self.follow(submission_id, seconds=within_s, event_ids=(sent.id,)):
             answer = answer_to(sent, event)
             if answer is not None:
                 return answer

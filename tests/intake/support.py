@@ -53,11 +53,13 @@ def public_bytes(key: Ed25519PrivateKey) -> bytes:
 
 
 def manifest(lab_id: str, **overrides: Any) -> dict[str, Any]:
-    """The example manifest with a fresh submission id; ``model`` overrides merge."""
+    """The example manifest of ``lab_id`` (its own credential) with a fresh submission id;
+    ``model`` and ``evaluation_access`` overrides merge."""
     document: dict[str, Any] = yaml.safe_load(EXAMPLE_MANIFEST.read_text())
     document = copy.deepcopy(document)
     document["submission_id"] = str(uuid.uuid4())
     document["lab_id"] = lab_id
+    document["evaluation_access"]["credential_ref"] = f"labs/{lab_id}/eval-api-key"
     model = overrides.pop("model", {})
     access = overrides.pop("evaluation_access", {})
     document["model"] |= model
@@ -81,9 +83,15 @@ class Signer:
         )
 
     def withdrawal(
-        self, submission_id: uuid.UUID, *, lab_id: str | None = None
+        self,
+        submission_id: uuid.UUID,
+        *,
+        lab_id: str | None = None,
+        issued_at: datetime | None = None,
     ) -> WithdrawalRequested:
-        return build_withdrawal(submission_id, lab_id or self.lab_id, self.key, self.key_id)
+        return build_withdrawal(
+            submission_id, lab_id or self.lab_id, self.key, self.key_id, now=issued_at
+        )
 
     def resigned(self, event: SubmissionFiled, **signature: Any) -> SubmissionFiled:
         """``event`` with signature fields replaced, signed again by this key."""

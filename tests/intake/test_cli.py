@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -113,6 +114,16 @@ async def test_operator_and_lab_command_lines(rig: Rig, tmp_path: Path) -> None:
     await run(env, "services.labclient.cli", "init-manifest", str(second), "--lab-id", "cli-lab")
     code, _, err = await lab("submit", str(second), key="new.key", key_id="k2")
     assert code == 2 and "rejected (revoked_key)" in err, err
+    # Not authenticated: answered under its event id, off the submission's own events.
+    refused_id = re.search(r"published event (\S+)", err)
+    assert refused_id is not None, err
+    second_id = yaml.safe_load(second.read_text())["submission_id"]
+    code, out, _ = await lab("follow", second_id, "--timeout", "2")
+    assert code == 0 and "revoked_key" not in out
+    code, out, _ = await lab(
+        "follow", second_id, "--event-id", refused_id.group(1), "--timeout", "2"
+    )
+    assert code == 0 and "rejected (revoked_key)" in out, out
     code, _, err = await lab("submit", str(second))  # the old key, inside its overlap
     assert code == 0 and "accepted" in err, err
 

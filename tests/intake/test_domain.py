@@ -16,11 +16,20 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from contracts import ContractViolation, decode, encode
 from contracts.events.common import ModelInfo, RejectionReason
 from contracts.events.intake import AcceptanceReason, SubmissionRejected, WithdrawalRejected
-from contracts.registry import TOPIC_BY_NAME
+from contracts.registry import TOPIC_BY_NAME, subject_for
 from services.intake import trust
 from services.intake.clock import review_days, window_length
 from services.intake.criteria import assess_coverage, load_criteria
-from services.intake.decisions import decide_filing, window_closed_event_id
+from services.intake.decisions import (
+    Duplicate,
+    FiledSubmission,
+    SubmissionState,
+    check_credential,
+    decide_filing,
+    decide_refiling,
+    decide_withdrawal,
+    window_closed_event_id,
+)
 from services.intake.invalid import answer_invalid
 from services.intake.settings import DEFAULT_CRITERIA
 from services.labclient import body_sha256 as lab_body_sha256
@@ -205,8 +214,14 @@ def test_answers_for_invalid_records() -> None:
     assert isinstance(answer, SubmissionRejected)
     assert answer.reason is RejectionReason.SCHEMA_VIOLATION
     assert [e.path for e in answer.field_errors] == ["data.requested_review_days"]
-    assert str(answer.submission_id) == good["data"]["submission_id"] and answer.lab_id == "lab-a"
-    assert answer.rejected_event_id == good["id"]
+    # Not authenticated: answered to the event id, not on the submission it names.
+    assert answer.submission_id is None and answer.lab_id == "lab-a"
+    assert answer.rejected_event_id == good["id"] and subject_for(answer) == good["id"]
+    no_id = json.loads(raw)
+    del no_id["id"]
+    raw = json.dumps(no_id).encode()
+    answer = answer_invalid(raw, _violation(raw), NOW)
+    assert answer is not None and str(answer.submission_id) == good["data"]["submission_id"]
 
     withdrawal = json.loads(encode(envelope(Signer("lab-a", "a1").withdrawal(uuid.uuid4()))))
     withdrawal["data"]["extra"] = 1
@@ -264,3 +279,88 @@ def test_the_lab_client_imports_no_agency_code() -> None:
                 assert not name.startswith(("services.intake", "services.runtime")), (
                     f"{path.name}: {name}"
                 )
+
+
+@pytest.mark.parametrize(
+    ("ref", "owned"),
+    [
+        ("labs/lab-a/eval-api-key", True),
+        ("labs/lab-a/team/eval-api-key", True),
+        ("labs/lab-a/..key", True),  # a name, not a parent directory
+        ("labs/lab-b/eval-api-key", False),
+        ("labs/lab-ab/eval-api-key", False),
+        ("labs/lab-a", False),
+        ("labs/lab-a/", False),
+        ("labs/lab-a//eval-api-key", False),
+        ("labs/lab-a/../lab-b/eval-api-key", False),
+        ("labs/lab-a/./eval-api-key", False),
+        ("/labs/lab-a/eval-api-key", False),
+        ("eval-api-key", False),
+        ("lab-a/eval-api-key", False),
+    ],
+)
+def test_a_credential_must_be_the_labs_own(ref: str, owned: bool) -> None:
+    filed = Signer("lab-a", "a1").filed()
+    access = filed.evaluation_access.model_copy(update={"credential_ref": ref})  # unvalidated
+    refusal = check_credential(filed.model_copy(update={"evaluation_access": access}))
+    if owned:
+        assert refusal is None
+    else:
+        assert refusal is not None and refusal.reason is RejectionReason.CREDENTIAL_NOT_OWNED
+        assert repr(ref) in refusal.detail and "labs/lab-a/" in refusal.detail
+        assert [e.path for e in refusal.field_errors] == ["data.evaluation_access.credential_ref"]
+
+
+def _filed_submission(lab_id: str, state: SubmissionState, deadline: datetime) -> FiledSubmission:
+    return FiledSubmission(
+        submission_id=uuid.uuid4(),
+        lab_id=lab_id,
+        state=state,
+        body_sha256="a" * 64,
+        filed_event_id="the-owners-event",
+        model_id=f"{lab_id}/frontier-1@2026-01-10",
+        deadline=deadline,
+        reason="covered_by_compute",
+        detail="-",
+    )
+
+
+def test_withdrawal_is_refused_from_the_deadline_on() -> None:
+    existing = _filed_submission("lab-a", SubmissionState.ACCEPTED, NOW)
+    request = Signer("lab-a", "a1").withdrawal(existing.submission_id)
+    before = NOW - timedelta(microseconds=1)
+    assert decide_withdrawal(request, existing, before) is None
+    for now in (NOW, NOW + timedelta(seconds=1)):
+        refusal = decide_withdrawal(request, existing, now)
+        assert refusal is not None and refusal.reason is RejectionReason.INVALID_STATE
+        assert f"window closed at {NOW.isoformat()}" in refusal.detail
+
+
+def test_refiling_another_labs_id_reveals_nothing_of_it() -> None:
+    existing = _filed_submission("lab-a", SubmissionState.ACCEPTED, NOW)
+    document = manifest("lab-b", submission_id=str(existing.submission_id))
+    refusal = decide_refiling(Signer("lab-b", "b1").filed(document), existing, "b" * 64)
+    assert isinstance(refusal, trust.Refusal) and refusal.reason is RejectionReason.CONFLICT
+    assert "the-owners-event" not in refusal.detail and "accepted" not in refusal.detail
+    own = manifest("lab-a", submission_id=str(existing.submission_id))
+    assert isinstance(
+        decide_refiling(Signer("lab-a", "a1").filed(own), existing, "a" * 64), Duplicate
+    )
+    conflict = decide_refiling(Signer("lab-a", "a1").filed(own), existing, "c" * 64)
+    assert isinstance(conflict, trust.Refusal) and "the-owners-event" in conflict.detail
+
+
+def test_a_body_rfc8785_cannot_canonicalise_is_a_schema_violation() -> None:
+    data = json.loads(encode(envelope(Signer("lab-a", "a1").filed())))["data"]
+    assert trust.body_digest(data) == trust.body_sha256(data)
+    data["model"]["training_compute_flop"] = 320000000000000000000000000  # a JSON integer
+    refusal = trust.body_digest(data)
+    assert isinstance(refusal, trust.Refusal)
+    assert refusal.reason is RejectionReason.SCHEMA_VIOLATION
+    assert [e.path for e in refusal.field_errors] == ["data.model.training_compute_flop"]
+    assert "3.2e+26" in refusal.detail
+    data["model"]["training_compute_flop"] = 3.2e26
+    data["contacts"][1]["name"] = "\ud800"  # a lone surrogate: not UTF-8
+    refusal = trust.body_digest(data)
+    assert isinstance(refusal, trust.Refusal)
+    assert [e.path for e in refusal.field_errors] == ["data.contacts.1.name"]

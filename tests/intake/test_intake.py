@@ -22,7 +22,7 @@ from contracts.events.intake import (
 from contracts.events.lab import SubmissionFiled
 from services.intake import repository
 from services.intake.trust import LabKey
-from services.labclient import body_sha256
+from services.labclient import LabClient, body_sha256
 from services.labclient.client import answer_to
 from tests.intake.conftest import MAX_MESSAGE_BYTES, Rig
 from tests.intake.support import Signer, envelope, manifest, mutated, raw
@@ -54,7 +54,7 @@ async def test_happy_path_accepts_opens_the_window_and_reports_status(rig: Rig) 
     assert decision.deadline - decision.accepted_at == timedelta(days=14)
     assert decision.criteria_version == "2026.1"
     assert decision.body_sha256 == body_sha256(filed)
-    assert decision.evaluation_access.credential_ref == "labs/example-lab/eval-api-key"
+    assert decision.evaluation_access.credential_ref == "labs/lab-a/eval-api-key"
     outcome = answer_to(event, answer)
     assert outcome is not None and outcome.status == "accepted"
     record = next(r for r in rig.events.records if json.loads(r.value or b"{}")["id"] == answer.id)
@@ -102,6 +102,18 @@ def _tampered(rig: Rig) -> SubmissionFiled:
     return filed.model_copy(update={"requested_review_days": 30})  # changed after signing
 
 
+def _credential(ref: str) -> Any:
+    def build(rig: Rig) -> SubmissionFiled:
+        document = manifest("lab-a", evaluation_access={"credential_ref": ref})
+        return rig.signers["a1"].filed(document)
+
+    return build
+
+
+# Refused on their content, once authenticated: these bind the id and are on its record.
+CONTENT_REASONS = (R.CREDENTIAL_NOT_OWNED, R.ENDPOINT_NOT_HTTPS, R.NOT_COVERED_MODEL)
+
+
 # Signed inputs that decode but must be refused: (name, build, reason, detail fragment).
 SIGNED_CASES: list[tuple[str, Any, RejectionReason, str]] = [
     ("unknown lab", lambda rig: Signer("nobody-lab", "n1").filed(), R.UNKNOWN_LAB, "nobody-lab"),
@@ -122,6 +134,24 @@ SIGNED_CASES: list[tuple[str, Any, RejectionReason, str]] = [
     ("bad signature", _tampered, R.BAD_SIGNATURE, "does not verify"),
     ("stale issued_at", _stale, R.STALE_ISSUED_AT, "before intake's clock"),
     ("future issued_at", _future, R.FUTURE_ISSUED_AT, "after intake's clock"),
+    (
+        "another lab's credential",
+        _credential("labs/lab-b/eval-api-key"),
+        R.CREDENTIAL_NOT_OWNED,
+        "'labs/lab-b/eval-api-key' is not a credential of lab 'lab-a'",
+    ),
+    (
+        "credential leaving the lab's prefix",
+        _credential("labs/lab-a/../lab-b/eval-api-key"),
+        R.CREDENTIAL_NOT_OWNED,
+        "under labs/lab-a/",
+    ),
+    (
+        "credential outside any lab",
+        _credential("eval-api-key"),
+        R.CREDENTIAL_NOT_OWNED,
+        "under labs/lab-a/",
+    ),
     (
         "endpoint not https",
         lambda rig: rig.signers["a1"].filed(
@@ -155,10 +185,12 @@ async def test_signed_input_is_rejected_with_its_reason(
     rejection = rejected(answer)
     assert rejection.reason is reason, rejection.detail
     assert fragment in rejection.detail
-    assert rejection.submission_id == filed.submission_id
-    assert answer.subject == str(filed.submission_id)
+    assert rejection.rejected_event_id == event.id
     assert rejection.body_sha256 == body_sha256(filed)
-    content = reason in (R.ENDPOINT_NOT_HTTPS, R.NOT_COVERED_MODEL)
+    content = reason in CONTENT_REASONS
+    # An unauthenticated input is answered to its event id, not on the submission's key.
+    assert rejection.submission_id == (filed.submission_id if content else None)
+    assert answer.subject == (str(filed.submission_id) if content else event.id)
     rows = await rig.fetch(
         "SELECT state, reason FROM submissions WHERE submission_id = $1", filed.submission_id
     )
@@ -166,6 +198,13 @@ async def test_signed_input_is_rejected_with_its_reason(
     assert [(r["state"], r["reason"]) for r in rows] == (
         [("rejected", reason.value)] if content else []
     )
+    history = await rig.fetch(
+        "SELECT submission_id FROM submission_history WHERE event_id = $1", event.id
+    )
+    assert [r["submission_id"] for r in history] == [filed.submission_id if content else None]
+    if reason is R.CREDENTIAL_NOT_OWNED:
+        paths = [e.path for e in rejection.field_errors]
+        assert paths == ["data.evaluation_access.credential_ref"]
 
 
 async def test_replayed_nonce_is_rejected(rig: Rig) -> None:
@@ -179,9 +218,10 @@ async def test_replayed_nonce_is_rejected(rig: Rig) -> None:
 
 async def test_subject_must_be_the_signed_submission_id(rig: Rig) -> None:
     filed = rig.signers["a1"].filed()
-    rejection = rejected(await rig.answer(filed, subject=str(uuid.uuid4())))
+    answer = await rig.answer(filed, subject=str(uuid.uuid4()))
+    rejection = rejected(answer)
     assert rejection.reason is R.SUBJECT_MISMATCH
-    assert rejection.submission_id == filed.submission_id
+    assert rejection.submission_id is None and answer.subject == rejection.rejected_event_id
 
 
 async def test_decodable_but_invalid_records_get_a_rejection_with_field_paths(rig: Rig) -> None:
@@ -221,11 +261,17 @@ async def test_decodable_but_invalid_records_get_a_rejection_with_field_paths(ri
         await rig.send(json.dumps(document).encode(), event.subject)
         sent.append(document["id"])
     answers = [await rig.events.answer(event_id) for event_id in sent]
-    for answer, (_, reason, kind) in zip(answers, cases, strict=True):
+    for answer, event_id, (_, reason, kind) in zip(answers, sent, cases, strict=True):
         assert isinstance(answer.data, kind)
         assert answer.data.reason is reason, answer.data.detail
-        assert answer.data.submission_id == filed.submission_id
-        assert answer.subject == str(filed.submission_id)
+        # Nothing in it is authenticated: answered to the input, not on the submission.
+        assert answer.data.submission_id is None and answer.data.lab_id == "lab-a"
+        assert answer.subject == event_id
+    history = await rig.fetch(
+        "SELECT count(*) AS n FROM submission_history WHERE submission_id = $1",
+        filed.submission_id,
+    )
+    assert history[0]["n"] == 0
     paths = {error.path for error in answers[0].data.field_errors}  # type: ignore[attr-defined]
     assert paths == {"data.requested_review_days", "data.model.name", "data.surprise"}
     withdrawal_paths = {e.path for e in answers[4].data.field_errors}  # type: ignore[attr-defined]
@@ -321,9 +367,9 @@ async def test_replay_of_a_captured_valid_message(rig: Rig) -> None:
 
     # Same partition, in order: when the replay's answer is here, the exact copy was handled.
     assert len(rig.events.answers(event.id)) == 1
+    # The replay is not authenticated: its rejection is not on the submission's key.
     assert [type(e.data).__name__ for e in rig.events.about(filed.submission_id)] == [
-        "SubmissionAccepted",
-        "SubmissionRejected",
+        "SubmissionAccepted"
     ]
     windows = await rig.fetch(
         "SELECT count(*) AS n FROM review_windows WHERE submission_id = $1", filed.submission_id
@@ -387,7 +433,8 @@ async def test_duplicate_of_a_refused_model_shows_the_original_refusal(rig: Rig)
 async def test_withdrawal_cancels_the_window_and_bad_withdrawals_are_answered(rig: Rig) -> None:
     lab, other = rig.signers["a1"], rig.signers["b1"]
     filed = lab.filed()
-    accepted(await rig.answer(filed))
+    first = await rig.publish(filed)
+    accepted(await rig.events.answer(first.id))
 
     stranger = await rig.answer(other.withdrawal(filed.submission_id))
     assert isinstance(stranger.data, WithdrawalRejected) and stranger.data.reason is R.NOT_OWNER
@@ -399,12 +446,20 @@ async def test_withdrawal_cancels_the_window_and_bad_withdrawals_are_answered(ri
         Signer(lab.lab_id, lab.key_id, other.key).withdrawal(filed.submission_id)
     )
     assert isinstance(forged.data, WithdrawalRejected) and forged.data.reason is R.BAD_SIGNATURE
+    # None of them may speak for the submission: each is answered to its own event id
+    # and tells nothing of the owner's filing.
+    for answer in (stranger, unknown, forged):
+        assert isinstance(answer.data, WithdrawalRejected)
+        assert answer.data.submission_id is None
+        assert answer.subject == answer.data.rejected_event_id
+    assert first.id not in stranger.data.detail and "accepted" not in stranger.data.detail
 
     done = await rig.answer(lab.withdrawal(filed.submission_id))
     assert isinstance(done.data, SubmissionWithdrawn)
     assert done.data.model_id == "lab-a/frontier-1@2026-01-10"
     again = await rig.answer(lab.withdrawal(filed.submission_id))
     assert isinstance(again.data, WithdrawalRejected) and again.data.reason is R.INVALID_STATE
+    assert again.data.submission_id == filed.submission_id, "the owner's own input is on record"
 
     windows = await rig.fetch(
         "SELECT state FROM review_windows WHERE submission_id = $1", filed.submission_id
@@ -415,17 +470,102 @@ async def test_withdrawal_cancels_the_window_and_bad_withdrawals_are_answered(ri
     assert status["state"] == "withdrawn" and status["withdrawn_at"]
     assert [h["kind"] for h in status["history"]] == [
         "accepted",
-        "withdrawal_rejected",
-        "withdrawal_rejected",
         "withdrawn",
         "withdrawal_rejected",
     ]
 
 
-async def test_status_of_an_id_only_refused_inputs_named(rig: Rig) -> None:
+async def test_another_labs_or_unauthenticated_input_leaves_a_submission_alone(rig: Rig) -> None:
+    owner, other = rig.signers["a1"], rig.signers["b1"]
+    document = manifest(owner.lab_id)
+    submission_id = uuid.UUID(document["submission_id"])
+    first = await rig.publish(owner.filed(document))
+    accepted(await rig.events.answer(first.id))
+
+    posing = Signer(owner.lab_id, owner.key_id, other.key)
+    schema_broken = envelope(owner.filed(document))
+    broken = mutated(schema_broken, lambda d: d["data"].update(requested_review_days=99))
+    await rig.send(broken, schema_broken.subject)
+    refused = [
+        (
+            await rig.publish(
+                other.filed(manifest(other.lab_id, submission_id=str(submission_id)))
+            ),
+            R.CONFLICT,
+        ),
+        (await rig.publish(posing.filed(document | {"notes": "forged"})), R.BAD_SIGNATURE),
+        (schema_broken, R.SCHEMA_VIOLATION),
+        (await rig.publish(other.withdrawal(submission_id)), R.NOT_OWNER),
+        (await rig.publish(posing.withdrawal(submission_id)), R.BAD_SIGNATURE),
+    ]
+    for event, reason in refused:
+        answer = await rig.events.answer(event.id)
+        assert isinstance(answer.data, SubmissionRejected | WithdrawalRejected)
+        assert answer.data.reason is reason, answer.data.detail
+        assert answer.data.submission_id is None and answer.subject == event.id
+        # Nothing about the owner's filing: not its event id, not its state.
+        assert first.id not in answer.data.detail and "accepted" not in answer.data.detail
+
+    history = await rig.fetch(
+        "SELECT kind, event_id FROM submission_history WHERE submission_id = $1 ORDER BY id",
+        submission_id,
+    )
+    assert [(r["kind"], r["event_id"]) for r in history] == [("accepted", first.id)]
+    kept = await rig.fetch(
+        "SELECT submission_id FROM submission_history WHERE event_id = ANY($1::text[])",
+        [event.id for event, _ in refused],
+    )
+    assert len(kept) == len(refused) and {r["submission_id"] for r in kept} == {None}
+    on_key = [r for r in rig.events.records if r.key == str(submission_id).encode()]
+    assert len(on_key) == 1, "only the acceptance is on the submission's key"
+    state = await rig.fetch(
+        "SELECT s.state, w.state AS window FROM submissions s JOIN review_windows w "
+        "USING (submission_id) WHERE submission_id = $1",
+        submission_id,
+    )
+    assert [(r["state"], r["window"]) for r in state] == [("accepted", "open")]
+
+    # The lab that really sent a refused input still finds its answer with the lab client.
+    async with LabClient(
+        lab_id=other.lab_id,
+        key_id=other.key_id,
+        key=other.key,
+        bootstrap=rig.settings.kafka_bootstrap,
+        submissions_topic=rig.settings.intake_submissions_topic,
+        events_topic=rig.settings.intake_events_topic,
+    ) as client:
+        sent = await client.withdraw(submission_id, "not ours")
+        outcome = await client.outcome(sent, within_s=20)
+        assert outcome.status == "withdrawal_rejected" and "not_owner" in outcome.summary
+        filing = await client.submit(manifest(other.lab_id, submission_id=str(submission_id)))
+        outcome = await client.outcome(filing, within_s=20)
+        assert outcome.status == "rejected" and "conflict" in outcome.summary
+
+
+async def test_refused_inputs_are_kept_by_event_id_not_under_the_id_they_name(rig: Rig) -> None:
     filed = Signer("nobody-lab", "n1").filed()
-    rejected(await rig.answer(filed))
+    event = await rig.publish(filed)
+    assert rejected(await rig.events.answer(event.id)).reason is R.UNKNOWN_LAB
     async with httpx.AsyncClient(base_url=rig.status_url) as http:
-        status = (await http.get(f"/submissions/{filed.submission_id}")).json()
-    assert status["state"] == "not_filed"
-    assert [(h["kind"], h["reason"]) for h in status["history"]] == [("rejected", "unknown_lab")]
+        response = await http.get(f"/submissions/{filed.submission_id}")
+    assert response.status_code == 404, "nothing is filed under the id"
+    history = await rig.fetch(
+        "SELECT submission_id, kind, reason FROM submission_history WHERE event_id = $1", event.id
+    )
+    assert [tuple(r) for r in history] == [(None, "rejected", "unknown_lab")]
+
+
+async def test_a_body_rfc8785_refuses_is_answered_not_dead_lettered(rig: Rig) -> None:
+    event = envelope(rig.signers["a1"].filed())
+    # The schema takes a JSON integer beyond 2**53 (as a float); RFC 8785 refuses it.
+    huge = 320_000_000_000_000_000_000_000_000
+    value = mutated(event, lambda d: d["data"]["model"].update(training_compute_flop=huge))
+    assert b'"training_compute_flop": 320000000000000000000000000' in value
+    await rig.send(value, event.subject)
+    answer = await rig.events.answer(event.id)
+    rejection = rejected(answer)
+    assert rejection.reason is R.SCHEMA_VIOLATION, rejection.detail
+    assert [e.path for e in rejection.field_errors] == ["data.model.training_compute_flop"]
+    assert "exponent" in rejection.detail
+    assert rejection.submission_id is None and answer.subject == event.id
+    assert not [r for r in rig.dlq.records if event.id.encode() in (r.value or b"")]

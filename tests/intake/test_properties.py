@@ -1,5 +1,7 @@
 """Property: whatever arrives on lab.submissions ends as exactly one accepted, rejected
-or dead-lettered record. Nothing is lost, nothing answered twice, the consumer survives.
+or dead-lettered record. Nothing is lost, nothing answered twice, the consumer survives,
+and only input nobody could read an answer to (not a JSON object, or naming neither a
+CloudEvent id nor a submission id) is dead-lettered: everything addressable is answered.
 
 Hypothesis generates the inputs (arbitrary bytes, arbitrary JSON, valid signed events
 with one field deleted or replaced by arbitrary JSON, valid events); they are produced
@@ -83,7 +85,7 @@ def input_strategy(lab: Signer) -> st.SearchStrategy[Input]:
             parent = parent.get(part) if isinstance(parent, dict) else None
         if not isinstance(parent, dict):
             return Input(json.dumps(document).encode())
-        action = draw(st.sampled_from(["delete", "replace", "tamper", "tamper", "inflate"]))
+        action = draw(st.sampled_from(["delete", "replace", "tamper", "tamper", "inflate", "huge"]))
         if action == "delete":
             parent.pop(path[-1], None)
         elif action == "tamper":  # same type, other value: the signature (or subject) breaks
@@ -94,6 +96,8 @@ def input_strategy(lab: Signer) -> st.SearchStrategy[Input]:
                 parent[path[-1]] = value + draw(st.integers(min_value=1, max_value=9))
         elif action == "inflate":
             parent[path[-1]] = "x" * (MAX_MESSAGE_BYTES + 1)
+        elif action == "huge":  # a JSON integer the schema takes and RFC 8785 refuses
+            parent[path[-1]] = draw(st.integers(min_value=2**53, max_value=10**40))
         else:
             value = draw(json_values)
             if path == ("id",) and isinstance(value, str):
@@ -109,6 +113,32 @@ def input_strategy(lab: Signer) -> st.SearchStrategy[Input]:
         mutated_events(),
         st.booleans().map(lambda w: Input(encode(_valid_event(lab, w)), valid=not w)),
     )
+
+
+def huge_compute(signer: Signer) -> Input:
+    """A filing whose compute is a JSON integer beyond 2**53: valid by the schema."""
+    document = json.loads(encode(_valid_event(signer, False)))
+    document["data"]["model"]["training_compute_flop"] = 320_000_000_000_000_000_000_000_000
+    return Input(json.dumps(document).encode())
+
+
+def addressable(value: bytes) -> bool:
+    """Could an answer name this input: a JSON object with an event id or a submission id?"""
+    try:
+        document = json.loads(value)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(document, dict):
+        return False
+    event_id = document.get("id")
+    if isinstance(event_id, str) and 0 < len(event_id) <= 200:
+        return True
+    data = document.get("data")
+    submission = data.get("submission_id") if isinstance(data, dict) else None
+    try:
+        return isinstance(submission, str) and bool(uuid.UUID(submission))
+    except ValueError:
+        return False
 
 
 def identifiers(value: bytes) -> tuple[str | None, str | None]:
@@ -162,7 +192,7 @@ async def test_every_input_ends_accepted_rejected_or_dead_lettered(rig: Rig) -> 
     run()
     # Always in the batch, whatever Hypothesis drew: each kind of outcome occurs.
     generated += [Input(encode(_valid_event(lab, False)), valid=True) for _ in range(3)]
-    generated += [Input(b"\xff\xfe"), Input(encode(_valid_event(lab, True)))]
+    generated += [Input(b"\xff\xfe"), Input(encode(_valid_event(lab, True))), huge_compute(lab)]
     positions = [await rig.send(item.value, "property") for item in generated]
 
     def outcomes() -> int:
@@ -180,6 +210,10 @@ async def test_every_input_ends_accepted_rejected_or_dead_lettered(rig: Rig) -> 
         origin = (int(headers["dlq.origin.partition"]), int(headers["dlq.origin.offset"]))
         candidates.append({by_position[origin]})
         assert record.value == generated[by_position[origin]].value
+        assert not addressable(record.value or b""), (
+            f"addressable input dead-lettered ({headers.get('dlq.reason')}): "
+            f"{(record.value or b'')[:300]!r}"
+        )
     answers = rig.events.events()
     assert len(answers) == len(rig.events.records), "intake publishes only valid events"
     for event in answers:

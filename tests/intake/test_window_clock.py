@@ -18,11 +18,18 @@ from typing import Any
 import asyncpg
 import pytest
 
-from contracts.events.intake import ReviewWindowClosed, SubmissionAccepted, SubmissionWithdrawn
+from contracts.events.common import RejectionReason
+from contracts.events.intake import (
+    ReviewWindowClosed,
+    SubmissionAccepted,
+    SubmissionWithdrawn,
+    WithdrawalRejected,
+)
 from services.intake import repository
 from services.intake.app import MIGRATIONS, build_service
 from services.intake.settings import IntakeSettings
 from services.intake.trust import LabKey
+from services.intake.window_clock import ReviewWindowClock
 from services.runtime.migrations import migrate
 from services.runtime.service import Service
 from services.runtime.settings import RuntimeSettings
@@ -127,6 +134,44 @@ async def test_two_replicas_close_each_window_exactly_once(
             assert event.data.deadline == decision.deadline
             assert event.data.closed_at >= decision.deadline
             assert event.data.model_id == decision.model_id
+
+
+async def test_withdrawal_after_the_deadline_is_refused_before_the_clock_polls(
+    settings: RuntimeSettings, database: str, io: tuple[Producer, str, str, Watcher]
+) -> None:
+    producer, submissions, events, watcher = io
+    # The clock job polls once at start, then sleeps for an hour: the deadline passes
+    # while it sleeps, as it may between two polls.
+    config = intake_settings(settings, submissions, events, intake_clock_poll_s=3600.0)
+    clock = MovableClock()
+    service = build_service(config, clock=clock)
+    lab = Signer("late-lab", "l1")
+    try:
+        await service.start()
+        await register(service, [lab])
+        [submission_id] = await file_all(producer, submissions, lab, [1])
+        await watcher.wait(lambda: str(submission_id) in acceptances(watcher), what="acceptance")
+        deadline = acceptances(watcher)[str(submission_id)].deadline
+
+        clock.advance(DAY_S)  # past the deadline; the clock has not closed the window
+        request = envelope(lab.withdrawal(submission_id, issued_at=clock.now()))
+        await producer.send(submissions, raw(request), request.subject)
+        answer = await watcher.answer(request.id)
+        assert isinstance(answer.data, WithdrawalRejected), answer.data
+        assert answer.data.reason is RejectionReason.INVALID_STATE
+        assert f"window closed at {deadline.isoformat()}" in answer.data.detail
+        async with service.pool.acquire() as conn:
+            window = await conn.fetchval(
+                "SELECT state FROM review_windows WHERE submission_id = $1", submission_id
+            )
+        assert window == "open", "the refused withdrawal did not cancel the close"
+
+        # The next poll closes the window as scheduled.
+        assert await ReviewWindowClock(service, config, clock).close_due() == 1
+        await watcher.wait(lambda: closes(watcher) == {str(submission_id): 1}, what="the close")
+    finally:
+        await service.stop()
+        await drop_schema(database, config.intake_schema)
 
 
 def replica_env(config: IntakeSettings) -> dict[str, str]:
