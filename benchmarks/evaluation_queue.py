@@ -53,7 +53,8 @@ if TYPE_CHECKING:
     from services.runtime.database import Pool
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "services" / "evaluation" / "migrations"
-CREDENTIAL_REF = "bench/demo-key"
+BENCH_LAB = "bench"  # letters only: its secret may come from the environment (credentials.py)
+CREDENTIAL_REF = f"labs/{BENCH_LAB}/demo-key"
 API_KEY = "bench-demo-key"
 
 
@@ -107,6 +108,7 @@ async def plan_jobs(pool: Pool, submissions: int, reg: SuiteRegistry, endpoint: 
                 example(SubmissionAccepted).model_dump(mode="json")
                 | {
                     "submission_id": str(uuid.uuid4()),
+                    "lab_id": BENCH_LAB,
                     "evaluation_access": {
                         "endpoint": endpoint,
                         "api_model": "capable",

@@ -37,6 +37,7 @@ class EvaluationEnd(StrEnum):
     ALL_SUITES_ENDED = "all_suites_ended"
     WINDOW_CLOSED = "window_closed"
     WITHDRAWN = "withdrawn"
+    NO_APPLICABLE_SUITES = "no_applicable_suites"  # no suite applies to the model: none ran
 
 
 class FailureKind(StrEnum):
@@ -44,6 +45,8 @@ class FailureKind(StrEnum):
     ERROR = "error"
     ENDPOINT_UNREACHABLE = "endpoint_unreachable"
     CREDENTIAL_UNAVAILABLE = "credential_unavailable"
+    # credential_ref names a secret outside labs/<the submitting lab>/: refused unread, no retry
+    CREDENTIAL_NOT_OWNED = "credential_not_owned"
     WORKER_LOST = "worker_lost"  # the worker stopped heartbeating (crashed) on the last attempt
 
 
@@ -169,7 +172,8 @@ class SuiteOutcome(Part):
 
 
 class EvaluationCompleted(Event):
-    """Every planned suite has ended, or the window closed / the submission was withdrawn.
+    """Every planned suite has ended, or the window closed / the submission was withdrawn,
+    or no suite applies to the model (``no_applicable_suites``: no suites, nothing ran).
 
     Suites stopped by the window closing have status ``incomplete``.
     """
@@ -180,13 +184,27 @@ class EvaluationCompleted(Event):
     model_id: ModelId = Field(description="The model evaluated.", json_schema_extra=PUBLIC)
     ended_by: EvaluationEnd = Field(description="What ended the evaluation.")
     suites: list[SuiteOutcome] = Field(
-        min_length=1, max_length=200, description="Per-suite status.", json_schema_extra=PUBLIC
+        max_length=200,
+        description="Per-suite status; empty only when ended_by is no_applicable_suites.",
+        json_schema_extra=PUBLIC,
+    )
+    detail: Text | None = Field(
+        default=None,
+        description="Why it ended so, when ended_by alone does not say (e.g. the model's "
+        "modalities that no enabled suite covers).",
     )
     completed_at: AwareDatetime = Field(description="When the evaluation ended.")
 
+    @model_validator(mode="after")
+    def _suites_match_end(self) -> Self:
+        if (self.ended_by is EvaluationEnd.NO_APPLICABLE_SUITES) != (not self.suites):
+            raise ValueError("suites is empty exactly when ended_by is no_applicable_suites")
+        return self
+
     @property
     def incomplete(self) -> bool:
-        return any(s.status is not SuiteStatus.COMPLETED for s in self.suites)
+        """True unless every suite completed; an evaluation of no suites vouches for nothing."""
+        return not self.suites or any(s.status is not SuiteStatus.COMPLETED for s in self.suites)
 
 
 class EvaluationFailed(Event):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from contracts.registry import TOPIC_BY_NAME
 from services.evaluation.handlers import Handlers
+from services.evaluation.housekeeping import NoncePurger
 from services.evaluation.runner import InspectRunner, Runner
 from services.evaluation.settings import EvaluationSettings
 from services.evaluation.suite_registry import load_registry
@@ -26,8 +27,8 @@ def build_service(
     name: str = NAME,
     runner: Runner | None = None,
 ) -> Service:
-    """Consumers of intake.events and evaluators.findings, the relay, and (unless
-    ``worker_enabled`` is off) a worker in the same process."""
+    """Consumers of intake.events and evaluators.findings, the relay, the nonce purge,
+    and (unless ``worker_enabled`` is off) a worker in the same process."""
     settings = settings or EvaluationSettings()
     service = Service(name, settings=settings, schema=settings.db_schema, migrations=MIGRATIONS)
     handlers = Handlers(settings, load_registry(settings.suite_registry))
@@ -43,6 +44,7 @@ def build_service(
         on_invalid=handlers.invalid_external_finding,
     )
     service.publishes(TOPIC_BY_NAME["evaluation.events"])
+    service.background(NoncePurger(lambda: service.pool, settings).run)
     if settings.worker_enabled:
         service.background(attach_worker(service, settings, runner).run)
     return service
@@ -67,7 +69,11 @@ def attach_worker(
     return Worker(
         pool=lambda: service.pool,
         settings=settings,
-        runner=runner or InspectRunner(),
+        runner=runner
+        or InspectRunner(
+            secret_env_prefix=settings.secret_env_prefix,
+            env_passthrough=settings.inspect_env_passthrough,
+        ),
         source=service.source,
         schema=service.schema,
         tracer_provider=service.tracer_provider,

@@ -5,6 +5,16 @@ secret is delivered out of band into the agency's secret store, which here is
 either an environment variable ``<prefix><REF>`` (upper case, every character
 other than a letter or digit replaced by ``_``) or a file ``<secrets_dir>/<ref>``
 (e.g. a mounted Kubernetes secret). The environment wins.
+
+A lab may only use its own secrets: the worker sends the secret to the endpoint
+the lab names, so a ref outside ``labs/<lab_id>/`` would hand another lab's key
+to the submitter. Intake refuses such refs too, but this module does not rely on
+it: a foreign ref is refused before anything is looked up.
+
+The environment-variable name is ambiguous across labs: ``labs/acme/eval-api-key``
+and ``labs/acme-eval/api-key`` both map to ``..._LABS_ACME_EVAL_API_KEY``. So the
+environment is consulted only for lab ids made of letters and digits, whose
+variables no other lab's ref can name; other labs' secrets come from files.
 """
 
 from __future__ import annotations
@@ -21,31 +31,62 @@ class CredentialUnavailable(Exception):
     """The reference resolves to nothing usable. The message names the ref, never a secret."""
 
 
+class CredentialNotOwned(Exception):
+    """The reference names a secret outside the submitting lab's namespace: never looked up."""
+
+
 def env_name(prefix: str, ref: str) -> str:
     return prefix + re.sub(r"[^A-Za-z0-9]", "_", ref).upper()
+
+
+def lab_namespace(lab_id: str) -> str:
+    return f"labs/{lab_id}/"
+
+
+def owned_by(ref: str, lab_id: str) -> bool:
+    """``labs/<lab_id>/<name>``, without empty, ``.`` or ``..`` segments (as intake checks)."""
+    segments = ref.split("/")
+    return (
+        ref.startswith(lab_namespace(lab_id))
+        and len(segments) > 2
+        and not set(segments) & {"", ".", ".."}
+    )
+
+
+def env_lookup_allowed(lab_id: str) -> bool:
+    """Only then is ``<prefix>LABS_<LAB>_...`` a name no other lab's ref maps to."""
+    return lab_id.isascii() and lab_id.isalnum()
 
 
 def resolve_credential(
     ref: str,
     *,
+    lab_id: str,
     secrets_dir: Path,
     env_prefix: str,
     environ: Mapping[str, str] | None = None,
 ) -> SecretStr:
-    environ = os.environ if environ is None else environ
-    from_env = environ.get(env_name(env_prefix, ref), "").strip()
-    if from_env:
-        return SecretStr(from_env)
-    parts = Path(ref).parts
-    if ".." in parts or Path(ref).is_absolute():
-        raise CredentialUnavailable(f"credential_ref {ref!r} may not leave the secrets directory")
+    """The secret ``ref`` of lab ``lab_id``; raises CredentialNotOwned / CredentialUnavailable."""
+    if not owned_by(ref, lab_id):
+        raise CredentialNotOwned(
+            f"credential_ref {ref!r} is not a credential of lab {lab_id!r}: it must be a name "
+            f"under {lab_namespace(lab_id)} (no empty, '.' or '..' segments); not looked up"
+        )
+    if env_lookup_allowed(lab_id):
+        variable = env_name(env_prefix, ref)
+        environ = os.environ if environ is None else environ
+        from_env = environ.get(variable, "").strip()
+        if from_env:
+            return SecretStr(from_env)
+        tried = f"no ${variable} and "
+    else:
+        tried = "(the environment is not used for lab ids with '-', '.' or '_') "
     path = secrets_dir / ref
     try:
         secret = path.read_text().strip()
     except OSError as exc:
         raise CredentialUnavailable(
-            f"credential_ref {ref!r}: no ${env_name(env_prefix, ref)} and no readable file "
-            f"{path} ({type(exc).__name__})"
+            f"credential_ref {ref!r}: {tried}no readable file {path} ({type(exc).__name__})"
         ) from None
     if not secret:
         raise CredentialUnavailable(f"credential_ref {ref!r}: the secret file {path} is empty")

@@ -142,18 +142,27 @@ def verify_external(
     submitted: ExternalFindingSubmitted,
     data: dict[str, Any],
     subject: str,
+    evaluator_known: bool,
     key: EvaluatorKey | None,
     now: datetime,
     max_age: timedelta,
     max_future: timedelta,
 ) -> None:
-    """Authenticity and freshness; raises Refused. Replay (nonce) is checked by the caller."""
+    """Authenticity and freshness; raises Refused. Replay (nonce) is checked by the caller.
+
+    ``evaluator_known``: some key was ever registered for ``submitted.evaluator_id``.
+    """
     if subject != str(submitted.submission_id):
         raise Refused(
             RejectionReason.SUBJECT_MISMATCH,
             f"CloudEvent subject {subject!r} is not the signed submission id",
         )
     signature = submitted.signature
+    if not evaluator_known:
+        raise Refused(
+            RejectionReason.UNKNOWN_EVALUATOR,
+            f"evaluator {submitted.evaluator_id!r} has no registered key",
+        )
     if key is None or key.evaluator_id != submitted.evaluator_id:
         raise Refused(
             RejectionReason.UNKNOWN_KEY,

@@ -30,7 +30,7 @@ from services.evaluation.findings import (
 from services.evaluation.planning import NothingToPlan, plan_evaluation
 from services.evaluation.settings import EvaluationSettings
 from services.evaluation.suite_registry import SuiteRegistry
-from services.runtime.consumer import Delivery, InvalidRecord, PermanentError
+from services.runtime.consumer import Delivery, InvalidRecord
 from services.runtime.telemetry import current_trace_headers
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,15 @@ class Handlers:
     async def _plan(self, d: Delivery, accepted: SubmissionAccepted, now: datetime) -> None:
         try:
             plan = plan_evaluation(accepted, self.registry)
-        except NothingToPlan as exc:
-            raise PermanentError("no_suites_planned", str(exc)) from exc
+        except NothingToPlan as nothing:
+            registry_version, reason = nothing.registry_version, nothing.reason
+            if await workflow.end_unplanned_evaluation(
+                d.conn, d.outbox, self.topic, accepted, registry_version, reason, now
+            ):
+                log.warning(
+                    "submission %s: nothing to evaluate: %s", accepted.submission_id, reason
+                )
+            return
         traceparent = current_trace_headers().get("traceparent")
         await workflow.start_evaluation(
             d.conn, d.outbox, self.topic, accepted, plan, traceparent, now
@@ -102,16 +109,19 @@ class Handlers:
             submitted,
             data,
             d.event.subject,
+            await repo.evaluator_known(d.conn, submitted.evaluator_id),
             key,
             now,
             max_age=timedelta(seconds=self.settings.signature_max_age_s),
             max_future=timedelta(seconds=self.settings.signature_max_future_s),
         )
         if not await repo.claim_nonce(
-            d.conn, submitted.signature.key_id, submitted.signature.nonce
+            d.conn, submitted.signature.key_id, submitted.signature.nonce, now
         ):
             raise Refused(RejectionReason.REPLAYED_NONCE, "this signature nonce was used before")
-        evaluation = await repo.get_evaluation(d.conn, submitted.submission_id)
+        # Locked: its FindingRecorded must not overtake the worker's EvaluationCompleted
+        # (or follow it) out of order on the submission's partition.
+        evaluation = await repo.lock_evaluation(d.conn, submitted.submission_id)
         if evaluation is None:
             raise Refused(
                 RejectionReason.UNKNOWN_SUBMISSION,
@@ -137,7 +147,7 @@ class Handlers:
         """Answer a finding that failed decoding; bytes that aren't JSON go to the DLQ."""
         try:
             document = json.loads(record.raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
             return False
         if not isinstance(document, dict):
             return False

@@ -3,6 +3,7 @@ r"""The job state machine: one job per planned suite, retried until it ends.
 pending --claim--> running --success--> completed
    ^                  |  \--failure, attempts left (backoff)--> pending
    |                  |  \--failure, no attempts left---------> failed
+   |                  |  \--failure no retry can fix---------> failed (credential_not_owned)
    +--lease expired---+  (a killed worker counts as a failed attempt)
 pending/running --window closed--> incomplete
 pending/running --withdrawn------> cancelled
@@ -77,8 +78,17 @@ class GiveUp:
     pass
 
 
-def after_failure(attempts_made: int, max_attempts: int, policy: RetryPolicy) -> Retry | GiveUp:
-    if attempts_made >= max_attempts:
+# Failures that another attempt cannot change: the suite fails at once.
+NOT_RETRYABLE = frozenset({FailureKind.CREDENTIAL_NOT_OWNED})
+
+
+def after_failure(
+    attempts_made: int,
+    max_attempts: int,
+    policy: RetryPolicy,
+    failure: FailureKind | None = None,
+) -> Retry | GiveUp:
+    if attempts_made >= max_attempts or failure in NOT_RETRYABLE:
         return GiveUp()
     return Retry(policy.delay(attempts_made))
 

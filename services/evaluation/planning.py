@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from contracts.events import EvaluationStarted, SubmissionAccepted
-from contracts.events.evaluation import PlannedSuite
+from contracts.events import EvaluationCompleted, EvaluationStarted, SubmissionAccepted
+from contracts.events.evaluation import EvaluationEnd, PlannedSuite
 from services.evaluation.suite_registry import SuiteRegistry, SuiteSpec
 
 JOB_NAMESPACE = UUID("8f6d3a52-2b0e-4d8a-9c41-7e5f0a1b2c3d")
@@ -16,6 +16,11 @@ JOB_NAMESPACE = UUID("8f6d3a52-2b0e-4d8a-9c41-7e5f0a1b2c3d")
 
 class NothingToPlan(Exception):
     """No enabled suite applies to the model (e.g. it offers none of their modalities)."""
+
+    def __init__(self, registry_version: str, reason: str) -> None:
+        super().__init__(reason)
+        self.registry_version = registry_version
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,9 @@ def plan_evaluation(accepted: SubmissionAccepted, registry: SuiteRegistry) -> Ev
     suites = [s for s in registry.enabled() if set(s.modalities) <= offered]
     if not suites:
         raise NothingToPlan(
-            f"registry {registry.registry_version} has no enabled suite for modalities "
-            f"{sorted(offered)}"
+            registry.registry_version,
+            f"registry {registry.registry_version} has no enabled suite for the model's "
+            f"modalities: {', '.join(sorted(offered))}",
         )
     jobs = [PlannedJob(job_id(accepted.submission_id, s), s) for s in suites]
     return EvaluationPlan(accepted.submission_id, registry.registry_version, jobs)
@@ -69,4 +75,18 @@ def evaluation_started(
         ],
         started_at=now,
         deadline=accepted.deadline,
+    )
+
+
+def nothing_to_evaluate(
+    accepted: SubmissionAccepted, reason: str, now: datetime
+) -> EvaluationCompleted:
+    """The answer for a model no suite applies to: ended at once, nothing ran."""
+    return EvaluationCompleted(
+        submission_id=accepted.submission_id,
+        model_id=accepted.model_id,
+        ended_by=EvaluationEnd.NO_APPLICABLE_SUITES,
+        suites=[],
+        detail=reason,
+        completed_at=now,
     )

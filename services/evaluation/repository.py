@@ -50,6 +50,7 @@ class ClaimedJob:
 
     job_id: UUID
     submission_id: UUID
+    lab_id: str
     model_id: str
     suite_id: str
     suite_version: str
@@ -210,7 +211,8 @@ async def claim_jobs(conn: Connection, worker: str, limit: int, lease_s: float) 
                heartbeat_at = now(), updated_at = now()
            FROM ready, evaluations e
            WHERE j.job_id = ready.job_id AND e.submission_id = j.submission_id
-           RETURNING j.*, e.model_id, e.endpoint, e.api_model, e.credential_ref, e.deadline""",
+           RETURNING j.*, e.lab_id, e.model_id, e.endpoint, e.api_model, e.credential_ref,
+                     e.deadline""",
         worker,
         limit,
         lease_s,
@@ -225,6 +227,7 @@ async def claim_jobs(conn: Connection, worker: str, limit: int, lease_s: float) 
         ClaimedJob(
             job_id=r["job_id"],
             submission_id=r["submission_id"],
+            lab_id=r["lab_id"],
             model_id=r["model_id"],
             suite_id=r["suite_id"],
             suite_version=r["suite_version"],
@@ -488,15 +491,34 @@ async def revoke_evaluator_key(conn: Connection, key_id: str) -> bool:
     return bool(revoked)
 
 
-async def claim_nonce(conn: Connection, key_id: str, nonce: str) -> bool:
-    """False when the nonce was seen with this key before (a replay)."""
+async def evaluator_known(conn: Connection, evaluator_id: str) -> bool:
+    """Some key (revoked or not) was ever registered for the evaluator."""
+    known = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM evaluator_keys WHERE evaluator_id = $1)", evaluator_id
+    )
+    return bool(known)
+
+
+async def claim_nonce(conn: Connection, key_id: str, nonce: str, seen_at: datetime) -> bool:
+    """False when the nonce was seen with this key before (a replay).
+
+    ``seen_at`` comes from the clock that judged the signature fresh, which is the
+    clock the purge measures against too.
+    """
     inserted = await conn.fetchval(
-        """INSERT INTO signature_nonces (key_id, nonce) VALUES ($1, $2)
+        """INSERT INTO signature_nonces (key_id, nonce, seen_at) VALUES ($1, $2, $3)
            ON CONFLICT DO NOTHING RETURNING true""",
         key_id,
         nonce,
+        seen_at,
     )
     return bool(inserted)
+
+
+async def purge_nonces(conn: Connection, *, seen_before: datetime) -> int:
+    """Forget nonces no fresh signature can carry any more; returns how many."""
+    status = await conn.execute("DELETE FROM signature_nonces WHERE seen_at < $1", seen_before)
+    return int(status.split()[-1])  # "DELETE <n>"
 
 
 # --- inspection (CLI) -----------------------------------------------------------------

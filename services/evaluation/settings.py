@@ -39,7 +39,12 @@ class EvaluationSettings(RuntimeSettings):
     # Inspect / model API
     model_max_retries: int = 2  # Inspect's retries of one model call (the SDK's own are off)
     model_request_timeout_s: int = 120
+    # Inspect processes inherit only a few harmless variables (runner.CHILD_ENV_NAMES); these
+    # names are passed too, e.g. for the agency's own suites (never $<secret_env_prefix>*).
+    inspect_env_passthrough: list[str] = []
 
     # External findings: accepted clock skew of signature.issued_at
     signature_max_age_s: float = 900.0
     signature_max_future_s: float = 60.0
+    # Nonces of accepted signatures are kept until no signature that used them can be fresh.
+    nonce_purge_interval_s: float = 300.0

@@ -28,7 +28,11 @@ from opentelemetry import trace
 from contracts.events.evaluation import FailureKind
 from services.evaluation import repository as repo
 from services.evaluation import workflow
-from services.evaluation.credentials import CredentialUnavailable, resolve_credential
+from services.evaluation.credentials import (
+    CredentialNotOwned,
+    CredentialUnavailable,
+    resolve_credential,
+)
 from services.evaluation.findings import JobContext, log_file
 from services.evaluation.jobs import RetryPolicy, classify_failure
 from services.evaluation.runner import AttemptTimeout, Runner
@@ -198,9 +202,12 @@ class Worker:
         try:
             secret = resolve_credential(
                 job.credential_ref,
+                lab_id=job.lab_id,
                 secrets_dir=self.settings.secrets_dir,
                 env_prefix=self.settings.secret_env_prefix,
             )
+        except CredentialNotOwned as exc:  # another lab's secret: never read, never retried
+            return Failed(FailureKind.CREDENTIAL_NOT_OWNED, str(exc))
         except CredentialUnavailable as exc:
             return Failed(FailureKind.CREDENTIAL_UNAVAILABLE, str(exc))
         remaining = (job.deadline - datetime.now(UTC)).total_seconds()

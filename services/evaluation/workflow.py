@@ -26,7 +26,7 @@ from services.evaluation.jobs import (
     evaluation_failed,
     stopped_state,
 )
-from services.evaluation.planning import EvaluationPlan, evaluation_started
+from services.evaluation.planning import EvaluationPlan, evaluation_started, nothing_to_evaluate
 from services.evaluation.runs import RunResult
 
 if TYPE_CHECKING:
@@ -60,6 +60,27 @@ async def start_evaluation(
     await repo.wake_workers(conn)
     started = evaluation_started(accepted, plan, now)
     await outbox.publish(topic, started, subject=str(accepted.submission_id))
+    return True
+
+
+async def end_unplanned_evaluation(
+    conn: Connection,
+    outbox: Outbox,
+    topic: str,
+    accepted: SubmissionAccepted,
+    registry_version: str,
+    reason: str,
+    now: datetime,
+) -> bool:
+    """No suite applies: record the evaluation as ended and say so (EvaluationCompleted
+    with no suites), so nobody waits for results that will never come. False if the
+    submission was planned before."""
+    plan = EvaluationPlan(accepted.submission_id, registry_version, [])
+    if not await repo.insert_evaluation(conn, accepted, plan, now):
+        return False
+    await repo.end_evaluation(conn, accepted.submission_id, EvaluationEnd.NO_APPLICABLE_SUITES)
+    completed = nothing_to_evaluate(accepted, reason, now)
+    await outbox.publish(topic, completed, subject=str(accepted.submission_id))
     return True
 
 
@@ -157,7 +178,7 @@ async def _after_failure(
     policy: RetryPolicy,
     now: datetime,
 ) -> None:
-    decision = after_failure(job.attempts, job.max_attempts, policy)
+    decision = after_failure(job.attempts, job.max_attempts, policy, failure)
     if not isinstance(decision, GiveUp):
         await repo.retry_job(conn, job.job_id, decision.delay_s, failure, error)
         return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -26,11 +28,11 @@ from contracts.events import (
     SubmissionWithdrawn,
 )
 from contracts.registry import TOPIC_BY_NAME
-from tests.contracts.examples import example
+from tests.contracts.examples import LAB_ID, example
 
 EVALUATION_TYPES = TOPIC_BY_NAME["evaluation.events"].event_types
 DEMO_API_KEY = "demo-lab-secret-7f3a9c"  # what the secret store holds; must never leak
-CREDENTIAL_REF = "labs/demo-lab/eval-api-key"
+CREDENTIAL_REF = f"labs/{LAB_ID}/eval-api-key"  # the submitting (example) lab's own secret
 
 
 def free_port() -> int:
@@ -65,12 +67,20 @@ def demo_model_server(api_key: str = DEMO_API_KEY) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def request_counts(base_url: str) -> dict[str, int]:
-    import json
-
+def demo_stats(base_url: str) -> dict[str, Any]:
     with urllib.request.urlopen(base_url.removesuffix("/v1") + "/stats", timeout=2) as response:
-        counts: dict[str, int] = json.loads(response.read())["requests"]
-        return counts
+        stats: dict[str, Any] = json.loads(response.read())
+        return stats
+
+
+def request_counts(base_url: str) -> dict[str, int]:
+    counts: dict[str, int] = demo_stats(base_url)["requests"]
+    return counts
+
+
+def presented_to(base_url: str, secret: str) -> bool:
+    """Whether ``secret`` was ever sent to the demo server as a bearer token."""
+    return hashlib.sha256(secret.encode()).hexdigest() in demo_stats(base_url)["bearer_sha256"]
 
 
 def accepted(

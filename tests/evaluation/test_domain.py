@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from contracts.events import ExternalFindingSubmitted, RejectionReason, SubmissionAccepted
+from contracts.events import (
+    EvaluationCompleted,
+    ExternalFindingSubmitted,
+    RejectionReason,
+    SubmissionAccepted,
+)
 from contracts.events.evaluation import EvaluationEnd, FailureKind, SuiteStatus
 from services.evaluation.credentials import (
+    CredentialNotOwned,
     CredentialUnavailable,
     env_name,
     redact,
@@ -40,7 +48,13 @@ from services.evaluation.jobs import (
     classify_failure,
     evaluation_completed,
 )
-from services.evaluation.planning import NothingToPlan, job_id, plan_evaluation
+from services.evaluation.planning import (
+    NothingToPlan,
+    job_id,
+    nothing_to_evaluate,
+    plan_evaluation,
+)
+from services.evaluation.runner import child_environment
 from services.evaluation.runs import MetricResult, RunRequest, RunResult
 from services.evaluation.suite_registry import SuiteRegistry, load_registry
 from tests.contracts.examples import (
@@ -81,8 +95,30 @@ def test_planning_picks_enabled_suites_the_model_can_take() -> None:
     images_only = accepted.model_copy(
         update={"model": accepted.model.model_copy(update={"modalities": ["image"]})}
     )
-    with pytest.raises(NothingToPlan):
+    with pytest.raises(NothingToPlan) as nothing:
         plan_evaluation(images_only, registry)
+    assert nothing.value.registry_version == registry.registry_version
+    assert nothing.value.reason.endswith("modalities: image")
+
+
+def test_a_model_no_suite_applies_to_gets_a_completed_evaluation_of_no_suites() -> None:
+    accepted = example(SubmissionAccepted)
+    completed = nothing_to_evaluate(accepted, "no suite for ['image']", NOW)
+    assert completed.ended_by is EvaluationEnd.NO_APPLICABLE_SUITES
+    assert completed.suites == [] and completed.detail == "no suite for ['image']"
+    assert completed.incomplete, "an evaluation of nothing vouches for nothing"
+    fields = completed.model_dump() | {"ended_by": EvaluationEnd.WINDOW_CLOSED}
+    with pytest.raises(ValidationError, match="no_applicable_suites"):
+        EvaluationCompleted.model_validate(fields)  # no suites, yet not for want of suites
+    outcome = {
+        "suite_id": "s",
+        "suite_version": "1",
+        "domain": "cyber",
+        "status": "completed",
+        "attempts": 1,
+    }
+    with pytest.raises(ValidationError, match="no_applicable_suites"):
+        EvaluationCompleted.model_validate(completed.model_dump() | {"suites": [outcome]})
 
 
 def test_retries_back_off_then_give_up() -> None:
@@ -90,6 +126,10 @@ def test_retries_back_off_then_give_up() -> None:
     assert after_failure(1, 3, policy) == Retry(10)
     assert after_failure(2, 3, policy) == Retry(20)
     assert after_failure(3, 3, policy) == GiveUp()
+    assert after_failure(1, 3, policy, FailureKind.CREDENTIAL_UNAVAILABLE) == Retry(10)
+    assert after_failure(1, 3, policy, FailureKind.CREDENTIAL_NOT_OWNED) == GiveUp(), (
+        "another lab's credential stays another lab's: retrying can't help"
+    )
     assert policy.delay(5) == 25
     check_transition(JobState.RUNNING, JobState.PENDING)
     with pytest.raises(InvalidTransition):
@@ -118,7 +158,7 @@ def test_credentials_resolve_from_env_or_file_and_never_escape(tmp_path: Path) -
 
     def resolve(ref: str, environ: dict[str, str]) -> str:
         secret = resolve_credential(
-            ref, secrets_dir=tmp_path, env_prefix="FR_SECRET_", environ=environ
+            ref, lab_id="acme", secrets_dir=tmp_path, env_prefix="FR_SECRET_", environ=environ
         )
         return secret.get_secret_value()
 
@@ -126,12 +166,135 @@ def test_credentials_resolve_from_env_or_file_and_never_escape(tmp_path: Path) -
     env = {env_name("FR_SECRET_", "labs/acme/key"): "from-env"}
     assert env_name("FR_SECRET_", "labs/acme/key") == "FR_SECRET_LABS_ACME_KEY"
     assert resolve("labs/acme/key", env) == "from-env"
-    with pytest.raises(CredentialUnavailable, match="leave"):
+    with pytest.raises(CredentialNotOwned):
         resolve("labs/../../etc/passwd", {})
     with pytest.raises(CredentialUnavailable) as missing:
         resolve("labs/acme/other", {})
     assert "from-file" not in str(missing.value)
     assert redact("key=from-file!", SecretStr("from-file")) == "key=***!"
+
+
+class RecordingEnviron(Mapping[str, str]):
+    """An environment that remembers every access."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.stored = values
+        self.accessed: list[str] = []
+
+    def __getitem__(self, name: str) -> str:
+        self.accessed.append(name)
+        return self.stored[name]
+
+    def __iter__(self) -> Iterator[str]:
+        self.accessed.append("*")
+        return iter(self.stored)
+
+    def __len__(self) -> int:
+        self.accessed.append("*")
+        return len(self.stored)
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "labs/acme/eval-api-key",  # another lab's
+        "labs/mallory/../acme/eval-api-key",  # ... by a detour
+        "labs/mallory/./eval-api-key",
+        "labs/mallory//eval-api-key",
+        "labs/mallory/",
+        "labs/mallory",
+        "labs/mallory2/eval-api-key",  # a lab whose id starts like the submitter's
+        "mallory/eval-api-key",
+        "eval-api-key",
+    ],
+)
+def test_a_credential_ref_outside_the_labs_namespace_is_refused_unread(
+    ref: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for lab in ("acme", "mallory", "mallory2"):
+        (tmp_path / "labs" / lab).mkdir(parents=True)
+        (tmp_path / "labs" / lab / "eval-api-key").write_text(f"{lab}-secret\n")
+    (tmp_path / "eval-api-key").write_text("agency-secret\n")
+    environ = RecordingEnviron({env_name("FR_SECRET_", ref): "acme-secret"})
+    reads: list[Path] = []
+    read_text = Path.read_text
+
+    def recording_read_text(path: Path, *args: Any, **kwargs: Any) -> str:
+        reads.append(path)
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", recording_read_text)
+
+    def resolve(ref: str) -> str:
+        secret = resolve_credential(
+            ref, lab_id="mallory", secrets_dir=tmp_path, env_prefix="FR_SECRET_", environ=environ
+        )
+        return secret.get_secret_value()
+
+    with pytest.raises(CredentialNotOwned) as refused:
+        resolve(ref)
+    assert "labs/mallory/" in str(refused.value) and "acme-secret" not in str(refused.value)
+    assert environ.accessed == [] and reads == [], "nothing was looked up"
+    assert resolve("labs/mallory/eval-api-key") == "mallory-secret"
+    assert environ.accessed and reads, "the recorders record"
+
+
+def test_colliding_environment_names_do_not_hand_over_another_labs_secret(
+    tmp_path: Path,
+) -> None:
+    # labs/acme/eval-api-key and labs/acme-eval/api-key map to the same variable name.
+    variable = env_name("FR_SECRET_", "labs/acme/eval-api-key")
+    assert variable == env_name("FR_SECRET_", "labs/acme-eval/api-key")
+    environ = {variable: "acme-secret"}
+
+    def resolve(ref: str, lab_id: str) -> str:
+        secret = resolve_credential(
+            ref, lab_id=lab_id, secrets_dir=tmp_path, env_prefix="FR_SECRET_", environ=environ
+        )
+        return secret.get_secret_value()
+
+    assert resolve("labs/acme/eval-api-key", "acme") == "acme-secret"
+    with pytest.raises(CredentialUnavailable, match="environment is not used") as missing:
+        resolve("labs/acme-eval/api-key", "acme-eval")
+    assert "acme-secret" not in str(missing.value)
+
+
+def test_inspect_processes_inherit_no_secret() -> None:
+    environ = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/worker",
+        "LC_ALL": "C.UTF-8",
+        "https_proxy": "http://proxy:3128",
+        "INSPECT_EVAL_MAX_CONNECTIONS": "4",
+        "INSPECT_EVAL_MAX_TOKENS": "512",
+        "INSPECT_DISPLAY": "rich",
+        "INSPECT_LAB_API_KEY": "inspect-key",
+        "FR_SECRET_LABS_ACME_EVAL_API_KEY": "acme-secret",
+        "fr_secret_labs_other_key": "other-secret",
+        "FR_DATABASE_URL": "postgresql://frontier:pw@db/frontier_review",
+        "FR_DB_SCHEMA": "evaluation",
+        "OPENAI_API_KEY": "sk-agency",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret",
+        "INSPECT_TELEMETRY_TOKEN": "token",
+        "HF_TOKEN": "hf-token",
+        "UNRELATED": "x",
+    }
+    child = child_environment(environ, "FR_SECRET_")
+    assert child == {
+        "PATH": "/usr/bin",
+        "HOME": "/home/worker",
+        "LC_ALL": "C.UTF-8",
+        "https_proxy": "http://proxy:3128",
+        "INSPECT_EVAL_MAX_CONNECTIONS": "4",
+        "INSPECT_EVAL_MAX_TOKENS": "512",
+        "INSPECT_DISPLAY": "none",
+        "PYTHONUNBUFFERED": "1",
+    }
+    passed = child_environment(
+        environ, "FR_SECRET_", ["HF_TOKEN", "FR_SECRET_LABS_ACME_EVAL_API_KEY"]
+    )
+    assert passed["HF_TOKEN"] == "hf-token", "an operator may pass a name on purpose"
+    assert not any(name.upper().startswith("FR_SECRET_") for name in passed), "never a lab's"
 
 
 def test_run_request_never_shows_its_secret() -> None:
@@ -190,15 +353,23 @@ def test_external_finding_checks() -> None:
     key = EvaluatorKey(EXAMPLE_KEY_ID, EVALUATOR_ID, example_public_key(), revoked=False)
     ok = {"max_age": timedelta(minutes=15), "max_future": timedelta(minutes=1)}
     subject = str(finding.submission_id)
-    verify_external(finding, data, subject, key, NOW, **ok)
+    verify_external(finding, data, subject, True, key, NOW, **ok)
 
     def reason(**changes: object) -> RejectionReason:
-        args: dict[str, object] = {"subject": subject, "key": key, "now": NOW, "data": data}
+        args: dict[str, object] = {
+            "subject": subject,
+            "evaluator_known": True,
+            "key": key,
+            "now": NOW,
+            "data": data,
+        }
         args |= changes
         with pytest.raises(Refused) as refused:
             verify_external(finding, **args, **ok)  # type: ignore[arg-type]
         return refused.value.reason
 
+    assert reason(evaluator_known=False) is RejectionReason.UNKNOWN_EVALUATOR
+    assert reason(evaluator_known=False, key=None) is RejectionReason.UNKNOWN_EVALUATOR
     assert reason(key=None) is RejectionReason.UNKNOWN_KEY
     assert reason(key=EvaluatorKey(EXAMPLE_KEY_ID, "other", key.public_key, False)) is (
         RejectionReason.UNKNOWN_KEY

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contracts import encode, make_event
@@ -22,7 +24,7 @@ from contracts.events import (
 )
 from services.evaluation import repository as repo
 from services.evaluation.settings import EvaluationSettings
-from tests.conftest import read_topic
+from tests.conftest import read_topic, wait_for
 from tests.contracts.examples import EVALUATOR_ID, EXAMPLE_KEY_ID, example, example_public_key, sign
 from tests.evaluation.conftest import StartService, Topics
 from tests.evaluation.support import EventReader, accepted, publish, publish_events
@@ -55,11 +57,7 @@ async def test_external_findings_are_validated_recorded_or_rejected(
 ) -> None:
     settings = eval_settings.model_copy(update={"worker_enabled": False})  # no Inspect runs
     await start_service(settings)
-    conn = await asyncpg.connect(database, server_settings={"search_path": schema})
-    try:
-        await repo.add_evaluator_key(conn, EVALUATOR_ID, EXAMPLE_KEY_ID, example_public_key())
-    finally:
-        await conn.close()
+    await register_example_key(database, schema)
     submission = accepted(demo_url, "refuser")
     sid = submission.submission_id
     await publish_events(settings.kafka_bootstrap, topics.intake, submission)
@@ -71,6 +69,7 @@ async def test_external_findings_are_validated_recorded_or_rejected(
     forged = sign(submitted(sid), Ed25519PrivateKey.generate())
     stranger = submitted(uuid.uuid4())
     unknown_key = submitted(sid, signature=good.signature.model_copy(update={"key_id": "nokey"}))
+    unknown_evaluator = submitted(sid, evaluator_id="unregistered-red-team")  # no key at all
     conflicting = submitted(sid, score=0.9)  # same external_finding_id as ``good``
     key = str(sid)
     cases: list[tuple[bytes, str | None]] = [
@@ -80,6 +79,7 @@ async def test_external_findings_are_validated_recorded_or_rejected(
         (as_record(forged), "bad_signature"),
         (as_record(stranger), "unknown_submission"),
         (as_record(sign(unknown_key)), "unknown_key"),
+        (as_record(unknown_evaluator), "unknown_evaluator"),
         (as_record(submitted(sid), subject=str(uuid.uuid4())), "subject_mismatch"),
         (as_record(conflicting), "conflict"),
     ]
@@ -109,12 +109,113 @@ async def test_external_findings_are_validated_recorded_or_rejected(
     assert [e.path for e in violation.field_errors] == ["data.score"]
     assert violation.submission_id == sid and violation.rejected_event_id
     assert by_reason["unknown_submission"].submission_id == stranger.submission_id
+    assert by_reason["unknown_evaluator"].evaluator_id == "unregistered-red-team"
     for answer in answers:
         assert answer.detail and answer.rejected_event_id
 
     dead = await read_topic(settings.kafka_bootstrap, f"{topics.findings}.dlq", expected=1)
     assert [r.value for r in dead] == [b"\x00not json at all"]
     assert dict(dead[0].headers)["dlq.reason"] == b"malformed_json"
+
+
+async def test_json_nested_too_deeply_to_parse_goes_to_the_dlq_and_the_partition_moves_on(
+    eval_settings: EvaluationSettings,
+    topics: Topics,
+    start_service: StartService,
+    demo_url: str,
+    database: str,
+    schema: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="services")
+    settings = eval_settings.model_copy(update={"worker_enabled": False})
+    await start_service(settings)
+    await register_example_key(database, schema)
+    submission = accepted(demo_url, "refuser")
+    sid = submission.submission_id
+    await publish_events(settings.kafka_bootstrap, topics.intake, submission)
+    await evaluation_started(settings, topics, sid)
+
+    nested = b"[" * 5000 + b"]" * 5000  # json.loads raises RecursionError, not ValueError
+    # Same key, so the same partition: the valid finding waits behind the nested record.
+    await publish(
+        settings.kafka_bootstrap,
+        topics.findings,
+        (str(sid), nested),
+        (str(sid), as_record(submitted(sid))),
+    )
+    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+        await reader.wait_until(
+            lambda: bool(reader.of(sid, FindingRecorded)), timeout=20, what="the valid finding"
+        )
+    dead = await read_topic(settings.kafka_bootstrap, f"{topics.findings}.dlq", expected=1)
+    assert [r.value for r in dead] == [nested]
+    assert dict(dead[0].headers)["dlq.reason"] == b"malformed_json"
+    # Answered by the hook (False: to the DLQ), not by the runtime's net for a failing hook.
+    failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert failures == []
+
+
+async def test_nonces_are_purged_once_no_fresh_signature_can_carry_them(
+    eval_settings: EvaluationSettings,
+    topics: Topics,
+    start_service: StartService,
+    demo_url: str,
+    database: str,
+    schema: str,
+) -> None:
+    settings = eval_settings.model_copy(
+        update={
+            "worker_enabled": False,
+            "signature_max_age_s": 3.0,
+            "signature_max_future_s": 1.0,
+            "nonce_purge_interval_s": 0.2,
+        }
+    )
+    await start_service(settings)
+    await register_example_key(database, schema)
+    submission = accepted(demo_url, "refuser")
+    sid = submission.submission_id
+    await publish_events(settings.kafka_bootstrap, topics.intake, submission)
+    await evaluation_started(settings, topics, sid)
+    finding = submitted(sid)
+    await publish(settings.kafka_bootstrap, topics.findings, (str(sid), as_record(finding)))
+    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+        await reader.wait_until(lambda: bool(reader.of(sid, FindingRecorded)), what="the finding")
+
+    async def nonces() -> list[str]:
+        conn = await asyncpg.connect(database)
+        try:
+            rows = await conn.fetch(f'SELECT nonce FROM "{schema}".signature_nonces')
+        finally:
+            await conn.close()
+        return [r["nonce"] for r in rows]
+
+    assert await nonces() == [finding.signature.nonce]
+
+    async def purged() -> bool:
+        return not await nonces()
+
+    await wait_for(purged, timeout=15, what="the nonce to be purged after max age + max future")
+    # The signature it guarded is no longer fresh either: a replay (the signed data in a
+    # new envelope) is still refused.
+    await publish(settings.kafka_bootstrap, topics.findings, (str(sid), as_record(finding)))
+    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+        await reader.wait_until(
+            lambda: bool(reader.of(sid, ExternalFindingRejected)), what="the replay's rejection"
+        )
+        await reader.linger()
+    [rejected] = reader.of(sid, ExternalFindingRejected)
+    assert rejected.reason == "stale_issued_at"
+    assert len(reader.of(sid, FindingRecorded)) == 1
+
+
+async def register_example_key(database: str, schema: str) -> None:
+    conn = await asyncpg.connect(database, server_settings={"search_path": schema})
+    try:
+        await repo.add_evaluator_key(conn, EVALUATOR_ID, EXAMPLE_KEY_ID, example_public_key())
+    finally:
+        await conn.close()
 
 
 async def test_red_team_cli_signs_and_submits_a_manual_finding(

@@ -11,6 +11,7 @@ import asyncpg
 from contracts.events import EvaluationCompleted, EvaluationFailed, FindingRecorded
 from contracts.events.evaluation import EvaluationEnd, FailureKind, SuiteStatus
 from services.evaluation.settings import EvaluationSettings
+from tests.contracts.examples import LAB_ID
 from tests.evaluation.conftest import StartService, Topics, registry_file
 from tests.evaluation.support import (
     DEMO_API_KEY,
@@ -63,7 +64,7 @@ async def test_suites_that_error_are_retried_then_fail(
     settings = eval_settings.model_copy(update={"suite_registry": registry})
     broken = accepted(demo_url, "broken")  # HTTP 500 on every call
     nobody_home = accepted(f"http://127.0.0.1:{free_port()}/v1", "capable")
-    no_secret = accepted(demo_url, "capable", credential_ref="labs/unknown/missing-key")
+    no_secret = accepted(demo_url, "capable", credential_ref=f"labs/{LAB_ID}/missing-key")
     cases = {
         broken.submission_id: FailureKind.ERROR,
         nobody_home.submission_id: FailureKind.ENDPOINT_UNREACHABLE,
@@ -75,7 +76,7 @@ async def test_suites_that_error_are_retried_then_fail(
     [errored] = reader.of(broken.submission_id, EvaluationFailed)
     assert "InternalServerError" in errored.error
     [missing] = reader.of(no_secret.submission_id, EvaluationFailed)
-    assert "labs/unknown/missing-key" in missing.error
+    assert f"labs/{LAB_ID}/missing-key" in missing.error
 
 
 async def failed_evaluations(

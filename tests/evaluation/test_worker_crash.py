@@ -1,7 +1,9 @@
-"""A worker process SIGKILLed mid-job loses nothing, and no finding is recorded twice."""
+"""Workers that die (SIGKILL), stop (SIGTERM) or freeze (SIGSTOP) lose nothing and record no
+finding twice, and a result from a lost lease never counts."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,6 +14,7 @@ import asyncpg
 
 from contracts.events import EvaluationCompleted, FindingRecorded
 from contracts.events.evaluation import SuiteStatus
+from services.evaluation.app import attach_worker
 from services.evaluation.settings import EvaluationSettings
 from tests.conftest import wait_for
 from tests.evaluation.conftest import StartService, Topics, registry_file
@@ -34,23 +37,40 @@ def start_worker(settings: EvaluationSettings) -> subprocess.Popen[bytes]:
     )
 
 
-def inspect_processes_of(schema: str) -> list[int]:
-    """Live Inspect child processes started by workers of this test (by their environment)."""
+def process_state(pid: int) -> tuple[int, str] | None:
+    """(parent pid, state letter) of a process, None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    return int(fields["PPid"]), fields["State"].strip()[:1]
+
+
+def inspect_children(parent: int) -> list[int]:
+    """Live Inspect processes started by ``parent`` (a worker process, or this one)."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes()
-            environ = (proc / "environ").read_bytes()
-            status = (proc / "status").read_text()
         except OSError:
             continue
-        ours = f"FR_DB_SCHEMA={schema}".encode() in environ
-        alive = "State:\tZ" not in status
-        if b"services.evaluation.inspect_process" in cmdline and ours and alive:
+        state = process_state(int(proc.name))
+        if (
+            b"services.evaluation.inspect_process" in cmdline
+            and state is not None
+            and state[0] == parent
+            and state[1] != "Z"
+        ):
             found.append(int(proc.name))
     return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running (a zombie has stopped: it only awaits reaping)."""
+    return [pid for pid in pids if (state := process_state(pid)) and state[1] != "Z"]
 
 
 async def job_rows(database: str, schema: str) -> list[asyncpg.Record]:
@@ -95,15 +115,17 @@ async def test_sigkilled_worker_loses_nothing_and_records_no_finding_twice(
         async def mid_run() -> bool:
             jobs = await job_rows(database, schema)
             running = bool(jobs) and jobs[0]["state"] == "running"
-            return running and request_counts(demo_url).get(PROFILE, 0) > calls_before
+            reached = request_counts(demo_url).get(PROFILE, 0) > calls_before
+            return running and reached and bool(inspect_children(first.pid))
 
         await wait_for(mid_run, timeout=60, what="the first worker's run to reach the model")
+        orphans = inspect_children(first.pid)
     finally:
         first.send_signal(signal.SIGKILL)
         assert first.wait(timeout=10) == -signal.SIGKILL
 
     async def orphans_gone() -> bool:
-        return not inspect_processes_of(schema)
+        return not alive(orphans)
 
     await wait_for(orphans_gone, timeout=10, what="the killed worker's Inspect run to stop")
     [job] = await job_rows(database, schema)
@@ -164,9 +186,11 @@ async def test_sigterm_gives_running_jobs_back_without_counting_the_attempt(
 
         async def running() -> bool:
             jobs = await job_rows(database, schema)
-            return bool(jobs) and jobs[0]["state"] == "running"
+            running = bool(jobs) and jobs[0]["state"] == "running"
+            return running and bool(inspect_children(worker.pid))
 
         await wait_for(running, timeout=60, what="the job to run")
+        runs = inspect_children(worker.pid)
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
@@ -177,6 +201,105 @@ async def test_sigterm_gives_running_jobs_back_without_counting_the_attempt(
     assert attempt["outcome"] == "released"
 
     async def orphans_gone() -> bool:
-        return not inspect_processes_of(schema)
+        return not alive(runs)
 
     await wait_for(orphans_gone, timeout=10, what="the released run to stop")
+
+
+async def test_a_paused_worker_whose_lease_expired_has_its_late_result_discarded(
+    eval_settings: EvaluationSettings,
+    topics: Topics,
+    start_service: StartService,
+    demo_url: str,
+    database: str,
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    """A worker frozen mid-job (SIGSTOP: no heartbeat) loses its lease; the job is re-run by
+    another worker, and the frozen worker's result, arriving late, counts for nothing."""
+    settings = eval_settings.model_copy(
+        update={
+            "suite_registry": registry_file(tmp_path, only={"cyber-ctf-proxy"}),
+            "worker_enabled": False,  # the paused worker claims first; the other one comes later
+        }
+    )
+    service = await start_service(settings)
+    submission = accepted(demo_url, "capable")
+    sid = submission.submission_id
+    # One slot, a 2 s lease, and a heartbeat that never comes: as if paused for good from
+    # the claim on (SIGSTOP below keeps it from recording before the re-run has started).
+    paused_settings = settings.model_copy(
+        update={"worker_concurrency": 1, "lease_s": 2.0, "heartbeat_s": 3600.0}
+    )
+    paused_log = tmp_path / "paused-worker.log"
+    with paused_log.open("wb") as log:
+        paused = subprocess.Popen(
+            [sys.executable, "-m", "services.evaluation", "worker"],
+            env=worker_env(paused_settings),
+            stderr=log,
+        )
+    rerun: asyncio.Task[None] | None = None
+    try:
+        await publish_events(settings.kafka_bootstrap, topics.intake, submission)
+
+        async def run_started() -> bool:
+            return bool(inspect_children(paused.pid))
+
+        await wait_for(run_started, timeout=60, what="the first worker's Inspect run")
+        [late_run] = inspect_children(paused.pid)
+        paused.send_signal(signal.SIGSTOP)
+
+        async def late_result_ready() -> bool:
+            state = process_state(late_run)
+            return state is not None and state[1] == "Z"  # done; the frozen worker can't reap
+
+        await wait_for(late_result_ready, timeout=60, what="the paused worker's run to finish")
+        [job] = await job_rows(database, schema)
+        assert job["state"] == "running" and job["attempts"] == 1
+
+        rerun = asyncio.create_task(attach_worker(service, settings).run())
+
+        async def rerun_running() -> bool:
+            return [(a["attempt"], a["outcome"]) for a in await attempt_rows(database, schema)] == [
+                (1, "lease_lost"),
+                (2, "running"),
+            ]
+
+        await wait_for(rerun_running, timeout=30, what="the other worker to take the job over")
+        paused.send_signal(signal.SIGCONT)  # the late result arrives during the re-run
+        async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+            await reader.wait_until(
+                lambda: bool(reader.of(sid, EvaluationCompleted)), what="the re-run to complete"
+            )
+            await reader.linger(2.0)
+    finally:
+        paused.send_signal(signal.SIGCONT)
+        paused.send_signal(signal.SIGTERM)
+        assert paused.wait(timeout=30) == 0
+        if rerun is not None:
+            rerun.cancel()
+            await asyncio.gather(rerun, return_exceptions=True)
+
+    assert "(discarded: lease lost)" in paused_log.read_text(), "the late result did arrive"
+    late_log = settings.inspect_log_dir / str(sid) / "cyber-ctf-proxy@1.0.0" / "attempt-1.eval"
+    assert late_log.is_file(), "the paused worker's run did finish"
+    [finding] = reader.of(sid, FindingRecorded)
+    assert finding.evidence_ref.endswith("attempt-2.eval"), "recorded from the live lease only"
+    [completed] = reader.of(sid, EvaluationCompleted)
+    assert [(s.status, s.attempts, s.finding_ids) for s in completed.suites] == [
+        (SuiteStatus.COMPLETED, 2, [finding.finding_id])
+    ]
+    [job] = await job_rows(database, schema)
+    assert job["state"] == "completed" and job["attempts"] == 2
+    attempts = await attempt_rows(database, schema)
+    assert [(a["attempt"], a["outcome"], a["failure"]) for a in attempts] == [
+        (1, "lease_lost", "worker_lost"),
+        (2, "succeeded", None),
+    ]
+    assert attempts[0]["worker"] != attempts[1]["worker"]
+    conn = await asyncpg.connect(database)
+    try:
+        findings = await conn.fetch(f'SELECT job_id, evidence_ref FROM "{schema}".findings')
+    finally:
+        await conn.close()
+    assert [f["evidence_ref"] for f in findings] == [finding.evidence_ref]

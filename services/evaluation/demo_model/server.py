@@ -6,11 +6,16 @@ which would try to download its encoding. A bearer API key is required, like a
 lab's real endpoint; the evaluation service resolves it from its secret store.
 
 It is a plain ASGI app served by uvicorn: two JSON routes need no framework.
+
+GET /stats reports the chat requests per profile and the SHA-256 of every bearer
+token presented to /v1 (right or wrong), so a test can tell whether some secret
+was ever sent here without the server echoing secrets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import re
@@ -123,11 +128,13 @@ def error(message: str, kind: str) -> dict[str, Any]:
 
 @dataclass
 class DemoModelServer:
-    """The ASGI application. ``requests`` counts chat requests per profile (GET /stats)."""
+    """The ASGI application. ``requests`` counts chat requests per profile and
+    ``bearer_sha256`` holds the digests of the bearer tokens presented (GET /stats)."""
 
     api_key: str
     profiles: dict[str, Profile]
     requests: Counter[str] = field(default_factory=Counter)
+    bearer_sha256: set[str] = field(default_factory=set)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -139,7 +146,8 @@ class DemoModelServer:
         if method == "GET" and path == "/health":
             await self._json(send, 200, {"status": "ok"})
         elif method == "GET" and path == "/stats":
-            await self._json(send, 200, {"requests": dict(self.requests)})
+            stats = {"requests": dict(self.requests), "bearer_sha256": sorted(self.bearer_sha256)}
+            await self._json(send, 200, stats)
         elif not self._authorised(scope):
             await self._json(send, 401, error("invalid API key", "invalid_api_key"))
         elif method == "GET" and path == "/v1/models":
@@ -155,6 +163,9 @@ class DemoModelServer:
     def _authorised(self, scope: Scope) -> bool:
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"authorization", b"").decode(errors="replace")
+        if given.startswith("Bearer "):
+            token = given.removeprefix("Bearer ").encode()
+            self.bearer_sha256.add(hashlib.sha256(token).hexdigest())
         return hmac.compare_digest(given, f"Bearer {self.api_key}")
 
     async def _chat(self, receive: Receive, send: Send) -> None:
