@@ -4,8 +4,9 @@ Every replica polls ``review_windows``; due rows are claimed with
 ``FOR UPDATE SKIP LOCKED``, marked closed and their ReviewWindowClosed queued
 in the outbox in the same transaction. A replica killed mid-close rolls back
 and the row is claimed again; a closed or cancelled (withdrawn) row never
-matches again. The event id is derived from the submission id, so even a
-second queued close would be refused by the outbox's unique event id.
+matches again: that state is the guarantee. As defence in depth the event id
+is derived from the submission id, so a second close queued while the first's
+outbox row is kept (7 days, then pruned) would be refused by its unique id.
 """
 
 from __future__ import annotations
