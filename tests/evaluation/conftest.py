@@ -1,4 +1,5 @@
-"""Fixtures: the demo model server (a real HTTP process), test topics, service settings."""
+"""Fixtures: the demo model server (a real HTTP process), test topics, service settings, and
+the ``rig`` that bundles them for the tests that start the service."""
 
 from __future__ import annotations
 
@@ -8,15 +9,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import yaml
 
+from contracts import Event
 from services.evaluation.app import build_service
 from services.evaluation.settings import PACKAGE, EvaluationSettings
 from services.runtime.service import Service
 from services.runtime.settings import RuntimeSettings
 from tests.conftest import NewTopic
-from tests.evaluation.support import CREDENTIAL_REF, DEMO_API_KEY, demo_model_server
+from tests.evaluation.support import (
+    CREDENTIAL_REF,
+    DEMO_API_KEY,
+    EventReader,
+    demo_model_server,
+    publish,
+    publish_events,
+)
 
 SHIPPED_REGISTRY = PACKAGE / "suites" / "registry.yaml"
 
@@ -102,3 +112,81 @@ async def start_service() -> AsyncIterator[StartService]:
     yield start
     for service in reversed(started):
         await service.stop()
+
+
+@dataclass(frozen=True)
+class EvalRig:
+    """The fixtures a service test needs, and the one way such a test starts the service."""
+
+    settings: EvaluationSettings  # the base settings (eval_settings)
+    topics: Topics
+    start_service: StartService
+    demo_url: str
+    database: str
+    schema: str
+    tmp_path: Path
+
+    def configure(
+        self,
+        *,
+        only: set[str] | None = None,
+        worker: bool = True,
+        suites: dict[str, Any] | None = None,
+        **updates: Any,
+    ) -> EvaluationSettings:
+        """The base settings with ``updates``; ``only`` and ``suites`` (limits for every
+        suite, e.g. max_attempts) cut down the shipped registry; ``worker`` False: no worker
+        runs jobs inside the service."""
+        if only is not None or suites:
+            updates["suite_registry"] = registry_file(self.tmp_path, only=only, **(suites or {}))
+        return self.settings.model_copy(update={"worker_enabled": worker, **updates})
+
+    async def start(
+        self,
+        *,
+        only: set[str] | None = None,
+        worker: bool = True,
+        suites: dict[str, Any] | None = None,
+        **updates: Any,
+    ) -> EvaluationSettings:
+        """Start the service on ``configure(...)``; returns those settings."""
+        settings = self.configure(only=only, worker=worker, suites=suites, **updates)
+        await self.start_service(settings)
+        return settings
+
+    async def send_intake(self, *events: Event) -> None:
+        await publish_events(self.settings.kafka_bootstrap, self.topics.intake, *events)
+
+    async def send_findings(self, *records: tuple[str, bytes]) -> None:
+        """Publish (key, value) records to the external findings topic, as they are."""
+        await publish(self.settings.kafka_bootstrap, self.topics.findings, *records)
+
+    def evaluation_reader(self) -> EventReader:
+        return EventReader(self.settings.kafka_bootstrap, self.topics.evaluation)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(self.database)
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        conn = await asyncpg.connect(self.database)
+        try:
+            return await conn.fetchval(query, *args)
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+def rig(
+    eval_settings: EvaluationSettings,
+    topics: Topics,
+    start_service: StartService,
+    demo_url: str,
+    database: str,
+    schema: str,
+    tmp_path: Path,
+) -> EvalRig:
+    return EvalRig(eval_settings, topics, start_service, demo_url, database, schema, tmp_path)

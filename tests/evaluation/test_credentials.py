@@ -6,22 +6,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from contracts.events import EvaluationCompleted, EvaluationFailed, FindingRecorded
 from contracts.events.evaluation import FailureKind, SuiteStatus
-from services.evaluation.settings import EvaluationSettings
 from tests.conftest import wait_for
 from tests.contracts.examples import LAB_ID
-from tests.evaluation.conftest import StartService, Topics, registry_file
-from tests.evaluation.support import (
-    DEMO_API_KEY,
-    EventReader,
-    accepted,
-    presented_to,
-    publish_events,
-)
+from tests.evaluation.conftest import EvalRig
+from tests.evaluation.support import DEMO_API_KEY, accepted, presented_to
 from tests.evaluation.test_worker_crash import inspect_children
 
 ACME_REF = "labs/acme/eval-api-key"  # another lab's secret, as the submitter names it
@@ -41,17 +33,9 @@ def environment_of(pid: int) -> dict[str, str]:
 
 
 async def test_a_foreign_credential_is_refused_unread_and_runs_inherit_no_secret(
-    eval_settings: EvaluationSettings,
-    topics: Topics,
-    start_service: StartService,
-    demo_url: str,
-    database: str,
-    schema: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    rig: EvalRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registry = registry_file(tmp_path, only={"cyber-ctf-proxy"}, max_attempts=3)
-    settings = eval_settings.model_copy(update={"suite_registry": registry})
+    settings = rig.configure(only={"cyber-ctf-proxy"}, suites={"max_attempts": 3})
     acme_file = settings.secrets_dir / ACME_REF
     acme_file.parent.mkdir(parents=True)
     acme_file.write_text(ACME_SECRET)
@@ -59,10 +43,10 @@ async def test_a_foreign_credential_is_refused_unread_and_runs_inherit_no_secret
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     # example-lab names ACME's secret, for the endpoint it controls (here: the demo server).
-    borrowing = accepted(demo_url, "capable", credential_ref=ACME_REF)
-    own = accepted(demo_url, "capable-slow")  # runs long enough to look at its process
-    await start_service(settings)
-    await publish_events(settings.kafka_bootstrap, topics.intake, borrowing, own)
+    borrowing = accepted(rig.demo_url, "capable", credential_ref=ACME_REF)
+    own = accepted(rig.demo_url, "capable-slow")  # runs long enough to look at its process
+    await rig.start_service(settings)
+    await rig.send_intake(borrowing, own)
 
     seen: list[dict[str, str]] = []
 
@@ -75,7 +59,7 @@ async def test_a_foreign_credential_is_refused_unread_and_runs_inherit_no_secret
         return bool(seen)
 
     await wait_for(inspect_run_seen, timeout=60, what="an Inspect process to look at")
-    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+    async with rig.evaluation_reader() as reader:
         await reader.wait_until(
             lambda: all(reader.of(s.submission_id, EvaluationCompleted) for s in (borrowing, own)),
             timeout=90,
@@ -91,17 +75,13 @@ async def test_a_foreign_credential_is_refused_unread_and_runs_inherit_no_secret
     [completed] = reader.of(borrowing.submission_id, EvaluationCompleted)
     assert [(s.status, s.attempts) for s in completed.suites] == [(SuiteStatus.FAILED, 1)]
     assert reader.of(borrowing.submission_id, FindingRecorded) == []
-    assert not presented_to(demo_url, ACME_SECRET), "ACME's secret reached the endpoint"
-    assert presented_to(demo_url, DEMO_API_KEY), "the server records what it is sent"
-    conn = await asyncpg.connect(database)
-    try:
-        attempts = await conn.fetch(
-            f"""SELECT a.outcome, a.failure FROM "{schema}".job_attempts a
-                JOIN "{schema}".jobs j USING (job_id) WHERE j.submission_id = $1""",
-            borrowing.submission_id,
-        )
-    finally:
-        await conn.close()
+    assert not presented_to(rig.demo_url, ACME_SECRET), "ACME's secret reached the endpoint"
+    assert presented_to(rig.demo_url, DEMO_API_KEY), "the server records what it is sent"
+    attempts = await rig.fetch(
+        f"""SELECT a.outcome, a.failure FROM "{rig.schema}".job_attempts a
+            JOIN "{rig.schema}".jobs j USING (job_id) WHERE j.submission_id = $1""",
+        borrowing.submission_id,
+    )
     assert [(a["outcome"], a["failure"]) for a in attempts] == [("failed", "credential_not_owned")]
 
     # The lab's own evaluation ran, in a process that inherited none of those secrets.

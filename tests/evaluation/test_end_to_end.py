@@ -7,7 +7,6 @@ import json
 import logging
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from contracts.events import (
@@ -19,24 +18,17 @@ from contracts.events.evaluation import EvaluationEnd, SuiteStatus
 from services.evaluation.findings import EVIDENCE_PREFIX
 from services.evaluation.settings import EvaluationSettings
 from services.evaluation.suite_registry import load_registry
-from tests.evaluation.conftest import SHIPPED_REGISTRY, StartService, Topics
+from tests.evaluation.conftest import SHIPPED_REGISTRY, EvalRig
 from tests.evaluation.support import (
     DEMO_API_KEY,
     EventReader,
     accepted,
     grep_tree,
-    publish_events,
 )
 
 
 async def test_both_demo_profiles_are_evaluated_end_to_end(
-    eval_settings: EvaluationSettings,
-    topics: Topics,
-    start_service: StartService,
-    demo_url: str,
-    database: str,
-    schema: str,
-    caplog: pytest.LogCaptureFixture,
+    rig: EvalRig, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="services")
     caplog.set_level(logging.INFO)
@@ -49,11 +41,12 @@ async def test_both_demo_profiles_are_evaluated_end_to_end(
         "nuclear",
         "autonomy",
     }
-    capable, refuser = accepted(demo_url, "capable"), accepted(demo_url, "refuser")
-    service = await start_service(eval_settings)
-    await publish_events(eval_settings.kafka_bootstrap, topics.intake, capable, refuser)
+    capable, refuser = accepted(rig.demo_url, "capable"), accepted(rig.demo_url, "refuser")
+    eval_settings = rig.settings
+    service = await rig.start_service(eval_settings)
+    await rig.send_intake(capable, refuser)
 
-    async with EventReader(eval_settings.kafka_bootstrap, topics.evaluation) as reader:
+    async with rig.evaluation_reader() as reader:
         await reader.wait_until(
             lambda: all(
                 reader.of(s.submission_id, EvaluationCompleted) for s in (capable, refuser)
@@ -93,19 +86,15 @@ async def test_both_demo_profiles_are_evaluated_end_to_end(
         kinds = [type(e).__name__ for e in reader.of(sid)]
         assert kinds[0] == "EvaluationStarted" and kinds[-1] == "EvaluationCompleted"
 
-    await assert_concurrency_limit(database, schema, eval_settings.worker_concurrency)
+    await assert_concurrency_limit(rig, eval_settings.worker_concurrency)
     await service.stop()  # flushes the trace file
-    assert_secret_never_leaked(reader, eval_settings, caplog, database, schema)
-    await assert_secret_not_in_database(database, schema)
+    assert_secret_never_leaked(reader, eval_settings, caplog)
+    await assert_secret_not_in_database(rig)
 
 
-async def assert_concurrency_limit(database: str, schema: str, limit: int) -> None:
+async def assert_concurrency_limit(rig: EvalRig, limit: int) -> None:
     """The worker never ran more attempts at once than its concurrency limit."""
-    conn = await asyncpg.connect(database)
-    try:
-        attempts = await conn.fetch(f'SELECT started_at, ended_at FROM "{schema}".job_attempts')
-    finally:
-        await conn.close()
+    attempts = await rig.fetch(f'SELECT started_at, ended_at FROM "{rig.schema}".job_attempts')
     assert len(attempts) == 10 and all(a["ended_at"] for a in attempts), "one attempt per job"
     edges = sorted(
         [(a["started_at"], 1) for a in attempts] + [(a["ended_at"], -1) for a in attempts]
@@ -118,11 +107,7 @@ async def assert_concurrency_limit(database: str, schema: str, limit: int) -> No
 
 
 def assert_secret_never_leaked(
-    reader: EventReader,
-    settings: EvaluationSettings,
-    caplog: pytest.LogCaptureFixture,
-    database: str,
-    schema: str,
+    reader: EventReader, settings: EvaluationSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert all(DEMO_API_KEY not in e.model_dump_json() for e in reader.events), "in an event"
     assert grep_tree(settings.inspect_log_dir, DEMO_API_KEY) == [], "in an Inspect log"
@@ -146,14 +131,10 @@ def assert_one_trace_per_submission(traces: str) -> None:
     assert {next(iter(t)) for t in by_submission.values()} <= consumed
 
 
-async def assert_secret_not_in_database(database: str, schema: str) -> None:
-    conn = await asyncpg.connect(database)
-    try:
-        tables = await conn.fetch(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
-        )
-        for table in tables:
-            rows = await conn.fetch(f'SELECT t::text AS row FROM "{schema}"."{table[0]}" t')
-            assert not any(DEMO_API_KEY in r["row"] for r in rows), f"in table {table[0]}"
-    finally:
-        await conn.close()
+async def assert_secret_not_in_database(rig: EvalRig) -> None:
+    tables = await rig.fetch(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", rig.schema
+    )
+    for table in tables:
+        rows = await rig.fetch(f'SELECT t::text AS row FROM "{rig.schema}"."{table[0]}" t')
+        assert not any(DEMO_API_KEY in r["row"] for r in rows), f"in table {table[0]}"

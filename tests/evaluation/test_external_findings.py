@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,11 +22,10 @@ from contracts.events import (
     FindingRecorded,
 )
 from services.evaluation import repository as repo
-from services.evaluation.settings import EvaluationSettings
 from tests.conftest import read_topic, wait_for
 from tests.contracts.examples import EVALUATOR_ID, EXAMPLE_KEY_ID, example, example_public_key, sign
-from tests.evaluation.conftest import StartService, Topics
-from tests.evaluation.support import EventReader, accepted, publish, publish_events
+from tests.evaluation.conftest import EvalRig
+from tests.evaluation.support import accepted
 from tests.evaluation.test_worker_crash import worker_env
 
 
@@ -40,28 +38,15 @@ def as_record(finding: ExternalFindingSubmitted, subject: str | None = None) -> 
     return encode(make_event(finding, source="/evaluators/red-team", subject=subject))
 
 
-async def evaluation_started(settings: EvaluationSettings, topics: Topics, sid: uuid.UUID) -> None:
+async def evaluation_started(rig: EvalRig, sid: uuid.UUID) -> None:
     """Intake and findings are different topics: wait until the submission is known."""
-    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+    async with rig.evaluation_reader() as reader:
         await reader.wait_until(lambda: bool(reader.of(sid, EvaluationStarted)), what="planning")
 
 
-async def test_external_findings_are_validated_recorded_or_rejected(
-    eval_settings: EvaluationSettings,
-    topics: Topics,
-    start_service: StartService,
-    demo_url: str,
-    database: str,
-    schema: str,
-    tmp_path: Path,
-) -> None:
-    settings = eval_settings.model_copy(update={"worker_enabled": False})  # no Inspect runs
-    await start_service(settings)
-    await register_example_key(database, schema)
-    submission = accepted(demo_url, "refuser")
-    sid = submission.submission_id
-    await publish_events(settings.kafka_bootstrap, topics.intake, submission)
-    await evaluation_started(settings, topics, sid)
+async def test_external_findings_are_validated_recorded_or_rejected(rig: EvalRig) -> None:
+    settings = await rig.start(worker=False)  # no Inspect runs
+    sid = await refuser_planned(rig)
 
     good = submitted(sid)
     schema_violation = json.loads(as_record(submitted(sid)))
@@ -83,11 +68,11 @@ async def test_external_findings_are_validated_recorded_or_rejected(
         (as_record(submitted(sid), subject=str(uuid.uuid4())), "subject_mismatch"),
         (as_record(conflicting), "conflict"),
     ]
-    await publish(settings.kafka_bootstrap, topics.findings, *((key, value) for value, _ in cases))
-    await publish(settings.kafka_bootstrap, topics.findings, (key, b"\x00not json at all"))
+    await rig.send_findings(*((key, value) for value, _ in cases))
+    await rig.send_findings((key, b"\x00not json at all"))
 
     expected_rejections = [reason for _, reason in cases if reason]
-    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+    async with rig.evaluation_reader() as reader:
 
         def rejections() -> list[ExternalFindingRejected]:
             return [e.data for e in reader.events if isinstance(e.data, ExternalFindingRejected)]
@@ -113,42 +98,29 @@ async def test_external_findings_are_validated_recorded_or_rejected(
     for answer in answers:
         assert answer.detail and answer.rejected_event_id
 
-    dead = await read_topic(settings.kafka_bootstrap, f"{topics.findings}.dlq", expected=1)
+    dead = await read_topic(settings.kafka_bootstrap, f"{rig.topics.findings}.dlq", expected=1)
     assert [r.value for r in dead] == [b"\x00not json at all"]
     assert dict(dead[0].headers)["dlq.reason"] == b"malformed_json"
 
 
 async def test_json_nested_too_deeply_to_parse_goes_to_the_dlq_and_the_partition_moves_on(
-    eval_settings: EvaluationSettings,
-    topics: Topics,
-    start_service: StartService,
-    demo_url: str,
-    database: str,
-    schema: str,
-    caplog: pytest.LogCaptureFixture,
+    rig: EvalRig, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="services")
-    settings = eval_settings.model_copy(update={"worker_enabled": False})
-    await start_service(settings)
-    await register_example_key(database, schema)
-    submission = accepted(demo_url, "refuser")
-    sid = submission.submission_id
-    await publish_events(settings.kafka_bootstrap, topics.intake, submission)
-    await evaluation_started(settings, topics, sid)
+    settings = await rig.start(worker=False)
+    sid = await refuser_planned(rig)
 
     nested = b"[" * 5000 + b"]" * 5000  # json.loads raises RecursionError, not ValueError
     # Same key, so the same partition: the valid finding waits behind the nested record.
-    await publish(
-        settings.kafka_bootstrap,
-        topics.findings,
+    await rig.send_findings(
         (str(sid), nested),
         (str(sid), as_record(submitted(sid))),
     )
-    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+    async with rig.evaluation_reader() as reader:
         await reader.wait_until(
             lambda: bool(reader.of(sid, FindingRecorded)), timeout=20, what="the valid finding"
         )
-    dead = await read_topic(settings.kafka_bootstrap, f"{topics.findings}.dlq", expected=1)
+    dead = await read_topic(settings.kafka_bootstrap, f"{rig.topics.findings}.dlq", expected=1)
     assert [r.value for r in dead] == [nested]
     assert dict(dead[0].headers)["dlq.reason"] == b"malformed_json"
     # Answered by the hook (False: to the DLQ), not by the runtime's net for a failing hook.
@@ -156,39 +128,21 @@ async def test_json_nested_too_deeply_to_parse_goes_to_the_dlq_and_the_partition
     assert failures == []
 
 
-async def test_nonces_are_purged_once_no_fresh_signature_can_carry_them(
-    eval_settings: EvaluationSettings,
-    topics: Topics,
-    start_service: StartService,
-    demo_url: str,
-    database: str,
-    schema: str,
-) -> None:
-    settings = eval_settings.model_copy(
-        update={
-            "worker_enabled": False,
-            "signature_max_age_s": 3.0,
-            "signature_max_future_s": 1.0,
-            "nonce_purge_interval_s": 0.2,
-        }
+async def test_nonces_are_purged_once_no_fresh_signature_can_carry_them(rig: EvalRig) -> None:
+    await rig.start(
+        worker=False,
+        signature_max_age_s=3.0,
+        signature_max_future_s=1.0,
+        nonce_purge_interval_s=0.2,
     )
-    await start_service(settings)
-    await register_example_key(database, schema)
-    submission = accepted(demo_url, "refuser")
-    sid = submission.submission_id
-    await publish_events(settings.kafka_bootstrap, topics.intake, submission)
-    await evaluation_started(settings, topics, sid)
+    sid = await refuser_planned(rig)
     finding = submitted(sid)
-    await publish(settings.kafka_bootstrap, topics.findings, (str(sid), as_record(finding)))
-    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+    await rig.send_findings((str(sid), as_record(finding)))
+    async with rig.evaluation_reader() as reader:
         await reader.wait_until(lambda: bool(reader.of(sid, FindingRecorded)), what="the finding")
 
     async def nonces() -> list[str]:
-        conn = await asyncpg.connect(database)
-        try:
-            rows = await conn.fetch(f'SELECT nonce FROM "{schema}".signature_nonces')
-        finally:
-            await conn.close()
+        rows = await rig.fetch(f'SELECT nonce FROM "{rig.schema}".signature_nonces')
         return [r["nonce"] for r in rows]
 
     assert await nonces() == [finding.signature.nonce]
@@ -199,8 +153,8 @@ async def test_nonces_are_purged_once_no_fresh_signature_can_carry_them(
     await wait_for(purged, timeout=15, what="the nonce to be purged after max age + max future")
     # The signature it guarded is no longer fresh either: a replay (the signed data in a
     # new envelope) is still refused.
-    await publish(settings.kafka_bootstrap, topics.findings, (str(sid), as_record(finding)))
-    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+    await rig.send_findings((str(sid), as_record(finding)))
+    async with rig.evaluation_reader() as reader:
         await reader.wait_until(
             lambda: bool(reader.of(sid, ExternalFindingRejected)), what="the replay's rejection"
         )
@@ -208,6 +162,15 @@ async def test_nonces_are_purged_once_no_fresh_signature_can_carry_them(
     [rejected] = reader.of(sid, ExternalFindingRejected)
     assert rejected.reason == "stale_issued_at"
     assert len(reader.of(sid, FindingRecorded)) == 1
+
+
+async def refuser_planned(rig: EvalRig) -> uuid.UUID:
+    """The example evaluator's key registered, and a submission (refuser) planned: its id."""
+    await register_example_key(rig.database, rig.schema)
+    submission = accepted(rig.demo_url, "refuser")
+    await rig.send_intake(submission)
+    await evaluation_started(rig, submission.submission_id)
+    return submission.submission_id
 
 
 async def register_example_key(database: str, schema: str) -> None:
@@ -218,18 +181,11 @@ async def register_example_key(database: str, schema: str) -> None:
         await conn.close()
 
 
-async def test_red_team_cli_signs_and_submits_a_manual_finding(
-    eval_settings: EvaluationSettings,
-    topics: Topics,
-    start_service: StartService,
-    demo_url: str,
-    tmp_path: Path,
-) -> None:
-    settings = eval_settings.model_copy(update={"worker_enabled": False})
-    await start_service(settings)
-    submission = accepted(demo_url, "refuser")
-    await publish_events(settings.kafka_bootstrap, topics.intake, submission)
-    await evaluation_started(settings, topics, submission.submission_id)
+async def test_red_team_cli_signs_and_submits_a_manual_finding(rig: EvalRig) -> None:
+    settings = await rig.start(worker=False)
+    submission = accepted(rig.demo_url, "refuser")
+    await rig.send_intake(submission)
+    await evaluation_started(rig, submission.submission_id)
     env = worker_env(settings)
 
     def cli(*args: str) -> str:
@@ -243,7 +199,7 @@ async def test_red_team_cli_signs_and_submits_a_manual_finding(
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    key_file = tmp_path / "red-team.pem"
+    key_file = rig.tmp_path / "red-team.pem"
     public = cli("evaluators", "keygen", "--out", str(key_file)).strip()
     cli("evaluators", "add-key", "red-team-b", "red-team-b-key-1", public)
     out = cli(
@@ -261,7 +217,7 @@ async def test_red_team_cli_signs_and_submits_a_manual_finding(
         "--samples-total", "4",
     )  # fmt: skip
     assert "published" in out
-    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+    async with rig.evaluation_reader() as reader:
         await reader.wait_until(
             lambda: bool(reader.of(submission.submission_id, FindingRecorded)), what="finding"
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from uuid import UUID
 
 import asyncpg
@@ -12,67 +11,45 @@ from contracts.events import EvaluationCompleted, EvaluationFailed, FindingRecor
 from contracts.events.evaluation import EvaluationEnd, FailureKind, SuiteStatus
 from services.evaluation.settings import EvaluationSettings
 from tests.contracts.examples import LAB_ID
-from tests.evaluation.conftest import StartService, Topics, registry_file
+from tests.evaluation.conftest import EvalRig
 from tests.evaluation.support import (
     DEMO_API_KEY,
     EventReader,
     accepted,
     free_port,
-    publish_events,
 )
 
 MAX_ATTEMPTS = 2
 
 
-async def test_a_suite_that_times_out_is_retried_then_fails(
-    eval_settings: EvaluationSettings,
-    topics: Topics,
-    start_service: StartService,
-    demo_url: str,
-    database: str,
-    schema: str,
-    tmp_path: Path,
-) -> None:
+async def test_a_suite_that_times_out_is_retried_then_fails(rig: EvalRig) -> None:
     timeout_s = 3
-    registry = registry_file(
-        tmp_path, only={"cyber-ctf-proxy"}, timeout_seconds=timeout_s, max_attempts=MAX_ATTEMPTS
-    )
-    settings = eval_settings.model_copy(update={"suite_registry": registry})
-    stalling = accepted(demo_url, "stalling")  # replies after 120 s: every attempt times out
-    await start_service(settings)
-    await publish_events(settings.kafka_bootstrap, topics.intake, stalling)
-    reader = await failed_evaluations(
-        settings, topics, database, schema, {stalling.submission_id: FailureKind.TIMEOUT}
-    )
+    limits = {"timeout_seconds": timeout_s, "max_attempts": MAX_ATTEMPTS}
+    settings = rig.configure(only={"cyber-ctf-proxy"}, suites=limits)
+    stalling = accepted(rig.demo_url, "stalling")  # replies after 120 s: every attempt times out
+    await rig.start_service(settings)
+    await rig.send_intake(stalling)
+    reader = await failed_evaluations(rig, settings, {stalling.submission_id: FailureKind.TIMEOUT})
     [timed_out] = reader.of(stalling.submission_id, EvaluationFailed)
     assert f"{timeout_s} s" in timed_out.error
-    for attempt in await attempts_of(database, schema):
+    for attempt in await attempts_of(rig):
         elapsed = attempt["ended_at"] - attempt["started_at"]
         assert elapsed < timedelta(seconds=timeout_s + 3), "the run was stopped at its limit"
 
 
-async def test_suites_that_error_are_retried_then_fail(
-    eval_settings: EvaluationSettings,
-    topics: Topics,
-    start_service: StartService,
-    demo_url: str,
-    database: str,
-    schema: str,
-    tmp_path: Path,
-) -> None:
-    registry = registry_file(tmp_path, only={"cyber-ctf-proxy"}, max_attempts=MAX_ATTEMPTS)
-    settings = eval_settings.model_copy(update={"suite_registry": registry})
-    broken = accepted(demo_url, "broken")  # HTTP 500 on every call
+async def test_suites_that_error_are_retried_then_fail(rig: EvalRig) -> None:
+    settings = rig.configure(only={"cyber-ctf-proxy"}, suites={"max_attempts": MAX_ATTEMPTS})
+    broken = accepted(rig.demo_url, "broken")  # HTTP 500 on every call
     nobody_home = accepted(f"http://127.0.0.1:{free_port()}/v1", "capable")
-    no_secret = accepted(demo_url, "capable", credential_ref=f"labs/{LAB_ID}/missing-key")
+    no_secret = accepted(rig.demo_url, "capable", credential_ref=f"labs/{LAB_ID}/missing-key")
     cases = {
         broken.submission_id: FailureKind.ERROR,
         nobody_home.submission_id: FailureKind.ENDPOINT_UNREACHABLE,
         no_secret.submission_id: FailureKind.CREDENTIAL_UNAVAILABLE,
     }
-    await start_service(settings)
-    await publish_events(settings.kafka_bootstrap, topics.intake, broken, nobody_home, no_secret)
-    reader = await failed_evaluations(settings, topics, database, schema, cases)
+    await rig.start_service(settings)
+    await rig.send_intake(broken, nobody_home, no_secret)
+    reader = await failed_evaluations(rig, settings, cases)
     [errored] = reader.of(broken.submission_id, EvaluationFailed)
     assert "InternalServerError" in errored.error
     [missing] = reader.of(no_secret.submission_id, EvaluationFailed)
@@ -80,15 +57,11 @@ async def test_suites_that_error_are_retried_then_fail(
 
 
 async def failed_evaluations(
-    settings: EvaluationSettings,
-    topics: Topics,
-    database: str,
-    schema: str,
-    cases: dict[UUID, FailureKind],
+    rig: EvalRig, settings: EvaluationSettings, cases: dict[UUID, FailureKind]
 ) -> EventReader:
     """Each submission's one suite failed with its kind after MAX_ATTEMPTS, with backoff."""
 
-    async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+    async with rig.evaluation_reader() as reader:
         await reader.wait_until(
             lambda: all(reader.of(sid, EvaluationCompleted) for sid in cases),
             timeout=120,
@@ -111,7 +84,7 @@ async def failed_evaluations(
         kinds = [type(e).__name__ for e in reader.of(sid)]
         assert kinds == ["EvaluationStarted", "EvaluationFailed", "EvaluationCompleted"]
 
-    attempts = await attempts_of(database, schema)
+    attempts = await attempts_of(rig)
     for sid, kind in cases.items():
         mine = [a for a in attempts if a["submission_id"] == sid]
         assert [(a["attempt"], a["outcome"], a["failure"]) for a in mine] == [
@@ -123,13 +96,9 @@ async def failed_evaluations(
     return reader
 
 
-async def attempts_of(database: str, schema: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(database)
-    try:
-        return await conn.fetch(
-            f"""SELECT j.submission_id, a.attempt, a.outcome, a.failure, a.started_at, a.ended_at
-                FROM "{schema}".job_attempts a JOIN "{schema}".jobs j USING (job_id)
-                ORDER BY a.started_at"""
-        )
-    finally:
-        await conn.close()
+async def attempts_of(rig: EvalRig) -> list[asyncpg.Record]:
+    return await rig.fetch(
+        f"""SELECT j.submission_id, a.attempt, a.outcome, a.failure, a.started_at, a.ended_at
+            FROM "{rig.schema}".job_attempts a JOIN "{rig.schema}".jobs j USING (job_id)
+            ORDER BY a.started_at"""
+    )

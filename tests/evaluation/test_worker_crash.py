@@ -17,8 +17,8 @@ from contracts.events.evaluation import SuiteStatus
 from services.evaluation.app import attach_worker
 from services.evaluation.settings import EvaluationSettings
 from tests.conftest import wait_for
-from tests.evaluation.conftest import StartService, Topics, registry_file
-from tests.evaluation.support import EventReader, accepted, publish_events, request_counts
+from tests.evaluation.conftest import EvalRig
+from tests.evaluation.support import accepted, request_counts
 
 PROFILE = "capable-slow"  # 1.5 s per reply: the run is still going when the worker dies
 
@@ -73,49 +73,28 @@ def alive(pids: list[int]) -> list[int]:
     return [pid for pid in pids if (state := process_state(pid)) and state[1] != "Z"]
 
 
-async def job_rows(database: str, schema: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(database)
-    try:
-        return await conn.fetch(f'SELECT * FROM "{schema}".jobs')
-    finally:
-        await conn.close()
+async def job_rows(rig: EvalRig) -> list[asyncpg.Record]:
+    return await rig.fetch(f'SELECT * FROM "{rig.schema}".jobs')
 
 
-async def attempt_rows(database: str, schema: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(database)
-    try:
-        return await conn.fetch(f'SELECT * FROM "{schema}".job_attempts ORDER BY started_at')
-    finally:
-        await conn.close()
+async def attempt_rows(rig: EvalRig) -> list[asyncpg.Record]:
+    return await rig.fetch(f'SELECT * FROM "{rig.schema}".job_attempts ORDER BY started_at')
 
 
-async def test_sigkilled_worker_loses_nothing_and_records_no_finding_twice(
-    eval_settings: EvaluationSettings,
-    topics: Topics,
-    start_service: StartService,
-    demo_url: str,
-    database: str,
-    schema: str,
-    tmp_path: Path,
-) -> None:
-    settings = eval_settings.model_copy(
-        update={
-            "suite_registry": registry_file(tmp_path, only={"cyber-ctf-proxy"}),
-            "worker_enabled": False,  # only the worker processes below run jobs
-        }
-    )
-    await start_service(settings)
-    submission = accepted(demo_url, PROFILE)
-    calls_before = request_counts(demo_url).get(PROFILE, 0)
+async def test_sigkilled_worker_loses_nothing_and_records_no_finding_twice(rig: EvalRig) -> None:
+    # worker=False: only the worker processes below run jobs
+    settings = await rig.start(only={"cyber-ctf-proxy"}, worker=False)
+    submission = accepted(rig.demo_url, PROFILE)
+    calls_before = request_counts(rig.demo_url).get(PROFILE, 0)
 
     first = start_worker(settings)
     try:
-        await publish_events(settings.kafka_bootstrap, topics.intake, submission)
+        await rig.send_intake(submission)
 
         async def mid_run() -> bool:
-            jobs = await job_rows(database, schema)
+            jobs = await job_rows(rig)
             running = bool(jobs) and jobs[0]["state"] == "running"
-            reached = request_counts(demo_url).get(PROFILE, 0) > calls_before
+            reached = request_counts(rig.demo_url).get(PROFILE, 0) > calls_before
             return running and reached and bool(inspect_children(first.pid))
 
         await wait_for(mid_run, timeout=60, what="the first worker's run to reach the model")
@@ -128,12 +107,12 @@ async def test_sigkilled_worker_loses_nothing_and_records_no_finding_twice(
         return not alive(orphans)
 
     await wait_for(orphans_gone, timeout=10, what="the killed worker's Inspect run to stop")
-    [job] = await job_rows(database, schema)
+    [job] = await job_rows(rig)
     assert job["state"] == "running" and job["attempts"] == 1, "the lease outlives its worker"
 
     second = start_worker(settings)
     try:
-        async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+        async with rig.evaluation_reader() as reader:
             await reader.wait_until(
                 lambda: bool(reader.of(submission.submission_id, EvaluationCompleted)),
                 timeout=90,
@@ -153,9 +132,9 @@ async def test_sigkilled_worker_loses_nothing_and_records_no_finding_twice(
     assert outcome.status is SuiteStatus.COMPLETED and outcome.attempts == 2
     assert outcome.finding_ids == [findings[0].finding_id]
 
-    [job] = await job_rows(database, schema)
+    [job] = await job_rows(rig)
     assert job["state"] == "completed" and job["attempts"] == 2
-    attempts = await attempt_rows(database, schema)
+    attempts = await attempt_rows(rig)
     assert [(a["attempt"], a["outcome"], a["failure"]) for a in attempts] == [
         (1, "lease_lost", "worker_lost"),
         (2, "succeeded", None),
@@ -163,29 +142,15 @@ async def test_sigkilled_worker_loses_nothing_and_records_no_finding_twice(
     assert attempts[0]["worker"] != attempts[1]["worker"]
 
 
-async def test_sigterm_gives_running_jobs_back_without_counting_the_attempt(
-    eval_settings: EvaluationSettings,
-    topics: Topics,
-    start_service: StartService,
-    demo_url: str,
-    database: str,
-    schema: str,
-    tmp_path: Path,
-) -> None:
-    settings = eval_settings.model_copy(
-        update={
-            "suite_registry": registry_file(tmp_path, only={"cyber-ctf-proxy"}),
-            "worker_enabled": False,
-        }
-    )
-    await start_service(settings)
-    submission = accepted(demo_url, "stalling")
+async def test_sigterm_gives_running_jobs_back_without_counting_the_attempt(rig: EvalRig) -> None:
+    settings = await rig.start(only={"cyber-ctf-proxy"}, worker=False)
+    submission = accepted(rig.demo_url, "stalling")
     worker = start_worker(settings)
     try:
-        await publish_events(settings.kafka_bootstrap, topics.intake, submission)
+        await rig.send_intake(submission)
 
         async def running() -> bool:
-            jobs = await job_rows(database, schema)
+            jobs = await job_rows(rig)
             running = bool(jobs) and jobs[0]["state"] == "running"
             return running and bool(inspect_children(worker.pid))
 
@@ -195,9 +160,9 @@ async def test_sigterm_gives_running_jobs_back_without_counting_the_attempt(
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
 
-    [job] = await job_rows(database, schema)
+    [job] = await job_rows(rig)
     assert (job["state"], job["attempts"], job["lease_token"]) == ("pending", 0, None)
-    [attempt] = await attempt_rows(database, schema)
+    [attempt] = await attempt_rows(rig)
     assert attempt["outcome"] == "released"
 
     async def orphans_gone() -> bool:
@@ -207,31 +172,21 @@ async def test_sigterm_gives_running_jobs_back_without_counting_the_attempt(
 
 
 async def test_a_paused_worker_whose_lease_expired_has_its_late_result_discarded(
-    eval_settings: EvaluationSettings,
-    topics: Topics,
-    start_service: StartService,
-    demo_url: str,
-    database: str,
-    schema: str,
-    tmp_path: Path,
+    rig: EvalRig,
 ) -> None:
     """A worker frozen mid-job (SIGSTOP: no heartbeat) loses its lease; the job is re-run by
     another worker, and the frozen worker's result, arriving late, counts for nothing."""
-    settings = eval_settings.model_copy(
-        update={
-            "suite_registry": registry_file(tmp_path, only={"cyber-ctf-proxy"}),
-            "worker_enabled": False,  # the paused worker claims first; the other one comes later
-        }
-    )
-    service = await start_service(settings)
-    submission = accepted(demo_url, "capable")
+    # worker=False: the paused worker claims first; the other one comes later
+    settings = rig.configure(only={"cyber-ctf-proxy"}, worker=False)
+    service = await rig.start_service(settings)
+    submission = accepted(rig.demo_url, "capable")
     sid = submission.submission_id
     # One slot, a 2 s lease, and a heartbeat that never comes: as if paused for good from
     # the claim on (SIGSTOP below keeps it from recording before the re-run has started).
     paused_settings = settings.model_copy(
         update={"worker_concurrency": 1, "lease_s": 2.0, "heartbeat_s": 3600.0}
     )
-    paused_log = tmp_path / "paused-worker.log"
+    paused_log = rig.tmp_path / "paused-worker.log"
     with paused_log.open("wb") as log:
         paused = subprocess.Popen(
             [sys.executable, "-m", "services.evaluation", "worker"],
@@ -240,7 +195,7 @@ async def test_a_paused_worker_whose_lease_expired_has_its_late_result_discarded
         )
     rerun: asyncio.Task[None] | None = None
     try:
-        await publish_events(settings.kafka_bootstrap, topics.intake, submission)
+        await rig.send_intake(submission)
 
         async def run_started() -> bool:
             return bool(inspect_children(paused.pid))
@@ -254,20 +209,20 @@ async def test_a_paused_worker_whose_lease_expired_has_its_late_result_discarded
             return state is not None and state[1] == "Z"  # done; the frozen worker can't reap
 
         await wait_for(late_result_ready, timeout=60, what="the paused worker's run to finish")
-        [job] = await job_rows(database, schema)
+        [job] = await job_rows(rig)
         assert job["state"] == "running" and job["attempts"] == 1
 
         rerun = asyncio.create_task(attach_worker(service, settings).run())
 
         async def rerun_running() -> bool:
-            return [(a["attempt"], a["outcome"]) for a in await attempt_rows(database, schema)] == [
+            return [(a["attempt"], a["outcome"]) for a in await attempt_rows(rig)] == [
                 (1, "lease_lost"),
                 (2, "running"),
             ]
 
         await wait_for(rerun_running, timeout=30, what="the other worker to take the job over")
         paused.send_signal(signal.SIGCONT)  # the late result arrives during the re-run
-        async with EventReader(settings.kafka_bootstrap, topics.evaluation) as reader:
+        async with rig.evaluation_reader() as reader:
             await reader.wait_until(
                 lambda: bool(reader.of(sid, EvaluationCompleted)), what="the re-run to complete"
             )
@@ -289,17 +244,13 @@ async def test_a_paused_worker_whose_lease_expired_has_its_late_result_discarded
     assert [(s.status, s.attempts, s.finding_ids) for s in completed.suites] == [
         (SuiteStatus.COMPLETED, 2, [finding.finding_id])
     ]
-    [job] = await job_rows(database, schema)
+    [job] = await job_rows(rig)
     assert job["state"] == "completed" and job["attempts"] == 2
-    attempts = await attempt_rows(database, schema)
+    attempts = await attempt_rows(rig)
     assert [(a["attempt"], a["outcome"], a["failure"]) for a in attempts] == [
         (1, "lease_lost", "worker_lost"),
         (2, "succeeded", None),
     ]
     assert attempts[0]["worker"] != attempts[1]["worker"]
-    conn = await asyncpg.connect(database)
-    try:
-        findings = await conn.fetch(f'SELECT job_id, evidence_ref FROM "{schema}".findings')
-    finally:
-        await conn.close()
+    findings = await rig.fetch(f'SELECT job_id, evidence_ref FROM "{rig.schema}".findings')
     assert [f["evidence_ref"] for f in findings] == [finding.evidence_ref]
