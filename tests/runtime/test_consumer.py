@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 
 import asyncpg
@@ -50,10 +50,20 @@ def decoded_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
     return {key: value.decode() for key, value in record.headers}
 
 
+StartService = Callable[[Service], Awaitable[Service]]
+
+
 @pytest.fixture
-async def running() -> AsyncIterator[list[Service]]:
+async def start() -> AsyncIterator[StartService]:
+    """Start a service for one test; it is stopped when the test ends."""
     services: list[Service] = []
-    yield services
+
+    async def started(service: Service) -> Service:
+        await service.start()
+        services.append(service)
+        return service
+
+    yield started
     for service in services:
         await service.stop()
 
@@ -63,13 +73,12 @@ async def test_redelivered_event_is_applied_once(
     database: str,
     schema: str,
     new_topic: NewTopic,
-    running: list[Service],
+    start: StartService,
 ) -> None:
     topic = await new_topic("redeliver")
     name = f"test-{uuid.uuid4().hex[:8]}"
     service = counter_service(settings, name, schema, topic)
-    await service.start()
-    running.append(service)
+    await start(service)
     event = encode(make_event(Ping(key="k", seq=0), source="/tests", subject="k"))
     # The same event delivered three times, as after a crash before the offset commit.
     await produce(settings.kafka_bootstrap, topic, [("k", event)] * 3)
@@ -85,13 +94,12 @@ async def test_poison_records_go_to_dlq_and_the_partition_moves_on(
     database: str,
     schema: str,
     new_topic: NewTopic,
-    running: list[Service],
+    start: StartService,
 ) -> None:
     topic = await new_topic("poison", partitions=1)
     small = settings.model_copy(update={"max_message_bytes": 2000})
     service = counter_service(small, f"test-{uuid.uuid4().hex[:8]}", schema, topic)
-    await service.start()
-    running.append(service)
+    await start(service)
 
     unknown = json.loads(ping_record("k", 99))
     unknown["type"] = "test.Unknown"
@@ -190,12 +198,11 @@ async def test_reused_event_id_with_other_content_is_dead_lettered(
     database: str,
     schema: str,
     new_topic: NewTopic,
-    running: list[Service],
+    start: StartService,
 ) -> None:
     topic = await new_topic("reuse", partitions=1)
     service = counter_service(settings, f"test-{uuid.uuid4().hex[:8]}", schema, topic)
-    await service.start()
-    running.append(service)
+    await start(service)
     original = make_event(Ping(key="k", seq=0), source="/tests", subject="k")
     impostor = original.model_copy(update={"data": Ping(key="k", seq=1)})
     await produce(settings.kafka_bootstrap, topic, [("k", encode(original))])
@@ -218,7 +225,7 @@ async def test_a_failing_on_invalid_hook_dead_letters_instead_of_stalling(
     database: str,
     schema: str,
     new_topic: NewTopic,
-    running: list[Service],
+    start: StartService,
 ) -> None:
     topic = await new_topic("hook", partitions=1)
 
@@ -229,8 +236,7 @@ async def test_a_failing_on_invalid_hook_dead_letters_instead_of_stalling(
         f"test-{uuid.uuid4().hex[:8]}", settings=settings, schema=schema, migrations=MIGRATIONS
     )
     service.consume(topic, counting_handler(), event_types=PING_TYPES, on_invalid=broken_hook)
-    await service.start()
-    running.append(service)
+    await start(service)
     await produce(settings.kafka_bootstrap, topic, [("k", b"{}"), ("k", ping_record("k", 0))])
     await wait_for(partial(count_applied, database, schema, 1), what="the record behind it")
     (dead,) = await read_topic(settings.kafka_bootstrap, f"{topic}.dlq", expected=1)
