@@ -10,10 +10,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.runtime.topics import TopicPlan, ensure_topics
+from services.runtime.settings import RuntimeSettings
+from services.runtime.topics import TopicPlan, dlq_plan, ensure_topics
+
+RESULTS_JSON = Path(__file__).parent / "results.json"
 
 
 @dataclass(frozen=True)
@@ -59,10 +64,18 @@ def machine() -> str:
     )
 
 
-async def fresh_topic(bootstrap: str, prefix: str, partitions: int = 6) -> str:
+async def fresh_topic(settings: RuntimeSettings, prefix: str, partitions: int = 6) -> str:
     name = f"bench.{prefix}.{uuid.uuid4().hex[:8]}"
-    await ensure_topics(bootstrap, [TopicPlan(name, partitions), TopicPlan(f"{name}.dlq", 1)])
+    await ensure_topics(settings, [TopicPlan(name, partitions), dlq_plan(f"{name}.dlq")])
     return name
+
+
+def record_results(benchmark: str, figures: dict[str, Any]) -> None:
+    """Merge ``figures`` (a key per figure) into benchmarks/results.json under
+    ``benchmark``, with the machine and the date."""
+    results: dict[str, Any] = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    results[benchmark] = {"machine": machine(), **figures}
+    RESULTS_JSON.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 
 def stamp(value: bytes) -> float:
@@ -72,12 +85,17 @@ def stamp(value: bytes) -> float:
 
 
 async def drain(
-    bootstrap: str, topic: str, expected: int, ready: asyncio.Event, *, committed_only: bool
+    settings: RuntimeSettings,
+    topic: str,
+    expected: int,
+    ready: asyncio.Event,
+    *,
+    committed_only: bool,
 ) -> tuple[list[float], float]:
     """Consume ``expected`` records; returns per-record latency (ms) and the end time."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **settings.kafka_options(),
         group_id=f"bench-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -101,12 +119,12 @@ Make = Callable[[int], tuple[bytes, bytes]]
 
 
 async def produce_paced(
-    bootstrap: str, topic: str, make: Make, messages: int, rate: float | None = None
+    settings: RuntimeSettings, topic: str, make: Make, messages: int, rate: float | None = None
 ) -> float:
     """Produce ``messages`` records (a burst, or ``rate`` per second) with the
     services' producer settings (idempotent, acks=all); returns the start time.
     Each record is built when it is sent, so its ``sent`` stamp is true."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(**settings.kafka_options(), enable_idempotence=True, acks="all")
     await producer.start()
     started = time.perf_counter()
     try:
@@ -121,14 +139,16 @@ async def produce_paced(
     return started
 
 
-async def raw_baseline(bootstrap: str, make: Make, messages: int, rate: float | None = None) -> Run:
+async def raw_baseline(
+    settings: RuntimeSettings, make: Make, messages: int, rate: float | None = None
+) -> Run:
     """Raw aiokafka produce -> consume on the same broker: the physical baseline."""
-    topic = await fresh_topic(bootstrap, "raw")
+    topic = await fresh_topic(settings, "raw")
     ready = asyncio.Event()
-    consumer = asyncio.create_task(drain(bootstrap, topic, messages, ready, committed_only=False))
+    consumer = asyncio.create_task(drain(settings, topic, messages, ready, committed_only=False))
     await ready.wait()
     await asyncio.sleep(1.0)  # let the group assignment settle before the clock starts
-    started = await produce_paced(bootstrap, topic, make, messages, rate)
+    started = await produce_paced(settings, topic, make, messages, rate)
     latencies, ended = await consumer
     pace = f" at {rate:.0f}/s" if rate else ""
     return Run(f"raw aiokafka produce -> consume{pace}", messages, ended - started, latencies)

@@ -2,35 +2,52 @@
 
 deploy/stack.sh starts both (deploy/test.sh does it for you). Nothing here is
 mocked: a test that needs the infrastructure fails with a clear message when
-it is not running, it is never skipped.
+it is not running, it is never skipped. Every test that uses the ``kafka`` or
+``database`` fixture (directly or through another fixture) is marked
+``stack``, so ``pytest -m "not stack"`` runs the fast tests alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.runtime.relay import CHECKPOINT_TOPIC
+from services.runtime.service import Service
 from services.runtime.settings import RuntimeSettings
 from services.runtime.topics import TopicPlan, ensure_topics
+from tests.kit.kafka import new_topic_name
+from tests.kit.services import NewTopic, StartService
 
 INFRA_HINT = "start the infrastructure first: bash deploy/stack.sh up"
+STACK_FIXTURES = frozenset({"kafka", "database"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
 
 
 @pytest.fixture(scope="session")
 def settings() -> RuntimeSettings:
-    return RuntimeSettings(handler_retry_backoff_s=0.01, relay_poll_interval_s=0.2)
+    return RuntimeSettings(
+        handler_retry_backoff_s=0.01,
+        relay_poll_interval_s=0.2,
+        transient_retry_s=0.2,
+        timer_poll_s=0.2,
+        log_json=False,
+    )
 
 
 @pytest.fixture(scope="session")
 async def kafka(settings: RuntimeSettings) -> str:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**settings.kafka_options())
     try:
         await asyncio.wait_for(admin.start(), 15)
         await admin.list_topics()
@@ -38,7 +55,7 @@ async def kafka(settings: RuntimeSettings) -> str:
         pytest.fail(f"Kafka at {settings.kafka_bootstrap} is unreachable ({exc!r}); {INFRA_HINT}")
     finally:
         await admin.close()
-    await ensure_topics(settings.kafka_bootstrap, [TopicPlan(CHECKPOINT_TOPIC, 1)])
+    await ensure_topics(settings, [TopicPlan(CHECKPOINT_TOPIC, 1, {"cleanup.policy": "compact"})])
     return settings.kafka_bootstrap
 
 
@@ -64,58 +81,26 @@ async def schema(database: str) -> AsyncIterator[str]:
         await conn.close()
 
 
-NewTopic = Callable[..., Awaitable[str]]
-
-
 @pytest.fixture
-async def new_topic(kafka: str) -> NewTopic:
+async def new_topic(settings: RuntimeSettings, kafka: str) -> NewTopic:
     """Create a uniquely named topic (and its DLQ) for one test."""
 
     async def create(prefix: str = "t", partitions: int = 3) -> str:
-        name = f"test.{prefix}.{uuid.uuid4().hex[:10]}"
-        await ensure_topics(kafka, [TopicPlan(name, partitions), TopicPlan(f"{name}.dlq", 1)])
-        return name
+        return await new_topic_name(settings, prefix, partitions)
 
     return create
 
 
-async def read_topic(
-    bootstrap: str, topic: str, *, expected: int, timeout: float = 30.0
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read ``topic`` from the start (read_committed) until ``expected`` records or timeout."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(records) < expected and loop.time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for partition_records in batch.values():
-                records.extend(partition_records)
-        # Linger briefly: a duplicate would arrive right after the expected count.
-        batch = await consumer.getmany(timeout_ms=1000)
-        for partition_records in batch.values():
-            records.extend(partition_records)
-    finally:
-        await consumer.stop()
-    return records
+@pytest.fixture
+async def start(kafka: str, database: str) -> AsyncIterator[StartService]:
+    """Start services for one test; they are stopped when the test ends."""
+    services: list[Service] = []
 
+    async def started(service: Service) -> Service:
+        await service.start()
+        services.append(service)
+        return service
 
-async def wait_for(
-    condition: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "condition"
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    yield started
+    for service in reversed(services):
+        await service.stop()

@@ -1,380 +1,593 @@
 """Consuming with exactly-once effects: decode, inbox, handler, outbox, then offset.
 
-A record is applied in one Postgres transaction (inbox claim + the handler's
-state change + its outbox rows). The subscriber's ack policy commits the
-Kafka offset only after the handler returns, i.e. after that transaction
-committed. What can't be applied gets a clear answer instead of a retry loop:
+A fetched batch is applied in **runs**: one Postgres transaction holds the
+inbox claims of the whole run (one statement), every handler's state change,
+and the run's outbox rows (one statement). Only after it commits are the
+run's offsets committed to Kafka — explicitly, per partition, in the
+background, chained in order (never the consumer's position, which includes
+records fetched but not applied), and awaited when partitions are revoked and
+at shutdown. A crash anywhere loses nothing (the records come back) and
+applies nothing twice (their claims are there).
 
-* bytes that are too large, not JSON, not a CloudEvent, or not an event of
-  this topic -> the service's ``on_invalid`` hook (e.g. a rejection event the
-  sender can read), else ``<topic>.dlq``;
-* a handler that keeps failing -> retried ``handler_max_attempts`` times with
-  backoff, then ``<topic>.dlq``; the partition moves on;
-* the database or broker being unreachable -> not the record's fault: the
-  record is not acknowledged and comes back (nothing is lost).
+What can't be applied gets a clear answer instead of a retry loop:
+
+* bytes that are too large, not JSON, not a CloudEvent, not an event of this
+  topic, or of a type this consumer does not handle -> the service's
+  ``on_invalid`` hook (e.g. a rejection event the sender can read), else
+  ``<topic>.dlq``; in the run's transaction, claimed by the record's position,
+  so it is answered (or dead-lettered) exactly once;
+* a handler that fails -> the run rolls back, its good prefix is applied again,
+  the failing record is retried ``handler_max_attempts`` times on its own
+  (a ``PermanentError`` is not retried) and then dead-lettered, and the rest of
+  the batch goes on: the order and effects are those of one-by-one processing;
+* the database being unreachable or restarting -> not the record's fault:
+  nothing is acknowledged, the partitions are rewound to the first record not
+  applied, and the batch is tried again after a pause. Other partitions' applied
+  records keep their committed offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import ConsumerStoppedError, KafkaError
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
-from contracts import CloudEvent, ContractViolation, Event, decode
-from services.runtime import inbox
-from services.runtime.deadletter import send_to_dlq
-from services.runtime.errors import PermanentError as PermanentError  # re-exported
-from services.runtime.outbox import Outbox
+from contracts import CloudEvent, ContractViolation, Event, Topic, decode
+from services.runtime import inbox, outbox
+from services.runtime.context import Context, InvalidContext, Outgoing, Record
+from services.runtime.deadletter import dead_letter
+from services.runtime.errors import TRANSIENT_ERRORS, PermanentError
 from services.runtime.settings import RuntimeSettings
-from services.runtime.telemetry import attach_trace, detach_trace
+
+if TYPE_CHECKING:
+    from services.runtime.clock import Clock
+    from services.runtime.database import Connection, Pool
 
 log = logging.getLogger(__name__)
 
-# Failures of the infrastructure, not of the record: retry the record forever.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    # Concurrency conflicts: the same record succeeds when tried again.
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-)
+Handler = Callable[[Context, Any], Awaitable[None]]
+InvalidHandler = Callable[[InvalidContext], Awaitable[bool]]
 
-if TYPE_CHECKING:
-    from services.runtime.database import Connection, Pool
+EXTERNAL_PRODUCERS = frozenset({"lab", "evaluators", "reviewers"})
+
+
+class Idempotency(StrEnum):
+    EVENT_ID = "event_id"  # the agency's own topics: the producer's event id
+    POSITION = "position"  # topics written from outside: partition/offset/digest
+
+
+@dataclass
+class _Item:
+    """One fetched record on its way through a run."""
+
+    record: Record
+    raw: bytes
+    digest: bytes
+    event: CloudEvent[Event] | None
+    violation: ContractViolation | None
+    handler: Handler | None
+    key: str  # inbox claim key
+    position_key: str
+
+    @property
+    def handled(self) -> bool:
+        return self.handler is not None and self.event is not None
 
 
 class _RunFailed(Exception):
-    """Rolls back a batch run whose handler failed on one record."""
+    def __init__(self, position: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.position = position
+        self.error = error
 
 
-@dataclass(frozen=True)
-class RecordOrigin:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    headers: Mapping[str, bytes]
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One decoded event, handed to a domain handler inside its transaction."""
-
-    event: CloudEvent[Event]
-    conn: Connection
-    outbox: Outbox
-    origin: RecordOrigin
-    raw: bytes  # the record value as sent: signatures are verified over it, not a re-dump
-
-
-@dataclass(frozen=True)
-class InvalidRecord:
-    """Bytes that are not a valid event of the topic, for the ``on_invalid`` hook."""
-
-    raw: bytes
-    violation: ContractViolation
-    conn: Connection
-    outbox: Outbox
-    origin: RecordOrigin
-
-
-Handler = Callable[[Delivery], Awaitable[None]]
-InvalidHandler = Callable[[InvalidRecord], Awaitable[bool]]
-PoolProvider = Callable[[], "Pool"]
+class _Rewind(Exception):
+    """Infrastructure trouble: rewind the batch's partitions and try again later."""
 
 
 class EventConsumer:
-    """Applies the records of one topic with one handler, for one consumer group."""
+    """Applies the records of one topic with a table of handlers, for one consumer group."""
 
     def __init__(
         self,
         *,
-        name: str,
+        group: str,
         topic: str,
+        registry_topic: Topic | None,
         event_types: Mapping[str, type[Event]],
-        handler: Handler,
-        pool: PoolProvider,
+        handlers: Mapping[type[Event], Handler],
+        ignore: frozenset[type[Event]],
+        pool: Callable[[], Pool],
         broker: KafkaBroker,
         settings: RuntimeSettings,
-        source: str,
+        clock: Clock,
         on_invalid: InvalidHandler | None = None,
+        idempotency: Idempotency | None = None,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
-        self.name = name
+        self.group = group
         self.topic = topic
         self.event_types = dict(event_types)
-        self.handler = handler
+        self.handlers = {event_type.TYPE: handler for event_type, handler in handlers.items()}
+        self.ignored = frozenset(event_type.TYPE for event_type in ignore)
+        external = registry_topic is not None and registry_topic.producer in EXTERNAL_PRODUCERS
+        self.external = external
+        self.idempotency = idempotency or (
+            Idempotency.POSITION if external else Idempotency.EVENT_ID
+        )
         self.pool = pool
         self.broker = broker
         self.settings = settings
-        self.source = source
+        self.clock = clock
         self.on_invalid = on_invalid
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        self.subscriber: Any = None
+        self.committer = OffsetCommitter(lambda: self.subscriber.consumer)
+        self._owned: set[TopicPartition] = set()
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._busy = False
+        self._task: asyncio.Task[None] | None = None
+        self.applied = 0
 
+    # wiring -------------------------------------------------------------------
     def subscribe(self) -> None:
-        """Register: batches, offsets committed after the handler, read_committed."""
-        from faststream import AckPolicy
-
-        consumer = self
-
-        async def consume(msg: KafkaMessage) -> None:
-            records = msg.raw_message
-            await consumer.process_batch(records if isinstance(records, tuple) else (records,))
-
-        async def undecoded(msg: Any) -> Any:
-            # The runtime decodes, and answers or dead-letters what it can't;
-            # FastStream must not json-parse the body first (a parse error there
-            # would nack the record forever and stall its partition).
-            return msg.body
-
-        consume.__name__ = self.name.replace("-", "_").replace(".", "_")
-        self.broker.subscriber(
+        """Register with the broker: FastStream builds, starts and stops the Kafka
+        consumer (and documents it); the runtime runs its loop, because it commits
+        explicit offsets of applied runs, which FastStream's ack policies cannot."""
+        self.subscriber = self.broker.subscriber(
             self.topic,
-            group_id=self.name,
+            group_id=self.group,
             batch=True,
             max_records=self.settings.consumer_batch_size,
-            decoder=undecoded,
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
             isolation_level="read_committed",  # never see an aborted relay batch
             max_partition_fetch_bytes=max(1_048_576, self.settings.max_message_bytes * 2),
-            title=f"{self.name}:{self.topic}",
-            description=f"Consumes {', '.join(sorted(self.event_types))}.",
-        )(consume)
+            fetch_max_wait_ms=self.settings.consumer_fetch_wait_ms,
+            listener=_Rebalance(self),
+            title=f"{self.group}:{self.topic}",
+            description="Consumes " + ", ".join(sorted(self.handlers)) + ".",
+        )
 
-    async def process_batch(self, records: Sequence[Any]) -> None:
-        """Apply a fetched batch as if one by one, in order, but with few commits.
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"consume:{self.group}")
+        self.committer.start()
 
-        Records are applied in one transaction until the first one that is
-        invalid or fails: what came before it commits, it takes the one-record
-        path (retries, answer or DLQ), and the rest starts a new run. Order and
-        effects are those of one-by-one processing; a Postgres commit (an fsync)
-        is paid per run, not per record.
-        """
+    async def stop(self) -> None:
+        """Let the batch in hand finish (within the grace period), then flush offsets."""
+        self._stopping.set()
+        if self._task is not None:
+            if not self._busy:
+                self._task.cancel()
+            try:
+                async with asyncio.timeout(self.settings.graceful_timeout_s):
+                    await asyncio.shield(self._task)
+            except (TimeoutError, asyncio.CancelledError):
+                # Cut off: its transaction rolls back, its offsets were not committed.
+                self._task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._task
+            except Exception:
+                log.exception("%s: consume loop failed", self.group)
+            self._task = None
+        await self.committer.close()
+
+    # the loop -----------------------------------------------------------------
+    async def _loop(self) -> None:
+        consumer = self.subscriber.consumer
+        while not self._stopping.is_set():
+            try:
+                fetched = await consumer.getmany(
+                    timeout_ms=1000, max_records=self.settings.consumer_batch_size
+                )
+            except ConsumerStoppedError:
+                return
+            except KafkaError:
+                log.exception("%s: fetching failed; retrying", self.group)
+                await self._pause(1.0)
+                continue
+            if not fetched:
+                continue
+            self._busy = True
+            try:
+                async with self._lock:
+                    records = [
+                        r for tp, batch in fetched.items() if tp in self._owned for r in batch
+                    ]
+                    if records:
+                        await self.process(records)
+            finally:
+                self._busy = False
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    async def process(self, records: Sequence[Any]) -> None:
+        """Apply fetched records (aiokafka ConsumerRecords) as if one by one, in order,
+        with few commits."""
+        items = [self._item(*_record(consumed)) for consumed in records]
         done = 0
-        while done < len(records):
-            applied, failure = await self._apply_run(records[done:])
-            done += applied
-            if done < len(records):
-                await self.process(records[done], failure)
-                done += 1
+        try:
+            while done < len(items):
+                applied, failure = await self._apply_run(items[done:])
+                done += applied
+                if done < len(items) and failure is not None:
+                    await self._apply_alone(items[done], failure)
+                    done += 1
+        except _Rewind:
+            self._rewind(items[done:])
+            await self._pause(self.settings.transient_retry_s)
 
-    async def _apply_run(self, records: Sequence[Any]) -> tuple[int, Exception | None]:
-        """Apply records until the first that needs the one-record path.
+    def _rewind(self, unapplied: Sequence[_Item]) -> None:
+        """Fetch again from the first unapplied record of each partition."""
+        consumer = self.subscriber.consumer
+        first: dict[TopicPartition, int] = {}
+        for item in unapplied:
+            tp = TopicPartition(item.record.topic, item.record.partition)
+            first.setdefault(tp, item.record.offset)
+        for tp, offset in first.items():
+            if tp in self._owned:
+                consumer.seek(tp, offset)
+
+    # decoding -----------------------------------------------------------------
+    def _item(self, record: Record, raw: bytes) -> _Item:
+        value_digest = inbox.digest(raw)
+        position_key = inbox.position_key(record.partition, record.offset, value_digest)
+        event: CloudEvent[Event] | None = None
+        violation: ContractViolation | None = None
+        handler: Handler | None = None
+        try:
+            if len(raw) > self.settings.max_message_bytes:
+                raise ContractViolation(
+                    "oversized", f"{len(raw)} bytes > limit {self.settings.max_message_bytes}"
+                )
+            event = decode(raw, self.event_types)
+            handler = self.handlers.get(event.type)
+            if handler is None and event.type not in self.ignored:
+                raise ContractViolation(
+                    "unknown_event_type", f"{event.type!r} is not accepted by {self.group}"
+                )
+        except ContractViolation as exc:
+            event, violation = None, exc
+        except Exception as exc:  # decode must never stop a partition, whatever the bytes
+            event, violation = None, ContractViolation("malformed", f"undecodable: {exc!r}"[:500])
+        key = position_key
+        if event is not None and self.idempotency is Idempotency.EVENT_ID:
+            key = event.id
+        return _Item(record, raw, value_digest, event, violation, handler, key, position_key)
+
+    # runs -----------------------------------------------------------------------
+    def _take_run(self, items: Sequence[_Item]) -> Sequence[_Item]:
+        size, end = 0, 0
+        for end, item in enumerate(items, 1):
+            size += len(item.raw)
+            if size > self.settings.consumer_run_max_bytes and end > 1:
+                end -= 1
+                break
+        return items[:end]
+
+    async def _apply_run(self, items: Sequence[_Item]) -> tuple[int, Exception | None]:
+        """Apply records in one transaction until the first whose handler fails.
 
         Returns how many were applied, and the handler's error on the next
-        record if it ran (so that attempt counts, and a PermanentError stands).
-        Optimistic: no savepoint per record (two round trips each); when a
-        handler fails, the run rolls back and its good prefix is applied again.
+        record (so that attempt counts, and a PermanentError stands). Optimistic:
+        no savepoint per record; when a handler fails, the run rolls back and
+        its good prefix is applied again.
         """
-        stop, failure = len(records), None
-        async with self.pool().acquire() as conn:
-            try:
-                async with conn.transaction():
-                    for position, record in enumerate(records):
-                        raw: bytes = record.value or b""
-                        with self._span(record):
-                            try:
-                                event = self._decode(raw)
-                            except ContractViolation:
-                                stop = position
-                                break  # commit what came before
-                            try:
-                                await self._claim_and_handle(conn, event, _origin(record), raw)
-                            except TRANSIENT_ERRORS:
-                                raise
-                            except Exception as exc:
-                                stop, failure = position, exc
-                                raise _RunFailed from exc
-            except _RunFailed:
-                if stop == 0:
-                    return 0, failure
-                applied, again = await self._apply_run(records[:stop])
-                return (applied, again) if applied < stop else (stop, failure)
-        return stop, None
-
-    async def process(self, record: Any, failure: Exception | None = None) -> None:
-        """One record: apply with retries, or answer / dead-letter it."""
-        origin = _origin(record)
-        raw: bytes = record.value or b""
-        with self._span(record):
-            try:
-                event = self._decode(raw)
-            except ContractViolation as violation:
-                await self._invalid(record, raw, violation, origin)
-                return
-            await self._apply(record, raw, event, origin, failure)
-
-    def _decode(self, raw: bytes) -> CloudEvent[Event]:
-        if len(raw) > self.settings.max_message_bytes:
-            raise ContractViolation(
-                "oversized", f"{len(raw)} bytes > limit {self.settings.max_message_bytes}"
-            )
-        return decode(raw, self.event_types)
-
-    async def _claim_and_handle(
-        self, conn: Connection, event: CloudEvent[Event], origin: RecordOrigin, raw: bytes
-    ) -> None:
-        fresh = await inbox.claim(
-            conn,
-            consumer=self.name,
-            event_id=event.id,
-            topic=origin.topic,
-            partition=origin.partition,
-            offset=origin.offset,
-            value=raw,
-        )
-        if fresh:
-            await self.handler(Delivery(event, conn, Outbox(conn, self.source), origin, raw))
-        else:
-            log.info("duplicate event ignored", extra={"event_id": event.id})
-
-    @contextmanager
-    def _span(self, record: Any) -> Iterator[None]:
-        """A consume span per record, continuing the trace its producer sent along.
-
-        The broker's telemetry middleware traces the fetched batch; each record
-        belongs to its own submission's trace, which its outbox rows carry on.
-        """
-        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
-        token = attach_trace(headers)
+        run = self._take_run(items)
         try:
-            with self.tracer.start_as_current_span(
-                f"{record.topic} process",
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.operation.type": "process",
-                    "messaging.destination.name": record.topic,
-                    "messaging.consumer.group.name": self.name,
-                    "messaging.kafka.destination.partition": record.partition,
-                    "messaging.kafka.message.offset": record.offset,
-                },
-            ):
-                yield
-        finally:
-            detach_trace(token)
+            async with self.pool().acquire() as conn, conn.transaction():
+                await self._apply(conn, run)
+        except _RunFailed as failed:
+            if failed.position == 0:
+                return 0, failed.error
+            applied, again = await self._apply_run(run[: failed.position])
+            return (applied, again) if applied < failed.position else (applied, failed.error)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("%s: infrastructure error; batch will be retried: %r", self.group, exc)
+            raise _Rewind from exc
+        self._applied(run)
+        return len(run), None
 
-    async def _apply(
-        self,
-        record: Any,
-        raw: bytes,
-        event: CloudEvent[Event],
-        origin: RecordOrigin,
-        failure: Exception | None = None,
-    ) -> None:
+    async def _apply(self, conn: Connection, run: Sequence[_Item]) -> None:
+        with self.tracer.start_as_current_span(
+            f"{self.topic} apply", attributes={"messaging.batch.message_count": len(run)}
+        ):
+            claims = await self._claim(conn, run)
+            outgoing: list[Outgoing] = []
+            for position, item in enumerate(run):
+                verdict = claims.get(id(item))
+                if verdict is _SKIP:
+                    continue
+                if verdict is _REUSED:
+                    outgoing.append(
+                        self._dead_letter(
+                            item,
+                            "event_id_reused",
+                            f"event id {item.key!r} was already applied with different content",
+                        )
+                    )
+                elif item.violation is not None:
+                    outgoing.extend(await self._answer_invalid(conn, item))
+                elif item.handled:
+                    try:
+                        outgoing.extend(await self._handle(conn, item))
+                    except TRANSIENT_ERRORS:
+                        raise
+                    except Exception as exc:
+                        raise _RunFailed(position, exc) from exc
+            await outbox.write(conn, outgoing)
+
+    async def _claim(self, conn: Connection, run: Sequence[_Item]) -> dict[int, object]:
+        """Claim the run's records; returns the verdict of those not to apply now."""
+        verdicts: dict[int, object] = {}
+        claims: list[inbox.Claim] = []
+        owner: dict[str, _Item] = {}
+        for item in run:
+            if item.violation is None and not item.handled:
+                verdicts[id(item)] = _SKIP  # a type this consumer ignores: no effect
+                continue
+            first = owner.get(item.key)
+            if first is not None:  # the same key twice in one run
+                verdicts[id(item)] = _SKIP if first.digest == item.digest else _REUSED
+                continue
+            owner[item.key] = item
+            claims.append(
+                inbox.Claim(
+                    item.key,
+                    item.position_key,
+                    item.record.topic,
+                    item.record.partition,
+                    item.record.offset,
+                    item.digest,
+                )
+            )
+        result = await inbox.claim(conn, self.group, claims)
+        for key, item in owner.items():
+            if key in result.fresh:
+                continue
+            verdicts[id(item)] = _REUSED if key in result.reused else _SKIP
+        # A reused id is dead-lettered once: its position is claimed too.
+        reused = [owner[key] for key in result.reused]
+        if reused:
+            await inbox.claim(
+                conn,
+                self.group,
+                [
+                    inbox.Claim(
+                        i.position_key,
+                        i.position_key,
+                        i.record.topic,
+                        i.record.partition,
+                        i.record.offset,
+                        i.digest,
+                    )
+                    for i in reused
+                ],
+            )
+        return verdicts
+
+    async def _handle(self, conn: Connection, item: _Item) -> list[Outgoing]:
+        assert item.event is not None and item.handler is not None
+        ctx = Context(
+            conn, self.settings, self.clock, event=item.event, raw=item.raw, record=item.record
+        )
+        parent = propagate.extract(
+            {k: v.decode(errors="replace") for k, v in item.record.headers.items()}
+        )
+        with self.tracer.start_as_current_span(
+            f"{item.record.topic} process",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": item.record.topic,
+                "messaging.consumer.group.name": self.group,
+                "messaging.kafka.destination.partition": item.record.partition,
+                "messaging.kafka.message.offset": item.record.offset,
+                "cloudevents.event_type": item.event.type,
+            },
+        ):
+            await item.handler(ctx, item.event.data)
+        return ctx.outgoing
+
+    async def _answer_invalid(self, conn: Connection, item: _Item) -> list[Outgoing]:
+        """The service's answer to the sender, or the record itself to the DLQ."""
+        assert item.violation is not None
+        if self.on_invalid is not None:
+            ctx = InvalidContext(
+                conn,
+                self.settings,
+                self.clock,
+                raw=item.raw,
+                record=item.record,
+                violation=item.violation,
+            )
+            try:
+                async with conn.transaction():  # a savepoint: a failing hook undoes only itself
+                    if await self.on_invalid(ctx):
+                        return ctx.outgoing
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception:
+                log.exception("%s: on_invalid failed; the record goes to the DLQ", self.group)
+        log.warning(
+            "%s: invalid record dead-lettered: %s",
+            self.group,
+            item.violation,
+            extra={"topic": item.record.topic, "offset": item.record.offset},
+        )
+        return [self._dead_letter(item, item.violation.reason, item.violation.detail)]
+
+    def _dead_letter(self, item: _Item, reason: str, error: str, attempts: int = 1) -> Outgoing:
+        return dead_letter(
+            item.record,
+            item.raw,
+            reason=reason,
+            error=error,
+            consumer=self.group,
+            attempts=attempts,
+            at=self.clock.now(),
+        )
+
+    async def _apply_alone(self, item: _Item, failure: Exception) -> None:
+        """One record whose handler failed in a run: retry it, then dead-letter it."""
         extra = {
-            "topic": origin.topic,
-            "offset": origin.offset,
-            "event_id": event.id,
-            "event_type": event.type,
+            "topic": item.record.topic,
+            "offset": item.record.offset,
+            "event_id": item.event.id if item.event else None,
         }
-        error = failure  # from the batch attempt, if the handler ran there
-        attempt = 0 if failure is None else 1
+        error, attempt = failure, 1
         while attempt < self.settings.handler_max_attempts and not isinstance(
             error, PermanentError
         ):
+            log.warning("handler failed (attempt %d): %r", attempt, error, extra=extra)
+            await self._pause(self.settings.handler_retry_backoff_s * 2 ** (attempt - 1))
             attempt += 1
             try:
                 async with self.pool().acquire() as conn, conn.transaction():
-                    await self._claim_and_handle(conn, event, origin, raw)
+                    await self._apply(conn, [item])
+                self._applied([item])
                 return
-            except TRANSIENT_ERRORS:
-                log.warning("infrastructure error; record will be redelivered", extra=extra)
-                await asyncio.sleep(self.settings.handler_retry_backoff_s * 5)
-                raise
-            except Exception as exc:  # PermanentError included: the loop stops on it
-                error = exc
-                if isinstance(exc, PermanentError):
-                    break
-                log.warning("handler failed (attempt %d)", attempt, exc_info=True, extra=extra)
-                await asyncio.sleep(self.settings.handler_retry_backoff_s * 2 ** (attempt - 1))
+            except _RunFailed as failed:
+                error = failed.error
+            except TRANSIENT_ERRORS as exc:
+                raise _Rewind from exc
         reason = error.reason if isinstance(error, PermanentError) else "handler_failed"
-        await send_to_dlq(
-            self.broker,
-            record,
-            reason=reason,
-            error=f"{type(error).__name__}: {error}",
-            consumer=self.name,
-            attempts=attempt,
-        )
+        try:
+            async with self.pool().acquire() as conn, conn.transaction():
+                claimed = await inbox.claim(
+                    conn,
+                    self.group,
+                    [
+                        inbox.Claim(
+                            item.position_key,
+                            item.position_key,
+                            item.record.topic,
+                            item.record.partition,
+                            item.record.offset,
+                            item.digest,
+                        )
+                    ],
+                )
+                if claimed.fresh:
+                    detail = f"{type(error).__name__}: {error}"
+                    await outbox.write(conn, [self._dead_letter(item, reason, detail, attempt)])
+        except TRANSIENT_ERRORS as exc:
+            raise _Rewind from exc
+        self._applied([item])
         log.error("event dead-lettered: %s", error, extra=extra)
 
-    async def _invalid(
-        self, record: Any, raw: bytes, violation: ContractViolation, origin: RecordOrigin
-    ) -> None:
-        if self.on_invalid is not None and await self._answer_invalid(raw, violation, origin):
-            return
-        await send_to_dlq(
-            self.broker,
-            record,
-            reason=violation.reason,
-            error=violation.detail,
-            consumer=self.name,
-        )
-        log.warning(
-            "invalid record dead-lettered: %s",
-            violation,
-            extra={"topic": origin.topic, "offset": origin.offset},
-        )
-
-    async def _answer_invalid(
-        self, raw: bytes, violation: ContractViolation, origin: RecordOrigin
-    ) -> bool:
-        """Let the service answer the sender; True when it did (now or on an earlier delivery)."""
-        assert self.on_invalid is not None
-        # Keyed by position: an invalid record has no event id we can trust.
-        position = f"{origin.topic}/{origin.partition}/{origin.offset}"
-        async with self.pool().acquire() as conn:
-            transaction = conn.transaction()
-            await transaction.start()
-            try:
-                fresh = await inbox.claim(
-                    conn,
-                    consumer=self.name,
-                    event_id=position,
-                    topic=origin.topic,
-                    partition=origin.partition,
-                    offset=origin.offset,
-                    value=raw,
-                )
-                answered = not fresh or await self.on_invalid(
-                    InvalidRecord(raw, violation, conn, Outbox(conn, self.source), origin)
-                )
-            except TRANSIENT_ERRORS:
-                await transaction.rollback()
-                raise
-            except Exception:
-                # The hook itself failed on this record: it can't be answered,
-                # but it must not stall the partition either. To the DLQ.
-                log.exception("on_invalid failed; the record goes to the DLQ")
-                await transaction.rollback()
-                return False
-            except BaseException:
-                await transaction.rollback()
-                raise
-            # Not answered: roll the claim back so a redelivery takes the DLQ path again.
-            await (transaction.commit() if answered else transaction.rollback())
-            return answered
+    def _applied(self, items: Sequence[_Item]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for item in items:
+            offsets[TopicPartition(item.record.topic, item.record.partition)] = (
+                item.record.offset + 1
+            )
+        self.applied += len(items)
+        self.committer.submit(offsets)
 
 
-def _origin(record: Any) -> RecordOrigin:
-    return RecordOrigin(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        headers=dict(record.headers or ()),
+_SKIP = object()
+_REUSED = object()
+
+
+def _record(consumed: Any) -> tuple[Record, bytes]:
+    """An aiokafka ConsumerRecord as the runtime keeps it: where from, and the bytes."""
+    record = Record(
+        topic=consumed.topic,
+        partition=consumed.partition,
+        offset=consumed.offset,
+        key=consumed.key,
+        headers=dict(consumed.headers or ()),
+        timestamp_ms=consumed.timestamp,
+        log_append_time=consumed.timestamp_type == 1,
     )
+    return record, consumed.value or b""
+
+
+class OffsetCommitter:
+    """Commits applied offsets in the background, one commit at a time, in order.
+
+    Offsets only ever name records whose transaction committed. Commits are
+    chained (a later one never races an earlier one) and merged (the latest
+    offset per partition wins); ``flush`` waits for what is pending, which the
+    rebalance listener and shutdown do. A failed commit (a rebalance under way)
+    is logged and dropped: the records come back, and their claims make the
+    redelivery harmless.
+    """
+
+    def __init__(self, consumer: Callable[[], Any]) -> None:
+        self._consumer = consumer
+        self._pending: dict[TopicPartition, int] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="offset-committer")
+
+    def submit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        for tp, offset in offsets.items():
+            if offset > self._pending.get(tp, -1):
+                self._pending[tp] = offset
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self) -> None:
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    await self.flush()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                offsets, self._pending = self._pending, {}
+                try:
+                    await self._consumer().commit({tp: (o, "") for tp, o in offsets.items()})
+                    self.commits += 1
+                except (KafkaError, AssertionError) as exc:
+                    log.warning("offset commit failed (%r); records will be redelivered", exc)
+            self._idle.set()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands partitions over only between batches, with their offsets committed."""
+
+    def __init__(self, consumer: EventConsumer) -> None:
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self.consumer._lock:  # the batch in hand finishes first
+            self.consumer._owned -= set(revoked)
+            await self.consumer.committer.flush()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.consumer._owned |= set(assigned)

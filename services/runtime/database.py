@@ -1,11 +1,15 @@
-"""asyncpg pools: one per service, confined to the service's own schema."""
+"""asyncpg pools and connections, each confined to its service's own schema."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 
+from services.runtime.migrations import migrate
 from services.runtime.settings import RuntimeSettings
 
 if TYPE_CHECKING:
@@ -16,8 +20,12 @@ if TYPE_CHECKING:
     Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
 
 
-async def create_pool(settings: RuntimeSettings, schema: str) -> Pool:
-    """A pool whose connections see only ``schema`` (plus pg_catalog).
+def _server_settings(settings: RuntimeSettings) -> dict[str, str]:
+    return {"search_path": settings.db_schema, "application_name": settings.service_name}
+
+
+async def create_pool(settings: RuntimeSettings) -> Pool:
+    """A pool whose connections see only the service's schema (plus pg_catalog).
 
     Statements are written unqualified; the search_path keeps each service in
     the schema it owns, so a table of one service can't be touched by another
@@ -27,7 +35,30 @@ async def create_pool(settings: RuntimeSettings, schema: str) -> Pool:
         settings.database_url,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
-        server_settings={"search_path": schema, "application_name": settings.service_name},
+        server_settings=_server_settings(settings),
     )
     assert pool is not None
     return pool
+
+
+async def migrate_schema(settings: RuntimeSettings, migrations: Sequence[Path]) -> list[str]:
+    """Create the schema and apply pending migrations (before any pool is useful)."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return await migrate(conn, settings.db_schema, *migrations)
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    settings: RuntimeSettings, migrations: Sequence[Path] = ()
+) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
+    """One connection to the service's schema, migrated first: what CLIs use, so an
+    operator can fill a registry before the service ever ran."""
+    await migrate_schema(settings, migrations)
+    conn = await asyncpg.connect(settings.database_url, server_settings=_server_settings(settings))
+    try:
+        yield conn
+    finally:
+        await conn.close()

@@ -1,20 +1,30 @@
 """Outbox relay: publishes a service's outbox to Kafka exactly once, in order.
 
-One relay per service is active at a time (a Postgres advisory lock elects it;
-replicas wait). Each batch goes out in one Kafka transaction that also commits
-the batch number as the offset of a checkpoint partition for the group
-``outbox-relay.<database>.<schema>`` (also the transactional id):
+One relay per outbox is active at a time: a Postgres advisory lock elects it,
+and the election bumps an **epoch** in ``relay_leadership`` that every claim
+and every mark names. A relay that lost its lock without noticing (its session
+was killed, the database failed over) finds the epoch moved on: its next claim
+claims nothing and its next mark marks nothing, and it stops. Each batch goes
+out in one Kafka transaction that also commits ``batch + 1`` as the offset of
+a checkpoint partition for the group ``outbox-relay.<database>.<schema>``
+(also the transactional id, so a new relay's ``init_transactions`` fences the
+old one's producer), with the outbox's **identity** as the offset's metadata:
 
-1. claim: rows get the next batch number (Postgres commit);
-2. publish: one Kafka transaction = the batch's records + checkpoint ``batch+1``;
-3. mark: the batch's rows get ``published_at`` (Postgres commit).
+1. claim: unclaimed rows get the next batch number; the previous batch's rows
+   are marked published in the same statement (one round trip per batch);
+2. publish: one Kafka transaction = the batch's records + the checkpoint.
 
 A crash between 1 and 2 aborts the Kafka transaction (the next relay's
-init_transactions fences it; read_committed consumers never see it) and the
-batch is published again. A crash between 2 and 3 leaves the checkpoint
-ahead of the marks; at start the relay marks those rows without sending them
-again. So every row is published once, in id order per key, and the trace of
-the span that wrote the row continues in the publish span.
+``init_transactions`` fences and aborts it; read_committed consumers never see
+it) and the batch is published again. A crash after 2 leaves the checkpoint
+ahead of the marks; at start the successor marks those rows without sending
+them again. A checkpoint whose identity is not this outbox's (the schema was
+created again, or restored from elsewhere) proves nothing about these rows:
+unmarked claimed rows are published again (consumers' inboxes drop the
+copies), never marked on its word. And batch numbers are moved past the
+checkpoint, so a lagging restored copy can't reuse numbers Kafka already saw.
+So every row is published, once, in id order per key, and each record's trace
+continues from the span that wrote its row.
 """
 
 from __future__ import annotations
@@ -23,25 +33,36 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
-import asyncpg
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from services.runtime import timers
+from services.runtime.notify import listening
 from services.runtime.settings import RuntimeSettings
-from services.runtime.telemetry import attach_trace, current_trace_headers, detach_trace
+from services.runtime.telemetry import continue_trace
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_TOPIC = "frontier-review.outbox-checkpoints"
 CHECKPOINT = TopicPartition(CHECKPOINT_TOPIC, 0)
+# Above the largest record a consumer accepts (max_message_bytes) plus a dead
+# letter's headers: a DLQ copy of any record the broker accepted must fit.
+MAX_REQUEST_BYTES = 2_200_000
 
 if TYPE_CHECKING:
     from services.runtime.database import Pool
+
+
+class LeadershipLost(RuntimeError):
+    """Another relay was elected since this one: stop publishing."""
 
 
 @dataclass(frozen=True)
@@ -54,17 +75,39 @@ class OutboxRow:
     traceparent: str | None
     tracestate: str | None
 
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> OutboxRow:
-        return cls(
-            id=record["id"],
-            topic=record["topic"],
-            key=record["key"],
-            payload=record["payload"],
-            headers=json.loads(record["headers"]),
-            traceparent=record["traceparent"],
-            tracestate=record["tracestate"],
-        )
+
+@dataclass(frozen=True)
+class Leadership:
+    epoch: int
+    identity: UUID
+
+
+# One round trip per batch: mark the previous batch, claim the next, both only
+# while this relay's epoch is the current one (FOR SHARE: an election waits for
+# a claim in flight, and a claim after the election sees the new epoch).
+_CLAIM = """
+WITH leader AS (
+    SELECT epoch FROM relay_leadership WHERE epoch = $1 FOR SHARE
+), marked AS (
+    UPDATE outbox SET published_at = now()
+    WHERE batch = $2 AND published_at IS NULL AND EXISTS (SELECT 1 FROM leader)
+    RETURNING 1
+), next AS (
+    SELECT nextval('outbox_batch_seq') AS batch
+), claimed AS (
+    UPDATE outbox SET batch = (SELECT batch FROM next)
+    WHERE id IN (
+        SELECT id FROM outbox
+        WHERE published_at IS NULL AND batch IS NULL
+        ORDER BY id LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    ) AND EXISTS (SELECT 1 FROM leader)
+    RETURNING id, topic, key, payload, headers, traceparent, tracestate, batch
+)
+SELECT (SELECT count(*) FROM marked) AS marked, (SELECT count(*) FROM leader) AS leading,
+       c.id, c.topic, c.key, c.payload, c.headers, c.traceparent, c.tracestate, c.batch
+FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true
+"""
 
 
 class OutboxRelay:
@@ -72,21 +115,21 @@ class OutboxRelay:
         self,
         settings: RuntimeSettings,
         pool: Pool,
-        schema: str,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
-        self.schema = schema
+        self.schema = settings.db_schema
         # Transactional id and checkpoint group name the outbox (database and
         # schema), not the process: two outboxes must never share a checkpoint,
         # and every relay of one outbox must fence the others. Set at election.
         self.group = ""
+        self.me = f"{socket.gethostname()}:{os.getpid()}"
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
-        self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
+        self.leading = asyncio.Event()
 
     # lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -94,10 +137,14 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         self._stopping.set()
-        self._wake.set()
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
+            self._task.cancel()
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # e.g. aborting a transaction a successor fenced
+                log.warning("outbox relay stopped with an error", exc_info=True)
             self._task = None
 
     async def run(self) -> None:
@@ -107,74 +154,209 @@ class OutboxRelay:
                 await self._run_elected()
             except asyncio.CancelledError:
                 raise
+            except LeadershipLost as lost:
+                log.warning("outbox relay: %s; standing for election again", lost)
             except Exception:
                 log.exception("outbox relay failed; restarting in 1 s")
-                await self._sleep(1.0)
+                await asyncio.sleep(1.0)
+            finally:
+                self.leading.clear()
 
-    # internals -------------------------------------------------------------
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        self._wake.clear()
-
+    # election ----------------------------------------------------------------
     async def _run_elected(self) -> None:
-        listener = await self.pool.acquire()
+        lock = await self.pool.acquire()
+        lock_key = f"outbox-relay:{self.schema}"
         try:
-            lock_key = f"outbox-relay:{self.schema}"
-            while not await listener.fetchval(
+            # A replica waits its turn (stop() cancels the wait).
+            while not await lock.fetchval(  # noqa: ASYNC110
                 "SELECT pg_try_advisory_lock(hashtext($1))", lock_key
             ):
-                await self._sleep(self.settings.relay_poll_interval_s)
-                if self._stopping.is_set():
-                    return
-            database = await listener.fetchval("SELECT current_database()")
+                await asyncio.sleep(self.settings.relay_poll_interval_s)
+            leadership = await self._elect(lock)
+            database = await lock.fetchval("SELECT current_database()")
             self.group = f"outbox-relay.{database}.{self.schema}"
-            channel = f"{self.schema}_outbox"
-            await listener.add_listener(channel, self._notified)
             try:
-                await self._publish_loop()
+                await self._publish_loop(leadership, lock)
             finally:
-                await listener.remove_listener(channel, self._notified)
-                await listener.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_key)
+                with contextlib.suppress(Exception):
+                    await lock.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_key)
         finally:
-            await self.pool.release(listener)
+            with contextlib.suppress(Exception):
+                await self.pool.release(lock)
 
-    def _notified(self, *_: Any) -> None:
-        self._wake.set()
+    async def _elect(self, conn: Any) -> Leadership:
+        row = await conn.fetchrow(
+            """UPDATE relay_leadership SET epoch = epoch + 1, leader = $1, elected_at = now()
+               RETURNING epoch, identity""",
+            self.me,
+        )
+        log.info("outbox relay of %s elected (epoch %s)", self.schema, row["epoch"])
+        return Leadership(row["epoch"], row["identity"])
 
-    async def _publish_loop(self) -> None:
+    # publishing --------------------------------------------------------------
+    async def _publish_loop(self, leadership: Leadership, lock: Any) -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **self.settings.kafka_options(),
             client_id=f"{self.settings.service_name}-relay",
-            transactional_id=self.group,  # a restarted relay fences its predecessor
+            transactional_id=self.group,  # a new relay fences its predecessor
             enable_idempotence=True,
             acks="all",
-            max_request_size=max(1_048_576, self.settings.max_message_bytes + 65_536),
+            max_request_size=MAX_REQUEST_BYTES,
+            linger_ms=0,
         )
         await producer.start()  # init_transactions: aborts what a killed relay left open
         try:
-            await self._reconcile()
-            pruned_at = 0.0
-            loop = asyncio.get_running_loop()
-            while not self._stopping.is_set():
-                rows = await self._claim_batch()
-                if not rows:
-                    if loop.time() - pruned_at > self.settings.prune_interval_s:
-                        await self.prune()
-                        pruned_at = loop.time()
-                    await self._sleep(self.settings.relay_poll_interval_s)
-                    continue
-                batch, records = rows
-                await self._send(producer, batch, records)
-                await self._mark(batch)
-                self.published += len(records)
+            async with listening(self.pool, f"{self.schema}_outbox") as wakeup:
+                await self._reconcile(leadership)
+                self.leading.set()
+                await self._relay(producer, leadership, lock, wakeup)
         finally:
             await producer.stop()
+
+    async def _relay(
+        self, producer: AIOKafkaProducer, leadership: Leadership, lock: Any, wakeup: Any
+    ) -> None:
+        pending: tuple[int, int] | None = None  # (batch, rows) sent, not yet marked
+        loop = asyncio.get_running_loop()
+        pruned_at = 0.0
+        while not self._stopping.is_set():
+            if lock.is_closed():
+                raise LeadershipLost("the connection holding the election lock was lost")
+            batch, rows = await self._claim(leadership, pending)
+            pending = None
+            if rows:
+                await self._send(producer, batch, rows, leadership)
+                pending = (batch, len(rows))
+                self.published += len(rows)
+                continue
+            if loop.time() - pruned_at > self.settings.prune_interval_s:
+                await self.prune()
+                pruned_at = loop.time()
+            await wakeup.wait(self.settings.relay_poll_interval_s)
+
+    async def _claim(
+        self, leadership: Leadership, pending: tuple[int, int] | None
+    ) -> tuple[int, list[OutboxRow]]:
+        """Mark ``pending`` published and claim the next batch, fenced by the epoch."""
+        async with self.pool.acquire() as conn:
+            records = await conn.fetch(
+                _CLAIM,
+                leadership.epoch,
+                pending[0] if pending else None,
+                self.settings.relay_batch_size,
+            )
+        head = records[0]
+        if not head["leading"]:
+            raise LeadershipLost(f"epoch {leadership.epoch} is no longer the current one")
+        if pending is not None and head["marked"] != pending[1]:
+            raise LeadershipLost(
+                f"batch {pending[0]}: marked {head['marked']} of {pending[1]} rows"
+            )
+        rows = sorted(
+            (
+                OutboxRow(
+                    id=r["id"],
+                    topic=r["topic"],
+                    key=r["key"],
+                    payload=r["payload"],
+                    headers=json.loads(r["headers"]),
+                    traceparent=r["traceparent"],
+                    tracestate=r["tracestate"],
+                )
+                for r in records
+                if r["id"] is not None
+            ),
+            key=lambda row: row.id,
+        )
+        return (records[0]["batch"] or 0), rows
+
+    async def _send(
+        self, producer: AIOKafkaProducer, batch: int, rows: list[OutboxRow], leadership: Leadership
+    ) -> None:
+        futures = []
+        async with producer.transaction():
+            for row in rows:
+                futures.append(await self._send_one(producer, row))
+            await producer.send_offsets_to_transaction(
+                {CHECKPOINT: (batch + 1, str(leadership.identity))}, self.group
+            )
+        # The transaction committed: every send is acknowledged. Surface any error.
+        await asyncio.gather(*futures)
+
+    async def _send_one(self, producer: AIOKafkaProducer, row: OutboxRow) -> asyncio.Future[Any]:
+        with (
+            continue_trace(row.traceparent, row.tracestate) as carrier,
+            self.tracer.start_as_current_span(
+                f"{row.topic} publish",
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "publish",
+                    "messaging.destination.name": row.topic,
+                    "frontier_review.outbox.id": row.id,
+                },
+            ),
+        ):
+            headers = row.headers | carrier()
+            return await producer.send(  # type: ignore[no-any-return]
+                row.topic,
+                value=row.payload,
+                key=row.key,
+                headers=[(k, v.encode()) for k, v in headers.items()],
+            )
+
+    # recovery ------------------------------------------------------------------
+    async def _committed_checkpoint(self) -> tuple[int, str]:
+        admin = AIOKafkaAdminClient(**self.settings.kafka_options())
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(self.group, partitions=[CHECKPOINT])
+        finally:
+            await admin.close()
+        meta = offsets.get(CHECKPOINT)
+        if meta is None or meta.offset < 0:
+            return 0, ""
+        return meta.offset, meta.metadata or ""
+
+    async def _reconcile(self, leadership: Leadership) -> None:
+        """Settle what a previous relay left between publish and mark."""
+        committed, identity = await self._committed_checkpoint()
+        ours = identity == str(leadership.identity)
+        if committed and not ours:
+            log.warning(
+                "outbox relay of %s: the checkpoint (batch %s) was left by another incarnation "
+                "of this outbox (identity %r); claimed rows are published again",
+                self.schema,
+                committed,
+                identity,
+            )
+        async with self.pool.acquire() as conn, conn.transaction():
+            marked = "UPDATE 0"
+            if ours:
+                marked = await conn.execute(
+                    """UPDATE outbox SET published_at = now()
+                       WHERE published_at IS NULL AND batch < $1""",
+                    committed,
+                )
+            await conn.execute(
+                "UPDATE outbox SET batch = NULL WHERE published_at IS NULL AND batch IS NOT NULL"
+            )
+            # Batch numbers only grow past anything Kafka has seen from this group.
+            await conn.execute(
+                """SELECT setval('outbox_batch_seq', $1)
+                   WHERE $1 > (SELECT last_value FROM outbox_batch_seq)""",
+                committed,
+            )
+        if marked != "UPDATE 0":
+            log.info(
+                "outbox relay: %s rows were already published (checkpoint %s)", marked, committed
+            )
 
     async def prune(self) -> None:
         """Forget what can no longer matter, so the runtime tables stay bounded.
 
-        Published outbox rows are kept a while for inspection. Inbox rows must
+        Published outbox rows are kept a while for inspection. Inbox rows (and
+        ended timers, which a redelivery could otherwise schedule again) must
         outlive every record that could still be redelivered, i.e. the longest
         topic retention, or a replay from the earliest offset would apply twice.
         """
@@ -187,125 +369,16 @@ class OutboxRelay:
                 "DELETE FROM inbox WHERE received_at < now() - make_interval(days => $1)",
                 self.settings.inbox_keep_days,
             )
-
-    async def _committed_batch(self) -> int:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
-        await admin.start()
-        try:
-            offsets = await admin.list_consumer_group_offsets(self.group, partitions=[CHECKPOINT])
-        finally:
-            await admin.close()
-        meta = offsets.get(CHECKPOINT)
-        return meta.offset if meta is not None and meta.offset >= 0 else 0
-
-    async def _reconcile(self) -> None:
-        """Settle batches a previous relay left between publish and mark."""
-        committed = await self._committed_batch()
-        async with self.pool.acquire() as conn, conn.transaction():
-            marked = await conn.execute(
-                """UPDATE outbox SET published_at = now()
-                   WHERE published_at IS NULL AND batch < $1""",
-                committed,
-            )
-            await conn.execute(
-                "UPDATE outbox SET batch = NULL WHERE published_at IS NULL AND batch >= $1",
-                committed,
-            )
-        if marked != "UPDATE 0":
-            log.info(
-                "outbox relay: %s rows were already published (checkpoint %s)", marked, committed
-            )
-
-    async def _claim_batch(self) -> tuple[int, list[OutboxRow]] | None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            records = await conn.fetch(
-                """SELECT id, topic, key, payload, headers, traceparent, tracestate
-                   FROM outbox WHERE published_at IS NULL
-                   ORDER BY id LIMIT $1""",
-                self.settings.relay_batch_size,
-            )
-            if not records:
-                return None
-            batch: int = await conn.fetchval("SELECT nextval('outbox_batch_seq')")
-            await conn.execute(
-                "UPDATE outbox SET batch = $1 WHERE id = ANY($2::bigint[])",
-                batch,
-                [r["id"] for r in records],
-            )
-        return batch, [OutboxRow.from_record(r) for r in records]
-
-    async def _send(self, producer: AIOKafkaProducer, batch: int, rows: list[OutboxRow]) -> None:
-        async with producer.transaction():
-            futures = []
-            for row in rows:
-                futures.append(await self._send_one(producer, row))
-            await producer.send_offsets_to_transaction({CHECKPOINT: batch + 1}, self.group)
-        # The transaction committed: every send is acknowledged. Surface any error.
-        await asyncio.gather(*futures)
-
-    async def _send_one(self, producer: AIOKafkaProducer, row: OutboxRow) -> asyncio.Future[Any]:
-        token = attach_trace({"traceparent": row.traceparent, "tracestate": row.tracestate})
-        try:
-            with self.tracer.start_as_current_span(
-                f"{row.topic} publish",
-                kind=SpanKind.PRODUCER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.operation.type": "publish",
-                    "messaging.destination.name": row.topic,
-                    "messaging.kafka.message.key": (row.key or b"").decode(errors="replace"),
-                    "frontier_review.outbox.id": row.id,
-                },
-            ):
-                headers = {**row.headers, **current_trace_headers()}
-                return await producer.send(  # type: ignore[no-any-return]
-                    row.topic,
-                    value=row.payload,
-                    key=row.key,
-                    headers=[(k, v.encode()) for k, v in headers.items()],
-                )
-        finally:
-            detach_trace(token)
-
-    async def _mark(self, batch: int) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE batch = $1 AND published_at IS NULL",
-                batch,
-            )
+            await timers.prune(conn, self.settings.inbox_keep_days)
 
 
-async def run_standalone(settings: RuntimeSettings, schema: str) -> None:
-    """Run only the relay of one service schema until SIGTERM/SIGINT."""
-    import signal
+def main() -> None:
+    """``python -m services.runtime.relay``: only the relay of one service's outbox
+    (FR_SERVICE_NAME, FR_DB_SCHEMA), with the same lifecycle as a service."""
+    from services.runtime.service import Service
 
-    from services.runtime.database import create_pool
-    from services.runtime.telemetry import build_tracer_provider
-
-    provider = build_tracer_provider(settings)
-    pool = await create_pool(settings, schema)
-    relay = OutboxRelay(settings, pool, schema, provider)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    relay.start()
-    await stop.wait()
-    await relay.stop()
-    await pool.close()
-    provider.shutdown()
+    Service(RuntimeSettings()).run()
 
 
 if __name__ == "__main__":
-    import os
-    import sys
-
-    from services.runtime.telemetry import configure_logging
-
-    if "FR_DB_SCHEMA" not in os.environ:
-        sys.exit(
-            "usage: FR_SERVICE_NAME=<name> FR_DB_SCHEMA=<schema> python -m services.runtime.relay"
-        )
-    _settings = RuntimeSettings()
-    configure_logging(_settings)
-    asyncio.run(run_standalone(_settings, os.environ["FR_DB_SCHEMA"]))
+    main()

@@ -1,30 +1,39 @@
-"""A service process: broker, pool, migrations, consumers, outbox relay, telemetry.
+"""A service process: broker, pool, migrations, consumers, relay, timers, jobs, HTTP.
 
-Each service builds one ``Service``, registers its handlers with ``consume``
-and runs it with ``run()`` (a FastStream app: SIGTERM stops consuming, lets
-in-flight handlers finish within ``graceful_timeout_s`` — anything cut off is
-not acknowledged and is redelivered — then stops the relay and the pool).
+Each service builds one ``Service`` from its settings (name, schema and topic
+prefix are the same settings in every service), wires its handlers by event
+type with ``consume``, its timers with ``timer``, its jobs with ``background``
+and its routes with ``http``, and runs it with ``run()``: a FastStream app, so
+SIGTERM stops fetching, lets the batch in hand finish within
+``graceful_timeout_s`` (anything cut off is rolled back and not acknowledged,
+so it is redelivered), flushes the committed offsets, then stops the jobs, the
+relay and the pool. A worker is a Service without consumers or relay; a
+standalone relay is a Service with nothing but its relay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import asyncpg
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from contracts import Event, Topic
-from services.runtime.consumer import EventConsumer, Handler, InvalidHandler
-from services.runtime.database import create_pool
-from services.runtime.migrations import migrate
+from services.runtime import outbox
+from services.runtime.clock import SYSTEM_CLOCK, Clock
+from services.runtime.consumer import EventConsumer, Handler, Idempotency, InvalidHandler
+from services.runtime.context import TxContext
+from services.runtime.database import create_pool, migrate_schema
+from services.runtime.deadletter import DLQ_MAX_MESSAGE_BYTES
+from services.runtime.http import ASGIApp, serve
 from services.runtime.relay import OutboxRelay
+from services.runtime.scheduler import Scheduler, TimerHandler
 from services.runtime.settings import RuntimeSettings
 from services.runtime.telemetry import (
     build_tracer_provider,
@@ -37,41 +46,48 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+Job = Callable[[], Awaitable[None]]
+
 
 class Service:
     def __init__(
         self,
-        name: str,
+        settings: RuntimeSettings,
         *,
-        settings: RuntimeSettings | None = None,
-        schema: str | None = None,
-        migrations: Path | None = None,
+        migrations: Sequence[Path] = (),
+        clock: Clock | None = None,
         span_exporter: SpanExporter | None = None,
         relay: bool = True,
+        description: str | None = None,
     ) -> None:
-        self.settings = (settings or RuntimeSettings()).model_copy(update={"service_name": name})
-        self.name = name
-        self.schema = schema or name.replace("-", "_")
-        self.migrations = migrations
-        self.source = f"/frontier-review/{name}"
-        self.tracer_provider = build_tracer_provider(self.settings, span_exporter)
+        self.settings = settings
+        self.name = settings.service_name
+        self.schema = settings.db_schema
+        self.migrations = tuple(migrations)
+        self.clock = clock or SYSTEM_CLOCK
+        self.description = description
+        self.source = settings.source
+        self.tracer_provider = build_tracer_provider(settings, span_exporter)
         self.broker = KafkaBroker(
-            self.settings.kafka_bootstrap,
-            client_id=name,
+            settings.kafka_bootstrap,
+            client_id=self.name,
             enable_idempotence=True,  # implies acks=all; no duplicates on producer retry
             acks="all",
-            max_request_size=max(1_048_576, self.settings.max_message_bytes + 65_536),
-            graceful_timeout=self.settings.graceful_timeout_s,
-            middlewares=[KafkaTelemetryMiddleware(tracer_provider=self.tracer_provider)],
-            logger=logging.getLogger(f"frontier_review.{name}.broker"),
+            max_request_size=DLQ_MAX_MESSAGE_BYTES,
+            graceful_timeout=settings.graceful_timeout_s,
+            logger=logging.getLogger(f"frontier_review.{self.name}.broker"),
         )
         self.consumers: list[EventConsumer] = []
         self.produced: list[Topic] = []
-        self._background: list[Callable[[], Awaitable[None]]] = []
+        self.timers: dict[str, TimerHandler] = {}
+        self._jobs: list[Job] = []
+        self._app: ASGIApp | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: Pool | None = None
         self.relay: OutboxRelay | None = None
+        self.scheduler: Scheduler | None = None
         self._with_relay = relay
+        self.http_port: int | None = None
 
     @property
     def pool(self) -> Pool:
@@ -79,32 +95,42 @@ class Service:
             raise RuntimeError(f"{self.name} is not started")
         return self._pool
 
+    # wiring ---------------------------------------------------------------------
     def consume(
         self,
-        topic: Topic | str,
-        handler: Handler,
+        topic: Topic,
+        handlers: Mapping[type[Event], Handler],
         *,
-        event_types: dict[str, type[Event]] | None = None,
-        group: str | None = None,
+        ignore: Iterable[type[Event]] = (),
         on_invalid: InvalidHandler | None = None,
+        idempotency: Idempotency | None = None,
     ) -> EventConsumer:
-        """Apply every event of ``topic`` with ``handler`` (consumer group ``group``)."""
-        name = topic if isinstance(topic, str) else topic.name
-        types = (
-            event_types
-            if event_types is not None
-            else (topic.event_types if isinstance(topic, Topic) else {})
-        )
+        """Apply the events of ``topic`` with the handler for their type.
+
+        The topic's other event types must be listed in ``ignore`` (a new type
+        on a topic is a decision for each consumer); anything else is answered
+        by ``on_invalid`` or dead-lettered. The consumer group is
+        ``<service>.<topic>``; replicas of the service share it.
+        """
+        handled = set(handlers)
+        unknown = (handled | set(ignore)) - set(topic.events)
+        if unknown:
+            names = ", ".join(sorted(t.__name__ for t in unknown))
+            raise ValueError(f"{names} do not travel on {topic.name} (contracts.registry)")
+        name = self.settings.topic(topic.name)
         consumer = EventConsumer(
-            name=group or f"{self.name}.{name}",
+            group=f"{self.name}.{name}",
             topic=name,
-            event_types=types,
-            handler=handler,
+            registry_topic=topic,
+            event_types=topic.event_types,
+            handlers=handlers,
+            ignore=frozenset(ignore),
             pool=lambda: self.pool,
             broker=self.broker,
             settings=self.settings,
-            source=self.source,
+            clock=self.clock,
             on_invalid=on_invalid,
+            idempotency=idempotency,
             tracer_provider=self.tracer_provider,
         )
         consumer.subscribe()
@@ -115,57 +141,83 @@ class Service:
         """Declare that this service writes ``topic`` (through its outbox): documents it."""
         self.produced.append(topic)
         self.broker.publisher(
-            topic.name,
+            self.settings.topic(topic.name),
             title=f"{topic.name}:send",
             description=topic.description or f"Events written by {self.name}.",
         )
 
-    def background(self, job: Callable[[], Awaitable[None]]) -> None:
-        """Run ``job`` (e.g. a scheduler or worker loop) while the service runs.
+    def timer(self, kind: str, handler: TimerHandler) -> None:
+        """Fire ``handler`` once for every due timer of ``kind`` (see scheduler.py)."""
+        self.timers[kind] = handler
+
+    def background(self, job: Job) -> None:
+        """Run ``job`` (e.g. a worker loop) while the service runs.
 
         It starts after the database is ready, is cancelled at shutdown, and is
         restarted after an unexpected error so one bad iteration can't stop it.
         """
-        self._background.append(job)
+        self._jobs.append(job)
 
-    async def _supervise(self, job: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            try:
-                await job()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s: background job %s failed; restarting", self.name, job)
-                await asyncio.sleep(1.0)
+    def http(self, app: ASGIApp) -> None:
+        """Serve ``app`` on ``settings.http_host:http_port`` while the service runs."""
+        if self._app is not None:
+            raise ValueError(f"{self.name} serves one ASGI app; route inside it")
+        self._app = app
 
-    async def start(self) -> None:
-        await self.open_database()
-        await self.start_relay()
-        await self.broker.start()
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[TxContext]:
+        """A transaction of the service's own (a worker's, a CLI's) that may publish."""
+        async with (
+            self.pool.acquire() as conn,
+            outbox.publishing(conn, self.settings, self.clock) as ctx,
+        ):
+            yield ctx
 
+    # lifecycle --------------------------------------------------------------------
     async def open_database(self) -> None:
-        instrument_asyncpg(self.tracer_provider)
-        # The schema must exist before a pool whose search_path names it is useful.
-        conn = await asyncpg.connect(self.settings.database_url)
-        try:
-            applied = await migrate(
-                conn, self.schema, *([self.migrations] if self.migrations else [])
-            )
-        finally:
-            await conn.close()
+        if self.settings.otel_db_statements:
+            instrument_asyncpg(self.tracer_provider)
+        applied = await migrate_schema(self.settings, self.migrations)
         if applied:
             log.info("%s: applied migrations %s", self.name, ", ".join(applied))
-        self._pool = await create_pool(self.settings, self.schema)
+        self._pool = await create_pool(self.settings)
 
     async def start_relay(self) -> None:
-        """Start the outbox relay and the background jobs (they need only the database)."""
         if self._with_relay:
-            self.relay = OutboxRelay(self.settings, self.pool, self.schema, self.tracer_provider)
+            self.relay = OutboxRelay(self.settings, self.pool, self.tracer_provider)
             self.relay.start()
-        self._tasks = [asyncio.create_task(self._supervise(job)) for job in self._background]
+
+    async def start_jobs(self) -> None:
+        """Timers, background jobs and HTTP: they need only the database, and start
+        before the consumers (joining a group can wait out a dead member's session,
+        and a due deadline must not wait for that)."""
+        jobs = list(self._jobs)
+        if self.timers:
+            self.scheduler = Scheduler(
+                lambda: self.pool, self.settings, self.clock, self.timers, self.tracer_provider
+            )
+            jobs.append(self.scheduler.run)
+        if self._app is not None and self.settings.http_port is not None:
+            jobs.append(self._serve_http)
+        self._tasks = [asyncio.create_task(self._supervise(job)) for job in jobs]
+
+    async def start_consumers(self) -> None:
+        for consumer in self.consumers:
+            consumer.start()
+
+    async def stop_consumers(self) -> None:
+        await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
+
+    async def start(self) -> None:
+        """Start everything (tests and embedded use; ``run()`` does the same in order)."""
+        await self.open_database()
+        await self.start_relay()
+        await self.start_jobs()
+        await self.broker.start()
+        await self.start_consumers()
 
     async def stop(self) -> None:
+        await self.stop_consumers()
         await self.broker.stop()
         await self.close()
 
@@ -186,13 +238,32 @@ class Service:
         """The FastStream application; its signal handling gives graceful shutdown."""
         return FastStream(
             self.broker,
-            # The relay and the jobs start before the broker: joining a consumer
-            # group can wait out a dead member's session, and a due window must
-            # not wait for that.
-            on_startup=[self.open_database, self.start_relay],
+            on_startup=[self.open_database, self.start_relay, self.start_jobs],
+            after_startup=[self.start_consumers],
+            on_shutdown=[self.stop_consumers],
             after_shutdown=[self.close],
         )
 
-    def run(self, **_: Any) -> None:
+    def run(self) -> None:
         configure_logging(self.settings)
         asyncio.run(self.app().run())
+
+    # internals -----------------------------------------------------------------------
+    async def _supervise(self, job: Job) -> None:
+        while True:
+            try:
+                await job()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: background job %s failed; restarting", self.name, job)
+                await asyncio.sleep(1.0)
+
+    async def _serve_http(self) -> None:
+        assert self._app is not None and self.settings.http_port is not None
+
+        def bound(port: int) -> None:
+            self.http_port = port
+
+        await serve(self._app, self.settings.http_host, self.settings.http_port, bound=bound)

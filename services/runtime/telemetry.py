@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from opentelemetry import context as otel_context
@@ -24,6 +25,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from services.runtime.settings import RuntimeSettings
 
@@ -63,7 +65,10 @@ def build_tracer_provider(
     settings: RuntimeSettings, exporter: SpanExporter | None = None
 ) -> TracerProvider:
     """A provider for this service; ``exporter`` overrides the settings (tests)."""
-    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": settings.service_name}),
+        sampler=ParentBased(TraceIdRatioBased(settings.otel_sample_ratio)),
+    )
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     elif settings.otel_exporter == "otlp":
@@ -108,6 +113,19 @@ def attach_trace(headers: Mapping[str, str | None]) -> object:
 
 def detach_trace(token: object) -> None:
     otel_context.detach(token)  # type: ignore[arg-type]
+
+
+@contextmanager
+def continue_trace(
+    traceparent: str | None, tracestate: str | None = None
+) -> Iterator[Callable[[], dict[str, str]]]:
+    """Make the trace named by a stored carrier (an outbox row, a timer, a job)
+    current for the block; yields ``current_trace_headers`` for its callers."""
+    token = attach_trace({"traceparent": traceparent, "tracestate": tracestate})
+    try:
+        yield current_trace_headers
+    finally:
+        detach_trace(token)
 
 
 class JsonLogFormatter(logging.Formatter):

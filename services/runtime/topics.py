@@ -15,8 +15,12 @@ from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from services.runtime.consumer import EXTERNAL_PRODUCERS
+from services.runtime.deadletter import DLQ_MAX_MESSAGE_BYTES
 from services.runtime.relay import CHECKPOINT_TOPIC
 from services.runtime.settings import RuntimeSettings
+
+DLQ_RETENTION_MS = 90 * 24 * 3600 * 1000
 
 
 class TopicMismatch(RuntimeError):
@@ -30,19 +34,37 @@ class TopicPlan:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def planned_topics() -> list[TopicPlan]:
+def planned_topics(prefix: str = "") -> list[TopicPlan]:
+    """The registry's topics (under ``prefix``), their DLQs and the relay checkpoints.
+
+    Topics written from outside the agency take the broker's append time as the
+    record timestamp (LogAppendTime): freshness of signed input is judged against
+    when the broker received it, which a sender cannot set. DLQs take records
+    twice the consumers' limit, so a dead letter is never refused for its size.
+    """
     from contracts.registry import TOPICS
 
     plans = [TopicPlan(CHECKPOINT_TOPIC, 1, {"cleanup.policy": "compact"})]
     for topic in TOPICS:
-        plans.append(TopicPlan(topic.name, topic.partitions, topic.kafka_config()))
-        plans.append(TopicPlan(topic.dlq, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}))
+        config = topic.kafka_config()
+        if topic.producer in EXTERNAL_PRODUCERS:
+            config["message.timestamp.type"] = "LogAppendTime"
+        plans.append(TopicPlan(prefix + topic.name, topic.partitions, config))
+        plans.append(dlq_plan(prefix + topic.dlq))
     return plans
 
 
-async def ensure_topics(bootstrap: str, plans: Iterable[TopicPlan]) -> list[str]:
+def dlq_plan(name: str) -> TopicPlan:
+    return TopicPlan(
+        name,
+        1,
+        {"retention.ms": str(DLQ_RETENTION_MS), "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
+    )
+
+
+async def ensure_topics(settings: RuntimeSettings, plans: Iterable[TopicPlan]) -> list[str]:
     """Create what is missing; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**settings.kafka_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -80,9 +102,9 @@ def main(argv: list[str]) -> int:
         print("usage: python -m services.runtime.topics create", file=sys.stderr)
         return 2
     settings = RuntimeSettings()
-    plans = planned_topics()
+    plans = planned_topics(settings.topic_prefix)
     try:
-        created = asyncio.run(ensure_topics(settings.kafka_bootstrap, plans))
+        created = asyncio.run(ensure_topics(settings, plans))
     except TopicMismatch as mismatch:
         print(f"topics: ERROR: {mismatch}", file=sys.stderr)
         return 1

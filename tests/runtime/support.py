@@ -7,12 +7,17 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
-from aiokafka import AIOKafkaProducer
-
-from contracts import Event, encode, make_event
-from services.runtime.consumer import Delivery, Handler, PermanentError
-from services.runtime.service import Service
-from services.runtime.settings import RuntimeSettings
+from contracts import Event, Topic, encode, make_event
+from services.runtime import (
+    Context,
+    PermanentError,
+    RuntimeSettings,
+    Service,
+    Timer,
+    TimerContext,
+)
+from services.runtime.consumer import Handler
+from tests.kit import test_topic
 
 MIGRATIONS = Path(__file__).parent / "sql"
 
@@ -25,28 +30,34 @@ class Ping(Event):
     permanent: bool = False
 
 
-PING_TYPES: dict[str, type[Event]] = {Ping.TYPE: Ping}
+class Pong(Event):
+    """Another type on the test topic, which the counter ignores."""
+
+    TYPE: ClassVar[str] = "test.Pong"
+    key: str
+
+
+def ping_topic(name: str) -> Topic:
+    return test_topic(name, (Ping, Pong))
 
 
 def counting_handler(delay: float = 0.0, forward_to: str | None = None) -> Handler:
-    async def apply(delivery: Delivery) -> None:
-        ping = delivery.event.data
-        assert isinstance(ping, Ping)
+    async def apply(ctx: Context, ping: Ping) -> None:
         if ping.permanent:
             raise PermanentError("test_refused", f"ping {ping.seq} is refused")
         if ping.fail:
             raise RuntimeError(f"ping {ping.seq} always fails")
         if delay:
             await asyncio.sleep(delay)
-        await delivery.conn.execute(
+        await ctx.conn.execute(
             """INSERT INTO applied (event_id, key, seq) VALUES ($1, $2, $3)
                ON CONFLICT (event_id) DO UPDATE SET times = applied.times + 1""",
-            delivery.event.id,
+            ctx.event.id,
             ping.key,
             ping.seq,
         )
         if forward_to:
-            await delivery.outbox.publish(forward_to, ping, subject=ping.key)
+            ctx.publish_to(forward_to, ping, subject=ping.key)
 
     return apply
 
@@ -55,41 +66,48 @@ def ping_record(key: str, seq: int, **flags: bool) -> bytes:
     return encode(make_event(Ping(key=key, seq=seq, **flags), source="/tests", subject=key))
 
 
-async def produce(
-    bootstrap: str,
-    topic: str,
-    records: list[tuple[str, bytes]],
-    headers: list[tuple[str, bytes]] | None = None,
-) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send(topic, value=value, key=key.encode(), headers=headers)
-        await producer.flush()
-    finally:
-        await producer.stop()
+def counter_settings(
+    base: RuntimeSettings, name: str, schema: str, **extra: object
+) -> RuntimeSettings:
+    return base.model_copy(update={"service_name": name, "db_schema": schema, **extra})
 
 
 def counter_service(
-    settings: RuntimeSettings,
-    name: str,
-    schema: str,
-    topic: str,
-    delay: float = 0.0,
-    forward_to: str | None = None,
+    settings: RuntimeSettings, topic: str, delay: float = 0.0, forward_to: str | None = None
 ) -> Service:
-    service = Service(name, settings=settings, schema=schema, migrations=MIGRATIONS)
-    service.consume(topic, counting_handler(delay, forward_to), event_types=PING_TYPES)
+    service = Service(settings, migrations=[MIGRATIONS])
+    service.consume(ping_topic(topic), {Ping: counting_handler(delay, forward_to)}, ignore=[Pong])
+    return service
+
+
+TIMER_KIND = "ping-due"
+
+
+def timer_service(settings: RuntimeSettings, out_topic: str, delay: float = 0.0) -> Service:
+    """Fires ``ping-due`` timers: records each firing and announces it on ``out_topic``."""
+    service = Service(settings, migrations=[MIGRATIONS])
+
+    async def due(ctx: TimerContext, timer: Timer) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        await ctx.conn.execute(
+            """INSERT INTO fired (key, fired_by) VALUES ($1, $2)
+               ON CONFLICT (key) DO UPDATE SET times = fired.times + 1""",
+            timer.key,
+            os.getpid(),
+        )
+        ctx.publish_to(
+            out_topic, Pong(key=timer.key), subject=timer.key, event_id=ctx.event_id("due")
+        )
+
+    service.timer(TIMER_KIND, due)
     return service
 
 
 if __name__ == "__main__":
     # Run as a separate process, so tests can SIGKILL / SIGTERM it.
-    counter_service(
-        RuntimeSettings(),
-        os.environ["FR_SERVICE_NAME"],
-        os.environ["TEST_SCHEMA"],
-        os.environ["TEST_TOPIC"],
-        delay=float(os.environ.get("TEST_DELAY", "0")),
-    ).run()
+    delay = float(os.environ.get("TEST_DELAY", "0"))
+    if os.environ.get("TEST_MODE") == "timers":
+        timer_service(RuntimeSettings(), os.environ["TEST_TOPIC"], delay).run()
+    else:
+        counter_service(RuntimeSettings(), os.environ["TEST_TOPIC"], delay=delay).run()

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from services.runtime.migrations import MigrationError, migrate
+from services.runtime.settings import RuntimeSettings
 from services.runtime.topics import TopicMismatch, TopicPlan, ensure_topics
 
 
@@ -40,9 +41,11 @@ async def test_concurrent_starts_migrate_once_and_edits_are_refused(
             await conn.close()
 
 
-async def test_an_existing_topic_with_too_few_partitions_is_an_error(kafka: str) -> None:
+async def test_an_existing_topic_with_too_few_partitions_is_an_error(
+    settings: RuntimeSettings, kafka: str
+) -> None:
     name = f"test.partitions.{uuid.uuid4().hex[:8]}"
-    await ensure_topics(kafka, [TopicPlan(name, 1)])
+    await ensure_topics(settings, [TopicPlan(name, 1)])
     with pytest.raises(TopicMismatch, match=f"{name} has 1 partitions"):
-        await ensure_topics(kafka, [TopicPlan(name, 3)])
-    assert await ensure_topics(kafka, [TopicPlan(name, 1)]) == []  # matching: nothing to do
+        await ensure_topics(settings, [TopicPlan(name, 3)])
+    assert await ensure_topics(settings, [TopicPlan(name, 1)]) == []  # matching: nothing to do

@@ -1,7 +1,10 @@
-"""The outbox relay publishes every committed row exactly once, in order per key."""
+"""The outbox relay publishes every committed row exactly once, in order per key,
+across crashes, competing replicas, a lost election lock and a re-created outbox."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -9,62 +12,68 @@ import subprocess
 import sys
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from contracts import make_event
-from services.runtime.migrations import migrate
-from services.runtime.outbox import Outbox
-from services.runtime.relay import OutboxRelay
-from services.runtime.settings import RuntimeSettings
-from tests.conftest import NewTopic, read_topic, wait_for
+from services.runtime import SYSTEM_CLOCK, RuntimeSettings
+from services.runtime.database import create_pool, migrate_schema
+from services.runtime.outbox import publishing
+from services.runtime.relay import OutboxRelay, OutboxRow
+from tests.kit import NewTopic, read_topic, wait_for
 from tests.runtime.support import Ping
 
 KEYS = 8  # distinct record keys per fill
 
 
+def relay_settings(settings: RuntimeSettings, schema: str, **extra: Any) -> RuntimeSettings:
+    return settings.model_copy(
+        update={"service_name": f"test-relay-{uuid.uuid4().hex[:8]}", "db_schema": schema} | extra
+    )
+
+
 async def fill_outbox(
-    database: str, schema: str, topic: str, rows: int, prefix: str = "submission"
+    settings: RuntimeSettings, topic: str, rows: int, prefix: str = "submission", start: int = 0
 ) -> None:
-    """``rows`` events, seq 0..n per key, written 50 to a transaction like handlers do."""
-    conn = await asyncpg.connect(database)
+    """``rows`` events, seq start..n per key, written 50 to a transaction like handlers do."""
+    await migrate_schema(settings, [])
+    conn = await asyncpg.connect(
+        settings.database_url, server_settings={"search_path": settings.db_schema}
+    )
     try:
-        await migrate(conn, schema)
-        await conn.execute(f'SET search_path TO "{schema}"')
-        seq: dict[str, int] = defaultdict(int)
-        for start in range(0, rows, 50):
-            async with conn.transaction():
-                outbox = Outbox(conn, "/tests")
-                for i in range(start, min(rows, start + 50)):
+        for first in range(0, rows, 50):
+            async with publishing(conn, settings, SYSTEM_CLOCK) as ctx:
+                for i in range(first, min(rows, first + 50)):
                     key = f"{prefix}-{i % KEYS}"
-                    await outbox.put(
-                        topic, make_event(Ping(key=key, seq=seq[key]), source="/tests", subject=key)
-                    )
-                    seq[key] += 1
+                    ctx.publish_to(topic, Ping(key=key, seq=start + i // KEYS), subject=key)
     finally:
         await conn.close()
 
 
-async def published(database: str, schema: str) -> int:
-    conn = await asyncpg.connect(database)
+async def published(settings: RuntimeSettings) -> int:
+    conn = await asyncpg.connect(settings.database_url)
     try:
         count: int = await conn.fetchval(
-            f'SELECT count(*) FROM "{schema}".outbox WHERE published_at IS NOT NULL'
+            f'SELECT count(*) FROM "{settings.db_schema}".outbox WHERE published_at IS NOT NULL'
         )
         return count
     finally:
         await conn.close()
 
 
-async def assert_exactly_once_in_order(bootstrap: str, topic: str, rows: int) -> None:
-    records = await read_topic(bootstrap, topic, expected=rows)
+async def all_published(settings: RuntimeSettings, rows: int) -> bool:
+    return await published(settings) == rows
+
+
+async def assert_exactly_once_in_order(settings: RuntimeSettings, topic: str, rows: int) -> None:
+    records = await read_topic(settings, topic, expected=rows, timeout=60)
     events = [json.loads(r.value) for r in records if r.value is not None]
     ids = [e["id"] for e in events]
+    assert len(set(ids)) == len(ids), f"{len(ids) - len(set(ids))} rows were published twice"
     assert len(ids) == rows, f"expected {rows} records, got {len(ids)}"
-    assert len(set(ids)) == rows, "an outbox row was published twice"
     by_key: dict[str, list[int]] = defaultdict(list)
     for record, event in zip(records, events, strict=True):
         assert record.key == event["subject"].encode()
@@ -73,16 +82,32 @@ async def assert_exactly_once_in_order(bootstrap: str, topic: str, rows: int) ->
         assert seqs == list(range(len(seqs))), f"{key} out of order: {seqs[:20]}"
 
 
+@contextlib.asynccontextmanager
+async def relays(
+    settings: RuntimeSettings, *kinds: type[OutboxRelay]
+) -> AsyncIterator[list[OutboxRelay]]:
+    pool = await create_pool(settings)
+    started = [kind(settings, pool) for kind in kinds]
+    for relay in started:
+        relay.start()
+    try:
+        yield started
+    finally:
+        for relay in started:
+            await relay.stop()
+        await pool.close()
+
+
 class CrashAfterSend(OutboxRelay):
     """Dies once between the Kafka commit and the Postgres mark (the hard window)."""
 
     crashed = False
 
-    async def _mark(self, batch: int) -> None:
-        if not self.crashed:
+    async def _claim(self, leadership: Any, pending: tuple[int, int] | None) -> Any:
+        if pending is not None and not self.crashed:
             self.crashed = True
             raise RuntimeError("simulated crash after publish, before mark")
-        await super()._mark(batch)
+        return await super()._claim(leadership, pending)
 
 
 class CrashMidBatch(OutboxRelay):
@@ -91,113 +116,206 @@ class CrashMidBatch(OutboxRelay):
     sends = 0
     crashed = False
 
-    async def _send_one(self, producer: AIOKafkaProducer, row: Any) -> Any:
+    async def _send_one(self, producer: AIOKafkaProducer, row: OutboxRow) -> Any:
         self.sends += 1
-        if self.sends == 30:
+        if self.sends == 30 and not self.crashed:
             self.crashed = True
             raise RuntimeError("simulated crash mid-batch")
         return await super()._send_one(producer, row)
 
 
+class HangsMidBatch(OutboxRelay):
+    """Stops forever in the middle of its first Kafka transaction, leaving it open."""
+
+    sends = 0
+    hung = asyncio.Event()
+
+    async def _send_one(self, producer: AIOKafkaProducer, row: OutboxRow) -> Any:
+        self.sends += 1
+        if self.sends == 30:
+            type(self).hung.set()
+            await asyncio.Event().wait()
+        return await super()._send_one(producer, row)
+
+
 async def test_relay_publishes_each_row_once_in_key_order(
-    settings: RuntimeSettings, database: str, schema: str, new_topic: NewTopic
+    settings: RuntimeSettings, schema: str, new_topic: NewTopic
 ) -> None:
     topic = await new_topic("relay")
-    rows = 400
-    await fill_outbox(database, schema, topic, rows)
-    relay_settings = settings.model_copy(
-        update={"service_name": f"test-{uuid.uuid4().hex[:8]}", "relay_batch_size": 50}
-    )
-    pool = await asyncpg.create_pool(database, server_settings={"search_path": schema})
-    assert pool is not None
-    relay = OutboxRelay(relay_settings, pool, schema)
-    relay.start()
-    try:
-        await wait_for(partial(_eq, database, schema, rows), what="all rows published")
-    finally:
-        await relay.stop()
-        await pool.close()
-    await assert_exactly_once_in_order(settings.kafka_bootstrap, topic, rows)
-
-
-async def _eq(database: str, schema: str, rows: int) -> bool:
-    return await published(database, schema) == rows
+    config = relay_settings(settings, schema, relay_batch_size=50)
+    await fill_outbox(config, topic, 400)
+    async with relays(config, OutboxRelay):
+        await wait_for(partial(all_published, config, 400), what="all rows published")
+    await assert_exactly_once_in_order(config, topic, 400)
 
 
 async def test_relay_crash_windows_neither_lose_nor_duplicate(
-    settings: RuntimeSettings, database: str, schema: str, new_topic: NewTopic
+    settings: RuntimeSettings, schema: str, new_topic: NewTopic
 ) -> None:
     topic = await new_topic("relay-crash")
-    relay_settings = settings.model_copy(
-        update={"service_name": f"test-{uuid.uuid4().hex[:8]}", "relay_batch_size": 40}
-    )
-    pool = await asyncpg.create_pool(database, server_settings={"search_path": schema})
-    assert pool is not None
+    config = relay_settings(settings, schema, relay_batch_size=40)
     rows = 0
+    for crashing in (CrashAfterSend, CrashMidBatch):
+        await fill_outbox(config, topic, 160, prefix=crashing.__name__)
+        rows += 160
+        async with relays(config, crashing) as (relay,):  # run() restarts after the crash
+            await wait_for(partial(all_published, config, rows), what="all rows published")
+            assert getattr(relay, "crashed"), f"{crashing.__name__} never crashed"  # noqa: B009
+    await assert_exactly_once_in_order(config, topic, rows)
+
+
+async def test_a_transaction_left_open_is_fenced_by_the_successor(
+    settings: RuntimeSettings, schema: str, new_topic: NewTopic
+) -> None:
+    """A relay that hangs mid-transaction and loses its lock: the next relay's
+    init_transactions aborts what it left open; consumers never see the half batch."""
+    topic = await new_topic("relay-open")
+    config = relay_settings(settings, schema, relay_batch_size=100)
+    await fill_outbox(config, topic, 300)
+    async with relays(config, HangsMidBatch) as (_hanging,):
+        await asyncio.wait_for(HangsMidBatch.hung.wait(), 30)
+        await kill_lock_holders(config)
+        async with relays(config, OutboxRelay):
+            await wait_for(partial(all_published, config, 300), what="the successor published")
+    await assert_exactly_once_in_order(config, topic, 300)
+
+
+async def kill_lock_holders(settings: RuntimeSettings) -> int:
+    """Terminate the sessions holding this outbox's election lock (as a failover,
+    an idle-session kill or a restart would)."""
+    conn = await asyncpg.connect(settings.database_url)
     try:
-        for crashing in (CrashAfterSend, CrashMidBatch):
-            await fill_outbox(database, schema, topic, 150, prefix=crashing.__name__)
-            rows += 150
-            relay = crashing(relay_settings, pool, schema)
-            relay.start()  # run() restarts after the simulated crash, like a new process
-            await wait_for(partial(_eq, database, schema, rows), what="all rows published")
-            await relay.stop()
-            assert relay.crashed, f"{crashing.__name__} never crashed"
+        killed: int = await conn.fetchval(
+            """SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a
+               JOIN pg_locks l ON l.pid = a.pid
+               WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1""",
+            settings.service_name,
+        )
+        return killed
     finally:
-        await pool.close()
-    await assert_exactly_once_in_order(settings.kafka_bootstrap, topic, rows)
+        await conn.close()
+
+
+async def test_a_relay_that_lost_its_lock_stops_before_publishing_twice(
+    settings: RuntimeSettings, schema: str, new_topic: NewTopic
+) -> None:
+    """Two replicas; the leader's lock session is killed three times while rows keep
+    coming. Every claim and mark is fenced by the epoch: no row twice, no key backwards."""
+    topic = await new_topic("relay-fence")
+    config = relay_settings(settings, schema, relay_batch_size=20, relay_poll_interval_s=0.05)
+    batches, per_batch = 30, 40
+
+    async def keep_filling() -> None:
+        for batch in range(batches):
+            await fill_outbox(config, topic, per_batch, start=batch * per_batch // KEYS)
+            await asyncio.sleep(0.05)
+
+    await migrate_schema(config, [])
+    async with relays(config, OutboxRelay, OutboxRelay):
+        filler = asyncio.create_task(keep_filling())
+        kills = 0
+        while not filler.done():
+            await asyncio.sleep(0.3)
+            kills += await kill_lock_holders(config) > 0
+        await filler
+        await wait_for(
+            partial(all_published, config, batches * per_batch),
+            timeout=60,
+            what="all rows published",
+        )
+    assert kills >= 3, f"the lock holder was killed only {kills} times"
+    await assert_exactly_once_in_order(config, topic, batches * per_batch)
+
+
+async def test_a_checkpoint_of_an_earlier_outbox_is_not_taken_for_this_ones(
+    settings: RuntimeSettings, schema: str, new_topic: NewTopic
+) -> None:
+    """The schema is dropped and created again (or restored from elsewhere): the Kafka
+    checkpoint of the same group name is ahead of the new outbox's batch numbers. A
+    relay killed mid-batch must not, on restart, mark the new rows published unsent."""
+    topic, again = await new_topic("relay-epoch"), await new_topic("relay-epoch-again")
+    config = relay_settings(settings, schema, relay_batch_size=10)
+    await fill_outbox(config, topic, 200)
+    async with relays(config, OutboxRelay):
+        await wait_for(partial(all_published, config, 200), what="first incarnation published")
+    conn = await asyncpg.connect(settings.database_url)
+    await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    await conn.close()
+    await fill_outbox(config, again, 64)
+    async with relays(config, CrashMidBatch) as (relay,):
+        await wait_for(partial(all_published, config, 64), what="second incarnation published")
+        assert getattr(relay, "crashed")  # noqa: B009
+    await assert_exactly_once_in_order(config, again, 64)
+
+
+async def test_a_lagging_restore_never_reuses_batch_numbers_kafka_has_seen(
+    settings: RuntimeSettings, schema: str, new_topic: NewTopic
+) -> None:
+    topic = await new_topic("relay-lag")
+    config = relay_settings(settings, schema, relay_batch_size=10)
+    await fill_outbox(config, topic, 96)
+    async with relays(config, OutboxRelay):
+        await wait_for(partial(all_published, config, 96), what="published")
+    conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": schema})
+    await conn.execute("SELECT setval('outbox_batch_seq', 1)")  # as a replica behind the primary
+    await conn.close()
+    await fill_outbox(config, topic, 64, start=96 // KEYS)
+    async with relays(config, CrashMidBatch) as (relay,):
+        await wait_for(partial(all_published, config, 160), what="all published")
+        assert getattr(relay, "crashed")  # noqa: B009
+    await assert_exactly_once_in_order(config, topic, 160)
 
 
 async def test_relay_process_killed_mid_batch(
-    settings: RuntimeSettings, database: str, schema: str, new_topic: NewTopic
+    settings: RuntimeSettings, schema: str, new_topic: NewTopic
 ) -> None:
     """SIGKILL the relay process three times while it publishes; nothing lost or doubled."""
     topic = await new_topic("relay-kill")
     rows = 3000
-    await fill_outbox(database, schema, topic, rows)
+    config = relay_settings(settings, schema)
+    await fill_outbox(config, topic, rows)
     env = os.environ | {
-        "FR_SERVICE_NAME": f"test-{uuid.uuid4().hex[:8]}",
+        "FR_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "FR_DATABASE_URL": settings.database_url,
+        "FR_SERVICE_NAME": config.service_name,
         "FR_DB_SCHEMA": schema,
         "FR_RELAY_BATCH_SIZE": "100",
         "FR_LOG_JSON": "false",
     }
-    kills = 0
+    command = [sys.executable, "-m", "services.runtime.relay"]
     last = -1
-    while kills < 3:
-        process = subprocess.Popen([sys.executable, "-m", "services.runtime.relay"], env=env)
+    for _ in range(3):
+        process = subprocess.Popen(command, env=env)
         try:
             # Kill once it has made progress since the last kill, i.e. mid-stream.
-            await wait_for(
-                partial(_progressed, database, schema, last), timeout=60, what="relay progress"
-            )
+            await wait_for(partial(progressed, config, last), timeout=60, what="relay progress")
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait()
-        kills += 1
-        last = await published(database, schema)
+        last = await published(config)
         if last == rows:
             break
-    process = subprocess.Popen([sys.executable, "-m", "services.runtime.relay"], env=env)
+    process = subprocess.Popen(command, env=env)
     try:
-        await wait_for(partial(_eq, database, schema, rows), timeout=90, what="all published")
+        await wait_for(partial(all_published, config, rows), timeout=90, what="all published")
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-    await assert_exactly_once_in_order(settings.kafka_bootstrap, topic, rows)
+    await assert_exactly_once_in_order(config, topic, rows)
 
 
-async def _progressed(database: str, schema: str, last: int) -> bool:
-    return await published(database, schema) > last
+async def progressed(settings: RuntimeSettings, last: int) -> bool:
+    return await published(settings) > last
 
 
 async def test_prune_keeps_what_can_still_matter(
-    settings: RuntimeSettings, database: str, schema: str, new_topic: NewTopic
+    settings: RuntimeSettings, schema: str, new_topic: NewTopic
 ) -> None:
     topic = await new_topic("prune")
-    await fill_outbox(database, schema, topic, 4)
-    conn = await asyncpg.connect(database, server_settings={"search_path": schema})
-    pool = await asyncpg.create_pool(database, server_settings={"search_path": schema})
-    assert pool is not None
+    config = relay_settings(settings, schema)
+    await fill_outbox(config, topic, 4)
+    conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": schema})
+    pool = await create_pool(config)
     try:
         ids = [r["id"] for r in await conn.fetch("SELECT id FROM outbox ORDER BY id")]
         # Two rows published long ago, one recently, one not yet.
@@ -215,7 +333,7 @@ async def test_prune_keeps_what_can_still_matter(
                 topic,
                 age_days,
             )
-        await OutboxRelay(settings, pool, schema).prune()
+        await OutboxRelay(config, pool).prune()
         left = [r["id"] for r in await conn.fetch("SELECT id FROM outbox ORDER BY id")]
         assert left == ids[2:], "old published rows go; recent and unpublished ones stay"
         assert [r["event_id"] for r in await conn.fetch("SELECT event_id FROM inbox")] == ["recent"]
@@ -225,23 +343,13 @@ async def test_prune_keeps_what_can_still_matter(
 
 
 async def test_two_relays_on_one_outbox_publish_once(
-    settings: RuntimeSettings, database: str, schema: str, new_topic: NewTopic
+    settings: RuntimeSettings, schema: str, new_topic: NewTopic
 ) -> None:
     """Replicas each run a relay; the advisory lock lets exactly one publish."""
     topic = await new_topic("relay-pair")
-    rows = 600
-    await fill_outbox(database, schema, topic, rows)
-    relay_settings = settings.model_copy(update={"relay_batch_size": 50})
-    pool = await asyncpg.create_pool(database, server_settings={"search_path": schema})
-    assert pool is not None
-    relays = [OutboxRelay(relay_settings, pool, schema) for _ in range(2)]
-    try:
-        for relay in relays:
-            relay.start()
-        await wait_for(partial(_eq, database, schema, rows), what="all rows published")
-    finally:
-        for relay in relays:
-            await relay.stop()
-        await pool.close()
-    assert sorted(r.published for r in relays) == [0, rows], "one elected relay did it all"
-    await assert_exactly_once_in_order(settings.kafka_bootstrap, topic, rows)
+    config = relay_settings(settings, schema, relay_batch_size=50)
+    await fill_outbox(config, topic, 600)
+    async with relays(config, OutboxRelay, OutboxRelay) as pair:
+        await wait_for(partial(all_published, config, 600), what="all rows published")
+    assert sorted(r.published for r in pair) == [0, 600], "one elected relay did it all"
+    await assert_exactly_once_in_order(config, topic, 600)

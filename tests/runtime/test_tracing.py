@@ -5,52 +5,44 @@ from __future__ import annotations
 import uuid
 from functools import partial
 
-import asyncpg
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from services.runtime.service import Service
-from services.runtime.settings import RuntimeSettings
+from services.runtime import RuntimeSettings, Service
 from services.runtime.telemetry import current_trace_headers
-from tests.conftest import NewTopic, wait_for
-from tests.runtime.support import MIGRATIONS, PING_TYPES, counting_handler, ping_record, produce
+from tests.kit import NewTopic, drop_schema, produce, wait_for
+from tests.runtime.support import (
+    MIGRATIONS,
+    Ping,
+    Pong,
+    counting_handler,
+    ping_record,
+    ping_topic,
+)
 from tests.runtime.test_consumer import count_applied
 
 
 async def test_trace_survives_the_outbox(
-    settings: RuntimeSettings, database: str, schema: str, new_topic: NewTopic
+    settings: RuntimeSettings, schema: str, new_topic: NewTopic
 ) -> None:
     first, second = await new_topic("trace-in"), await new_topic("trace-out")
     downstream_schema = f"{schema}_down"
     exporter = InMemorySpanExporter()
-    upstream = Service(
-        "test-trace-up",
-        settings=settings,
-        schema=schema,
-        migrations=MIGRATIONS,
-        span_exporter=exporter,
+    up = settings.model_copy(
+        update={"service_name": f"test-trace-up-{uuid.uuid4().hex[:6]}", "db_schema": schema}
     )
-    upstream.consume(
-        first,
-        counting_handler(forward_to=second),
-        event_types=PING_TYPES,
-        group=f"trace-up-{uuid.uuid4().hex[:6]}",
+    down = settings.model_copy(
+        update={
+            "service_name": f"test-trace-down-{uuid.uuid4().hex[:6]}",
+            "db_schema": downstream_schema,
+        }
     )
-    downstream = Service(
-        "test-trace-down",
-        settings=settings,
-        schema=downstream_schema,
-        migrations=MIGRATIONS,
-        span_exporter=exporter,
-    )
-    downstream.consume(
-        second,
-        counting_handler(),
-        event_types=PING_TYPES,
-        group=f"trace-down-{uuid.uuid4().hex[:6]}",
-    )
+    upstream = Service(up, migrations=[MIGRATIONS], span_exporter=exporter)
+    upstream.consume(ping_topic(first), {Ping: counting_handler(forward_to=second)}, ignore=[Pong])
+    downstream = Service(down, migrations=[MIGRATIONS], span_exporter=exporter)
+    downstream.consume(ping_topic(second), {Ping: counting_handler()}, ignore=[Pong])
     await upstream.start()
     await downstream.start()
     try:
@@ -58,18 +50,15 @@ async def test_trace_survives_the_outbox(
         lab.add_span_processor(SimpleSpanProcessor(exporter))
         with lab.get_tracer("lab").start_as_current_span("lab submits") as root:
             headers = [(k, v.encode()) for k, v in current_trace_headers().items()]
-            await produce(
-                settings.kafka_bootstrap, first, [("s1", ping_record("s1", 0))], headers=headers
-            )
+            await produce(settings, first, [("s1", ping_record("s1", 0))], headers=headers)
         await wait_for(
-            partial(count_applied, database, downstream_schema, 1), what="event applied downstream"
+            partial(count_applied, settings.database_url, downstream_schema, 1),
+            what="event applied downstream",
         )
     finally:
         await upstream.stop()
         await downstream.stop()
-        conn = await asyncpg.connect(database)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{downstream_schema}" CASCADE')
-        await conn.close()
+        await drop_schema(settings, downstream_schema)
 
     trace_id = root.get_span_context().trace_id
     spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
@@ -100,4 +89,4 @@ async def test_trace_survives_the_outbox(
     # The chain is causal, not just the same trace id.
     assert ancestors(relayed[0].context.span_id) & {s.context.span_id for s in consumed_first}
     assert relayed[0].context.span_id in ancestors(consumed_second[0].context.span_id)
-    assert any(s.resource.attributes["service.name"] == "test-trace-down" for s in consumed_second)
+    assert any(s.resource.attributes["service.name"] == down.service_name for s in consumed_second)

@@ -1,0 +1,45 @@
+"""The test kit: what every test package uses to drive the real stack.
+
+Produce and read records, create topics, give a rig its own name, schema and
+topic prefix, start a service for a test, move time, wait for a condition.
+Written once here; test packages import from ``tests.kit``, never from a
+conftest.
+"""
+
+from tests.kit.clock import MovableClock
+from tests.kit.kafka import (
+    Producer,
+    TopicWatcher,
+    create_registry_topics,
+    create_topics,
+    produce,
+    read_topic,
+    test_topic,
+)
+from tests.kit.services import (
+    NewTopic,
+    StartService,
+    drop_schema,
+    free_port,
+    isolated,
+    running,
+    wait_for,
+)
+
+__all__ = [
+    "MovableClock",
+    "NewTopic",
+    "Producer",
+    "TopicWatcher",
+    "create_registry_topics",
+    "create_topics",
+    "drop_schema",
+    "free_port",
+    "isolated",
+    "produce",
+    "read_topic",
+    "StartService",
+    "running",
+    "test_topic",
+    "wait_for",
+]

@@ -1,0 +1,69 @@
+"""Running services in tests: isolated settings, start/stop, schemas, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from services.runtime.service import Service
+from services.runtime.settings import RuntimeSettings
+
+S = TypeVar("S", bound=RuntimeSettings)
+
+NewTopic = Callable[..., Awaitable[str]]  # the ``new_topic`` fixture
+StartService = Callable[[Service], Awaitable[Service]]  # the ``start`` fixture
+
+
+def isolated(base: RuntimeSettings, kind: type[S], name: str, **extra: Any) -> S:
+    """``kind`` settings for one rig: its own service name, schema and topic prefix, so
+    rigs never share consumer groups, tables or topics."""
+    suffix = uuid.uuid4().hex[:8]
+    values = base.model_dump() | {
+        "service_name": f"{name}-test-{suffix}",
+        "db_schema": f"test_{name.replace('-', '_')}_{suffix}",
+        "topic_prefix": f"test-{suffix}.",
+        "log_json": False,
+    }
+    return kind(**(values | extra))
+
+
+@contextlib.asynccontextmanager
+async def running(service: Service) -> AsyncIterator[Service]:
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+async def drop_schema(settings: RuntimeSettings, schema: str | None = None) -> None:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema or settings.db_schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "condition"
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
