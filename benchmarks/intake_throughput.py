@@ -40,14 +40,15 @@ import asyncpg
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from benchmarks.common import HEADER, Run, fresh_topic, machine, raw_baseline
+from benchmarks.common import HEADER, Run, machine, raw_baseline
 from contracts import encode
 from services.intake import repository
 from services.intake.app import MIGRATIONS, build_service
 from services.intake.settings import IntakeSettings
 from services.intake.trust import LabKey
 from services.labclient import LabClient, generate_key
-from services.runtime.migrations import migrate
+from services.runtime.database import connect
+from services.runtime.topics import ensure_topics, planned_topics
 
 MANIFEST = Path(__file__).resolve().parents[1] / "services/labclient/examples/submission.yaml"
 LAB_ID, KEY_ID = "bench-lab", "bench-key"
@@ -66,18 +67,13 @@ def signed_batch(client: LabClient, count: int) -> list[tuple[str, bytes]]:
 
 
 async def prepare(settings: IntakeSettings, client: LabClient) -> None:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        await migrate(conn, settings.intake_schema, MIGRATIONS)
-        await conn.execute(f'SET search_path TO "{settings.intake_schema}"')
+    async with connect(settings, [MIGRATIONS]) as conn:
         await repository.register_lab(conn, LAB_ID, "Benchmark Lab")
         assert client.key is not None
         public = client.key.public_key().public_bytes_raw()
         await repository.add_key(
             conn, LabKey(LAB_ID, KEY_ID, public, datetime.now(UTC), None, None)
         )
-    finally:
-        await conn.close()
 
 
 @contextlib.asynccontextmanager
@@ -91,11 +87,10 @@ async def running_intake(settings: IntakeSettings, in_process: bool) -> AsyncIte
             await service.stop()
         return
     env = os.environ | {
-        "FR_INTAKE_NAME": settings.intake_name,
-        "FR_INTAKE_SCHEMA": settings.intake_schema,
-        "FR_INTAKE_SUBMISSIONS_TOPIC": settings.intake_submissions_topic,
-        "FR_INTAKE_EVENTS_TOPIC": settings.intake_events_topic,
-        "FR_INTAKE_STATUS_ENABLED": "false",
+        "FR_SERVICE_NAME": settings.service_name,
+        "FR_DB_SCHEMA": settings.db_schema,
+        "FR_TOPIC_PREFIX": settings.topic_prefix,
+        "FR_HTTP_PORT": "none",
         "FR_LOG_LEVEL": "WARNING",
         "FR_OTEL_EXPORTER": "none",
     }
@@ -110,11 +105,11 @@ async def running_intake(settings: IntakeSettings, in_process: bool) -> AsyncIte
 class Decisions:
     """Receive times of the decisions on the events topic, by submission id."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, settings: IntakeSettings, topic: str) -> None:
         self.received: dict[str, float] = {}
         self.consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=bootstrap,
+            **settings.kafka_options(),
             group_id=None,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -191,25 +186,30 @@ async def main(messages: int, rate: float, paced_seconds: float, in_process: boo
     print(f"machine: {machine()}")
     where = "in-process" if in_process else "as its own process"
     print(f"signed SubmissionFiled record: {size} bytes; intake {where}\n")
-    baseline = await raw_baseline(base.kafka_bootstrap, raw_record, messages)
+    baseline = await raw_baseline(base, raw_record, messages)
 
     settings = base.model_copy(
         update={
-            "intake_name": f"bench-intake-{suffix}",
-            "intake_schema": f"bench_intake_{suffix}",
-            "intake_submissions_topic": await fresh_topic(base.kafka_bootstrap, "intake-in"),
-            "intake_events_topic": await fresh_topic(base.kafka_bootstrap, "intake-out"),
-            "intake_status_enabled": False,
+            "service_name": f"bench-intake-{suffix}",
+            "db_schema": f"bench_intake_{suffix}",
+            "topic_prefix": f"bench-{suffix}.",
+            "http_port": None,
         }
     )
-    await prepare(settings, client)
-    decisions = Decisions(settings.kafka_bootstrap, settings.intake_events_topic)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all"
+    await ensure_topics(
+        settings,
+        [
+            p
+            for p in planned_topics(settings.topic_prefix)
+            if "submissions" in p.name or "intake.events" in p.name
+        ],
     )
+    await prepare(settings, client)
+    decisions = Decisions(settings, settings.topic("intake.events"))
+    producer = AIOKafkaProducer(**settings.kafka_options(), enable_idempotence=True, acks="all")
     await decisions.start()
     await producer.start()
-    topic = settings.intake_submissions_topic
+    topic = settings.topic("lab.submissions")
     try:
         async with running_intake(settings, in_process):
             warmup = signed_batch(client, 20)  # group joined, relay elected, caches warm
@@ -230,7 +230,7 @@ async def main(messages: int, rate: float, paced_seconds: float, in_process: boo
         await producer.stop()
         await decisions.stop()
         conn = await asyncpg.connect(settings.database_url)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.intake_schema}" CASCADE')
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE')
         await conn.close()
 
     print(HEADER)

@@ -7,7 +7,7 @@
     python -m services.intake.cli key revoke example-lab key-2026-01 --reason compromised
     python -m services.intake.cli status 0b9f4a52-6c1e-4f0e-9d55-6f1d2c3b4a01 [--json]
 
-Settings come from FR_* variables (FR_DATABASE_URL, FR_INTAKE_SCHEMA); the
+Settings come from FR_* variables (FR_DATABASE_URL, FR_DB_SCHEMA); the
 intake schema is migrated first, so the registry can be filled before the
 service ever ran.
 """
@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -33,7 +32,7 @@ from services.intake.app import MIGRATIONS
 from services.intake.settings import IntakeSettings
 from services.intake.status import SubmissionStatus
 from services.intake.trust import LabKey, parse_public_key
-from services.runtime.migrations import migrate
+from services.runtime.database import connect
 
 T = TypeVar("T")
 
@@ -55,24 +54,9 @@ PublicKeyOpt = Annotated[
 ]
 
 
-@asynccontextmanager
-async def _database() -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
-    settings = IntakeSettings()
-    # The session's search_path names intake's schema, as the service's pool does:
-    # the repository's statements are unqualified.
-    conn = await asyncpg.connect(
-        settings.database_url, server_settings={"search_path": settings.intake_schema}
-    )
-    try:
-        await migrate(conn, settings.intake_schema, MIGRATIONS)
-        yield conn
-    finally:
-        await conn.close()
-
-
 def _run(work: Callable[[asyncpg.Connection[asyncpg.Record]], Awaitable[T]]) -> T:
     async def main() -> T:
-        async with _database() as conn:
+        async with connect(IntakeSettings(), [MIGRATIONS]) as conn:
             return await work(conn)
 
     return asyncio.run(main())

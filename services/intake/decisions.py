@@ -6,9 +6,8 @@ repository found and publish what they return.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 
@@ -21,14 +20,13 @@ from contracts.events.intake import (
     WithdrawalRejected,
 )
 from contracts.events.lab import SubmissionFiled, WithdrawalRequested
-from services.intake.clock import review_days, window_length
 from services.intake.criteria import CoverageCriteria, assess_coverage
 from services.intake.trust import Refusal
 
 MAX_TEXT = 4000
-# Deterministic ids: a second close of the same window could not even be queued
-# (the outbox's event_id is unique).
-WINDOW_EVENT_NAMESPACE = UUID("2f0b6c1e-8d4a-4f3b-9c2e-5a7d1e0f3b64")
+MAX_REVIEW_DAYS = 30
+# The durable timer (runtime) that closes a submission's review window at its deadline.
+REVIEW_WINDOW = "review-window"
 
 
 class SubmissionState(StrEnum):
@@ -60,6 +58,15 @@ class FiledSubmission:
     deadline: datetime | None
     reason: str
     detail: str
+
+
+def review_days(requested: int) -> int:
+    """The window the agency grants: what the lab asked for, at most 30 days."""
+    return min(requested, MAX_REVIEW_DAYS)
+
+
+def window_length(days: int, seconds_per_day: float) -> timedelta:
+    return timedelta(seconds=days * seconds_per_day)
 
 
 def text(value: str) -> str:
@@ -277,7 +284,3 @@ def window_closed(
         deadline=deadline,
         closed_at=now,
     )
-
-
-def window_closed_event_id(submission_id: UUID) -> str:
-    return str(uuid.uuid5(WINDOW_EVENT_NAMESPACE, f"{submission_id}/review-window-closed"))

@@ -1,17 +1,18 @@
-"""Thin adapters: a lab.submissions record -> trust checks and decisions -> state + outbox."""
+"""Thin adapters: a lab.submissions record -> trust checks and decisions -> state + events;
+and the review-window timer -> the window closed."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from uuid import UUID
 
 from contracts.events.intake import SubmissionAccepted, SubmissionRejected, WithdrawalRejected
 from contracts.events.lab import SubmissionFiled, WithdrawalRequested
-from contracts.registry import subject_for
 from services.intake import repository
-from services.intake.clock import Clock
 from services.intake.criteria import CoverageCriteria
 from services.intake.decisions import (
+    REVIEW_WINDOW,
     Duplicate,
     HistoryKind,
     decide_filing,
@@ -19,6 +20,7 @@ from services.intake.decisions import (
     decide_withdrawal,
     filed_by,
     rejection,
+    window_closed,
     withdrawn,
     withdrawn_detail,
 )
@@ -34,39 +36,115 @@ from services.intake.trust import (
     received_data,
     replayed_nonce,
 )
-from services.runtime.consumer import Delivery, InvalidRecord, PermanentError
-from services.runtime.outbox import Outbox
-from services.runtime.telemetry import current_trace_headers
-
-if TYPE_CHECKING:
-    from services.runtime.database import Connection
+from services.runtime import Context, InvalidContext, Timer, TimerContext, TxContext
 
 
 class IntakeHandlers:
-    def __init__(self, settings: IntakeSettings, criteria: CoverageCriteria, clock: Clock) -> None:
+    def __init__(self, settings: IntakeSettings, criteria: CoverageCriteria) -> None:
         self.settings = settings
         self.criteria = criteria
-        self.clock = clock
-        self.events_topic = settings.intake_events_topic
         self.max_skew = timedelta(seconds=settings.intake_max_clock_skew_s)
 
-    async def handle(self, d: Delivery) -> None:
-        data = d.event.data
-        if isinstance(data, SubmissionFiled):
-            await self._filed(d, data)
-        elif isinstance(data, WithdrawalRequested):
-            await self._withdrawal(d, data)
-        else:  # decode only lets the topic's event types through
-            raise PermanentError("unexpected_event", f"{d.event.type} is not handled by intake")
+    # --- lab.submissions --------------------------------------------------------------
 
-    async def on_invalid(self, record: InvalidRecord) -> bool:
+    async def filed(self, ctx: Context, filed: SubmissionFiled) -> None:
+        now = ctx.now()
+        data = received_data(ctx.raw)
+        digest = body_digest(data)
+        if isinstance(digest, Refusal):  # RFC 8785 refuses the body: nothing can be verified
+            await self._reject_filing(ctx, filed, digest, digest=None, trusted=False)
+            return
+        refusal = await self._authenticate(ctx, filed, data, now)
+        if refusal is not None:
+            await self._reject_filing(ctx, filed, refusal, digest=digest, trusted=False)
+            return
+        existing = await repository.find_submission(ctx.conn, filed.submission_id)
+        if existing is not None:
+            outcome = decide_refiling(filed, existing, digest)
+            if isinstance(outcome, Duplicate):  # the same body again: no second review
+                await repository.add_history(
+                    ctx.conn,
+                    submission_id=filed.submission_id,
+                    at=now,
+                    kind=HistoryKind.DUPLICATE,
+                    event_id=ctx.event.id,
+                    reason=None,
+                    detail=outcome.detail,
+                )
+                return
+            trusted = filed_by(existing, filed.lab_id)
+            await self._reject_filing(ctx, filed, outcome, digest=digest, trusted=trusted)
+            return
+        decision = decide_filing(
+            filed,
+            event_id=ctx.event.id,
+            body_sha256=digest,
+            criteria=self.criteria,
+            now=now,
+            seconds_per_day=self.settings.intake_seconds_per_day,
+            allow_http=self.settings.intake_allow_http_endpoints,
+        )
+        if isinstance(decision, SubmissionAccepted):
+            await repository.record_acceptance(ctx.conn, decision, data)
+            # The window's durable clock, in this transaction and this trace.
+            await ctx.schedule(REVIEW_WINDOW, str(decision.submission_id), decision.deadline)
+            ctx.publish(decision)
+            return
+        await repository.record_content_rejection(
+            ctx.conn,
+            submission_id=filed.submission_id,
+            lab_id=filed.lab_id,
+            body_sha256=digest,
+            event_id=ctx.event.id,
+            body=data,
+            refusal=decision,
+            now=now,
+        )
+        await self._reject_filing(ctx, filed, decision, digest=digest, trusted=True)
+
+    async def withdrawal(self, ctx: Context, request: WithdrawalRequested) -> None:
+        now = ctx.now()
+        refusal = await self._authenticate(ctx, request, received_data(ctx.raw), now)
+        trusted = False
+        if refusal is None:
+            # The window's timer first, then the submission: the order the timer fires in.
+            await ctx.lock_timer(REVIEW_WINDOW, str(request.submission_id))
+            existing = await repository.lock_submission(ctx.conn, request.submission_id)
+            refusal = decide_withdrawal(request, existing, now)
+            trusted = filed_by(existing, request.lab_id)
+            if refusal is None and existing is not None:
+                await repository.record_withdrawal(ctx.conn, request.submission_id, now)
+                await ctx.cancel_timer(REVIEW_WINDOW, str(request.submission_id))
+                await repository.add_history(
+                    ctx.conn,
+                    submission_id=request.submission_id,
+                    at=now,
+                    kind=HistoryKind.WITHDRAWN,
+                    event_id=ctx.event.id,
+                    reason=None,
+                    detail=withdrawn_detail(request),
+                )
+                ctx.publish(withdrawn(request, existing, event_id=ctx.event.id, now=now))
+                return
+        assert refusal is not None
+        answer = rejection(
+            WithdrawalRejected,
+            refusal,
+            submission_id=request.submission_id,
+            lab_id=request.lab_id,
+            event_id=ctx.event.id,
+            now=now,
+            trusted=trusted,
+        )
+        await self._answer(ctx, answer, HistoryKind.WITHDRAWAL_REJECTED, trusted=trusted)
+
+    async def invalid(self, ctx: InvalidContext) -> bool:
         """Answer decodable-but-wrong input; False sends it to the DLQ.
 
         Such input is not authenticated: it is answered to its event id and leaves
         the submission it names alone.
         """
-        now = self.clock.now()
-        answer = answer_invalid(record.raw, record.violation, now)
+        answer = answer_invalid(ctx.raw, ctx.violation, ctx.now())
         if answer is None:
             return False
         kind = (
@@ -74,22 +152,38 @@ class IntakeHandlers:
             if isinstance(answer, WithdrawalRejected)
             else HistoryKind.REJECTED
         )
-        await self._answer(record.conn, record.outbox, answer, kind, now, trusted=False)
+        await self._answer(ctx, answer, kind, trusted=False)
         return True
+
+    # --- the review-window clock --------------------------------------------------------
+
+    async def window_due(self, ctx: TimerContext, timer: Timer) -> None:
+        """The deadline passed: the window closes, exactly once (the timer fires once)."""
+        closed = await repository.close_window(ctx.conn, UUID(timer.key), ctx.now())
+        if closed is None:  # not open any more (a withdrawal cancels the timer, too)
+            return
+        ctx.publish(
+            window_closed(
+                closed.submission_id, closed.lab_id, closed.model_id, closed.deadline, ctx.now()
+            ),
+            event_id=ctx.event_id("review-window-closed"),
+        )
+
+    # --- internals ----------------------------------------------------------------------
 
     async def _authenticate(
         self,
-        d: Delivery,
+        ctx: Context,
         signed: SubmissionFiled | WithdrawalRequested,
         data: dict[str, Any],
         now: datetime,
     ) -> Refusal | None:
         """Subject, lab, key, signature, freshness, nonce: the first failure is the answer."""
         signature = signed.signature
-        refusal = check_subject(d.event.subject, signed.submission_id)
+        refusal = check_subject(ctx.event.subject, signed.submission_id)
         if refusal is not None:
             return refusal
-        lab_known, key = await repository.find_lab_key(d.conn, signed.lab_id, signature.key_id)
+        lab_known, key = await repository.find_lab_key(ctx.conn, signed.lab_id, signature.key_id)
         refusal = check_key(
             key, lab_id=signed.lab_id, key_id=signature.key_id, lab_known=lab_known, now=now
         )
@@ -102,70 +196,15 @@ class IntakeHandlers:
             return refusal
         # Only an authentic, fresh input spends its nonce.
         fresh = await repository.remember_nonce(
-            d.conn, signed.lab_id, key.key_id, signature.nonce, signature.issued_at, d.event.id
+            ctx.conn, signed.lab_id, key.key_id, signature.nonce, signature.issued_at, ctx.event.id
         )
         return None if fresh else replayed_nonce(signed.lab_id, key.key_id, signature.nonce)
 
-    async def _filed(self, d: Delivery, filed: SubmissionFiled) -> None:
-        now = self.clock.now()
-        data = received_data(d.raw)
-        digest = body_digest(data)
-        if isinstance(digest, Refusal):  # RFC 8785 refuses the body: nothing can be verified
-            await self._reject_filing(d, filed, digest, now, digest=None, trusted=False)
-            return
-        refusal = await self._authenticate(d, filed, data, now)
-        if refusal is not None:
-            await self._reject_filing(d, filed, refusal, now, digest=digest, trusted=False)
-            return
-        existing = await repository.find_submission(d.conn, filed.submission_id)
-        if existing is not None:
-            outcome = decide_refiling(filed, existing, digest)
-            if isinstance(outcome, Duplicate):  # the same body again: no second review
-                await repository.add_history(
-                    d.conn,
-                    submission_id=filed.submission_id,
-                    at=now,
-                    kind=HistoryKind.DUPLICATE,
-                    event_id=d.event.id,
-                    reason=None,
-                    detail=outcome.detail,
-                )
-                return
-            trusted = filed_by(existing, filed.lab_id)
-            await self._reject_filing(d, filed, outcome, now, digest=digest, trusted=trusted)
-            return
-        decision = decide_filing(
-            filed,
-            event_id=d.event.id,
-            body_sha256=digest,
-            criteria=self.criteria,
-            now=now,
-            seconds_per_day=self.settings.intake_seconds_per_day,
-            allow_http=self.settings.intake_allow_http_endpoints,
-        )
-        if isinstance(decision, SubmissionAccepted):
-            traceparent = current_trace_headers().get("traceparent")
-            await repository.record_acceptance(d.conn, decision, data, traceparent)
-            await d.outbox.publish(self.events_topic, decision, subject=str(filed.submission_id))
-            return
-        await repository.record_content_rejection(
-            d.conn,
-            submission_id=filed.submission_id,
-            lab_id=filed.lab_id,
-            body_sha256=digest,
-            event_id=d.event.id,
-            body=data,
-            refusal=decision,
-            now=now,
-        )
-        await self._reject_filing(d, filed, decision, now, digest=digest, trusted=True)
-
     async def _reject_filing(
         self,
-        d: Delivery,
+        ctx: Context,
         filed: SubmissionFiled,
         refusal: Refusal,
-        now: datetime,
         *,
         digest: str | None,
         trusted: bool,
@@ -175,56 +214,18 @@ class IntakeHandlers:
             refusal,
             submission_id=filed.submission_id,
             lab_id=filed.lab_id,
-            event_id=d.event.id,
-            now=now,
+            event_id=ctx.event.id,
+            now=ctx.now(),
             body_sha256=digest,
             trusted=trusted,
         )
-        await self._answer(d.conn, d.outbox, answer, HistoryKind.REJECTED, now, trusted=trusted)
-
-    async def _withdrawal(self, d: Delivery, request: WithdrawalRequested) -> None:
-        now = self.clock.now()
-        refusal = await self._authenticate(d, request, received_data(d.raw), now)
-        trusted = False
-        if refusal is None:
-            existing = await repository.lock_submission(d.conn, request.submission_id)
-            refusal = decide_withdrawal(request, existing, now)
-            trusted = filed_by(existing, request.lab_id)
-            if refusal is None and existing is not None:
-                await repository.record_withdrawal(d.conn, request.submission_id, now)
-                await repository.add_history(
-                    d.conn,
-                    submission_id=request.submission_id,
-                    at=now,
-                    kind=HistoryKind.WITHDRAWN,
-                    event_id=d.event.id,
-                    reason=None,
-                    detail=withdrawn_detail(request),
-                )
-                event = withdrawn(request, existing, event_id=d.event.id, now=now)
-                await d.outbox.publish(self.events_topic, event, subject=str(request.submission_id))
-                return
-        assert refusal is not None
-        answer = rejection(
-            WithdrawalRejected,
-            refusal,
-            submission_id=request.submission_id,
-            lab_id=request.lab_id,
-            event_id=d.event.id,
-            now=now,
-            trusted=trusted,
-        )
-        await self._answer(
-            d.conn, d.outbox, answer, HistoryKind.WITHDRAWAL_REJECTED, now, trusted=trusted
-        )
+        await self._answer(ctx, answer, HistoryKind.REJECTED, trusted=trusted)
 
     async def _answer(
         self,
-        conn: Connection,
-        outbox: Outbox,
+        ctx: TxContext,
         answer: SubmissionRejected | WithdrawalRejected,
         kind: HistoryKind,
-        now: datetime,
         *,
         trusted: bool,
     ) -> None:
@@ -234,12 +235,12 @@ class IntakeHandlers:
         kept by its event id alone.
         """
         await repository.add_history(
-            conn,
+            ctx.conn,
             submission_id=answer.submission_id if trusted else None,
-            at=now,
+            at=answer.rejected_at,
             kind=kind,
             event_id=answer.rejected_event_id,
             reason=answer.reason.value,
             detail=answer.detail,
         )
-        await outbox.publish(self.events_topic, answer, subject=subject_for(answer))
+        ctx.publish(answer)

@@ -188,20 +188,13 @@ async def find_submission(conn: Connection, submission_id: UUID) -> FiledSubmiss
 
 
 async def lock_submission(conn: Connection, submission_id: UUID) -> FiledSubmission | None:
-    """Lock the window row, then the submission: the clock locks them in the same order."""
-    await conn.execute(
-        "SELECT 1 FROM review_windows WHERE submission_id = $1 FOR UPDATE", submission_id
-    )
     return _filed(await conn.fetchrow(_FILED + " FOR UPDATE", submission_id))
 
 
 async def record_acceptance(
-    conn: Connection,
-    accepted: SubmissionAccepted,
-    body: dict[str, Any],
-    traceparent: str | None,
+    conn: Connection, accepted: SubmissionAccepted, body: dict[str, Any]
 ) -> None:
-    """The submission, its review window (the durable clock) and the history entry."""
+    """The accepted submission and its history entry (its window is a runtime timer)."""
     assert accepted.body_sha256 is not None
     await conn.execute(
         """WITH submission AS (
@@ -209,9 +202,6 @@ async def record_acceptance(
                    state, reason, detail, criteria_version, model_id, review_days, received_at,
                    deadline)
                VALUES ($1, $2, $3, $4, $5::jsonb, 'accepted', $6, $7, $8, $9, $10, $11, $12)
-           ), clock AS (
-               INSERT INTO review_windows (submission_id, deadline, traceparent)
-               VALUES ($1, $12, $13)
            )
            INSERT INTO submission_history (submission_id, at, kind, event_id, reason, detail)
            VALUES ($1, $11, 'accepted', $4, $6, $7)""",
@@ -227,7 +217,6 @@ async def record_acceptance(
         accepted.review_days,
         accepted.accepted_at,
         accepted.deadline,
-        traceparent,
     )
 
 
@@ -259,14 +248,8 @@ async def record_content_rejection(
 
 
 async def record_withdrawal(conn: Connection, submission_id: UUID, at: datetime) -> None:
-    """Withdrawn: the window is cancelled, so the clock never closes it."""
     await conn.execute(
-        """WITH window_cancelled AS (
-               UPDATE review_windows SET state = 'cancelled'
-               WHERE submission_id = $1 AND state = 'open'
-           )
-           UPDATE submissions SET state = 'withdrawn', withdrawn_at = $2
-           WHERE submission_id = $1""",
+        "UPDATE submissions SET state = 'withdrawn', withdrawn_at = $2 WHERE submission_id = $1",
         submission_id,
         at,
     )
@@ -294,62 +277,36 @@ async def add_history(
     )
 
 
-# --- the review-window clock ------------------------------------------------------------
+# --- the review window ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class DueWindow:
+class ClosedWindow:
     submission_id: UUID
     lab_id: str
     model_id: str
     deadline: datetime
-    traceparent: str | None
 
 
-async def claim_due_windows(conn: Connection, now: datetime, limit: int) -> list[DueWindow]:
-    """Open windows past their deadline, locked; rows another replica holds are skipped."""
-    rows = await conn.fetch(
-        """SELECT w.submission_id, s.lab_id, s.model_id, w.deadline, w.traceparent
-           FROM review_windows w JOIN submissions s USING (submission_id)
-           WHERE w.state = 'open' AND w.deadline <= $1
-           ORDER BY w.deadline
-           LIMIT $2
-           FOR UPDATE OF w SKIP LOCKED""",
-        now,
-        limit,
-    )
-    return [
-        DueWindow(r["submission_id"], r["lab_id"], r["model_id"], r["deadline"], r["traceparent"])
-        for r in rows
-    ]
-
-
-async def close_windows(
-    conn: Connection, windows: list[DueWindow], now: datetime, closed_by: str
-) -> None:
-    ids = [w.submission_id for w in windows]
-    await conn.execute(
+async def close_window(conn: Connection, submission_id: UUID, now: datetime) -> ClosedWindow | None:
+    """An accepted submission's window closes; None if it is not open (withdrawn)."""
+    row = await conn.fetchrow(
         """WITH closed AS (
-               UPDATE review_windows SET state = 'closed', closed_at = $2, closed_by = $3
-               WHERE submission_id = ANY($1::uuid[]) AND state = 'open'
-           ), submission AS (
                UPDATE submissions SET state = 'closed', closed_at = $2
-               WHERE submission_id = ANY($1::uuid[])
+               WHERE submission_id = $1 AND state = 'accepted'
+               RETURNING submission_id, lab_id, model_id, deadline
+           ), history AS (
+               INSERT INTO submission_history (submission_id, at, kind, detail)
+               SELECT submission_id, $2, 'window_closed', 'the review window reached its deadline'
+               FROM closed
            )
-           INSERT INTO submission_history (submission_id, at, kind, detail)
-           SELECT id, $2, 'window_closed', 'the review window reached its deadline'
-           FROM unnest($1::uuid[]) AS id""",
-        ids,
+           SELECT * FROM closed""",
+        submission_id,
         now,
-        closed_by,
     )
-
-
-async def next_deadline(conn: Connection) -> datetime | None:
-    deadline: datetime | None = await conn.fetchval(
-        "SELECT min(deadline) FROM review_windows WHERE state = 'open'"
-    )
-    return deadline
+    if row is None:
+        return None
+    return ClosedWindow(row["submission_id"], row["lab_id"], row["model_id"], row["deadline"])
 
 
 # --- status ---------------------------------------------------------------------------

@@ -11,12 +11,12 @@ SECONDS_PER_DAY = 86_400.0
 
 
 class IntakeSettings(RuntimeSettings):
-    # Identity: the service name is the consumer group and the relay's transactional id;
-    # replicas share it. Tests give each run its own name, schema and topics.
-    intake_name: str = "intake"
-    intake_schema: str = "intake"
-    intake_submissions_topic: str = "lab.submissions"
-    intake_events_topic: str = "intake.events"
+    # Identity (the runtime's names): the consumer groups and the relay's
+    # transactional id derive from the service name; replicas share it.
+    service_name: str = "intake"
+    db_schema: str = "intake"
+    # Status HTTP endpoint (GET /submissions/<id>, GET /healthz), served in-process.
+    http_port: int | None = 8301
 
     # Trust: how far issued_at may be from intake's clock, either way (also how long
     # a nonce must be remembered: older inputs are refused as stale anyway).
@@ -28,10 +28,3 @@ class IntakeSettings(RuntimeSettings):
     # The review-window clock. A "day" lasts this many seconds: 86400 in production,
     # a few seconds in tests and the demo, so a 30-day window can pass in a minute.
     intake_seconds_per_day: float = SECONDS_PER_DAY
-    intake_clock_poll_s: float = 1.0
-    intake_clock_batch: int = 100
-
-    # Status HTTP endpoint (GET /submissions/<id>, GET /healthz), served in-process.
-    intake_status_enabled: bool = True
-    intake_status_host: str = "127.0.0.1"
-    intake_status_port: int = 8301

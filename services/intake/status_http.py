@@ -1,42 +1,26 @@
-"""The status HTTP endpoint, served by uvicorn inside the intake process.
+"""The status HTTP endpoint, served by the runtime's embedded server (services/runtime/http.py).
 
-    GET /submissions/<submission id>  -> 200 state + history (JSON), 404 unknown, 400 bad id
-    GET /healthz                      -> 200 {"status": "ok"}
-
-FastStream's AsgiFastStream would replace the service's FastStream app (and
-routes by exact path only), so a small ASGI app runs next to it as a
-supervised background job instead; the service keeps owning the signals.
+GET /submissions/<submission id>  -> 200 state + history (JSON), 404 unknown, 400 bad id
+GET /healthz                      -> 200 {"status": "ok"}
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import re
-import socket
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-import uvicorn
 from faststream.asgi import AsgiResponse
 from faststream.asgi.response import JSONResponse
 
 from services.intake import repository
+from services.runtime.http import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from services.runtime.database import Pool
 
-log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 _SUBMISSION = re.compile(r"^/submissions/([^/]+)/?$")
-BIND_RETRY_S = 30.0
 
 
 def status_app(pool: Callable[[], Pool]) -> ASGIApp:
@@ -67,34 +51,3 @@ async def _respond(scope: Scope, pool: Callable[[], Pool]) -> AsgiResponse:
     if status is None:
         return JSONResponse({"error": f"intake knows no submission {submission_id}"}, 404)
     return JSONResponse(status.to_json())
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the service's FastStream app owns it."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-async def serve(app: ASGIApp, host: str, port: int) -> None:
-    """Serve until cancelled; a busy port is logged and retried (never kills the service)."""
-    while True:
-        try:
-            sock = socket.create_server((host, port), reuse_port=False)
-        except OSError as exc:
-            log.error("status endpoint: cannot bind %s:%d (%s); retrying", host, port, exc)
-            await asyncio.sleep(BIND_RETRY_S)
-            continue
-        break
-    config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning")
-    server = _EmbeddedServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    log.info("status endpoint on http://%s:%d/submissions/<id>", host, sock.getsockname()[1])
-    try:
-        await asyncio.shield(task)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await task
-        sock.close()

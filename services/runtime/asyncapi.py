@@ -40,7 +40,7 @@ def document(service: Service) -> dict[str, Any]:
         service.broker,
         title=f"frontier-review {service.name}",
         version="1.0.0",
-        description=(service.__doc__ or "").strip() or None,
+        description=(service.description or "").strip() or None,
         schema_version="3.0.0",
     ).to_specification()
     doc: dict[str, Any] = json.loads(spec.to_json())
@@ -49,7 +49,7 @@ def document(service: Service) -> dict[str, Any]:
     }
     for channel in doc.get("channels", {}).values():
         channel["servers"] = [{"$ref": "#/servers/local"}]
-    types_by_topic = {c.topic: list(c.event_types) for c in service.consumers}
+    types_by_topic = {c.topic: list(c.handlers) for c in service.consumers}
     types_by_topic |= {t.name: list(t.event_types) for t in service.produced}
     messages = doc.get("components", {}).get("messages", {})
     for channel in doc.get("channels", {}).values():

@@ -148,6 +148,11 @@ class TxContext:
         """Move a pending timer; False if it is not pending."""
         return await timers.reschedule(self.conn, kind, key, due_at)
 
+    async def lock_timer(self, kind: str, key: str) -> str | None:
+        """Lock a timer row before the state it guards, in the order the scheduler
+        takes them (timer, then state): its state (pending/fired/...) or None."""
+        return await timers.lock(self.conn, kind, key)
+
     async def cancel_timer(self, kind: str, key: str) -> bool:
         """Cancel a pending timer; False if it already fired or does not exist."""
         return await timers.cancel(self.conn, kind, key)

@@ -18,7 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class RuntimeSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FR_", extra="ignore")
+    # "none" in a variable means None (e.g. FR_HTTP_PORT=none: no HTTP server).
+    model_config = SettingsConfigDict(env_prefix="FR_", extra="ignore", env_parse_none_str="none")
 
     service_name: str = "frontier-review"
     db_schema: str = "public"

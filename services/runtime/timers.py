@@ -75,6 +75,14 @@ async def reschedule(conn: Connection, kind: str, key: str, due_at: datetime) ->
     return bool(moved)
 
 
+async def lock(conn: Connection, kind: str, key: str) -> str | None:
+    """Lock the timer row (waiting for a replica firing it); its state, if it exists."""
+    state: str | None = await conn.fetchval(
+        "SELECT state FROM timers WHERE kind = $1 AND key = $2 FOR UPDATE", kind, key
+    )
+    return state
+
+
 async def cancel(conn: Connection, kind: str, key: str) -> bool:
     cancelled = await conn.fetchval(
         """UPDATE timers SET state = 'cancelled', ended_at = now()

@@ -15,7 +15,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts.events.common import signing_input
-from tests.intake.conftest import Rig
+from tests.intake.rig import Rig
 
 EXAMPLES = Path(__file__).parents[2] / "services/labclient/examples"
 
@@ -38,10 +38,10 @@ async def run(env: dict[str, str], module: str, *args: str) -> tuple[int, str, s
 async def test_operator_and_lab_command_lines(rig: Rig, tmp_path: Path) -> None:
     env = os.environ | {
         "FR_DATABASE_URL": rig.settings.database_url,
-        "FR_INTAKE_SCHEMA": rig.settings.intake_schema,
+        "FR_DB_SCHEMA": rig.settings.db_schema,
         "FR_KAFKA_BOOTSTRAP": rig.settings.kafka_bootstrap,
-        "FR_LAB_SUBMISSIONS_TOPIC": rig.settings.intake_submissions_topic,
-        "FR_LAB_EVENTS_TOPIC": rig.settings.intake_events_topic,
+        "FR_LAB_SUBMISSIONS_TOPIC": rig.settings.topic("lab.submissions"),
+        "FR_LAB_EVENTS_TOPIC": rig.settings.topic("intake.events"),
         "COLUMNS": "250",
     }
 

@@ -18,7 +18,6 @@ from contracts.events.common import ModelInfo, RejectionReason
 from contracts.events.intake import AcceptanceReason, SubmissionRejected, WithdrawalRejected
 from contracts.registry import TOPIC_BY_NAME, subject_for
 from services.intake import trust
-from services.intake.clock import review_days, window_length
 from services.intake.criteria import assess_coverage, load_criteria
 from services.intake.decisions import (
     Duplicate,
@@ -28,7 +27,8 @@ from services.intake.decisions import (
     decide_filing,
     decide_refiling,
     decide_withdrawal,
-    window_closed_event_id,
+    review_days,
+    window_length,
 )
 from services.intake.invalid import answer_invalid
 from services.intake.settings import DEFAULT_CRITERIA
@@ -255,13 +255,6 @@ def test_manifest_errors_name_the_fields() -> None:
     with pytest.raises(ManifestError) as caught:
         build_submission(document, Ed25519PrivateKey.generate(), "k")
     assert any(e.startswith("requested_review_days") for e in caught.value.errors)
-
-
-def test_window_close_event_id_is_deterministic() -> None:
-    filed = Signer("lab-a", "a1").filed()
-    assert window_closed_event_id(filed.submission_id) == window_closed_event_id(
-        filed.submission_id
-    )
 
 
 def test_the_lab_client_imports_no_agency_code() -> None:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from contracts import CloudEvent, Event, encode
 from contracts.events.intake import SubmissionAccepted
-from tests.intake.conftest import MAX_MESSAGE_BYTES, Rig
+from tests.intake.rig import MAX_MESSAGE_BYTES, Rig
 from tests.intake.support import Signer, envelope
 
 json_values = st.recursive(

@@ -12,14 +12,14 @@ from __future__ import annotations
 from aiokafka.partitioner import DefaultPartitioner
 
 from contracts.events.intake import SubmissionAccepted
-from tests.intake.conftest import Rig
+from tests.intake.rig import Rig
 from tests.intake.support import envelope, raw
 
 POISONED: set[int] = set()  # partitions an earlier test of this module may have stalled
 
 
 async def _poison_then_valid(rig: Rig, poison: bytes, headers: list[tuple[str, bytes]]) -> None:
-    partitions = [0, 1, 2]
+    partitions = list(range(6))  # lab.submissions (contracts.registry)
     while True:  # a partition no earlier poison stalled: each test probes one defect
         event = envelope(rig.signers["a1"].filed())
         partition = DefaultPartitioner()(event.subject.encode(), partitions, partitions)
@@ -27,7 +27,7 @@ async def _poison_then_valid(rig: Rig, poison: bytes, headers: list[tuple[str, b
             break
     POISONED.add(partition)
     await rig.producer.producer.send_and_wait(
-        rig.settings.intake_submissions_topic, poison, key=event.subject.encode(), headers=headers
+        rig.submissions_topic, poison, key=event.subject.encode(), headers=headers
     )
     await rig.send(raw(event), event.subject)  # same key: same partition, behind the poison
     answer = await rig.events.answer(event.id, timeout=6)

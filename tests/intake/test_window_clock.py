@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import pytest
 
 from contracts.events.common import RejectionReason
@@ -25,30 +24,22 @@ from contracts.events.intake import (
     SubmissionWithdrawn,
     WithdrawalRejected,
 )
-from services.intake import repository
-from services.intake.app import MIGRATIONS, build_service
+from services.intake.app import build_service
 from services.intake.settings import IntakeSettings
-from services.intake.trust import LabKey
-from services.intake.window_clock import ReviewWindowClock
-from services.runtime.migrations import migrate
-from services.runtime.service import Service
-from services.runtime.settings import RuntimeSettings
-from tests.intake.conftest import drop_schema, intake_settings, intake_topics, register
-from tests.intake.support import (
-    MovableClock,
-    Producer,
-    Signer,
-    Watcher,
-    envelope,
-    manifest,
-    public_bytes,
-    raw,
+from services.runtime import RuntimeSettings, Service
+from tests.intake.rig import (
+    IntakeWatcher,
+    create_intake_topics,
+    intake_settings,
+    register_labs,
 )
+from tests.intake.support import Signer, envelope, manifest, raw
+from tests.kit import MovableClock, Producer, drop_schema
 
 DAY_S = 86_400
 
 
-def closes(watcher: Watcher) -> Counter[str]:
+def closes(watcher: IntakeWatcher) -> Counter[str]:
     return Counter(
         str(e.data.submission_id)
         for e in watcher.events()
@@ -56,7 +47,7 @@ def closes(watcher: Watcher) -> Counter[str]:
     )
 
 
-def acceptances(watcher: Watcher) -> dict[str, SubmissionAccepted]:
+def acceptances(watcher: IntakeWatcher) -> dict[str, SubmissionAccepted]:
     return {
         str(e.data.submission_id): e.data
         for e in watcher.events()
@@ -65,14 +56,18 @@ def acceptances(watcher: Watcher) -> dict[str, SubmissionAccepted]:
 
 
 @pytest.fixture
-async def io(kafka: str) -> AsyncIterator[tuple[Producer, str, str, Watcher]]:
-    submissions, events = await intake_topics(kafka)
-    producer, watcher = Producer(kafka), Watcher(kafka, events)
-    await producer.start()
-    await watcher.start()
-    yield producer, submissions, events, watcher
-    await watcher.stop()
-    await producer.stop()
+async def io(
+    settings: RuntimeSettings, kafka: str, database: str
+) -> AsyncIterator[tuple[IntakeSettings, Producer, IntakeWatcher]]:
+    """A rig's settings (real 86 400-second days), topics, a producer and a watcher."""
+    config = intake_settings(settings)
+    await create_intake_topics(config)
+    async with (
+        Producer(config) as producer,
+        IntakeWatcher(config, config.topic("intake.events")) as watcher,
+    ):
+        yield config, producer, watcher
+    await drop_schema(config)
 
 
 async def file_all(producer: Producer, topic: str, lab: Signer, days: list[int]) -> list[uuid.UUID]:
@@ -86,18 +81,19 @@ async def file_all(producer: Producer, topic: str, lab: Signer, days: list[int])
 
 
 async def test_two_replicas_close_each_window_exactly_once(
-    settings: RuntimeSettings, database: str, io: tuple[Producer, str, str, Watcher]
+    io: tuple[IntakeSettings, Producer, IntakeWatcher],
 ) -> None:
-    producer, submissions, events, watcher = io
+    base, producer, watcher = io
+    submissions = base.topic("lab.submissions")
     # Real 86 400-second days; the injected clock jumps over them.
-    config = intake_settings(settings, submissions, events, intake_clock_batch=1)
+    config = base.model_copy(update={"timer_batch": 1})
     clock = MovableClock()
     replicas: list[Service] = [build_service(config, clock=clock) for _ in range(2)]
     lab = Signer("clock-lab", "c1")
+    await register_labs(config, [lab])
     try:
         for replica in replicas:
             await replica.start()
-        await register(replicas[0], [lab])
         days = [1, 2, 3, 4, 5, 6, 25, 26, 27, 28, 29, 30]
         ids = await file_all(producer, submissions, lab, days)
         await watcher.wait(lambda: len(acceptances(watcher)) == len(ids), what="acceptances")
@@ -124,10 +120,10 @@ async def test_two_replicas_close_each_window_exactly_once(
     finally:
         for replica in replicas:
             await replica.stop()
-        await drop_schema(database, config.intake_schema)
 
     counts = closes(watcher)
     assert set(counts) == due and set(counts.values()) == {1}, counts
+    assert sum(r.scheduler.fired for r in replicas if r.scheduler) == len(due)
     for event in watcher.events():
         if isinstance(event.data, ReviewWindowClosed):
             decision = accepted[str(event.data.submission_id)]
@@ -137,18 +133,19 @@ async def test_two_replicas_close_each_window_exactly_once(
 
 
 async def test_withdrawal_after_the_deadline_is_refused_before_the_clock_polls(
-    settings: RuntimeSettings, database: str, io: tuple[Producer, str, str, Watcher]
+    io: tuple[IntakeSettings, Producer, IntakeWatcher],
 ) -> None:
-    producer, submissions, events, watcher = io
-    # The clock job polls once at start, then sleeps for an hour: the deadline passes
+    base, producer, watcher = io
+    submissions = base.topic("lab.submissions")
+    # The scheduler polls once at start, then sleeps for an hour: the deadline passes
     # while it sleeps, as it may between two polls.
-    config = intake_settings(settings, submissions, events, intake_clock_poll_s=3600.0)
+    config = base.model_copy(update={"timer_poll_s": 3600.0})
     clock = MovableClock()
     service = build_service(config, clock=clock)
     lab = Signer("late-lab", "l1")
+    await register_labs(config, [lab])
     try:
         await service.start()
-        await register(service, [lab])
         [submission_id] = await file_all(producer, submissions, lab, [1])
         await watcher.wait(lambda: str(submission_id) in acceptances(watcher), what="acceptance")
         deadline = acceptances(watcher)[str(submission_id)].deadline
@@ -162,27 +159,29 @@ async def test_withdrawal_after_the_deadline_is_refused_before_the_clock_polls(
         assert f"window closed at {deadline.isoformat()}" in answer.data.detail
         async with service.pool.acquire() as conn:
             window = await conn.fetchval(
-                "SELECT state FROM review_windows WHERE submission_id = $1", submission_id
+                "SELECT state FROM timers WHERE kind = 'review-window' AND key = $1",
+                str(submission_id),
             )
-        assert window == "open", "the refused withdrawal did not cancel the close"
+        assert window == "pending", "the refused withdrawal did not cancel the close"
 
         # The next poll closes the window as scheduled.
-        assert await ReviewWindowClock(service, config, clock).close_due() == 1
+        assert service.scheduler is not None
+        assert await service.scheduler.fire_due() == 1
         await watcher.wait(lambda: closes(watcher) == {str(submission_id): 1}, what="the close")
     finally:
         await service.stop()
-        await drop_schema(database, config.intake_schema)
 
 
 def replica_env(config: IntakeSettings) -> dict[str, str]:
     return os.environ | {
-        "FR_INTAKE_NAME": config.intake_name,
-        "FR_INTAKE_SCHEMA": config.intake_schema,
-        "FR_INTAKE_SUBMISSIONS_TOPIC": config.intake_submissions_topic,
-        "FR_INTAKE_EVENTS_TOPIC": config.intake_events_topic,
+        "FR_KAFKA_BOOTSTRAP": config.kafka_bootstrap,
+        "FR_DATABASE_URL": config.database_url,
+        "FR_SERVICE_NAME": config.service_name,
+        "FR_DB_SCHEMA": config.db_schema,
+        "FR_TOPIC_PREFIX": config.topic_prefix,
         "FR_INTAKE_SECONDS_PER_DAY": str(config.intake_seconds_per_day),
-        "FR_INTAKE_CLOCK_POLL_S": "0.1",
-        "FR_INTAKE_STATUS_ENABLED": "false",
+        "FR_TIMER_POLL_S": "0.1",
+        "FR_HTTP_PORT": "none",
         "FR_RELAY_POLL_INTERVAL_S": "0.2",
         "FR_GRACEFUL_TIMEOUT_S": "5",
         "FR_LOG_JSON": "false",
@@ -218,20 +217,13 @@ async def sleep_until(moment: datetime) -> None:
 
 
 async def test_window_closes_exactly_once_when_replicas_are_killed_around_the_deadline(
-    settings: RuntimeSettings, database: str, io: tuple[Producer, str, str, Watcher]
+    io: tuple[IntakeSettings, Producer, IntakeWatcher],
 ) -> None:
-    producer, submissions, events, watcher = io
-    config = intake_settings(settings, submissions, events, intake_seconds_per_day=5.0)
+    base, producer, watcher = io
+    submissions = base.topic("lab.submissions")
+    config = base.model_copy(update={"intake_seconds_per_day": 5.0})
     lab = Signer("kill-lab", "k1")
-    conn = await asyncpg.connect(database)
-    try:
-        await migrate(conn, config.intake_schema, MIGRATIONS)
-        await conn.execute(f'SET search_path TO "{config.intake_schema}"')
-        await repository.register_lab(conn, lab.lab_id, "Kill Lab")
-        key = LabKey(lab.lab_id, lab.key_id, public_bytes(lab.key), datetime.now(UTC), None, None)
-        await repository.add_key(conn, key)
-    finally:
-        await conn.close()
+    await register_labs(config, [lab])
 
     a, b = Replica(replica_env(config)), Replica(replica_env(config))
     started = time.monotonic()
@@ -272,7 +264,6 @@ async def test_window_closes_exactly_once_when_replicas_are_killed_around_the_de
     finally:
         a.stop()
         b.stop()
-        await drop_schema(database, config.intake_schema)
 
     counts = closes(watcher)
     assert set(counts) == due and set(counts.values()) == {1}, counts

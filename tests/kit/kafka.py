@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
@@ -132,7 +132,7 @@ class TopicWatcher:
         self._consumer = _consumer(settings, topic)
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> TopicWatcher:
+    async def __aenter__(self) -> Self:
         await self._consumer.start()
         self._task = asyncio.create_task(self._collect())
         return self

@@ -155,3 +155,17 @@ async def test_a_failing_timer_is_retried_then_marked_failed_without_blocking_ot
     assert states == {"good": "fired", "bad": "failed"}
     assert calls.count("good") == 1
     assert calls.count("bad") == config.handler_max_attempts
+
+
+def test_what_a_timer_publishes_has_an_id_derived_from_the_timer() -> None:
+    from services.runtime.timers import event_id
+
+    same = event_id("intake", "review-window", "s1", "closed")
+    assert same == event_id("intake", "review-window", "s1", "closed")
+    others = {
+        event_id("risk", "review-window", "s1", "closed"),
+        event_id("intake", "decision-deadline", "s1", "closed"),
+        event_id("intake", "review-window", "s2", "closed"),
+        event_id("intake", "review-window", "s1", "reminder"),
+    }
+    assert same not in others and len(others) == 4
