@@ -96,6 +96,14 @@ class _Rewind(Exception):
     """Infrastructure trouble: rewind the batch's partitions and try again later."""
 
 
+class _ApplyFailed(Exception):
+    """Applying a record failed outside its handler (claim or outbox statement)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
+
+
 class EventConsumer:
     """Applies the records of one topic with a table of handlers, for one consumer group."""
 
@@ -208,6 +216,12 @@ class EventConsumer:
                     ]
                     if records:
                         await self.process(records)
+            except Exception:
+                # process() answers or dead-letters every record; this is the last guard
+                # of the loop itself: nothing was acknowledged, fetch it all again.
+                log.exception("%s: applying a batch failed; it is fetched again", self.group)
+                self._rewind([self._item(*_record(r)) for b in fetched.values() for r in b])
+                await self._pause(self.settings.transient_retry_s)
             finally:
                 self._busy = False
 
@@ -300,6 +314,15 @@ class EventConsumer:
         except TRANSIENT_ERRORS as exc:
             log.warning("%s: infrastructure error; batch will be retried: %r", self.group, exc)
             raise _Rewind from exc
+        except Exception as exc:
+            # The run's own statements failed (a record the database cannot store, say):
+            # no handler to blame, so find the record by applying them one at a time.
+            log.warning(
+                "%s: a run of %d failed (%r); applying one by one", self.group, len(run), exc
+            )
+            if len(run) == 1:
+                return 0, _ApplyFailed(exc)
+            return await self._apply_run(run[:1])
         self._applied(run)
         return len(run), None
 
@@ -468,7 +491,14 @@ class EventConsumer:
                 error = failed.error
             except TRANSIENT_ERRORS as exc:
                 raise _Rewind from exc
-        reason = error.reason if isinstance(error, PermanentError) else "handler_failed"
+            except Exception as exc:
+                error = _ApplyFailed(exc)
+        if isinstance(error, PermanentError):
+            reason = error.reason
+        elif isinstance(error, _ApplyFailed):
+            reason = "apply_failed"
+        else:
+            reason = "handler_failed"
         try:
             async with self.pool().acquire() as conn, conn.transaction():
                 claimed = await inbox.claim(

@@ -45,8 +45,8 @@ def dead_letter(
 ) -> Outgoing:
     """The outbox row that copies ``record`` to its topic's DLQ."""
     headers = _original_headers(record) | {
-        "dlq.reason": reason,
-        "dlq.error": error[:MAX_ERROR_CHARS],
+        "dlq.reason": storable(reason),
+        "dlq.error": storable(error[:MAX_ERROR_CHARS]),
         "dlq.consumer": consumer,
         "dlq.attempts": str(attempts),
         "dlq.origin.topic": record.topic,
@@ -71,10 +71,17 @@ def _original_headers(record: Record) -> dict[str, str]:
     copied: dict[str, str] = {}
     budget = MAX_COPIED_HEADER_CHARS
     for key, value in record.headers.items():
-        text = value.decode(errors="replace")
+        text = storable(value.decode(errors="replace"))
         budget -= len(key) + len(text)
         if budget < 0:
             copied["dlq.headers_truncated"] = "true"
             break
-        copied[key] = text
+        copied[storable(key)] = text
     return copied
+
+
+def storable(text: str) -> str:
+    """``text`` as PostgreSQL (and JSON in Kafka headers) can carry it: no NUL, no lone
+    surrogates. Only for the copy's *descriptions*; the value stays byte for byte."""
+    cleaned = text.replace("\x00", "\\u0000")
+    return cleaned.encode("utf-8", errors="backslashreplace").decode("utf-8")
