@@ -286,13 +286,16 @@ class EventConsumer:
 
     # runs -----------------------------------------------------------------------
     def _take_run(self, items: Sequence[_Item]) -> Sequence[_Item]:
-        size, end = 0, 0
-        for end, item in enumerate(items, 1):
+        """The next run: at most ``consumer_run_max_bytes``, and no claim key twice, so
+        the run's one claim statement means what one-by-one claims would (a key seen
+        twice in a batch, a redelivery mixed in, starts the next run)."""
+        size, keys = 0, set()
+        for end, item in enumerate(items):
             size += len(item.raw)
-            if size > self.settings.consumer_run_max_bytes and end > 1:
-                end -= 1
-                break
-        return items[:end]
+            if end and (size > self.settings.consumer_run_max_bytes or item.key in keys):
+                return items[:end]
+            keys.add(item.key)
+        return items
 
     async def _apply_run(self, items: Sequence[_Item]) -> tuple[int, Exception | None]:
         """Apply records in one transaction until the first whose handler fails.
@@ -356,52 +359,28 @@ class EventConsumer:
             await outbox.write(conn, outgoing)
 
     async def _claim(self, conn: Connection, run: Sequence[_Item]) -> dict[int, object]:
-        """Claim the run's records; returns the verdict of those not to apply now."""
+        """Claim the run's records (distinct keys); returns the verdict of those not to
+        apply now. A record reusing an id with other bytes is dead-lettered exactly once:
+        its position is claimed too, and a redelivery finds that claim and skips it."""
         verdicts: dict[int, object] = {}
-        claims: list[inbox.Claim] = []
-        owner: dict[str, _Item] = {}
+        claimed = []
         for item in run:
             if item.violation is None and not item.handled:
                 verdicts[id(item)] = _SKIP  # a type this consumer ignores: no effect
-                continue
-            first = owner.get(item.key)
-            if first is not None:  # the same key twice in one run
-                verdicts[id(item)] = _SKIP if first.digest == item.digest else _REUSED
-                continue
-            owner[item.key] = item
-            claims.append(
-                inbox.Claim(
-                    item.key,
-                    item.position_key,
-                    item.record.topic,
-                    item.record.partition,
-                    item.record.offset,
-                    item.digest,
-                )
+            else:
+                claimed.append(item)
+        result = await inbox.claim(conn, self.group, [_claim_of(i, i.key) for i in claimed])
+        suspects = [i for i in claimed if i.key in result.reused]
+        for item in claimed:
+            if item.key not in result.fresh:
+                verdicts[id(item)] = _SKIP
+        if suspects:
+            positions = await inbox.claim(
+                conn, self.group, [_claim_of(i, i.position_key) for i in suspects]
             )
-        result = await inbox.claim(conn, self.group, claims)
-        for key, item in owner.items():
-            if key in result.fresh:
-                continue
-            verdicts[id(item)] = _REUSED if key in result.reused else _SKIP
-        # A reused id is dead-lettered once: its position is claimed too.
-        reused = [owner[key] for key in result.reused]
-        if reused:
-            await inbox.claim(
-                conn,
-                self.group,
-                [
-                    inbox.Claim(
-                        i.position_key,
-                        i.position_key,
-                        i.record.topic,
-                        i.record.partition,
-                        i.record.offset,
-                        i.digest,
-                    )
-                    for i in reused
-                ],
-            )
+            for item in suspects:
+                if item.position_key in positions.fresh:
+                    verdicts[id(item)] = _REUSED
         return verdicts
 
     async def _handle(self, conn: Connection, item: _Item) -> list[Outgoing]:
@@ -501,20 +480,7 @@ class EventConsumer:
             reason = "handler_failed"
         try:
             async with self.pool().acquire() as conn, conn.transaction():
-                claimed = await inbox.claim(
-                    conn,
-                    self.group,
-                    [
-                        inbox.Claim(
-                            item.position_key,
-                            item.position_key,
-                            item.record.topic,
-                            item.record.partition,
-                            item.record.offset,
-                            item.digest,
-                        )
-                    ],
-                )
+                claimed = await inbox.claim(conn, self.group, [_claim_of(item, item.position_key)])
                 if claimed.fresh:
                     detail = f"{type(error).__name__}: {error}"
                     await outbox.write(conn, [self._dead_letter(item, reason, detail, attempt)])
@@ -535,6 +501,17 @@ class EventConsumer:
 
 _SKIP = object()
 _REUSED = object()
+
+
+def _claim_of(item: _Item, key: str) -> inbox.Claim:
+    return inbox.Claim(
+        key,
+        item.position_key,
+        item.record.topic,
+        item.record.partition,
+        item.record.offset,
+        item.digest,
+    )
 
 
 def _record(consumed: Any) -> tuple[Record, bytes]:
