@@ -130,7 +130,7 @@ def decode(
     lax mode straight from the bytes; ``screen`` gives them the same refusals
     of unreadable JSON and unstorable strings.
     """
-    strict = external or any(model.EXTERNAL for model in event_types.values())
+    strict = external or any(event_type.EXTERNAL for event_type in event_types.values())
     model: type[Event] | None = None
     if strict:
         document = parse_json(raw, external=True)
