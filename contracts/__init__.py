@@ -14,6 +14,7 @@ from contracts.envelope import (
     encode,
     make_event,
 )
+from contracts.parsing import parse_json, salvage_json
 from contracts.topic import Topic
 
 __all__ = [
@@ -25,4 +26,6 @@ __all__ = [
     "decode",
     "encode",
     "make_event",
+    "parse_json",
+    "salvage_json",
 ]

@@ -11,13 +11,24 @@ trace the event was born in) and in the Kafka headers (the current hop).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
+from functools import cache
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from contracts.parsing import dotted, parse_json, screen
+from contracts.violation import (
+    INVALID_ENVELOPE,
+    MALFORMED_JSON,
+    MAX_ERRORS,
+    SCHEMA_VIOLATION,
+    UNKNOWN_EVENT_TYPE,
+    printable,
+)
+from contracts.violation import ContractViolation as ContractViolation
 
 CONTENT_TYPE = "application/cloudevents+json"
 SCHEMA_URN = "urn:frontier-review:schema:"
@@ -34,6 +45,9 @@ class Event(BaseModel):
 
     TYPE: ClassVar[str]
     SCHEMA_VERSION: ClassVar[int] = 1
+    EXTERNAL: ClassVar[bool] = False
+    """Written outside the agency (labs, evaluators, reviewers): ``decode`` reads
+    it strictly. Set on the model, so strictness cannot be forgotten by a caller."""
 
     @classmethod
     def dataschema(cls) -> str:
@@ -67,20 +81,6 @@ class CloudEvent(CloudEventAttributes, Generic[D]):
     data: D
 
 
-class ContractViolation(ValueError):
-    """Bytes that are not a valid event of the expected topic.
-
-    ``reason`` is a stable machine-readable code; ``errors`` lists the failing
-    field paths, so a sender can be told exactly what to fix.
-    """
-
-    def __init__(self, reason: str, detail: str, errors: list[str] | None = None) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.errors = errors or []
-
-
 def make_event(
     data: D,
     *,
@@ -90,8 +90,7 @@ def make_event(
     time: datetime | None = None,
     traceparent: str | None = None,
 ) -> CloudEvent[D]:
-    envelope = cast("type[CloudEvent[D]]", CloudEvent[type(data)])  # type: ignore[misc]
-    return envelope(
+    return envelope_for(type(data))(
         id=event_id or str(uuid.uuid4()),
         source=source,
         type=data.TYPE,
@@ -107,42 +106,71 @@ def encode(event: CloudEvent[Any]) -> bytes:
     return event.model_dump_json(exclude_none=True).encode()
 
 
-def _paths(error: ValidationError, prefix: str) -> list[str]:
-    return [
-        ".".join([prefix, *(str(part) for part in e["loc"])]).strip(".") + f": {e['msg']}"
-        for e in error.errors()
-    ]
+@cache
+def envelope_for(model: type[D]) -> type[CloudEvent[D]]:
+    """``CloudEvent[model]``, looked up once (pydantic's own lookup costs microseconds)."""
+    return CloudEvent[model]  # type: ignore[valid-type]
 
 
-def decode(raw: bytes, event_types: Mapping[str, type[Event]]) -> CloudEvent[Event]:
+def decode(
+    raw: bytes, event_types: Mapping[str, type[Event]], *, external: bool = False
+) -> CloudEvent[Event]:
     """Parse one structured-mode record value into a typed CloudEvent.
 
-    Raises ContractViolation with reason ``malformed_json``, ``invalid_envelope``,
-    ``unknown_event_type`` or ``schema_violation``.
+    Raises ContractViolation, and nothing else, whatever the bytes: reason
+    ``malformed_json``, ``invalid_envelope``, ``unknown_event_type`` or
+    ``schema_violation`` (see contracts.violation), the first that applies.
+
+    External input (``external=True``, or any of ``event_types`` marked
+    ``EXTERNAL``: so a caller that forgets the flag cannot make lab input lax)
+    is read by ``parse_json(raw, external=True)`` first and validated in
+    pydantic's strict mode: a JSON value the committed schema calls invalid is
+    refused rather than coerced (``"30"`` is not an integer, ``true`` is not 1).
+    Internal records, written by the agency's own services, are validated in
+    lax mode straight from the bytes; ``screen`` gives them the same refusals
+    of unreadable JSON and unstorable strings.
     """
+    strict = external or any(event_type.EXTERNAL for event_type in event_types.values())
+    model: type[Event] | None = None
+    if strict:
+        document = parse_json(raw, external=True)
+        if not isinstance(document, dict):
+            raise ContractViolation(INVALID_ENVELOPE, NOT_AN_OBJECT)
+        declared = document.get("type")
+        model = event_types.get(declared) if isinstance(declared, str) else None
+    else:
+        screen(raw)
+    if model is None:  # read the envelope first: a broken one is reported as such
+        attributes = _validate(CloudEventAttributes, raw, strict)
+        model = event_types.get(attributes.type)
+        if model is None:
+            raise ContractViolation(
+                UNKNOWN_EVENT_TYPE, f"{printable(attributes.type)!r} does not travel on this topic"
+            )
+    return _validate(envelope_for(model), raw, strict)
+
+
+NOT_AN_OBJECT = "a CloudEvent must be a JSON object"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validate(model: type[M], raw: bytes, strict: bool) -> M:
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractViolation("malformed_json", str(exc)) from exc
-    except RecursionError as exc:  # e.g. 5000 nested arrays: hostile, not a CloudEvent
-        raise ContractViolation("malformed_json", "JSON nested too deeply") from exc
-    if not isinstance(document, dict):
-        raise ContractViolation("invalid_envelope", "a CloudEvent must be a JSON object")
-    try:
-        attributes = CloudEventAttributes.model_validate(document)
+        return model.model_validate_json(raw, strict=strict)
     except ValidationError as exc:
-        paths = _paths(exc, "")
-        raise ContractViolation("invalid_envelope", "; ".join(paths), paths) from exc
-    model = event_types.get(attributes.type)
-    if model is None:
-        raise ContractViolation(
-            "unknown_event_type", f"{attributes.type!r} does not travel on this topic"
-        )
-    try:
-        data = model.model_validate(document.get("data"))
-    except ValidationError as exc:
-        paths = _paths(exc, "data")
-        raise ContractViolation("schema_violation", "; ".join(paths), paths) from exc
-    return CloudEvent[model].model_construct(  # type: ignore[valid-type]
-        **dict(attributes), data=data
-    )
+        raise _violation(exc) from None
+
+
+def _violation(error: ValidationError) -> ContractViolation:
+    """The reason of pydantic's errors: the envelope's before the data's."""
+    errors = error.errors(include_url=False, include_context=False, include_input=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":  # then it is the only one
+        return ContractViolation(MALFORMED_JSON, first["msg"])
+    if not first["loc"] and first["type"] == "model_type":
+        return ContractViolation(INVALID_ENVELOPE, NOT_AN_OBJECT)
+    envelope = [e for e in errors if not e["loc"] or e["loc"][0] != "data"]
+    reason = INVALID_ENVELOPE if envelope else SCHEMA_VIOLATION
+    reported = (envelope or errors)[:MAX_ERRORS]  # e.g. 100,000 unknown members: 100 named
+    return ContractViolation.at(reason, [(dotted(e["loc"]), e["msg"]) for e in reported])

@@ -63,6 +63,7 @@ def topic_schema(topic: Topic) -> Schema:
         "x-topic": {
             "name": topic.name,
             "producer": topic.producer,
+            "external": topic.external,
             "key": topic.key,
             "partitions": topic.partitions,
             "compacted": topic.compacted,

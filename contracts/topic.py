@@ -8,6 +8,9 @@ from contracts.envelope import Event
 
 DAY_MS = 24 * 3600 * 1000
 
+EXTERNAL_PRODUCERS = frozenset({"lab", "evaluators", "reviewers"})
+"""Producers outside the agency: their topics carry hostile input until verified."""
+
 
 @dataclass(frozen=True)
 class Topic:
@@ -20,6 +23,15 @@ class Topic:
     retention_ms: int = 30 * DAY_MS
     description: str = ""
     extra_config: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def external(self) -> bool:
+        """Written from outside the agency: ``decode(raw, topic.event_types, external=True)``.
+
+        Its events are ``Event.EXTERNAL`` too (a test keeps the two in step), so
+        decode is strict for them even when a caller leaves the flag out.
+        """
+        return self.producer in EXTERNAL_PRODUCERS
 
     @property
     def dlq(self) -> str:

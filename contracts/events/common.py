@@ -6,8 +6,20 @@ from __future__ import annotations
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetPydanticSchema,
+    HttpUrl,
+    StringConstraints,
+    WithJsonSchema,
+)
+from pydantic_core import core_schema
 
 from contracts.envelope import ContractViolation, Event
 from contracts.sensitivity import PUBLIC, RESTRICTED
@@ -38,6 +50,35 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 """A CloudEvent ``id`` (same limits as the envelope)."""
+
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+"""The canonical text of a UUID (RFC 9562): lowercase hex digits, hyphenated 8-4-4-4-12."""
+
+
+def _canonical_uuid_schema(source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+    # From JSON only the canonical text, checked before it becomes a UUID: UUID
+    # parsing would accept and rewrite upper case, missing hyphens, braces or a
+    # urn: prefix, and the sender could not match the answer to the id it sent.
+    # Python callers pass UUID objects (or any UUID text their own code made).
+    text = core_schema.custom_error_schema(
+        core_schema.chain_schema(
+            [core_schema.str_schema(pattern=UUID_PATTERN), core_schema.uuid_schema()]
+        ),
+        custom_error_type="uuid_not_canonical",
+        custom_error_message="Input should be a UUID in canonical form: "
+        "lowercase hex digits, hyphenated 8-4-4-4-12",
+    )
+    return core_schema.json_or_python_schema(
+        json_schema=text, python_schema=core_schema.uuid_schema()
+    )
+
+
+CanonicalUuid = Annotated[
+    UUID,
+    GetPydanticSchema(_canonical_uuid_schema),
+    WithJsonSchema({"type": "string", "format": "uuid", "pattern": UUID_PATTERN}),
+]
+"""A UUID in external input: on the wire exactly as ``str(uuid)`` writes it, or refused."""
 
 Base64Ed25519Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{86}==$")]
 """64 signature bytes in standard base64 (RFC 4648 section 4) with padding: 88 characters."""
@@ -104,8 +145,9 @@ class ContactRole(StrEnum):
 
 class RejectionReason(StrEnum):
     """Why an input was refused. The decode reasons of ``ContractViolation``
-    (malformed_json, invalid_envelope, unknown_event_type, schema_violation) are
-    members too, so ``RejectionReason(violation.reason)`` works."""
+    (malformed_json, invalid_envelope, unknown_event_type, schema_violation; see
+    contracts.violation) are members too, so ``RejectionReason(violation.reason)``
+    works."""
 
     UNKNOWN_LAB = "unknown_lab"
     UNKNOWN_EVALUATOR = "unknown_evaluator"

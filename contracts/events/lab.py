@@ -3,7 +3,10 @@ external evaluators (evaluators.findings).
 
 These models are the lab-facing contract: they forbid unknown fields, at every
 level, so a typo in a lab's manifest is a ``schema_violation`` the lab hears
-about instead of a field silently ignored.
+about instead of a field silently ignored. They are ``EXTERNAL``: ``decode``
+validates them strictly (no coercion: ``"30"`` is not an integer), refuses
+duplicate member names, and takes UUIDs only in canonical form
+(``CanonicalUuid``), so every id the answer names is the text the sender signed.
 
 Signing rule (intake and access verify it, the lab client implements it):
 ``signature.value`` is the Ed25519 signature, by the key ``signature.key_id``
@@ -20,11 +23,11 @@ received JSON to verify.
 from __future__ import annotations
 
 from typing import Annotated, ClassVar
-from uuid import UUID
 
 from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
 
 from contracts.events.common import (
+    CanonicalUuid,
     ContactRole,
     EvaluationAccess,
     EvaluationMethod,
@@ -82,6 +85,7 @@ class LabInput(SignedEvent):
     """Base of signed lab-facing input: unknown fields are a schema violation."""
 
     model_config = FORBID
+    EXTERNAL: ClassVar[bool] = True
 
     signature: LabSignature = Field(
         description="Ed25519 signature over the canonical data (see the module doc)."
@@ -97,7 +101,7 @@ class SubmissionFiled(LabInput):
 
     TYPE: ClassVar[str] = "frontier_review.lab.SubmissionFiled"
 
-    submission_id: UUID = Field(
+    submission_id: CanonicalUuid = Field(
         description="Lab-chosen UUID; the idempotency key and the record key.",
         json_schema_extra=PUBLIC,
     )
@@ -123,7 +127,9 @@ class WithdrawalRequested(LabInput):
 
     TYPE: ClassVar[str] = "frontier_review.lab.WithdrawalRequested"
 
-    submission_id: UUID = Field(description="The submission to withdraw.", json_schema_extra=PUBLIC)
+    submission_id: CanonicalUuid = Field(
+        description="The submission to withdraw.", json_schema_extra=PUBLIC
+    )
     lab_id: Slug = Field(description="The lab that filed it.", json_schema_extra=PUBLIC)
     reason: Text | None = Field(default=None, description="Why the lab withdraws.")
 
@@ -139,7 +145,7 @@ class ComplianceAcknowledged(LabInput):
     content_hash: Sha256Hex = Field(
         description="AccessPolicyPublished.content_hash of the enforced policy text."
     )
-    order_ids: list[UUID] = Field(
+    order_ids: list[CanonicalUuid] = Field(
         max_length=1000, description="Restriction orders the enforced policy implements."
     )
     enforced_at: AwareDatetime = Field(description="Since when the policy is enforced.")
@@ -160,10 +166,12 @@ class ExternalFindingSubmitted(LabInput):
 
     TYPE: ClassVar[str] = "frontier_review.evaluators.ExternalFindingSubmitted"
 
-    external_finding_id: UUID = Field(
+    external_finding_id: CanonicalUuid = Field(
         description="Evaluator-chosen UUID; the idempotency key.", json_schema_extra=PUBLIC
     )
-    submission_id: UUID = Field(description="The submission evaluated.", json_schema_extra=PUBLIC)
+    submission_id: CanonicalUuid = Field(
+        description="The submission evaluated.", json_schema_extra=PUBLIC
+    )
     evaluator_id: Slug = Field(description="The evaluator's registered id.")
     domain: RiskDomain = Field(description="Risk domain of the finding.", json_schema_extra=PUBLIC)
     capability: Slug = Field(description="Capability probed.", json_schema_extra=PUBLIC)
