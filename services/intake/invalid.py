@@ -10,21 +10,23 @@ isn't JSON at all, goes to the DLQ with its original bytes.
 
 from __future__ import annotations
 
-import json
+import re
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from pydantic import TypeAdapter, ValidationError
 
-from contracts import ContractViolation
-from contracts.events.common import RejectionReason, Slug, field_errors
+from contracts import ContractViolation, salvage_json
+from contracts.events.common import UUID_PATTERN, RejectionReason, Slug, field_errors
 from contracts.events.intake import SubmissionRejected, WithdrawalRejected
 from contracts.events.lab import WithdrawalRequested
+from contracts.violation import storable
 from services.intake.decisions import rejection
 from services.intake.trust import Refusal
 
 _SLUG: TypeAdapter[str] = TypeAdapter(Slug)
+CANONICAL_UUID = re.compile(UUID_PATTERN)
 
 _WHAT = {
     "oversized": "the record is larger than intake accepts",
@@ -36,24 +38,24 @@ _WHAT = {
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
+    """What can be read of a refused record to address its answer (unstorable strings,
+    huge numbers and the like read as None; not JSON at all: nothing)."""
     try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError):
+        document = salvage_json(raw)
+    except ContractViolation:
         return None
     return document if isinstance(document, dict) else None
 
 
 def _event_id(document: dict[str, Any]) -> str | None:
     value = document.get("id")
-    return value if isinstance(value, str) and 0 < len(value) <= 200 else None
+    return value if isinstance(value, str) and 0 < len(value) <= 200 and storable(value) else None
 
 
 def _submission_id(data: dict[str, Any]) -> UUID | None:
     value = data.get("submission_id")
-    try:
-        return UUID(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+    # Only the canonical spelling: an answer must name the id exactly as the lab wrote it.
+    return UUID(value) if isinstance(value, str) and CANONICAL_UUID.match(value) else None
 
 
 def _lab_id(data: dict[str, Any]) -> str | None:

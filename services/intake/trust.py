@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +19,7 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from contracts import parse_json
 from contracts.events.common import FieldError, RejectionReason, signing_input
 
 
@@ -44,7 +44,7 @@ class LabKey:
 
 def received_data(raw: bytes) -> dict[str, Any]:
     """The CloudEvent ``data`` object exactly as sent (the record was decoded already)."""
-    data = json.loads(raw)["data"]
+    data = parse_json(raw, external=True)["data"]
     if not isinstance(data, dict):
         raise ValueError("data is not a JSON object")
     return data
