@@ -179,10 +179,10 @@ def addresses_problem(host: str, addresses: Sequence[str]) -> str | None:
     return None
 
 
-async def resolve_checked(
-    host: str, port: int, resolve: Resolver, timeout_s: float
+async def resolve_host(
+    host: str, port: int, resolve: Resolver, timeout_s: float, *, checked: bool = True
 ) -> list[str] | str:
-    """The addresses of ``host`` if every one is public, else why not.
+    """The addresses of ``host`` (if ``checked``: only if every one is public), else why not.
 
     An IP literal is its own address (no lookup); anything else goes to ``resolve``,
     so legacy spellings such as ``0x7f.1`` are judged by what they resolve to.
@@ -198,7 +198,7 @@ async def resolve_checked(
         return f"{host} could not be resolved within {timeout_s:g} s"
     except OSError as exc:
         return f"{host} does not resolve ({exc.strerror or exc})"
-    problem = addresses_problem(host, addresses)
+    problem = addresses_problem(host, addresses) if checked else None
     return problem if problem is not None else addresses
 
 
@@ -225,5 +225,5 @@ async def check_endpoint(
     port = url.port or DEFAULT_PORTS[url.scheme]
     if policy.exempt(url.host, port):
         return None
-    checked = await resolve_checked(url.host, port, resolve, timeout_s)
+    checked = await resolve_host(url.host, port, resolve, timeout_s)
     return endpoint_refusal(endpoint, checked) if isinstance(checked, str) else None

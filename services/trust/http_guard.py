@@ -37,7 +37,7 @@ from services.trust.endpoints import (
     EndpointPolicy,
     Resolver,
     endpoint_refusal,
-    resolve_checked,
+    resolve_host,
     system_resolver,
     url_problem,
 )
@@ -76,15 +76,13 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        resolve_timeout = timeout if timeout is not None else 10.0
-        if self.policy.exempt(host, port):
-            try:
-                addresses: list[str] | str = list(await self.resolve(host, port))
-            except OSError as exc:
-                raise httpcore.ConnectError(f"{host} does not resolve: {exc}") from exc
-        else:
-            addresses = await resolve_checked(host, port, self.resolve, resolve_timeout)
+        exempt = self.policy.exempt(host, port)
+        addresses = await resolve_host(
+            host, port, self.resolve, timeout if timeout is not None else 10.0, checked=not exempt
+        )
         if isinstance(addresses, str):
+            if exempt:  # allowed, just unreachable: an ordinary connection error
+                raise httpcore.ConnectError(addresses)
             raise EndpointNotAllowed(endpoint_refusal(f"{host}:{port}", addresses))
         failure: Exception = httpcore.ConnectError(f"{host} resolves to no address")
         for address in addresses:
