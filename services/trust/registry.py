@@ -107,6 +107,8 @@ async def add_key(
     now: datetime,
 ) -> Refusal | None:
     """Register ``key``; refused for an existing key id or public key (revoked or not)."""
+    if key.kind != kind.name:
+        raise ValueError(f"a {key.kind} key can't be added to the {kind.name} registry")
     refusal = check_ids(kind, key.principal_id, key.key_id) or _check_window(key)
     if refusal is not None:
         return refusal
