@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from services.trust import registry, repository
@@ -105,8 +106,7 @@ def principal_commands(
     )
     app.add_typer(keys, name="key")
 
-    # Parameter declarations with this kind's help texts: a fresh one per use, as
-    # typer keeps state on them.
+    # Parameter declarations with this kind's help texts, one object per parameter.
     def id_arg() -> Any:
         return typer.Argument(..., metavar="ID", help=f"The {noun}'s id (a slug, e.g. acme).")
 
@@ -135,7 +135,8 @@ def principal_commands(
         return asyncio.run(main())
 
     def fail(refusal: Refusal) -> NoReturn:
-        err.print(f"[red]error:[/red] {refusal.detail}", highlight=False, soft_wrap=True)
+        detail = escape(refusal.detail)  # "[::1]:8900" is not markup
+        err.print(f"[red]error:[/red] {detail}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
     def confirm(what: str, yes: bool) -> None:
