@@ -19,11 +19,11 @@ from services.trust import repository
 from services.trust.principals import Principal, PrincipalKey, PrincipalKind
 from services.trust.public_keys import public_key_problem
 from services.trust.refusal import Refusal
+from services.trust.unverified import slug
 
 if TYPE_CHECKING:
     from services.runtime.database import Connection
 
-PRINCIPAL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # contracts Slug
 KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # contracts KeyId
 MAX_NAME = 200
 
@@ -40,7 +40,7 @@ def _malformed(detail: str) -> Refusal:
 
 
 def check_ids(kind: PrincipalKind, principal_id: str, key_id: str | None = None) -> Refusal | None:
-    if not PRINCIPAL_ID.fullmatch(principal_id):
+    if slug(principal_id) is None:
         return _malformed(
             f"{principal_id!r} is not a {kind.noun} id: lower-case letters, digits, '.', '_' "
             "and '-', starting with a letter or digit, at most 64 characters"

@@ -163,13 +163,6 @@ async def key_by_id(conn: Connection, kind: str, key_id: str) -> PrincipalKey | 
     return _key(row) if row is not None else None
 
 
-async def key_by_public_key(conn: Connection, public_key: bytes) -> PrincipalKey | None:
-    row = await conn.fetchrow(
-        f"SELECT {_KEY_COLUMNS} FROM trust_keys k WHERE k.public_key = $1", public_key
-    )
-    return _key(row) if row is not None else None
-
-
 async def end_other_keys(
     conn: Connection, kind: str, principal_id: str, keep: str, until: datetime
 ) -> list[str]:
