@@ -97,12 +97,18 @@ class Receipt:
 
 
 def receipt(
-    event_id: str, now: datetime, *, timestamp_ms: int | None, timestamp_type: int | None
+    event_id: str, now: datetime, *, timestamp_ms: int | None, log_append_time: bool
 ) -> Receipt:
-    """A Receipt from a Kafka record's timestamp; only a LogAppendTime one is used."""
+    """A Receipt from a Kafka record's timestamp, used only if the broker set it.
+
+    From the runtime: ``receipt(ctx.event.id, ctx.now(), timestamp_ms=ctx.record.timestamp_ms,
+    log_append_time=ctx.record.log_append_time)``; from aiokafka:
+    ``log_append_time=record.timestamp_type == LOG_APPEND_TIME``. Input that did not come
+    through Kafka (an HTTP call) has no broker time: ``Receipt(event_id, now)``.
+    """
     appended_at = (
         datetime.fromtimestamp(timestamp_ms / 1000, UTC)
-        if timestamp_ms is not None and timestamp_type == LOG_APPEND_TIME
+        if timestamp_ms is not None and log_append_time
         else None
     )
     return Receipt(event_id=event_id, now=now, appended_at=appended_at)

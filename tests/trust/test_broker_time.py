@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.runtime.topics import TopicPlan, ensure_topics
-from services.trust.freshness import FreshnessPolicy, check_freshness, receipt
+from services.trust.freshness import LOG_APPEND_TIME, FreshnessPolicy, check_freshness, receipt
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,9 @@ async def produce_and_read(kafka: str, config: dict[str, str]) -> tuple[int, int
 async def test_a_log_append_time_topic_stamps_records_with_the_brokers_clock(kafka: str) -> None:
     before = datetime.now(UTC)
     timestamp, kind = await produce_and_read(kafka, {"message.timestamp.type": "LogAppendTime"})
-    received = receipt("e", datetime.now(UTC), timestamp_ms=timestamp, timestamp_type=kind)
+    received = receipt(
+        "e", datetime.now(UTC), timestamp_ms=timestamp, log_append_time=kind == LOG_APPEND_TIME
+    )
     assert received.appended_at is not None
     assert before - timedelta(seconds=5) <= received.appended_at <= datetime.now(UTC)
     # A signature issued a year ago is stale, whatever timestamp its producer claimed.
@@ -50,5 +52,7 @@ async def test_a_log_append_time_topic_stamps_records_with_the_brokers_clock(kaf
 async def test_a_create_time_topics_timestamp_is_not_taken_as_the_broker_time(kafka: str) -> None:
     timestamp, kind = await produce_and_read(kafka, {"message.timestamp.type": "CreateTime"})
     assert abs(timestamp / 1000 - A_YEAR_AGO.timestamp()) < 1  # the producer's choice
-    received = receipt("e", datetime.now(UTC), timestamp_ms=timestamp, timestamp_type=kind)
+    received = receipt(
+        "e", datetime.now(UTC), timestamp_ms=timestamp, log_append_time=kind == LOG_APPEND_TIME
+    )
     assert received.appended_at is None  # judged against the service clock instead

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from contracts.events.common import RejectionReason
 from services.trust.freshness import (
-    LOG_APPEND_TIME,
     FreshnessPolicy,
     Receipt,
     append_time_fault,
@@ -143,9 +142,9 @@ def test_broker_time_plausibility_table(case: str, received: Receipt, implausibl
 
 def test_only_a_log_append_time_timestamp_is_taken_as_the_broker_time() -> None:
     ms = int(T0.timestamp() * 1000)
-    assert receipt("e", T0, timestamp_ms=ms, timestamp_type=LOG_APPEND_TIME).appended_at == T0
-    assert receipt("e", T0, timestamp_ms=ms, timestamp_type=0).appended_at is None
-    assert receipt("e", T0, timestamp_ms=None, timestamp_type=None).appended_at is None
+    assert receipt("e", T0, timestamp_ms=ms, log_append_time=True).appended_at == T0
+    assert receipt("e", T0, timestamp_ms=ms, log_append_time=False).appended_at is None
+    assert receipt("e", T0, timestamp_ms=None, log_append_time=True).appended_at is None
 
 
 def test_nonce_retention_with_the_defaults_outlives_the_input_topics() -> None:
