@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services.runtime.topics import TopicPlan, ensure_topics
 from services.trust.freshness import LOG_APPEND_TIME, FreshnessPolicy, check_freshness, receipt
 
 pytestmark = pytest.mark.integration
@@ -19,7 +19,12 @@ A_YEAR_AGO = datetime.now(UTC) - timedelta(days=365)
 async def produce_and_read(kafka: str, config: dict[str, str]) -> tuple[int, int]:
     """(timestamp, timestamp_type) of a record produced with a year-old CreateTime."""
     topic = f"test.trust.{uuid.uuid4().hex[:10]}"
-    await ensure_topics(kafka, [TopicPlan(topic, 1, config)])
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1, topic_configs=config)])
+    finally:
+        await admin.close()
     producer = AIOKafkaProducer(bootstrap_servers=kafka)
     await producer.start()
     try:
