@@ -5,13 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.trust.freshness import LOG_APPEND_TIME, FreshnessPolicy, check_freshness, receipt
-
-pytestmark = pytest.mark.integration
 
 A_YEAR_AGO = datetime.now(UTC) - timedelta(days=365)
 

@@ -26,8 +26,6 @@ from services.trust.cli import principal_commands
 from services.trust.principals import EVALUATOR, LAB
 from tests.trust.support import T0, Signer
 
-pytestmark = pytest.mark.integration
-
 Invoke = Callable[..., Result]
 
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from services.runtime.migrations import migrate
 from services.trust import TRUST_SQL
-
-pytestmark = pytest.mark.integration
 
 
 async def test_a_service_schema_gets_the_trust_tables_before_its_own(

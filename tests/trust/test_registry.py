@@ -14,8 +14,6 @@ from services.trust.principals import EVALUATOR, LAB, KeyState, PrincipalKey, ke
 from services.trust.refusal import Refusal
 from tests.trust.support import T0, Signer
 
-pytestmark = pytest.mark.integration
-
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 H = timedelta(hours=1)
 

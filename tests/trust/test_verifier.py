@@ -19,8 +19,6 @@ from services.trust.unverified import SignedInput, read_signed
 from services.trust.verifier import Authenticated, authenticate
 from tests.trust.support import T0, Signer, envelope, submission_body
 
-pytestmark = pytest.mark.integration
-
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 H = timedelta(hours=1)
 POLICY = FreshnessPolicy()
