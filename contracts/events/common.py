@@ -174,6 +174,17 @@ class RejectionReason(StrEnum):
     INVALID_STATE = "invalid_state"
     UNKNOWN_POLICY = "unknown_policy"
     POLICY_MISMATCH = "policy_mismatch"
+    AUTHENTICATION_FAILED = "authentication_failed"
+    """The only answer an unauthenticated sender gets for a refusal that would tell who is
+    registered (unknown sender or key, revoked or expired key, bad signature, stale, future
+    or replayed signature, or any refusal about existing state); the precise reason is kept
+    for the operator and for the registered sender's own view."""
+    UNKNOWN_PRINCIPAL = "unknown_principal"
+    """The claimed sender (of a kind without its own code, e.g. a reviewer) is not registered."""
+    ENDPOINT_NOT_ALLOWED = "endpoint_not_allowed"
+    """The evaluation endpoint is not a public https host: it resolves to a loopback,
+    private, link-local (cloud metadata), shared, multicast or reserved address, carries
+    credentials, or does not resolve; only operator-allowlisted host:port pairs are exempt."""
 
 
 # --- building blocks -----------------------------------------------------------
