@@ -132,6 +132,9 @@ class RejectionReason(StrEnum):
     INVALID_STATE = "invalid_state"
     UNKNOWN_POLICY = "unknown_policy"
     POLICY_MISMATCH = "policy_mismatch"
+    IMPLAUSIBLE_ENFORCED_AT = "implausible_enforced_at"
+    UNKNOWN_COUNTRY_GROUP = "unknown_country_group"
+    INVALID_POLICY = "invalid_policy"
 
 
 # --- building blocks -----------------------------------------------------------
