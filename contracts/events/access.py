@@ -104,8 +104,7 @@ class AccessPolicyPublished(Event):
     )
     country_groups_version: PolicyVersion | None = Field(
         default=None,
-        description="Version of the agency's country-group table the orders were expanded "
-        "with.",
+        description="Version of the agency's country-group table the orders were expanded with.",
         json_schema_extra=PUBLIC,
     )
 

@@ -75,9 +75,9 @@ class DerivedAttributes:
 def most_recent(ties: list[CountryTie]) -> frozenset[str]:
     """Candidates for the most recent tie: the latest dated one(s) and every undated one."""
     undated = {t.country for t in ties if t.acquired_on is None}
-    dated = [t for t in ties if t.acquired_on is not None]
-    latest = max((t.acquired_on for t in dated), default=None)
-    return frozenset(undated | {t.country for t in dated if t.acquired_on == latest})
+    dated = [(t.acquired_on, t.country) for t in ties if t.acquired_on is not None]
+    latest = max((day for day, _ in dated), default=None)
+    return frozenset(undated | {country for day, country in dated if day == latest})
 
 
 def us_person_status(principal: Principal) -> bool | None:

@@ -201,9 +201,9 @@ class LoadedPolicy:
         return bisect.bisect_right(self.boundaries, at)
 
     def _key(
-        self, principal: Principal, derived: DerivedAttributes, action: Action, at: datetime
+        self, principal_id: str, derived: DerivedAttributes, action: Action, at: datetime
     ) -> Hashable:
-        pid = principal.id if principal.id in self.mentioned else None
+        pid = principal_id if principal_id in self.mentioned else None
         oid = derived.organisation_id
         if oid is not None and oid not in self.mentioned:
             oid = "\x00member"  # membership of an unmentioned organisation decides nothing
@@ -218,12 +218,25 @@ class LoadedPolicy:
         *,
         use_cache: bool = True,
     ) -> Decision:
+        """The decision for ``principal`` doing ``action`` on the model at ``at``."""
         derived = derive(principal, request, at)
-        key = self._key(principal, derived, action, at) if use_cache else None
+        return self.decide_derived(principal.id, derived, action, at, use_cache=use_cache)
+
+    def decide_derived(
+        self,
+        principal_id: str,
+        derived: DerivedAttributes,
+        action: Action,
+        at: datetime,
+        *,
+        use_cache: bool = True,
+    ) -> Decision:
+        """As ``decide``, for attributes already derived at ``at``."""
+        key = self._key(principal_id, derived, action, at) if use_cache else None
         cached = self._cache.get(key) if key is not None else None
         if cached is None:
             self.misses += 1
-            cached = self._evaluate(principal.id, derived, action, at)
+            cached = self._evaluate(principal_id, derived, action, at)
             if key is not None:
                 if len(self._cache) >= self._cache_size:
                     self._cache.clear()
@@ -267,4 +280,3 @@ class LoadedPolicy:
             if cid in self.infos
         )
         return result.allowed, DecisionBasis.POLICY, reasons
-

@@ -190,8 +190,7 @@ def _rules(scope: RestrictionScope, groups: CountryGroups) -> list[_Rule] | Refu
                 "unknown",
                 _unknown(Attribute.ORGANISATION),
                 (Attribute.ORGANISATION,),
-                "organisation unknown, restricted organisations cannot be ruled out "
-                "(fail closed)",
+                "organisation unknown, restricted organisations cannot be ruled out (fail closed)",
             ),
         ]
     if scope.organisation_countries:
@@ -263,9 +262,7 @@ def _rules(scope: RestrictionScope, groups: CountryGroups) -> list[_Rule] | Refu
 
 def _exemptions(scope: RestrictionScope) -> str | None:
     principals = sorted({e.id for e in scope.exemptions if e.kind is ExemptionKind.PRINCIPAL})
-    organisations = sorted(
-        {e.id for e in scope.exemptions if e.kind is ExemptionKind.ORGANISATION}
-    )
+    organisations = sorted({e.id for e in scope.exemptions if e.kind is ExemptionKind.ORGANISATION})
     terms = [f"principal == {entity(PRINCIPAL, p)}" for p in principals]
     terms += [f"principal in {entity(ORGANISATION, o)}" for o in organisations]
     return " || ".join(terms) or None
