@@ -30,8 +30,10 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -108,7 +110,12 @@ class StatusResponse(BaseModel):
 
 
 class BodyLimit:
-    """ASGI middleware: refuse bodies over ``limit`` bytes with 413 before the app reads them."""
+    """ASGI middleware: refuse bodies over ``limit`` bytes with 413.
+
+    The declared Content-Length is checked first; a body without one (chunked) is
+    read up to the limit here and handed on only when it fits, so memory per
+    request stays bounded by the limit.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -122,33 +129,31 @@ class BodyLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await _too_large(send, self.limit)
             return
-        received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                break  # the client went away; let the app see the disconnect
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
                 await _too_large(send, self.limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
 
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-class _BodyTooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _too_large(send: Send, limit: int) -> None:
@@ -204,6 +209,14 @@ def create_app(
             for e in exc.errors()[:50]
         ]
         return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == status.HTTP_400_BAD_REQUEST:
+            # FastAPI's answer to a body it could not parse (e.g. JSON nested too deep)
+            errors = [{"path": "body", "message": str(exc.detail)}]
+            return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
+        return await http_exception_handler(request, exc)
 
     @app.post("/v1/decision", dependencies=authenticated)
     def decide(body: DecisionRequest) -> Decision:

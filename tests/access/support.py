@@ -19,8 +19,7 @@ from contracts.policy import (
 )
 from services.access.compile import compile_policy
 from services.access.country_groups import CountryGroups, load_country_groups
-from services.access.model import Refusal
-from services.access.policies import next_version
+from services.access.model import ModelPolicy, Refusal
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LAB = "example-lab"
@@ -102,29 +101,18 @@ def published(
     at: datetime = T0,
 ) -> AccessPolicyPublished:
     """The AccessPolicyPublished the access service would publish for ``orders``."""
-    from services.access.model import ModelPolicy, OrderRecord
-
-    previous = None
-    if version > 1:
-        previous = ModelPolicy(
-            model_id=model_id,
-            lab_id=model_id.split("/")[0],
-            version=version - 1,
-            cedar_policies="",
-            content_hash="0" * 64,
-            orders=(),
-            published_at=at,
-            acknowledge_by=at,
-            schema_version="",
-            country_groups_version="",
-        )
-    policy = next_version(
-        model_id,
-        previous,
-        [OrderRecord(o) for o in orders],
-        GROUPS,
-        now=at,
-        acknowledge_within=timedelta(hours=1),
-    )
-    assert policy is not None and not isinstance(policy, Refusal), policy
-    return policy.published()
+    compiled = compile_policy(model_id, list(orders), GROUPS)
+    assert not isinstance(compiled, Refusal), compiled
+    return ModelPolicy(
+        model_id=model_id,
+        lab_id=model_id.split("/")[0],
+        version=version,
+        cedar_policies=compiled.cedar_policies,
+        content_hash=compiled.content_hash,
+        orders=compiled.orders,
+        published_at=at,
+        acknowledge_by=at + timedelta(hours=1),
+        schema_version=compiled.schema_version,
+        country_groups_version=compiled.country_groups_version,
+        order_ids=tuple(o.order_id for o in compiled.orders),
+    ).published()
