@@ -76,6 +76,70 @@ def _strings(node: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
+_STRUCTURE = frozenset({"Var", "Value", ".", "attr", "left", "right", "arg", "&&", "||", "!"})
+_COMPARISONS = frozenset({"==", "contains", "containsAny", "in", "<", ">="})
+
+
+def _literal(node: Any) -> bool:
+    """A literal operand: a value, a set of literals, or an extension call on literals."""
+    if not isinstance(node, dict) or len(node) != 1:
+        return False
+    ((key, value),) = node.items()
+    if key == "Value":
+        return True
+    if key == "Set":
+        return isinstance(value, list) and all(_literal(item) for item in value)
+    if key == "datetime":
+        return isinstance(value, list) and all(_literal(item) for item in value)
+    return False
+
+
+def _entity_literal(node: Any) -> bool:
+    return (
+        isinstance(node, dict)
+        and isinstance(node.get("Value"), dict)
+        and ("__entity" in node["Value"])
+    )
+
+
+def _projectable(node: Any) -> bool:
+    """Does the condition read attributes only by comparing them with literals?
+
+    Then a decision depends on a set attribute only through its intersection with
+    the literals the text mentions, and on a string attribute only through
+    whether it is one of them: the cache key may drop everything else. A text
+    using any other operation (``isEmpty``, ``like``, ``has``, attribute against
+    attribute, a set compared whole with ``==``...) keeps full keys.
+    """
+    if isinstance(node, list):
+        return all(_projectable(item) for item in node)
+    if not isinstance(node, dict):
+        return True
+    for key, value in node.items():
+        if key in _COMPARISONS:
+            if not isinstance(value, dict):
+                return False
+            left, right = value.get("left"), value.get("right")
+            if key == "==":
+                sides_ok = _entity_literal(left) or _entity_literal(right)
+            elif key in ("in", "<", ">="):
+                sides_ok = _literal(right)
+            else:
+                sides_ok = _literal(left) or _literal(right)
+            if not (sides_ok and _projectable(left) and _projectable(right)):
+                return False
+        elif key == "Value":
+            continue
+        elif key == "Set" or key == "datetime":
+            if not _projectable(value):
+                return False
+        elif key not in _STRUCTURE:
+            return False
+        elif not _projectable(value):
+            return False
+    return True
+
+
 def _timestamp(value: str, policy_id: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
@@ -133,6 +197,7 @@ class LoadedPolicy:
         infos: dict[str, PolicyInfo],
         boundaries: tuple[datetime, ...],
         mentioned: frozenset[str],
+        projectable: bool = False,
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         self.model_id = model_id
@@ -142,6 +207,7 @@ class LoadedPolicy:
         self.infos = infos
         self.boundaries = boundaries
         self.mentioned = mentioned
+        self.projectable = projectable
         self.order_ids = frozenset(i.order_id for i in infos.values() if i.order_id is not None)
         self._cache: dict[Hashable, tuple[bool, DecisionBasis, tuple[DecisionReason, ...]]] = {}
         self._cache_size = cache_size
@@ -193,6 +259,11 @@ class LoadedPolicy:
             infos=infos,
             boundaries=tuple(sorted(times)),
             mentioned=frozenset(_strings(est)),
+            projectable=all(
+                _projectable(c.get("body"))
+                for p in est["staticPolicies"].values()
+                for c in p.get("conditions") or []
+            ),
             cache_size=cache_size,
         )
 
@@ -207,7 +278,25 @@ class LoadedPolicy:
         oid = derived.organisation_id
         if oid is not None and oid not in self.mentioned:
             oid = "\x00member"  # membership of an unmentioned organisation decides nothing
-        return (action, self.segment(at), pid, oid, derived)
+        if not self.projectable:
+            return (action, self.segment(at), pid, oid, derived)
+        m = self.mentioned
+        status = derived.verification_status
+        location = derived.location_country
+        return (
+            action,
+            self.segment(at),
+            pid,
+            oid,
+            derived.nationalities_any & m,
+            derived.nationalities_most_recent & m,
+            derived.residences & m,
+            derived.organisation_countries & m,
+            derived.us_person,
+            status if status is None or status in m else "\x00other",
+            location if location is None or location in m else "\x00other",
+            derived.unknown,
+        )
 
     def decide(
         self,

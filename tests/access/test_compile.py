@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 import cedarpy
@@ -128,3 +129,35 @@ def test_hostile_ids_in_exemptions_stay_literal_strings(
     member = person("someone-else\x00", organisation={"id": organisation_id})
     decision = policy.decide(member, Action.INVOKE, at_location(), T0)
     assert not decision.allowed or principal_id == "someone-else\x00"
+
+
+def test_compiled_policies_allow_projected_cache_keys() -> None:
+    policy = _loaded_all()
+    assert policy.projectable
+
+
+def test_a_text_using_other_operations_keeps_full_cache_keys() -> None:
+    text = (
+        f'@id("baseline") @kind("baseline") @reason("x")\npermit (principal, action, '
+        f'resource == Model::"{MODEL}");\n'
+        f'@id("f") @kind("match") @reason("y") @order_id("{uuid.uuid4()}")\n'
+        f'forbid (principal, action, resource == Model::"{MODEL}") '
+        f"when {{ principal.residences.isEmpty() }};\n"
+    )
+    policy = LoadedPolicy.parse(MODEL, 1, text, policy_hash(text))
+    assert not policy.projectable
+    stateless = person(citizenships=[], residence_country=None)
+    assert not policy.decide(stateless, Action.INVOKE, at_location(), T0).allowed
+    assert policy.decide(person(), Action.INVOKE, at_location(), T0).allowed
+
+
+def _loaded_all() -> LoadedPolicy:
+    o = order(
+        nationalities=["CN"], residence_countries=["RU"], organisations=["org-x"],
+        organisation_countries=["IR"], verification_statuses=["pending"],
+        request_locations=["KP"], expires_at=T0 + timedelta(days=1),
+        exemptions=[{"kind": "principal", "id": "p-9", "reason": "licensed"}],
+    )
+    compiled = compile_policy(MODEL, [o], GROUPS)
+    assert not isinstance(compiled, Refusal)
+    return LoadedPolicy.parse(MODEL, 1, compiled.cedar_policies, compiled.content_hash)
