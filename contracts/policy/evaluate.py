@@ -281,6 +281,10 @@ class LoadedPolicy:
         if not self.projectable:
             return (action, self.segment(at), pid, oid, derived)
         m = self.mentioned
+
+        def read(name: str, values: frozenset[str]) -> frozenset[str]:
+            return values & m if name in m else frozenset()  # an attribute never read: nothing
+
         status = derived.verification_status
         location = derived.location_country
         return (
@@ -288,14 +292,14 @@ class LoadedPolicy:
             self.segment(at),
             pid,
             oid,
-            derived.nationalities_any & m,
-            derived.nationalities_most_recent & m,
-            derived.residences & m,
-            derived.organisation_countries & m,
-            derived.us_person,
+            read("nationalities_any", derived.nationalities_any),
+            read("nationalities_most_recent", derived.nationalities_most_recent),
+            read("residences", derived.residences),
+            read("organisation_countries", derived.organisation_countries),
+            derived.us_person if "us_person" in m else None,
             status if status is None or status in m else "\x00other",
             location if location is None or location in m else "\x00other",
-            derived.unknown,
+            frozenset(a for a in derived.unknown if a.value in m),
         )
 
     def decide(

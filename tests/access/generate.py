@@ -76,3 +76,46 @@ def jsonl_sample(rows: int, seed: int = 7) -> Iterator[bytes]:
         row = {"principal": principal.model_dump(mode="json"),
                "request": request.model_dump(mode="json")}
         yield (json.dumps(row) + "\n").encode()
+
+
+CUSTOMER_COUNTRIES = ["US", "GB", "FR", "DE", "IN", "CN", "BR", "JP", "RU", "IR", "CA", "KP"]
+CUSTOMER_WEIGHTS = [50, 8, 7, 7, 8, 6, 5, 4, 3, 0.5, 1.4, 0.1]
+
+
+def customer_row(rng: random.Random, index: int) -> tuple[Principal, RequestContext]:
+    """A plausible customer: mostly known attributes, skewed towards a few countries."""
+    country = rng.choices(CUSTOMER_COUNTRIES, CUSTOMER_WEIGHTS)[0]
+    citizenships = [{"country": country, "acquired_on": None}]
+    if rng.random() < 0.05:  # dual nationals
+        second = rng.choices(CUSTOMER_COUNTRIES, CUSTOMER_WEIGHTS)[0]
+        if second != country:
+            citizenships.append({"country": second, "acquired_on": "2015-01-01"})
+    is_us = any(c["country"] == "US" for c in citizenships)
+    organisation: object = "none"
+    if rng.random() < 0.4:
+        hq = rng.choices(CUSTOMER_COUNTRIES, CUSTOMER_WEIGHTS)[0]
+        organisation = {"id": f"org-{rng.randint(1, 300)}", "headquarters_country": hq,
+                        "parent_country": hq}
+    principal = Principal.model_validate(
+        {
+            "id": f"c-{index}",
+            "citizenships": None if rng.random() < 0.01 else citizenships,
+            "permanent_residencies": [],
+            "residence_country": country,
+            "us_person": "citizen" if is_us else "none",
+            "verification": {
+                "status": "verified" if rng.random() < 0.9 else "unverified",
+                "verified_at": (T0 - timedelta(days=rng.randint(1, 700))).isoformat(),
+                "expires_at": (T0 + timedelta(days=rng.randint(-60, 700))).isoformat(),
+            },
+            "organisation": organisation,
+        }
+    )
+    return principal, RequestContext(location_country=country)
+
+
+def customer_csv(rows: int, seed: int = 5) -> Iterator[bytes]:
+    rng = random.Random(seed)
+    yield (",".join(COLUMNS) + "\n").encode()
+    for index in range(rows):
+        yield csv_line(*customer_row(rng, index)).encode()
