@@ -42,11 +42,16 @@ AT = T0 + timedelta(hours=1)
 def orders() -> list:  # type: ignore[type-arg]
     return [
         order(
-            nationalities=["CN", "RU"], country_groups=["tier3"], nationality_rule="most_recent",
+            nationalities=["CN", "RU"],
+            country_groups=["tier3"],
+            nationality_rule="most_recent",
             exemptions=[{"kind": "organisation", "id": "org-1", "reason": "licensed partner"}],
         ),
-        order(verification_statuses=["unverified"], organisations=["org-x"],
-              request_locations=["KP", "IR"]),
+        order(
+            verification_statuses=["unverified"],
+            organisations=["org-x"],
+            request_locations=["KP", "IR"],
+        ),
     ]
 
 
@@ -89,8 +94,7 @@ def decisions(principals: int, *, adversarial: bool) -> dict[str, dict[str, floa
         [lambda r=r, e=e: cedarpy.is_authorized(r, ps, e) for r, e in prepared]
     )
     results["LoadedPolicy.decide, uncached"] = timed(
-        [lambda p=p, q=q: policy.decide(p, Action.INVOKE, q, AT, use_cache=False)
-         for p, q in rows]
+        [lambda p=p, q=q: policy.decide(p, Action.INVOKE, q, AT, use_cache=False) for p, q in rows]
     )
     enforcer = Enforcer(lab_id=LAB, clock=lambda: AT)
     enforcer.apply(published(*orders()))
@@ -100,8 +104,11 @@ def decisions(principals: int, *, adversarial: bool) -> dict[str, dict[str, floa
     results["Enforcer.check, warm cache (same principals again)"] = timed(checks)
     loaded_policy = enforcer._entries[MODEL].policy
     assert loaded_policy is not None
-    results["cache"] = {"entries": len(loaded_policy._cache), "hits": loaded_policy.hits,
-                        "misses": loaded_policy.misses}
+    results["cache"] = {
+        "entries": len(loaded_policy._cache),
+        "hits": loaded_policy.hits,
+        "misses": loaded_policy.misses,
+    }
     return results
 
 
@@ -117,8 +124,9 @@ def preview(rows: int, *, adversarial: bool) -> dict[str, float]:
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
         with path.open("rb") as handle:
-            report = preview_impact(second, [first], handle, fmt=SampleFormat.CSV,
-                                    groups=GROUPS, at=AT)
+            report = preview_impact(
+                second, [first], handle, fmt=SampleFormat.CSV, groups=GROUPS, at=AT
+            )
         elapsed = time.perf_counter() - t0
         assert isinstance(report, ImpactReport)
         return {
@@ -142,11 +150,14 @@ def main() -> None:
         sample = "adversarial (uniformly random attributes)" if adversarial else "customers"
         result = decisions(args.principals, adversarial=adversarial)
         print(json.dumps({f"decisions, {sample}": result}, indent=2), flush=True)
-    print(json.dumps({"preview, customers": preview(args.rows, adversarial=False)}, indent=2),
-          flush=True)
+    print(
+        json.dumps({"preview, customers": preview(args.rows, adversarial=False)}, indent=2),
+        flush=True,
+    )
     small = max(args.rows // 50, 1000)
-    print(json.dumps({"preview, adversarial": preview(small, adversarial=True)}, indent=2),
-          flush=True)
+    print(
+        json.dumps({"preview, adversarial": preview(small, adversarial=True)}, indent=2), flush=True
+    )
 
 
 if __name__ == "__main__":

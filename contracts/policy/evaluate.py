@@ -133,9 +133,7 @@ def _projectable(node: Any) -> bool:
         elif key == "Set" or key == "datetime":
             if not _projectable(value):
                 return False
-        elif key not in _STRUCTURE:
-            return False
-        elif not _projectable(value):
+        elif key not in _STRUCTURE or not _projectable(value):
             return False
     return True
 

@@ -24,8 +24,9 @@ def _ties(rng: random.Random, most: int) -> list[dict[str, object]]:
     return [
         {
             "country": c,
-            "acquired_on": None if rng.random() < 0.3 else
-            (date(1980, 1, 1) + timedelta(days=rng.randint(0, 15000))).isoformat(),
+            "acquired_on": None
+            if rng.random() < 0.3
+            else (date(1980, 1, 1) + timedelta(days=rng.randint(0, 15000))).isoformat(),
         }
         for c in countries
     ]
@@ -53,8 +54,11 @@ def random_row(rng: random.Random, index: int) -> tuple[Principal, RequestContex
             "citizenships": _maybe(rng, _ties(rng, 3), 0.05),
             "permanent_residencies": _maybe(rng, _ties(rng, 1), 0.1),
             "residence_country": _maybe(rng, rng.choice(COUNTRIES)),
-            "us_person": _maybe(rng, rng.choice(["citizen", "none", "none", "none",
-                                                 "lawful_permanent_resident"]), 0.1),
+            "us_person": _maybe(
+                rng,
+                rng.choice(["citizen", "none", "none", "none", "lawful_permanent_resident"]),
+                0.1,
+            ),
             "verification": verification,
             "organisation": org,
         }
@@ -73,8 +77,10 @@ def jsonl_sample(rows: int, seed: int = 7) -> Iterator[bytes]:
     rng = random.Random(seed)
     for index in range(rows):
         principal, request = random_row(rng, index)
-        row = {"principal": principal.model_dump(mode="json"),
-               "request": request.model_dump(mode="json")}
+        row = {
+            "principal": principal.model_dump(mode="json"),
+            "request": request.model_dump(mode="json"),
+        }
         yield (json.dumps(row) + "\n").encode()
 
 
@@ -94,8 +100,11 @@ def customer_row(rng: random.Random, index: int) -> tuple[Principal, RequestCont
     organisation: object = "none"
     if rng.random() < 0.4:
         hq = rng.choices(CUSTOMER_COUNTRIES, CUSTOMER_WEIGHTS)[0]
-        organisation = {"id": f"org-{rng.randint(1, 300)}", "headquarters_country": hq,
-                        "parent_country": hq}
+        organisation = {
+            "id": f"org-{rng.randint(1, 300)}",
+            "headquarters_country": hq,
+            "parent_country": hq,
+        }
     principal = Principal.model_validate(
         {
             "id": f"c-{index}",

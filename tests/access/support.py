@@ -56,7 +56,9 @@ def ties(*specs: str) -> list[CountryTie]:
     out = []
     for spec in specs:
         country, _, day = spec.partition("@")
-        out.append(CountryTie(country=country, acquired_on=date.fromisoformat(day) if day else None))
+        out.append(
+            CountryTie(country=country, acquired_on=date.fromisoformat(day) if day else None)
+        )
     return out
 
 

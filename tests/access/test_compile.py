@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 import cedarpy
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,8 +17,6 @@ from contracts.policy import Action, LoadedPolicy, UnusablePolicy, cedar
 from services.access.compile import cedar_time, compile_policy
 from services.access.model import Refusal
 from tests.access.support import GROUPS, MODEL, T0, at_location, order, person, ties
-
-import pytest
 
 
 def _est(text: str) -> dict[str, dict]:
@@ -40,9 +39,13 @@ def test_every_policy_carries_an_id_a_kind_and_a_reason_naming_its_order() -> No
 
 def test_the_compiled_text_validates_against_the_shared_schema() -> None:
     o = order(
-        nationalities=["CN"], residence_countries=["RU"], organisations=["org-x"],
-        organisation_countries=["IR"], verification_statuses=["pending"],
-        request_locations=["KP"], country_groups=["embargoed"],
+        nationalities=["CN"],
+        residence_countries=["RU"],
+        organisations=["org-x"],
+        organisation_countries=["IR"],
+        verification_statuses=["pending"],
+        request_locations=["KP"],
+        country_groups=["embargoed"],
         exemptions=[{"kind": "organisation", "id": "org-ok", "reason": "licensed"}],
     )
     compiled = compile_policy(MODEL, [o], GROUPS)
@@ -103,7 +106,7 @@ def test_a_policy_that_does_not_validate_is_unusable_and_the_reason_names_it() -
         f'@id("baseline") @kind("baseline") @reason("x")\npermit (principal, action, '
         f'resource == Model::"{MODEL}") when {{ principal.shoe_size > 3 }};\n'
     )
-    with pytest.raises(UnusablePolicy, match="baseline.*shoe_size"):
+    with pytest.raises(UnusablePolicy, match=r"baseline.*shoe_size"):
         LoadedPolicy.parse(MODEL, 1, text, policy_hash(text))
 
 
@@ -153,9 +156,13 @@ def test_a_text_using_other_operations_keeps_full_cache_keys() -> None:
 
 def _loaded_all() -> LoadedPolicy:
     o = order(
-        nationalities=["CN"], residence_countries=["RU"], organisations=["org-x"],
-        organisation_countries=["IR"], verification_statuses=["pending"],
-        request_locations=["KP"], expires_at=T0 + timedelta(days=1),
+        nationalities=["CN"],
+        residence_countries=["RU"],
+        organisations=["org-x"],
+        organisation_countries=["IR"],
+        verification_statuses=["pending"],
+        request_locations=["KP"],
+        expires_at=T0 + timedelta(days=1),
         exemptions=[{"kind": "principal", "id": "p-9", "reason": "licensed"}],
     )
     compiled = compile_policy(MODEL, [o], GROUPS)

@@ -24,8 +24,12 @@ HOUR = timedelta(hours=1)
 
 def _policy(version: int = 1) -> ModelPolicy:
     result = next_version(
-        MODEL, None, [OrderRecord(order(nationalities=["CN"]))], GROUPS,
-        now=T0, acknowledge_within=HOUR,
+        MODEL,
+        None,
+        [OrderRecord(order(nationalities=["CN"]))],
+        GROUPS,
+        now=T0,
+        acknowledge_within=HOUR,
     )
     assert isinstance(result, ModelPolicy)
     return ModelPolicy(**{**result.__dict__, "version": version})
@@ -107,8 +111,13 @@ def test_a_refusal_becomes_a_compliance_rejection_addressed_to_the_model() -> No
 
 def _accepted(version: int, received_after: timedelta) -> AcceptedAcknowledgement:
     return AcceptedAcknowledgement(
-        model_id=MODEL, lab_id=LAB, policy_version=version, content_hash="x",
-        enforced_at=T0, received_at=T0 + received_after, enforcement_points=("g",),
+        model_id=MODEL,
+        lab_id=LAB,
+        policy_version=version,
+        content_hash="x",
+        enforced_at=T0,
+        received_at=T0 + received_after,
+        enforcement_points=("g",),
     )
 
 

@@ -29,13 +29,15 @@ def _version(records: list[OrderRecord], current: ModelPolicy | None) -> ModelPo
 
 def _denies_cn(policy: ModelPolicy, at: object = T0 + HOUR) -> bool:
     loaded = LoadedPolicy.parse(MODEL, policy.version, policy.cedar_policies, policy.content_hash)
-    return not loaded.decide(person(citizenships=ties("CN")), Action.INVOKE, at_location(),
-                             at).allowed  # type: ignore[arg-type]
+    return not loaded.decide(
+        person(citizenships=ties("CN")), Action.INVOKE, at_location(), at
+    ).allowed  # type: ignore[arg-type]
 
 
 def test_an_order_is_ordered_before_its_effective_time_and_effective_from_it() -> None:
-    record = OrderRecord(order(nationalities=["CN"], effective_at=T0 + HOUR,
-                               expires_at=T0 + 2 * HOUR))
+    record = OrderRecord(
+        order(nationalities=["CN"], effective_at=T0 + HOUR, expires_at=T0 + 2 * HOUR)
+    )
     assert record.state_at(T0) is OrderState.ORDERED
     assert record.state_at(T0 + HOUR) is OrderState.EFFECTIVE
     assert record.state_at(T0 + 2 * HOUR) is OrderState.EXPIRED

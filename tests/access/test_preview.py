@@ -18,13 +18,17 @@ from tests.access.support import GROUPS, LAB, MODEL, T0, order, published
 AT = T0 + timedelta(hours=1)
 CURRENT = order(verification_statuses=["unverified"])
 PROPOSED = order(
-    nationalities=["CN", "RU"], nationality_rule="most_recent", organisations=["org-x"],
+    nationalities=["CN", "RU"],
+    nationality_rule="most_recent",
+    organisations=["org-x"],
     exemptions=[{"kind": "organisation", "id": "org-1", "reason": "licensed"}],
 )
 HEADER = ",".join(COLUMNS) + "\n"
 
 
-def _preview(lines: list[bytes], fmt: SampleFormat = SampleFormat.CSV, **kw: object) -> ImpactReport:
+def _preview(
+    lines: list[bytes], fmt: SampleFormat = SampleFormat.CSV, **kw: object
+) -> ImpactReport:
     report = preview_impact(PROPOSED, [CURRENT], lines, fmt=fmt, groups=GROUPS, at=AT, **kw)  # type: ignore[arg-type]
     assert isinstance(report, ImpactReport), report
     return report
@@ -58,7 +62,10 @@ def test_preview_counts_equal_the_enforcers_decisions_on_the_same_sample(
             changed.append(row.principal.id)  # type: ignore[union-attr]
     assert report.rows == 3000 and report.malformed == 0
     assert (report.denied_current, report.denied_proposed, report.newly_denied) == (
-        denied_before, denied_after, newly)
+        denied_before,
+        denied_after,
+        newly,
+    )
     assert [c.principal_id for c in report.changed] == changed[:1000]
     assert 0 < newly < 3000  # the sample exercises both outcomes
     assert sum(report.newly_denied_by_reason.values()) >= newly
@@ -66,8 +73,13 @@ def test_preview_counts_equal_the_enforcers_decisions_on_the_same_sample(
 
 def test_malformed_rows_are_counted_with_line_numbers_and_the_rest_is_evaluated() -> None:
     good = list(csv_sample(5))
-    lines = [*good, b"p-bad,XX-not-a-country,,,,,,,,,,\n", b"\xff\xfe,broken\n",
-             b"only,three,fields\n", b"p-ok2,CN,-,CN,none,verified,2026-01-01T00:00:00+00:00,,-,,,FR\n"]
+    lines = [
+        *good,
+        b"p-bad,XX-not-a-country,,,,,,,,,,\n",
+        b"\xff\xfe,broken\n",
+        b"only,three,fields\n",
+        b"p-ok2,CN,-,CN,none,verified,2026-01-01T00:00:00+00:00,,-,,,FR\n",
+    ]
     report = _preview(lines)
     assert report.rows == 9 and report.malformed == 3
     assert [r.line for r in report.malformed_rows] == [7, 8, 9]
@@ -91,8 +103,12 @@ def test_unknown_csv_columns_are_refused() -> None:
 
 
 def test_jsonl_rows_with_unknown_fields_or_bad_json_are_malformed() -> None:
-    lines = [b'{"principal": {"id": "a", "nationality": "CN"}}\n', b"{oops\n", b"[1]\n",
-             b'{"principal": {"id": "b"}}\n']
+    lines = [
+        b'{"principal": {"id": "a", "nationality": "CN"}}\n',
+        b"{oops\n",
+        b"[1]\n",
+        b'{"principal": {"id": "b"}}\n',
+    ]
     report = _preview(lines, SampleFormat.JSONL)
     assert [r.line for r in report.malformed_rows] == [1, 2, 3]
     assert report.evaluated == 1
@@ -100,16 +116,18 @@ def test_jsonl_rows_with_unknown_fields_or_bad_json_are_malformed() -> None:
 
 def test_the_changed_list_is_bounded_but_every_change_reaches_the_callback() -> None:
     seen: list[str] = []
-    report = _preview(list(csv_sample(2000)), max_changed=10, on_changed=lambda c: seen.append(
-        c.principal_id))
+    report = _preview(
+        list(csv_sample(2000)), max_changed=10, on_changed=lambda c: seen.append(c.principal_id)
+    )
     assert len(report.changed) == 10 and report.changed_truncated
     assert len(seen) == report.newly_denied
 
 
 def test_a_proposal_naming_an_unknown_country_group_is_refused() -> None:
     bad = order(country_groups=["nowhere"])
-    result = preview_impact(bad, [], iter([HEADER.encode()]), fmt=SampleFormat.CSV,
-                            groups=GROUPS, at=AT)
+    result = preview_impact(
+        bad, [], iter([HEADER.encode()]), fmt=SampleFormat.CSV, groups=GROUPS, at=AT
+    )
     assert isinstance(result, Refusal) and result.reason is RejectionReason.UNKNOWN_COUNTRY_GROUP
 
 

@@ -65,14 +65,18 @@ def _exempt(o: RestrictionOrdered, principal: Principal) -> bool:
     for exemption in o.scope.exemptions:
         if exemption.kind is ExemptionKind.PRINCIPAL and exemption.id == principal.id:
             return True
-        if (exemption.kind is ExemptionKind.ORGANISATION and isinstance(org, Organisation)
-                and org.id == exemption.id):
+        if (
+            exemption.kind is ExemptionKind.ORGANISATION
+            and isinstance(org, Organisation)
+            and org.id == exemption.id
+        ):
             return True
     return False
 
 
-def _foreign_match(d: DerivedAttributes, values: set[str], held: frozenset[str],
-                   needs: set[Attribute]) -> bool:
+def _foreign_match(
+    d: DerivedAttributes, values: set[str], held: frozenset[str], needs: set[Attribute]
+) -> bool:
     if not values or d.us_person is True:
         return False
     if needs & d.unknown:
@@ -87,29 +91,46 @@ def reference_denies(o: RestrictionOrdered, p: Principal, r: RequestContext, at:
         return False
     d = derive(p, r, at)
     s = o.scope
-    groups = set().union(*(GROUPS.groups[g].countries for g in
-                           [*s.country_groups, *(t.value for t in s.country_tiers)]))
-    held = (d.nationalities_most_recent if s.nationality_rule is NationalityRule.MOST_RECENT
-            else d.nationalities_any)
+    groups = set().union(
+        *(
+            GROUPS.groups[g].countries
+            for g in [*s.country_groups, *(t.value for t in s.country_tiers)]
+        )
+    )
+    held = (
+        d.nationalities_most_recent
+        if s.nationality_rule is NationalityRule.MOST_RECENT
+        else d.nationalities_any
+    )
     nat_needs = {Attribute.CITIZENSHIPS, Attribute.PERMANENT_RESIDENCIES}
     res_needs = {Attribute.RESIDENCE_COUNTRY, Attribute.PERMANENT_RESIDENCIES}
-    org_needs = {Attribute.ORGANISATION, Attribute.ORGANISATION_HEADQUARTERS,
-                 Attribute.ORGANISATION_PARENT}
-    return any([
-        _foreign_match(d, set(s.nationalities) | groups, held, nat_needs),
-        _foreign_match(d, set(s.residence_countries) | groups, d.residences, res_needs),
-        bool(s.organisations) and (Attribute.ORGANISATION in d.unknown
-                                   or d.organisation_id in s.organisations),
-        bool(s.organisation_countries) and (
-            bool(d.organisation_countries & set(s.organisation_countries))
-            or bool(org_needs & d.unknown)),
-        bool(s.verification_statuses) and (
-            Attribute.VERIFICATION in d.unknown
-            or d.verification_status in {v.value for v in s.verification_statuses}),
-        bool(s.request_locations) and (
-            Attribute.REQUEST_LOCATION in d.unknown
-            or d.location_country in s.request_locations),
-    ])
+    org_needs = {
+        Attribute.ORGANISATION,
+        Attribute.ORGANISATION_HEADQUARTERS,
+        Attribute.ORGANISATION_PARENT,
+    }
+    return any(
+        [
+            _foreign_match(d, set(s.nationalities) | groups, held, nat_needs),
+            _foreign_match(d, set(s.residence_countries) | groups, d.residences, res_needs),
+            bool(s.organisations)
+            and (Attribute.ORGANISATION in d.unknown or d.organisation_id in s.organisations),
+            bool(s.organisation_countries)
+            and (
+                bool(d.organisation_countries & set(s.organisation_countries))
+                or bool(org_needs & d.unknown)
+            ),
+            bool(s.verification_statuses)
+            and (
+                Attribute.VERIFICATION in d.unknown
+                or d.verification_status in {v.value for v in s.verification_statuses}
+            ),
+            bool(s.request_locations)
+            and (
+                Attribute.REQUEST_LOCATION in d.unknown or d.location_country in s.request_locations
+            ),
+        ]
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

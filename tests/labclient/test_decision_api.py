@@ -135,12 +135,22 @@ def test_status_reports_versions_and_the_age_of_the_view(api: Api) -> None:
         (json.dumps({**_question(), "surprise": 1}).encode(), "body.surprise"),
         (json.dumps({**_question(), "model_id": "no-slash"}).encode(), "body.model_id"),
         (json.dumps({**_question(), "action": "launch"}).encode(), "body.action"),
-        (json.dumps({"principal": {"id": "p", "citizenship": ["CN"]}, "model_id": MODEL}).encode(),
-         "body.principal.citizenship"),
+        (
+            json.dumps(
+                {"principal": {"id": "p", "citizenship": ["CN"]}, "model_id": MODEL}
+            ).encode(),
+            "body.principal.citizenship",
+        ),
         (b"[" * 5000 + b"]" * 5000, None),
     ],
-    ids=["not json", "unknown field", "bad model id", "unknown action", "misspelt attribute",
-         "deep nesting"],
+    ids=[
+        "not json",
+        "unknown field",
+        "bad model id",
+        "unknown action",
+        "misspelt attribute",
+        "deep nesting",
+    ],
 )
 def test_malformed_questions_get_422_with_reasons(
     api: Api, content: bytes, path: str | None

@@ -108,8 +108,9 @@ def test_an_unknown_schema_version_is_unusable() -> None:
 
 def test_another_labs_policy_is_ignored() -> None:
     enforcer = ready_enforcer()
-    event = published(order(model_id="other-lab/m@1", nationalities=["CN"]),
-                      model_id="other-lab/m@1")
+    event = published(
+        order(model_id="other-lab/m@1", nationalities=["CN"]), model_id="other-lab/m@1"
+    )
     assert enforcer.apply(event) is ApplyResult.OTHER_LAB
     assert enforcer.applied("other-lab/m@1") is None
 
@@ -180,8 +181,9 @@ def test_decisions_name_the_applied_version_and_its_hash() -> None:
 def test_concurrent_checks_never_see_a_version_go_backwards() -> None:
     enforcer = ready_enforcer()
     restrict = order(nationalities=["CN"])
-    events = [published(restrict, version=v) if v % 2 else published(version=v)
-              for v in range(1, 41)]
+    events = [
+        published(restrict, version=v) if v % 2 else published(version=v) for v in range(1, 41)
+    ]
     seen: list[int] = []
     stop = threading.Event()
 
