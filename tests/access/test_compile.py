@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import cedarpy
 import pytest
@@ -19,8 +20,9 @@ from services.access.model import Refusal
 from tests.access.support import GROUPS, MODEL, T0, at_location, order, person, ties
 
 
-def _est(text: str) -> dict[str, dict]:
-    return json.loads(cedarpy.policies_to_json_str(text))["staticPolicies"]
+def _est(text: str) -> dict[str, Any]:
+    policies: dict[str, Any] = json.loads(cedarpy.policies_to_json_str(text))["staticPolicies"]
+    return policies
 
 
 def test_every_policy_carries_an_id_a_kind_and_a_reason_naming_its_order() -> None:

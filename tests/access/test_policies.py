@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from contracts.events.common import RejectionReason
 from contracts.policy import Action, LoadedPolicy
@@ -27,11 +27,10 @@ def _version(records: list[OrderRecord], current: ModelPolicy | None) -> ModelPo
     return result
 
 
-def _denies_cn(policy: ModelPolicy, at: object = T0 + HOUR) -> bool:
+def _denies_cn(policy: ModelPolicy, at: datetime = T0 + HOUR) -> bool:
     loaded = LoadedPolicy.parse(MODEL, policy.version, policy.cedar_policies, policy.content_hash)
-    return not loaded.decide(
-        person(citizenships=ties("CN")), Action.INVOKE, at_location(), at
-    ).allowed  # type: ignore[arg-type]
+    decision = loaded.decide(person(citizenships=ties("CN")), Action.INVOKE, at_location(), at)
+    return not decision.allowed
 
 
 def test_an_order_is_ordered_before_its_effective_time_and_effective_from_it() -> None:
