@@ -10,7 +10,8 @@ from uuid import UUID
 from pydantic import AwareDatetime, Field, model_validator
 
 from contracts.envelope import Event
-from contracts.events.common import ModelId, Rejection, Sha256Hex, Slug, Text
+from contracts.events.common import ModelId, Part, PolicyVersion, Rejection, Sha256Hex, Slug, Text
+from contracts.events.risk import NationalityRule
 from contracts.sensitivity import PUBLIC
 
 MAX_POLICY_CHARS = 500_000
@@ -21,12 +22,37 @@ def policy_hash(cedar_policies: str) -> str:
     return hashlib.sha256(cedar_policies.encode()).hexdigest()
 
 
+class EnforcedOrder(Part):
+    """One restriction order a policy version implements, with its time window.
+
+    The window is also in the Cedar text (a ``context.now`` guard on each of the
+    order's policies), so an order published ahead takes effect, and a time-limited
+    one lapses, at the enforcer's clock without another publication.
+    """
+
+    order_id: UUID = Field(description="The order.", json_schema_extra=PUBLIC)
+    effective_at: AwareDatetime = Field(
+        description="From when the order denies.", json_schema_extra=PUBLIC
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the order lapses by itself (none: until lifted).",
+        json_schema_extra=PUBLIC,
+    )
+    nationality_rule: NationalityRule = Field(
+        description="The order's nationality rule (most_recent or any)."
+    )
+    interim: bool = Field(default=False, description="An interim order pending a decision.")
+
+
 class AccessPolicyPublished(Event):
     """The current Cedar policy set of a model (compacted topic: latest per model wins).
 
     An enforcement point that reads access.policies from the start ends with the
     current policy of every model. Lifting the last order publishes a policy
-    without restrictions (order_ids empty), never a tombstone.
+    without restrictions (order_ids empty), never a tombstone. Orders effective in
+    the future are in the text already, guarded by ``context.now``: enforcers apply
+    them on time, and compaction never hides the version that is current now.
     """
 
     TYPE: ClassVar[str] = "frontier_review.access.AccessPolicyPublished"
@@ -52,11 +78,42 @@ class AccessPolicyPublished(Event):
     acknowledge_by: AwareDatetime = Field(
         description="Deadline for the lab's ComplianceAcknowledged; ComplianceOverdue after it."
     )
+    orders: list[EnforcedOrder] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="The orders of order_ids with their time windows (empty in versions "
+        "published before this field existed).",
+        json_schema_extra=PUBLIC,
+    )
+    effective_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the earliest of the orders takes effect (none: no orders).",
+        json_schema_extra=PUBLIC,
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the last of the orders lapses (none: no orders, or some order "
+        "lasts until lifted).",
+        json_schema_extra=PUBLIC,
+    )
+    cedar_schema_version: Slug | None = Field(
+        default=None,
+        description="Version of the Cedar schema (principals, models, actions) the policy "
+        "was validated against; an enforcer refuses a version it does not know.",
+        json_schema_extra=PUBLIC,
+    )
+    country_groups_version: PolicyVersion | None = Field(
+        default=None,
+        description="Version of the agency's country-group table the orders were expanded with.",
+        json_schema_extra=PUBLIC,
+    )
 
     @model_validator(mode="after")
     def _hash(self) -> Self:
         if self.content_hash != policy_hash(self.cedar_policies):
             raise ValueError("content_hash does not match cedar_policies")
+        if self.orders and sorted(o.order_id for o in self.orders) != sorted(self.order_ids):
+            raise ValueError("orders must describe exactly the orders of order_ids")
         return self
 
 

@@ -185,6 +185,9 @@ class RejectionReason(StrEnum):
     """The evaluation endpoint is not a public https host: it resolves to a loopback,
     private, link-local (cloud metadata), shared, multicast or reserved address, carries
     credentials, or does not resolve; only operator-allowlisted host:port pairs are exempt."""
+    IMPLAUSIBLE_ENFORCED_AT = "implausible_enforced_at"
+    UNKNOWN_COUNTRY_GROUP = "unknown_country_group"
+    INVALID_POLICY = "invalid_policy"
 
 
 # --- building blocks -----------------------------------------------------------

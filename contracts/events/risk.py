@@ -23,7 +23,7 @@ from contracts.events.common import (
     Slug,
     Text,
 )
-from contracts.sensitivity import PUBLIC, RESTRICTED
+from contracts.sensitivity import INTERNAL, PUBLIC, RESTRICTED
 
 
 class DomainAssessment(Part):
@@ -143,7 +143,8 @@ class EscalationDecided(SignedEvent):
 
 
 class CountryTier(StrEnum):
-    """Country tiers of the agency's country table (in the style of export-control tiers)."""
+    """Country tiers (in the style of export-control tiers). Kept for older orders: a tier is
+    the country group of the same name in the agency's country-group table."""
 
     TIER1 = "tier1"
     TIER2 = "tier2"
@@ -156,6 +157,22 @@ class VerificationStatus(StrEnum):
     UNVERIFIED = "unverified"
     PENDING = "pending"
     VERIFIED = "verified"
+
+
+class NationalityRule(StrEnum):
+    """How a foreign person's nationality is judged under an order.
+
+    - ``most_recent``: in the spirit of the EAR deemed-export rule (15 CFR 734.13(b)), by
+      the most recent country of citizenship or permanent residency;
+    - ``any``: every citizenship and permanent residency counts (as ITAR treats dual
+      nationals). ``any`` denies everyone ``most_recent`` denies, and possibly more.
+
+    US persons (citizens, lawful permanent residents, protected individuals) are never
+    foreign nationals under either rule.
+    """
+
+    MOST_RECENT = "most_recent"
+    ANY = "any"
 
 
 class ExemptionKind(StrEnum):
@@ -178,32 +195,70 @@ class Exemption(Part):
 class RestrictionScope(Part):
     """Who is denied access: a principal matching ANY criterion is denied, unless exempt.
 
-    Empty lists match nobody; at least one criterion must be non-empty.
+    Foreign-national criteria (nationalities, country groups, residence) never match US
+    persons; organisation, verification and request-location criteria match anyone. A
+    criterion whose attribute is unknown for a principal denies (fails closed) unless the
+    known attributes already rule it out. Exemptions apply to this order only. Empty lists
+    match nobody; at least one criterion must be non-empty.
     """
 
+    nationality_rule: NationalityRule = Field(
+        default=NationalityRule.ANY,
+        description="How nationality is judged: most_recent (EAR-style) or any (every "
+        "citizenship counts). Default any, the stricter rule.",
+        json_schema_extra=INTERNAL,
+    )
     nationalities: list[CountryCode] = Field(
-        default_factory=list, max_length=250, description="Deny principals of these nationalities."
+        default_factory=list,
+        max_length=250,
+        description="Deny foreign nationals of these countries (under the nationality rule).",
+        json_schema_extra=INTERNAL,
     )
     residence_countries: list[CountryCode] = Field(
         default_factory=list,
         max_length=250,
-        description="Deny principals resident in these countries.",
+        description="Deny foreign persons resident (or permanently resident) in these countries.",
+        json_schema_extra=INTERNAL,
     )
     country_tiers: list[CountryTier] = Field(
         default_factory=list,
         max_length=len(CountryTier),
-        description="Deny principals whose nationality or residence is in these tiers.",
+        description="Older spelling of country_groups for the groups tier1..tier3: deny "
+        "foreign persons whose nationality or residence is in these tiers.",
+        json_schema_extra=INTERNAL,
+    )
+    country_groups: list[Slug] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Deny foreign persons whose nationality or residence is in these groups "
+        "of the agency's versioned country-group table (expanded when the order is compiled).",
+        json_schema_extra=INTERNAL,
     )
     verification_statuses: list[VerificationStatus] = Field(
         default_factory=list,
         max_length=len(VerificationStatus),
-        description="Deny principals with these identity verification statuses.",
+        description="Deny principals with these identity verification statuses (an expired "
+        "verification counts as unverified).",
+        json_schema_extra=INTERNAL,
     )
     organisations: list[ShortText] = Field(
         default_factory=list,
         max_length=1000,
         description="Deny principals of these organisations (lab-side organisation ids).",
         json_schema_extra=RESTRICTED,
+    )
+    organisation_countries: list[CountryCode] = Field(
+        default_factory=list,
+        max_length=250,
+        description="Deny principals whose organisation is headquartered in, or whose "
+        "organisation's ultimate parent is in, these countries.",
+        json_schema_extra=INTERNAL,
+    )
+    request_locations: list[CountryCode] = Field(
+        default_factory=list,
+        max_length=250,
+        description="Deny requests made from these countries (the request's location).",
+        json_schema_extra=INTERNAL,
     )
     exemptions: list[Exemption] = Field(
         default_factory=list,
@@ -218,8 +273,11 @@ class RestrictionScope(Part):
             self.nationalities
             or self.residence_countries
             or self.country_tiers
+            or self.country_groups
             or self.verification_statuses
             or self.organisations
+            or self.organisation_countries
+            or self.request_locations
         ):
             raise ValueError("a restriction scope needs at least one criterion")
         return self
