@@ -132,6 +132,15 @@ class RejectionReason(StrEnum):
     INVALID_STATE = "invalid_state"
     UNKNOWN_POLICY = "unknown_policy"
     POLICY_MISMATCH = "policy_mismatch"
+    # reviewer decisions (risk)
+    UNKNOWN_REVIEWER = "unknown_reviewer"
+    UNKNOWN_ESCALATION = "unknown_escalation"
+    ESCALATION_MISMATCH = "escalation_mismatch"  # names another submission than the escalation's
+    ALREADY_SIGNED = "already_signed"  # this reviewer already signed this question
+    ESCALATION_CONCLUDED = "escalation_concluded"
+    ESCALATION_SUPERSEDED = "escalation_superseded"
+    NO_INTERIM_ORDER = "no_interim_order"  # lift_interim, but no interim order is in force
+    ORDER_OUTDATED = "order_outdated"  # the order's compliance deadline or expiry has passed
 
 
 # --- building blocks -----------------------------------------------------------
