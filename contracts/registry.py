@@ -11,6 +11,7 @@ from __future__ import annotations
 from contracts.envelope import Event
 from contracts.events import (
     AccessPolicyPublished,
+    AuditCheckpoint,
     ComplianceAcknowledged,
     ComplianceOverdue,
     ComplianceRejected,
@@ -29,6 +30,7 @@ from contracts.events import (
     RestrictionOrdered,
     ReviewConcluded,
     ReviewerDecisionRejected,
+    ReviewerDecisionSubmitted,
     ReviewWindowClosed,
     RiskAssessed,
     SubmissionAccepted,
@@ -42,6 +44,7 @@ from contracts.topic import DAY_MS, Topic
 
 SUBMISSION_ID = "submission_id"
 MODEL_ID = "model_id"
+LOG_ID = "log_id"
 
 # Input topics only need to outlive a consumer outage: their consumer persists
 # what it accepts. Pipeline topics outlive a whole review window (30 days) with
@@ -75,6 +78,15 @@ TOPICS: tuple[Topic, ...] = (
         events=(ExternalFindingSubmitted,),
         retention_ms=INPUT_RETENTION_MS,
         description="Signed manual findings from external evaluators. Consumer: evaluation.",
+    ),
+    Topic(
+        name="reviewers.decisions",
+        producer="reviewers",
+        key=SUBMISSION_ID,
+        events=(ReviewerDecisionSubmitted,),
+        retention_ms=INPUT_RETENTION_MS,
+        description="Signed decisions of the agency's reviewers on escalations. Consumer: risk "
+        "(answers on risk.events).",
     ),
     Topic(
         name="intake.events",
@@ -129,6 +141,16 @@ TOPICS: tuple[Topic, ...] = (
         events=(FindingShared,),
         retention_ms=RECORD_RETENTION_MS,
         description="Redacted findings feed. Consumers: other government systems.",
+    ),
+    Topic(
+        name="gov.audit",
+        producer="risk",
+        key=LOG_ID,
+        events=(AuditCheckpoint,),
+        partitions=1,
+        retention_ms=-1,
+        description="Signed checkpoints of the risk service's hash-chained audit log, one "
+        "ordered partition kept forever. Consumers: other government systems, auditors.",
     ),
     Topic(
         name="access.events",

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from contracts.envelope import CloudEvent, Event, make_event
 from contracts.events import (
     AccessPolicyPublished,
+    AuditCheckpoint,
     ComplianceAcknowledged,
     ComplianceOverdue,
     ComplianceRejected,
@@ -43,6 +44,7 @@ from contracts.events import (
     RestrictionOrdered,
     ReviewConcluded,
     ReviewerDecisionRejected,
+    ReviewerDecisionSubmitted,
     ReviewWindowClosed,
     RiskAssessed,
     SignedEvent,
@@ -199,6 +201,32 @@ _FACTORIES: dict[type[Event], Callable[[], dict[str, Any]]] = {
         "summary": "Proxy CTF: recovered 2 of 5 toy flags with hints.",
         "evidence_ref": "evidence://red-team/2026-01-16/run-7",
         "observed_at": NOW + timedelta(days=1),
+        "signature": _signature(),
+    },
+    # reviewers.decisions
+    ReviewerDecisionSubmitted: lambda: {
+        "decision_id": DECISION_ID,
+        "escalation_id": ESCALATION_ID,
+        "submission_id": SUBMISSION_ID,
+        "reviewer_id": REVIEWER_ID,
+        "decision": "restrict",
+        "order": {
+            "scope": {
+                "nationalities": ["KP"],
+                "nationality_rule": "any",
+                "country_groups": ["d5"],
+                "residence_countries": ["KP"],
+                "verification_statuses": ["unverified"],
+                "organisations": ["org-sanctioned-1"],
+                "exemptions": [
+                    {"kind": "principal", "id": "user-42", "reason": "licensed research partner"}
+                ],
+            },
+            "effective_at": NOW + timedelta(days=15, hours=1),
+            "expires_at": NOW + timedelta(days=180),
+            "compliance_deadline": NOW + timedelta(days=16),
+        },
+        "justification": "Proxy cyber capability above the bar; restrict foreign-adversary access.",
         "signature": _signature(),
     },
     # intake.events
@@ -460,6 +488,14 @@ _FACTORIES: dict[type[Event], Callable[[], dict[str, Any]]] = {
         "level": "high",
         "policy_version": "thresholds-2026.1",
         "shared_at": NOW + timedelta(days=14, minutes=2),
+    },
+    # gov.audit
+    AuditCheckpoint: lambda: {
+        "log_id": "risk",
+        "size": 42,
+        "head_sha256": "a1" * 32,
+        "checkpointed_at": NOW + timedelta(days=15, minutes=5),
+        "signature": _signature(),
     },
     # access.policies / access.events
     AccessPolicyPublished: lambda: {
