@@ -113,5 +113,7 @@ class ReviewerDecisionSubmitted(SignedEvent):
         if (self.decision is EscalationDecision.LIFT_INTERIM) != (
             self.interim_order_id is not None
         ):
-            raise ValueError("interim_order_id is required for lift_interim and forbidden otherwise")
+            raise ValueError(
+                "interim_order_id is required for lift_interim and forbidden otherwise"
+            )
         return self
