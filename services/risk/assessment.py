@@ -138,6 +138,10 @@ def reassess(
     now: datetime,
 ) -> RiskAssessed | None:
     """The RiskAssessed to publish, or None when the result is the previous one."""
+    findings = list(findings)
+    foreign = {str(f.finding_id) for f in findings if f.submission_id != submission.submission_id}
+    if foreign:
+        raise ValueError(f"findings {sorted(foreign)} are not of {submission.submission_id}")
     assessment = assess(findings, progress, policy)
     if previous is not None and published_result_sha256(previous) == assessment.result_sha256:
         return None

@@ -396,3 +396,9 @@ def test_assessment_ids_are_deterministic() -> None:
     first = assessed([found], shipped_policy())
     again = assessed([found], shipped_policy(), now=NOW.replace(hour=13))
     assert first.assessment_id == again.assessment_id
+
+
+def test_findings_of_another_submission_are_a_caller_error() -> None:
+    stray = finding(submission_id=uuid.uuid4())
+    with pytest.raises(ValueError, match="are not of"):
+        reassess([finding(), stray], progress(), shipped_policy(), SUBMISSION, None, NOW)
