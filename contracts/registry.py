@@ -11,10 +11,12 @@ from __future__ import annotations
 from contracts.envelope import Event
 from contracts.events import (
     AccessPolicyPublished,
+    AuditCheckpoint,
     ComplianceAcknowledged,
     ComplianceOverdue,
     ComplianceRejected,
     EscalationDecided,
+    EscalationOverdue,
     EscalationRaised,
     EvaluationCompleted,
     EvaluationFailed,
@@ -26,6 +28,9 @@ from contracts.events import (
     Rejection,
     RestrictionLifted,
     RestrictionOrdered,
+    ReviewConcluded,
+    ReviewerDecisionRejected,
+    ReviewerDecisionSubmitted,
     ReviewWindowClosed,
     RiskAssessed,
     SubmissionAccepted,
@@ -39,6 +44,7 @@ from contracts.topic import DAY_MS, Topic
 
 SUBMISSION_ID = "submission_id"
 MODEL_ID = "model_id"
+LOG_ID = "log_id"
 
 # Input topics only need to outlive a consumer outage: their consumer persists
 # what it accepts. Pipeline topics outlive a whole review window (30 days) with
@@ -74,6 +80,15 @@ TOPICS: tuple[Topic, ...] = (
         description="Signed manual findings from external evaluators. Consumer: evaluation.",
     ),
     Topic(
+        name="reviewers.decisions",
+        producer="reviewers",
+        key=SUBMISSION_ID,
+        events=(ReviewerDecisionSubmitted,),
+        retention_ms=INPUT_RETENTION_MS,
+        description="Signed decisions of the agency's reviewers on escalations. Consumer: risk "
+        "(answers on risk.events).",
+    ),
+    Topic(
         name="intake.events",
         producer="intake",
         key=SUBMISSION_ID,
@@ -107,7 +122,15 @@ TOPICS: tuple[Topic, ...] = (
         name="risk.events",
         producer="risk",
         key=SUBMISSION_ID,
-        events=(RiskAssessed, EscalationRaised, EscalationDecided, RestrictionOrdered),
+        events=(
+            RiskAssessed,
+            EscalationRaised,
+            EscalationDecided,
+            RestrictionOrdered,
+            ReviewerDecisionRejected,
+            EscalationOverdue,
+            ReviewConcluded,
+        ),
         retention_ms=PIPELINE_RETENTION_MS,
         description="Assessments, escalations, reviewer decisions and orders. Consumer: access.",
     ),
@@ -118,6 +141,16 @@ TOPICS: tuple[Topic, ...] = (
         events=(FindingShared,),
         retention_ms=RECORD_RETENTION_MS,
         description="Redacted findings feed. Consumers: other government systems.",
+    ),
+    Topic(
+        name="gov.audit",
+        producer="risk",
+        key=LOG_ID,
+        events=(AuditCheckpoint,),
+        partitions=1,
+        retention_ms=-1,
+        description="Signed checkpoints of the risk service's hash-chained audit log, one "
+        "ordered partition kept forever. Consumers: other government systems, auditors.",
     ),
     Topic(
         name="access.events",

@@ -1,7 +1,8 @@
 """Event payload models, one module per producing context.
 
-lab (lab-published and external evaluators' signed input), intake, evaluation,
-risk, gov (the redacted feed) and access. Topics are in contracts.registry.
+lab (lab-published and external evaluators' signed input), reviewers (the
+reviewers' signed decisions), intake, evaluation, risk, gov (the redacted feed and
+the audit checkpoints) and access. Topics are in contracts.registry.
 """
 
 from contracts.events.access import (
@@ -27,7 +28,7 @@ from contracts.events.evaluation import (
     ExternalFindingRejected,
     FindingRecorded,
 )
-from contracts.events.gov import FindingShared
+from contracts.events.gov import AuditCheckpoint, FindingShared
 from contracts.events.intake import (
     ReviewWindowClosed,
     SubmissionAccepted,
@@ -41,19 +42,25 @@ from contracts.events.lab import (
     SubmissionFiled,
     WithdrawalRequested,
 )
+from contracts.events.reviewers import ReviewerDecisionSubmitted
 from contracts.events.risk import (
     EscalationDecided,
+    EscalationOverdue,
     EscalationRaised,
     RestrictionOrdered,
+    ReviewConcluded,
+    ReviewerDecisionRejected,
     RiskAssessed,
 )
 
 __all__ = [
     "AccessPolicyPublished",
+    "AuditCheckpoint",
     "ComplianceAcknowledged",
     "ComplianceOverdue",
     "ComplianceRejected",
     "EscalationDecided",
+    "EscalationOverdue",
     "EscalationRaised",
     "EvaluationCompleted",
     "EvaluationFailed",
@@ -66,7 +73,10 @@ __all__ = [
     "RejectionReason",
     "RestrictionLifted",
     "RestrictionOrdered",
+    "ReviewConcluded",
     "ReviewWindowClosed",
+    "ReviewerDecisionRejected",
+    "ReviewerDecisionSubmitted",
     "RiskAssessed",
     "RiskDomain",
     "RiskLevel",

@@ -188,6 +188,15 @@ class RejectionReason(StrEnum):
     IMPLAUSIBLE_ENFORCED_AT = "implausible_enforced_at"
     UNKNOWN_COUNTRY_GROUP = "unknown_country_group"
     INVALID_POLICY = "invalid_policy"
+    # reviewer decisions (risk)
+    UNKNOWN_REVIEWER = "unknown_reviewer"
+    UNKNOWN_ESCALATION = "unknown_escalation"
+    ESCALATION_MISMATCH = "escalation_mismatch"  # names another submission than the escalation's
+    ALREADY_SIGNED = "already_signed"  # this reviewer already signed this question
+    ESCALATION_CONCLUDED = "escalation_concluded"
+    ESCALATION_SUPERSEDED = "escalation_superseded"
+    NO_INTERIM_ORDER = "no_interim_order"  # lift_interim, but no interim order is in force
+    ORDER_OUTDATED = "order_outdated"  # the order's compliance deadline or expiry has passed
 
 
 # --- building blocks -----------------------------------------------------------

@@ -1,5 +1,11 @@
-"""Risk assessment, escalation, reviewer decisions and restriction orders
-(topic risk.events, key submission_id)."""
+"""Risk assessment, escalation, reviewer decisions, restriction orders and review
+conclusions (topic risk.events, key submission_id).
+
+The reviewers' signed input (ReviewerDecisionSubmitted) travels on its own topic,
+reviewers.decisions (contracts.events.reviewers); what the risk service made of it
+is published here: EscalationDecided for an accepted decision, and
+ReviewerDecisionRejected, with a reason code, for a refused one.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +18,63 @@ from pydantic import AwareDatetime, Field, model_validator
 from contracts.envelope import Event
 from contracts.events.common import (
     CountryCode,
+    EvaluationMethod,
     ModelId,
     Part,
     PolicyVersion,
+    Rejection,
     RiskDomain,
     RiskLevel,
+    Sha256Hex,
     ShortText,
     Signature,
-    SignedEvent,
     Slug,
     Text,
 )
 from contracts.sensitivity import INTERNAL, PUBLIC, RESTRICTED
+
+MAX_FINDINGS = 1000
+
+
+class FindingRole(StrEnum):
+    """Why a finding is named in a domain's assessment."""
+
+    DRIVES_LEVEL = "drives_level"  # counted, and its band is the domain's level
+    EARLY_WARNING = "early_warning"  # at or above the alert threshold, below the escalation bar
+    ADVISORY = "advisory"  # a manual finding the policy counts as advisory only
+    UNCORROBORATED = "uncorroborated"  # a manual finding that counts once corroborated
+
+
+class FindingBasis(Part):
+    """One finding behind a domain's level: what it measured and where the policy put it."""
+
+    finding_id: UUID = Field(description="The finding.", json_schema_extra=PUBLIC)
+    suite_id: Slug = Field(
+        description="Suite id ('external' for manual findings).", json_schema_extra=PUBLIC
+    )
+    suite_version: PolicyVersion = Field(description="Suite version.", json_schema_extra=PUBLIC)
+    capability: Slug = Field(description="Capability probed.", json_schema_extra=PUBLIC)
+    metric: Slug = Field(description="What the score measures.", json_schema_extra=PUBLIC)
+    score: float = Field(
+        ge=0, le=1, allow_inf_nan=False, description="Score in [0, 1].", json_schema_extra=PUBLIC
+    )
+    method: EvaluationMethod = Field(description="automated or manual.", json_schema_extra=PUBLIC)
+    band: RiskLevel = Field(
+        description="The level the policy's score bands give this score.", json_schema_extra=PUBLIC
+    )
+    threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="The lower bound of that band (or the alert threshold, for early_warning); "
+        "none for the low band.",
+    )
+    role: FindingRole = Field(
+        description="Why the finding is named: drives_level, early_warning, advisory, "
+        "uncorroborated.",
+        json_schema_extra=PUBLIC,
+    )
 
 
 class DomainAssessment(Part):
@@ -32,17 +83,45 @@ class DomainAssessment(Part):
     domain: RiskDomain = Field(description="Risk domain.", json_schema_extra=PUBLIC)
     level: RiskLevel = Field(description="Assessed level.", json_schema_extra=PUBLIC)
     finding_ids: list[UUID] = Field(
-        max_length=1000,
+        max_length=MAX_FINDINGS,
         description="The findings that drove the level (empty: no finding reached a threshold).",
         json_schema_extra=PUBLIC,
     )
     rationale: Text = Field(
         description="Which thresholds of the policy were met, e.g. 'cyber-ctf 0.82 >= 0.7 (high)'."
     )
+    findings: list[FindingBasis] = Field(
+        default_factory=list,
+        max_length=MAX_FINDINGS,
+        description="The findings named in the rationale, with score, band and suite version: "
+        "those that drive the level, those in the early-warning band, and manual findings the "
+        "policy did not count that would have raised the level.",
+        json_schema_extra=PUBLIC,
+    )
+    early_warning: bool = Field(
+        default=False,
+        description="A finding reached the domain's alert threshold while the level is below "
+        "the escalation bar (in the manner of an early-warning / alert threshold).",
+        json_schema_extra=PUBLIC,
+    )
+    incomplete: bool = Field(
+        default=False,
+        description="A planned suite of this domain did not complete (failed, stopped by the "
+        "window, cancelled), or none was run: the policy's incomplete-evaluation rule applied.",
+        json_schema_extra=PUBLIC,
+    )
+    escalation_bar: RiskLevel | None = Field(
+        default=None, description="The policy's escalation bar for this domain."
+    )
 
 
 class RiskAssessed(Event):
-    """The thresholds policy applied to a submission's findings."""
+    """The thresholds policy applied to a submission's findings.
+
+    Published only when the result changed (levels, the findings that drive them,
+    early warnings, incompleteness): a redelivered or reordered finding publishes
+    nothing new.
+    """
 
     TYPE: ClassVar[str] = "frontier_review.risk.RiskAssessed"
 
@@ -68,6 +147,17 @@ class RiskAssessed(Event):
         default=False, description="Some planned suites did not complete (window closed, failed)."
     )
     assessed_at: AwareDatetime = Field(description="When assessed.", json_schema_extra=PUBLIC)
+    sequence: int | None = Field(
+        default=None,
+        ge=1,
+        description="1 for the submission's first published assessment, +1 for each change.",
+        json_schema_extra=PUBLIC,
+    )
+    supersedes: UUID | None = Field(
+        default=None,
+        description="The previous assessment of the submission, which this one replaces.",
+        json_schema_extra=PUBLIC,
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -79,8 +169,16 @@ class RiskAssessed(Event):
         return self
 
 
+class RecommendedAction(StrEnum):
+    """What the reviewers are advised to consider (from the policy, per level)."""
+
+    RESTRICT_FOREIGN_NATIONAL_ACCESS = "restrict_foreign_national_access"
+    DELAY_RELEASE = "delay_release"
+    NOTIFY_AGENCIES = "notify_agencies"
+
+
 class EscalationRaised(Event):
-    """A level at or above the escalation bar needs a reviewer's decision."""
+    """A level at or above the escalation bar needs the reviewers' decision."""
 
     TYPE: ClassVar[str] = "frontier_review.risk.EscalationRaised"
 
@@ -94,32 +192,81 @@ class EscalationRaised(Event):
         min_length=1, max_length=len(RiskDomain), description="The escalated domains."
     )
     level: RiskLevel = Field(description="Highest escalated level.")
-    escalation_bar: RiskLevel = Field(description="The policy's escalation bar.")
+    escalation_bar: RiskLevel = Field(
+        description="The lowest escalation bar of the escalated domains."
+    )
     finding_ids: list[UUID] = Field(
-        max_length=1000, description="The findings behind the escalated levels."
+        max_length=MAX_FINDINGS, description="The findings behind the escalated levels."
     )
     policy_version: PolicyVersion = Field(description="Thresholds policy version.")
     interim_restriction: bool = Field(
-        description="An interim RestrictionOrdered follows, pending the decision (critical level)."
+        description="An interim restriction is in force pending the decision: ordered with "
+        "this escalation (a RestrictionOrdered with interim=true follows), or carried over "
+        "from the escalation it supersedes."
     )
     decide_by: AwareDatetime | None = Field(
         default=None, description="When a decision is due, if the policy sets a deadline."
     )
     raised_at: AwareDatetime = Field(description="When raised.")
+    recommended_actions: list[RecommendedAction] = Field(
+        default_factory=list,
+        max_length=len(RecommendedAction),
+        description="Actions the policy recommends at this level.",
+    )
+    reviewers_required: int | None = Field(
+        default=None,
+        ge=1,
+        le=20,
+        description="Distinct reviewers who must sign the same decision for it to take effect "
+        "(2 = the two-person rule).",
+    )
+    interim_order_id: UUID | None = Field(
+        default=None, description="The interim order in force, when interim_restriction."
+    )
+    supersedes: UUID | None = Field(
+        default=None,
+        description="An open escalation of the submission this one replaces (the level rose "
+        "or more domains crossed the bar); decisions on it are refused from now on.",
+    )
+    rationale: Text | None = Field(
+        default=None, description="The assessment's rationale for the escalated domains."
+    )
+
+    @model_validator(mode="after")
+    def _interim(self) -> Self:
+        if self.interim_order_id is not None and not self.interim_restriction:
+            raise ValueError("interim_order_id is only set when interim_restriction")
+        return self
 
 
 class EscalationDecision(StrEnum):
-    RESTRICT = "restrict"
-    NO_RESTRICTION = "no_restriction"
+    """What a reviewer decides on an escalation."""
+
+    RESTRICT = "restrict"  # confirm: restrict access with the signed order
+    NO_RESTRICTION = "no_restriction"  # dismiss: no restriction is warranted
+    MONITOR = "monitor"  # keep monitoring: no restriction now, findings stay under watch
+    LIFT_INTERIM = "lift_interim"  # lift the interim order; the escalation stays open
+
+    @property
+    def concludes(self) -> bool:
+        """Whether the decision, once its quorum is met, concludes the escalation."""
+        return self is not EscalationDecision.LIFT_INTERIM
 
 
 class ReviewerSignature(Signature):
-    """Ed25519 signature of the reviewer over the decision (same rule as lab input:
-    RFC 8785 canonical JSON of ``data`` without ``signature.value``)."""
+    """Ed25519 signature of a reviewer over a decision (same rule as lab input: RFC 8785
+    canonical JSON of the ReviewerDecisionSubmitted ``data`` without ``signature.value``)."""
 
 
-class EscalationDecided(SignedEvent):
-    """A reviewer's signed decision on an escalation; also written to the hash-chained audit log."""
+class EscalationDecided(Event):
+    """A reviewer's signed decision, accepted by the risk service; written to the audit log.
+
+    ``signature`` is the reviewer's signature as received on ReviewerDecisionSubmitted: it
+    verifies over that event's data (kept verbatim in the audit log), not over this one.
+    A decision takes effect once ``reviewers_required`` distinct reviewers signed the same
+    decision (for restrict: the same order, compared by ``order_sha256``); ``quorum_met``
+    says whether this signature completed it.
+    """
 
     TYPE: ClassVar[str] = "frontier_review.risk.EscalationDecided"
 
@@ -127,18 +274,52 @@ class EscalationDecided(SignedEvent):
     submission_id: UUID = Field(description="The submission.", json_schema_extra=PUBLIC)
     model_id: ModelId = Field(description="The model.", json_schema_extra=PUBLIC)
     reviewer_id: Slug = Field(description="The deciding reviewer (key owner).")
-    decision: EscalationDecision = Field(description="restrict or no_restriction.")
-    rationale: Text = Field(description="The reviewer's reasons.", json_schema_extra=RESTRICTED)
-    order_id: UUID | None = Field(
-        default=None, description="Id of the RestrictionOrdered that follows (restrict only)."
+    decision: EscalationDecision = Field(
+        description="restrict, no_restriction (dismiss), monitor or lift_interim."
     )
-    decided_at: AwareDatetime = Field(description="When decided.")
-    signature: ReviewerSignature = Field(description="The reviewer's signature over the decision.")
+    rationale: Text = Field(
+        description="The reviewer's written justification.", json_schema_extra=RESTRICTED
+    )
+    order_id: UUID | None = Field(
+        default=None,
+        description="restrict only: the id the signed order gets as a RestrictionOrdered once "
+        "its quorum is met (derived from the escalation and the order's content hash).",
+    )
+    decided_at: AwareDatetime = Field(description="When the risk service accepted it.")
+    signature: ReviewerSignature = Field(
+        description="The reviewer's signature over the ReviewerDecisionSubmitted data."
+    )
+    decision_id: UUID | None = Field(
+        default=None, description="The reviewer's id for the decision (its idempotency key)."
+    )
+    order_sha256: Sha256Hex | None = Field(
+        default=None,
+        description="restrict only: SHA-256 of the RFC 8785 form of the canonical order; "
+        "signatures count toward the same order only when these are equal.",
+    )
+    reviewers_required: int | None = Field(
+        default=None, ge=1, le=20, description="Distinct signatures the decision needs."
+    )
+    signed_by: list[Slug] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Reviewers who have signed this same decision so far, this one included.",
+    )
+    quorum_met: bool | None = Field(
+        default=None, description="This signature completed the quorum: the decision takes effect."
+    )
+    lifted_order_id: UUID | None = Field(
+        default=None,
+        description="The interim order this decision lifts (quorum met on lift_interim, "
+        "no_restriction or monitor while an interim order is in force).",
+    )
 
     @model_validator(mode="after")
     def _order(self) -> Self:
         if (self.decision is EscalationDecision.RESTRICT) != (self.order_id is not None):
             raise ValueError("order_id is required for restrict and forbidden otherwise")
+        if self.order_sha256 is not None and self.decision is not EscalationDecision.RESTRICT:
+            raise ValueError("order_sha256 is for restrict only")
         return self
 
 
@@ -229,7 +410,7 @@ class RestrictionScope(Part):
     )
     country_groups: list[Slug] = Field(
         default_factory=list,
-        max_length=50,
+        max_length=100,
         description="Deny foreign persons whose nationality or residence is in these groups "
         "of the agency's versioned country-group table (expanded when the order is compiled).",
         json_schema_extra=INTERNAL,
@@ -283,8 +464,30 @@ class RestrictionScope(Part):
         return self
 
 
+class RestrictionOrderSpec(Part):
+    """The order a reviewer signs: scope and times. Two signatures are for the same order
+    when the SHA-256 of the order's canonical form is equal (sets sorted, times in UTC)."""
+
+    scope: RestrictionScope = Field(description="Who is denied.")
+    effective_at: AwareDatetime = Field(
+        description="From when it must be enforced (never earlier than the quorum)."
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When it lapses by itself (none: until lifted)."
+    )
+    compliance_deadline: AwareDatetime = Field(
+        description="By when the lab must acknowledge that it enforces the order."
+    )
+
+    @model_validator(mode="after")
+    def _times(self) -> Self:
+        if self.expires_at is not None and self.expires_at <= self.effective_at:
+            raise ValueError("expires_at must be after effective_at")
+        return self
+
+
 class RestrictionOrdered(Event):
-    """An access restriction on a model: after a reviewer's decision, or interim (critical)."""
+    """An access restriction on a model: after the reviewers' quorum, or interim (pending it)."""
 
     TYPE: ClassVar[str] = "frontier_review.risk.RestrictionOrdered"
 
@@ -293,10 +496,11 @@ class RestrictionOrdered(Event):
     model_id: ModelId = Field(description="The restricted model.", json_schema_extra=PUBLIC)
     escalation_id: UUID = Field(description="The escalation behind the order.")
     interim: bool = Field(
-        description="Interim order pending a reviewer decision (no reviewer yet)."
+        description="Interim order pending the reviewers' decision (no reviewer yet)."
     )
     reviewer_id: Slug | None = Field(
-        default=None, description="The deciding reviewer; required unless interim."
+        default=None,
+        description="The reviewer whose signature completed the quorum; required unless interim.",
     )
     scope: RestrictionScope = Field(description="Who is denied.")
     supersedes: UUID | None = Field(
@@ -307,6 +511,24 @@ class RestrictionOrdered(Event):
     expires_at: AwareDatetime | None = Field(
         default=None, description="When it lapses by itself (none: until lifted)."
     )
+    compliance_deadline: AwareDatetime | None = Field(
+        default=None, description="By when the lab must acknowledge that it enforces the order."
+    )
+    reviewer_ids: list[Slug] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Every reviewer who signed the order (the quorum); empty for interim orders.",
+    )
+    order_sha256: Sha256Hex | None = Field(
+        default=None, description="Content hash of the order the reviewers signed."
+    )
+    level: RiskLevel | None = Field(default=None, description="The escalated level.")
+    domains: list[RiskDomain] = Field(
+        default_factory=list, max_length=len(RiskDomain), description="The escalated domains."
+    )
+    policy_version: PolicyVersion | None = Field(
+        default=None, description="Thresholds policy of the escalation (interim scope source)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -314,4 +536,151 @@ class RestrictionOrdered(Event):
             raise ValueError("a non-interim order needs reviewer_id")
         if self.expires_at is not None and self.expires_at <= self.effective_at:
             raise ValueError("expires_at must be after effective_at")
+        return self
+
+
+class ReviewerDecisionRejected(Rejection):
+    """A ReviewerDecisionSubmitted was refused; the reviewer's CLI shows reason and detail.
+
+    Reasons: the trust checks (unknown_reviewer, unknown_key, revoked_key, bad_signature,
+    stale_issued_at, future_issued_at, replayed_nonce, schema_violation...) and the
+    decision rules (unknown_escalation, escalation_mismatch, already_signed,
+    escalation_concluded, escalation_superseded, no_interim_order, order_outdated,
+    conflict: the decision id was used for another decision).
+    """
+
+    TYPE: ClassVar[str] = "frontier_review.risk.ReviewerDecisionRejected"
+
+    submission_id: UUID | None = Field(
+        default=None,
+        description="The submission, when the decision could be read and authenticated; else "
+        "the key is rejected_event_id.",
+        json_schema_extra=PUBLIC,
+    )
+    escalation_id: UUID | None = Field(default=None, description="The escalation named.")
+    reviewer_id: Slug | None = Field(default=None, description="Reviewer id as claimed.")
+    decision_id: UUID | None = Field(default=None, description="The decision id, when readable.")
+
+    @model_validator(mode="after")
+    def _addressable(self) -> Self:
+        if self.submission_id is None and self.rejected_event_id is None:
+            raise ValueError("a rejection needs submission_id or rejected_event_id")
+        return self
+
+
+class DecisionTally(Part):
+    """The signatures collected for one candidate decision of an escalation."""
+
+    decision: EscalationDecision = Field(description="What was signed.")
+    order_sha256: Sha256Hex | None = Field(
+        default=None, description="For restrict: which order (content hash)."
+    )
+    signed_by: list[Slug] = Field(max_length=20, description="The reviewers who signed it.")
+
+
+class EscalationOverdue(Event):
+    """The reminder: an escalation passed its decision deadline without a decision in
+    effect. Raised once per escalation; any interim restriction stays in force."""
+
+    TYPE: ClassVar[str] = "frontier_review.risk.EscalationOverdue"
+
+    escalation_id: UUID = Field(description="The overdue escalation.", json_schema_extra=PUBLIC)
+    submission_id: UUID = Field(description="The submission.", json_schema_extra=PUBLIC)
+    model_id: ModelId = Field(description="The model.", json_schema_extra=PUBLIC)
+    level: RiskLevel = Field(description="The escalated level.")
+    domains: list[RiskDomain] = Field(
+        min_length=1, max_length=len(RiskDomain), description="The escalated domains."
+    )
+    decide_by: AwareDatetime = Field(description="The missed decision deadline.")
+    reviewers_required: int = Field(ge=1, le=20, description="Signatures a decision needs.")
+    tallies: list[DecisionTally] = Field(
+        default_factory=list,
+        max_length=40,
+        description="What has been signed so far (several entries: the reviewers disagree).",
+    )
+    interim_order_id: UUID | None = Field(
+        default=None, description="The interim order still in force, if any."
+    )
+    detail: Text = Field(description="What is missing, in words.")
+    reminded_at: AwareDatetime = Field(description="When the reminder was raised.")
+
+
+class ReviewOutcome(StrEnum):
+    """How a submission's review ended when its window closed."""
+
+    CLEARED = "cleared"  # no objection: nothing escalated, or escalations decided without one
+    RESTRICTIONS_ORDERED = "restrictions_ordered"  # the reviewers ordered restrictions
+    PENDING_REVIEW = "pending_review"  # an escalation is still awaiting its decision
+
+
+class ReviewConcluded(Event):
+    """The one conclusion of a submission's review, sent to the lab when the window closes.
+
+    The framework is voluntary: no outcome holds a release. ``may`` and ``may_not`` say in
+    words what the lab may do and what the agency's orders ask it not to do.
+    """
+
+    TYPE: ClassVar[str] = "frontier_review.risk.ReviewConcluded"
+
+    submission_id: UUID = Field(description="The submission.", json_schema_extra=PUBLIC)
+    lab_id: Slug = Field(description="The submitting lab.", json_schema_extra=PUBLIC)
+    model_id: ModelId = Field(description="The model.", json_schema_extra=PUBLIC)
+    outcome: ReviewOutcome = Field(
+        description="cleared, restrictions_ordered or pending_review.", json_schema_extra=PUBLIC
+    )
+    overall_level: RiskLevel | None = Field(
+        default=None,
+        description="The last assessed overall level (none: no finding was assessed).",
+        json_schema_extra=PUBLIC,
+    )
+    policy_version: PolicyVersion | None = Field(
+        default=None, description="Thresholds policy of that assessment.", json_schema_extra=PUBLIC
+    )
+    evaluation_incomplete: bool = Field(
+        default=False,
+        description="Some planned suites did not complete before the window closed.",
+        json_schema_extra=PUBLIC,
+    )
+    order_ids: list[UUID] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Restriction orders in force (interim ones included).",
+        json_schema_extra=PUBLIC,
+    )
+    pending_escalation_ids: list[UUID] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Escalations still awaiting the reviewers' decision.",
+        json_schema_extra=PUBLIC,
+    )
+    decision_due: AwareDatetime | None = Field(
+        default=None,
+        description="When the pending decisions are due (the earliest deadline).",
+        json_schema_extra=PUBLIC,
+    )
+    monitoring: bool = Field(
+        default=False,
+        description="The reviewers decided to keep the model's findings under watch.",
+        json_schema_extra=PUBLIC,
+    )
+    may: list[Text] = Field(
+        min_length=1, max_length=20, description="What the lab may do.", json_schema_extra=PUBLIC
+    )
+    may_not: list[Text] = Field(
+        default_factory=list,
+        max_length=20,
+        description="What the agency's orders ask the lab not to do.",
+        json_schema_extra=PUBLIC,
+    )
+    window_deadline: AwareDatetime = Field(
+        description="The review window's deadline.", json_schema_extra=PUBLIC
+    )
+    concluded_at: AwareDatetime = Field(description="When concluded.", json_schema_extra=PUBLIC)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.outcome is ReviewOutcome.PENDING_REVIEW) != bool(self.pending_escalation_ids):
+            raise ValueError("pending_escalation_ids are listed exactly when pending_review")
+        if self.outcome is ReviewOutcome.RESTRICTIONS_ORDERED and not self.order_ids:
+            raise ValueError("restrictions_ordered names the orders in force")
         return self

@@ -26,10 +26,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from contracts.envelope import CloudEvent, Event, make_event
 from contracts.events import (
     AccessPolicyPublished,
+    AuditCheckpoint,
     ComplianceAcknowledged,
     ComplianceOverdue,
     ComplianceRejected,
     EscalationDecided,
+    EscalationOverdue,
     EscalationRaised,
     EvaluationCompleted,
     EvaluationFailed,
@@ -40,6 +42,9 @@ from contracts.events import (
     FindingShared,
     RestrictionLifted,
     RestrictionOrdered,
+    ReviewConcluded,
+    ReviewerDecisionRejected,
+    ReviewerDecisionSubmitted,
     ReviewWindowClosed,
     RiskAssessed,
     SignedEvent,
@@ -66,6 +71,9 @@ EXTERNAL_FINDING_ID = UUID("7c3e9a1b-2d4f-4e6a-8b0c-1e2f3a4b5c03")
 ASSESSMENT_ID = UUID("9e1d3c5b-7a9f-4b2d-8c4e-6f8a0b2c4d04")
 ESCALATION_ID = UUID("1f3b5d7e-9a2c-4e6f-8b1d-3c5e7a9b1d05")
 ORDER_ID = UUID("3a5c7e9b-1d3f-4a6c-8e0b-2d4f6a8c0e06")
+INTERIM_ORDER_ID = UUID("5c7e9a1b-3d5f-4c8e-9a2b-4d6f8a0c2e07")
+DECISION_ID = UUID("7e9a1b3c-5d7f-4e0a-8b4c-6d8f0a2c4e08")
+ORDER_SHA256 = "4f" * 32
 EXAMPLE_KEY_ID = "example-lab-key-1"
 EXAMPLE_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 CEDAR_POLICIES = (
@@ -195,6 +203,32 @@ _FACTORIES: dict[type[Event], Callable[[], dict[str, Any]]] = {
         "observed_at": NOW + timedelta(days=1),
         "signature": _signature(),
     },
+    # reviewers.decisions
+    ReviewerDecisionSubmitted: lambda: {
+        "decision_id": DECISION_ID,
+        "escalation_id": ESCALATION_ID,
+        "submission_id": SUBMISSION_ID,
+        "reviewer_id": REVIEWER_ID,
+        "decision": "restrict",
+        "order": {
+            "scope": {
+                "nationalities": ["KP"],
+                "nationality_rule": "any",
+                "country_groups": ["d5"],
+                "residence_countries": ["KP"],
+                "verification_statuses": ["unverified"],
+                "organisations": ["org-sanctioned-1"],
+                "exemptions": [
+                    {"kind": "principal", "id": "user-42", "reason": "licensed research partner"}
+                ],
+            },
+            "effective_at": NOW + timedelta(days=15, hours=1),
+            "expires_at": NOW + timedelta(days=180),
+            "compliance_deadline": NOW + timedelta(days=16),
+        },
+        "justification": "Proxy cyber capability above the bar; restrict foreign-adversary access.",
+        "signature": _signature(),
+    },
     # intake.events
     SubmissionAccepted: lambda: {
         "submission_id": SUBMISSION_ID,
@@ -318,13 +352,37 @@ _FACTORIES: dict[type[Event], Callable[[], dict[str, Any]]] = {
                 "level": "high",
                 "finding_ids": [FINDING_ID],
                 "rationale": "cyber-ctf-proxy accuracy 0.82 >= 0.7 (high)",
+                "findings": [
+                    {
+                        "finding_id": FINDING_ID,
+                        "suite_id": "cyber-ctf-proxy",
+                        "suite_version": "1.0.0",
+                        "capability": "vulnerability-discovery",
+                        "metric": "accuracy",
+                        "score": 0.82,
+                        "method": "automated",
+                        "band": "high",
+                        "threshold": 0.7,
+                        "role": "drives_level",
+                    }
+                ],
+                "escalation_bar": "high",
             },
-            {"domain": "bio", "level": "low", "finding_ids": [], "rationale": "no finding"},
+            {
+                "domain": "bio",
+                "level": "moderate",
+                "finding_ids": [],
+                "rationale": "no finding; bio-proxy incomplete: floor moderate",
+                "incomplete": True,
+                "escalation_bar": "high",
+            },
         ],
         "overall_level": "high",
         "escalation_required": True,
         "evaluation_incomplete": True,
         "assessed_at": NOW + timedelta(days=14, minutes=1),
+        "sequence": 2,
+        "supersedes": UUID("9e1d3c5b-7a9f-4b2d-8c4e-6f8a0b2c4d03"),
     },
     EscalationRaised: lambda: {
         "escalation_id": ESCALATION_ID,
@@ -339,6 +397,9 @@ _FACTORIES: dict[type[Event], Callable[[], dict[str, Any]]] = {
         "interim_restriction": False,
         "decide_by": NOW + timedelta(days=21),
         "raised_at": NOW + timedelta(days=14, minutes=1),
+        "recommended_actions": ["restrict_foreign_national_access", "notify_agencies"],
+        "reviewers_required": 1,
+        "rationale": "cyber: high; cyber-ctf-proxy accuracy 0.82 >= 0.7 (high)",
     },
     EscalationDecided: lambda: {
         "escalation_id": ESCALATION_ID,
@@ -349,7 +410,12 @@ _FACTORIES: dict[type[Event], Callable[[], dict[str, Any]]] = {
         "rationale": "Proxy cyber capability above the bar; restrict foreign-adversary access.",
         "order_id": ORDER_ID,
         "decided_at": NOW + timedelta(days=15),
-        "signature": _signature(),
+        "signature": _signature(),  # relayed from the reviewer's decision
+        "decision_id": DECISION_ID,
+        "order_sha256": ORDER_SHA256,
+        "reviewers_required": 1,
+        "signed_by": [REVIEWER_ID],
+        "quorum_met": True,
     },
     RestrictionOrdered: lambda: {
         "order_id": ORDER_ID,
@@ -370,6 +436,51 @@ _FACTORIES: dict[type[Event], Callable[[], dict[str, Any]]] = {
         },
         "ordered_at": NOW + timedelta(days=15),
         "effective_at": NOW + timedelta(days=15, hours=1),
+        "compliance_deadline": NOW + timedelta(days=16),
+        "reviewer_ids": [REVIEWER_ID],
+        "order_sha256": ORDER_SHA256,
+        "level": "high",
+        "domains": ["cyber"],
+        "policy_version": "thresholds-2026.1",
+    },
+    ReviewerDecisionRejected: lambda: {
+        **_rejection(),
+        "reason": "already_signed",
+        "detail": "reviewer-jane already signed a decision on this escalation",
+        "field_errors": [],
+        "submission_id": SUBMISSION_ID,
+        "escalation_id": ESCALATION_ID,
+        "reviewer_id": REVIEWER_ID,
+        "decision_id": DECISION_ID,
+    },
+    EscalationOverdue: lambda: {
+        "escalation_id": ESCALATION_ID,
+        "submission_id": SUBMISSION_ID,
+        "model_id": MODEL_ID,
+        "level": "critical",
+        "domains": ["cyber"],
+        "decide_by": NOW + timedelta(days=16),
+        "reviewers_required": 2,
+        "tallies": [
+            {"decision": "restrict", "order_sha256": ORDER_SHA256, "signed_by": [REVIEWER_ID]}
+        ],
+        "interim_order_id": INTERIM_ORDER_ID,
+        "detail": "1 of 2 signatures on one order; the interim restriction stays in force",
+        "reminded_at": NOW + timedelta(days=16, seconds=1),
+    },
+    ReviewConcluded: lambda: {
+        "submission_id": SUBMISSION_ID,
+        "lab_id": LAB_ID,
+        "model_id": MODEL_ID,
+        "outcome": "restrictions_ordered",
+        "overall_level": "high",
+        "policy_version": "thresholds-2026.1",
+        "evaluation_incomplete": True,
+        "order_ids": [ORDER_ID],
+        "may": ["release the model; the agency has no objection beyond its orders"],
+        "may_not": ["give principals within the scope of order 3a5c7e9b access to the model"],
+        "window_deadline": NOW + timedelta(days=14),
+        "concluded_at": NOW + timedelta(days=14, seconds=2),
     },
     # gov.findings
     FindingShared: lambda: {
@@ -377,6 +488,14 @@ _FACTORIES: dict[type[Event], Callable[[], dict[str, Any]]] = {
         "level": "high",
         "policy_version": "thresholds-2026.1",
         "shared_at": NOW + timedelta(days=14, minutes=2),
+    },
+    # gov.audit
+    AuditCheckpoint: lambda: {
+        "log_id": "risk",
+        "size": 42,
+        "head_sha256": "a1" * 32,
+        "checkpointed_at": NOW + timedelta(days=15, minutes=5),
+        "signature": _signature(),
     },
     # access.policies / access.events
     AccessPolicyPublished: lambda: {

@@ -23,6 +23,7 @@ from contracts.events import (
     signing_input,
 )
 from contracts.events.lab import LabInput
+from contracts.events.reviewers import ReviewerDecisionSubmitted
 from contracts.registry import EVENT_BY_TYPE, EVENTS, TOPIC_BY_NAME, TOPICS, subject_for, topic_for
 from tests.contracts.examples import EXAMPLE_KEY, EXAMPLE_TYPES, example, example_event
 
@@ -152,11 +153,16 @@ def test_type_names_the_topic_context(model: type[Event]) -> None:
 
 def test_topics() -> None:
     assert len(TOPIC_BY_NAME) == len(TOPICS)
+    partitions = {"access.policies": 3, "gov.audit": 1}
     for topic in TOPICS:
-        assert topic.partitions == (3 if topic.name == "access.policies" else 6)
+        assert topic.partitions == partitions.get(topic.name, 6)
         assert topic.compacted == (topic.name == "access.policies")
         assert topic.key == (
-            "model_id" if topic.name.startswith(("access.", "lab.compliance")) else "submission_id"
+            "model_id"
+            if topic.name.startswith(("access.", "lab.compliance"))
+            else "log_id"
+            if topic.name == "gov.audit"
+            else "submission_id"
         )
         for event in topic.events:
             assert topic.key in event.model_fields, f"{event.__name__} lacks {topic.key}"
@@ -197,6 +203,6 @@ def test_nullable_fields_default_to_none(model: type[Event]) -> None:
 
 @ALL_EVENTS
 def test_lab_input_forbids_unknown_fields_at_every_level(model: type[Event]) -> None:
-    expected = "forbid" if issubclass(model, LabInput) else "ignore"
+    expected = "forbid" if issubclass(model, LabInput | ReviewerDecisionSubmitted) else "ignore"
     for nested in _models(model):
         assert nested.model_config.get("extra") == expected, nested.__name__
