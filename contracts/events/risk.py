@@ -539,6 +539,25 @@ class RestrictionOrdered(Event):
         return self
 
 
+class RestrictionLiftOrdered(Event):
+    """The reviewers' quorum lifted an order (an interim one, or an order a later decision
+    ended): the access service removes it from the model's policy, publishes the new
+    version and answers with RestrictionLifted. Expiry needs no such event: the access
+    service lets an order with ``expires_at`` lapse by itself."""
+
+    TYPE: ClassVar[str] = "frontier_review.risk.RestrictionLiftOrdered"
+
+    order_id: UUID = Field(description="The order lifted.", json_schema_extra=PUBLIC)
+    submission_id: UUID = Field(description="The submission.", json_schema_extra=PUBLIC)
+    model_id: ModelId = Field(description="The model.", json_schema_extra=PUBLIC)
+    escalation_id: UUID = Field(description="The escalation the order belonged to.")
+    reviewer_ids: list[Slug] = Field(
+        min_length=1, max_length=20, description="The reviewers whose quorum lifted it."
+    )
+    reason: Text = Field(description="Why it was lifted (the decision's justification).")
+    lifted_at: AwareDatetime = Field(description="When the quorum was reached.")
+
+
 class ReviewerDecisionRejected(Rejection):
     """A ReviewerDecisionSubmitted was refused; the reviewer's CLI shows reason and detail.
 
