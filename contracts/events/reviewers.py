@@ -14,11 +14,10 @@ accepts it, ReviewerDecisionRejected (with a reason code) when it refuses it.
 from __future__ import annotations
 
 from typing import ClassVar, Self
-from uuid import UUID
 
 from pydantic import ConfigDict, Field, model_validator
 
-from contracts.events.common import SignedEvent, Slug, Text
+from contracts.events.common import CanonicalUuid, SignedEvent, Slug, Text
 from contracts.events.risk import (
     EscalationDecision,
     Exemption,
@@ -79,14 +78,17 @@ class ReviewerDecisionSubmitted(SignedEvent):
     """
 
     model_config = FORBID
+    EXTERNAL: ClassVar[bool] = True  # written by reviewers' CLIs: validated strictly
 
     TYPE: ClassVar[str] = "frontier_review.reviewers.ReviewerDecisionSubmitted"
 
-    decision_id: UUID = Field(
+    decision_id: CanonicalUuid = Field(
         description="Reviewer-chosen UUID; the idempotency key.", json_schema_extra=PUBLIC
     )
-    escalation_id: UUID = Field(description="The escalation decided.", json_schema_extra=PUBLIC)
-    submission_id: UUID = Field(
+    escalation_id: CanonicalUuid = Field(
+        description="The escalation decided.", json_schema_extra=PUBLIC
+    )
+    submission_id: CanonicalUuid = Field(
         description="The escalation's submission (the record key).", json_schema_extra=PUBLIC
     )
     reviewer_id: Slug = Field(description="The reviewer's registered id.")
@@ -96,7 +98,7 @@ class ReviewerDecisionSubmitted(SignedEvent):
     order: ReviewerOrder | None = Field(
         default=None, description="restrict only: the order to issue (scope and times)."
     )
-    interim_order_id: UUID | None = Field(
+    interim_order_id: CanonicalUuid | None = Field(
         default=None, description="lift_interim only: the interim order to lift."
     )
     justification: Text = Field(

@@ -10,13 +10,12 @@ Two uses:
   string, the claimed principal id, the subject id), and nothing more: none of
   it is evidence of who sent the record.
 
-All JSON goes through ``parse_json``, the one place to switch to the contracts'
-safe parser (``contracts.envelope.parse_json(raw, external=True)``) when it lands.
+Signed data is read with the contracts' safe parser (``parse_json``); what addresses
+an answer with ``contracts.salvage_json``, which reads unstorable values as None.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
+import contracts
 from contracts import ContractViolation
 from contracts.events.common import RejectionReason, Signature
 from services.trust.digest import body_digest
@@ -39,36 +39,14 @@ MODEL_ID = re.compile(
 
 
 def parse_json(raw: bytes) -> Any:
-    """The JSON value of ``raw``; ContractViolation ``malformed_json`` when it isn't one.
+    """The JSON value of signed input as received; ContractViolation when it isn't one.
 
-    Interim, until the contracts' parser lands: UTF-8 only (RFC 8259; no BOM, no
-    UTF-16), duplicate member names refused (RFC 8785 needs none: which value was
-    signed would depend on the parser), no NaN or Infinity, no integers over
-    Python's 4300-digit limit, no nesting that exhausts the stack.
+    The contracts' safe parser for outside input: UTF-8 only (RFC 8259; no BOM, no
+    UTF-16), no duplicate member names (RFC 8785 needs none: which value was signed
+    would depend on the parser), no NaN or Infinity, bounded integers and nesting,
+    no string PostgreSQL could not store.
     """
-    try:
-        return json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_unique_members, parse_constant=_no_constant
-        )
-    except UnicodeDecodeError as exc:
-        raise ContractViolation("malformed_json", f"not UTF-8: {exc}") from None
-    except RecursionError:
-        raise ContractViolation("malformed_json", "JSON nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, duplicates, constants, huge integers
-        raise ContractViolation("malformed_json", str(exc)[:500]) from None
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise ValueError(f"duplicate member name {key[:100]!r}")
-        document[key] = value
-    return document
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    return contracts.parse_json(raw, external=True)
 
 
 def storable_id(value: object) -> str | None:
@@ -122,7 +100,7 @@ def read_signed(raw: bytes, *, principal_field: str) -> SignedInput | Refusal:
     try:
         document = parse_json(raw)
     except ContractViolation as exc:
-        return Refusal(RejectionReason.MALFORMED_JSON, exc.detail)
+        return Refusal(RejectionReason(exc.reason), exc.detail)
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, dict):
         return Refusal(
@@ -194,7 +172,7 @@ def read_addressing(
     submission id, ``model_id`` on lab.compliance).
     """
     try:
-        document = parse_json(raw)
+        document = contracts.salvage_json(raw)  # unstorable strings read as None
     except ContractViolation:
         return NOWHERE
     if not isinstance(document, dict):

@@ -19,6 +19,7 @@ from contracts.events import (
     field_errors,
 )
 from contracts.events.lab import LabInput
+from contracts.events.reviewers import ReviewerDecisionSubmitted
 from contracts.parsing import MAX_DEPTH, MAX_MEMBERS, parse_json, salvage_json
 from contracts.registry import EVENTS, TOPIC_BY_NAME, TOPICS, topic_for
 from contracts.schemas import SCHEMA_DIR
@@ -422,8 +423,8 @@ def test_a_topic_is_external_exactly_when_its_events_are(topic: Any) -> None:
 
 
 @pytest.mark.parametrize("model", EVENTS, ids=lambda m: m.__name__)
-def test_lab_input_models_are_the_external_ones(model: type[Event]) -> None:
-    assert issubclass(model, LabInput) == model.EXTERNAL
+def test_signed_input_from_outside_is_exactly_the_external_models(model: type[Event]) -> None:
+    assert issubclass(model, LabInput | ReviewerDecisionSubmitted) == model.EXTERNAL
 
 
 def _uuid_properties(schema: Any, where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

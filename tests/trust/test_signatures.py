@@ -17,7 +17,9 @@ from tests.trust.support import Signer, envelope, submission_body
 
 SIGNER = Signer()
 
-TEXT = st.characters(exclude_categories=["Cs"])  # no lone surrogates: not UTF-8
+# Signed input is stored: no lone surrogates (not UTF-8) and no NUL (PostgreSQL refuses it);
+# the parser refuses both (tests/contracts), so they are not "the same JSON" here.
+TEXT = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 
 # I-JSON values: what RFC 8785 canonicalises (integers within 2**53, finite floats).
 scalars = (
