@@ -42,13 +42,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.common import HEADER, Run, machine, raw_baseline
 from contracts import encode
-from services.intake import repository
-from services.intake.app import MIGRATIONS, build_service
+from services.intake.app import SCHEMA, build_service
 from services.intake.settings import IntakeSettings
-from services.intake.trust import LabKey
 from services.labclient import LabClient, generate_key
 from services.runtime.database import connect
 from services.runtime.topics import ensure_topics, planned_topics
+from services.trust import registry
+from services.trust.principals import LAB, PrincipalKey
 
 MANIFEST = Path(__file__).resolve().parents[1] / "services/labclient/examples/submission.yaml"
 LAB_ID, KEY_ID = "bench-lab", "bench-key"
@@ -67,13 +67,13 @@ def signed_batch(client: LabClient, count: int) -> list[tuple[str, bytes]]:
 
 
 async def prepare(settings: IntakeSettings, client: LabClient) -> None:
-    async with connect(settings, [MIGRATIONS]) as conn:
-        await repository.register_lab(conn, LAB_ID, "Benchmark Lab")
+    now = datetime.now(UTC)
+    async with connect(settings, SCHEMA) as conn:
+        assert await registry.register(conn, LAB, LAB_ID, "Benchmark Lab", now) is None
         assert client.key is not None
         public = client.key.public_key().public_bytes_raw()
-        await repository.add_key(
-            conn, LabKey(LAB_ID, KEY_ID, public, datetime.now(UTC), None, None)
-        )
+        key = PrincipalKey(LAB.name, LAB_ID, KEY_ID, public, now, None, None)
+        assert await registry.add_key(conn, LAB, key, now) is None
 
 
 @contextlib.asynccontextmanager
@@ -91,6 +91,7 @@ async def running_intake(settings: IntakeSettings, in_process: bool) -> AsyncIte
         "FR_DB_SCHEMA": settings.db_schema,
         "FR_TOPIC_PREFIX": settings.topic_prefix,
         "FR_HTTP_PORT": "none",
+        "FR_INTAKE_ENDPOINT_ALLOWLIST": json.dumps(settings.intake_endpoint_allowlist),
         "FR_LOG_LEVEL": "WARNING",
         "FR_OTEL_EXPORTER": "none",
     }
@@ -194,6 +195,8 @@ async def main(messages: int, rate: float, paced_seconds: float, in_process: boo
             "db_schema": f"bench_intake_{suffix}",
             "topic_prefix": f"bench-{suffix}.",
             "http_port": None,
+            # The example manifest's endpoint is not a real host: exempt from resolution.
+            "intake_endpoint_allowlist": ["eval.example-lab.test:443"],
         }
     )
     await ensure_topics(

@@ -30,6 +30,15 @@ BODY_SHA256_DESCRIPTION = (
 )
 
 
+SIGNATURE_SHA256_DESCRIPTION = (
+    "SHA-256 (hex) of the signature.value string of the input this answers, exactly as sent. "
+    "Set only when that input authenticated: an answer carries it only for the signed input "
+    "it is bound to, so a lab matches an answer by its CloudEvent id AND this digest, and an "
+    "answer to someone else's record under a copied id (which can't carry it) is never "
+    "taken for the answer to the lab's own."
+)
+
+
 class AcceptanceReason(StrEnum):
     """Which coverage criterion made the model a covered model."""
 
@@ -73,6 +82,9 @@ class SubmissionAccepted(Event):
     )
     filed_event_id: EventId = Field(description="CloudEvent id of the SubmissionFiled.")
     body_sha256: Sha256Hex | None = Field(default=None, description=BODY_SHA256_DESCRIPTION)
+    signature_sha256: Sha256Hex | None = Field(
+        default=None, description=SIGNATURE_SHA256_DESCRIPTION
+    )
 
     @model_validator(mode="after")
     def _window(self) -> Self:
@@ -94,6 +106,9 @@ class _IntakeRejection(Rejection):
     )
     lab_id: Slug | None = Field(
         default=None, description="Lab id as claimed by the input (not verified)."
+    )
+    signature_sha256: Sha256Hex | None = Field(
+        default=None, description=SIGNATURE_SHA256_DESCRIPTION
     )
 
     @model_validator(mode="after")
@@ -135,6 +150,9 @@ class SubmissionWithdrawn(Event):
     reason: Text | None = Field(default=None, description="The lab's stated reason.")
     withdrawn_at: AwareDatetime = Field(description="When intake recorded the withdrawal.")
     requested_event_id: EventId = Field(description="CloudEvent id of the WithdrawalRequested.")
+    signature_sha256: Sha256Hex | None = Field(
+        default=None, description=SIGNATURE_SHA256_DESCRIPTION
+    )
 
 
 class ReviewWindowClosed(Event):

@@ -21,17 +21,29 @@ from services.intake.handlers import IntakeHandlers
 from services.intake.settings import IntakeSettings
 from services.intake.status_http import status_app
 from services.runtime import Clock, Service
+from services.trust import TRUST_SQL
+from services.trust.endpoints import Resolver, system_resolver
+from services.trust.nonces import NoncePurge
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SCHEMA = (TRUST_SQL, MIGRATIONS)  # the trust library's tables, then intake's
 SUBMISSIONS = TOPIC_BY_NAME["lab.submissions"]
 EVENTS = TOPIC_BY_NAME["intake.events"]
-NONCE_PURGE_EVERY_S = 60.0
+PRUNE_EVERY_S = 3600.0
 
 
-def build_service(settings: IntakeSettings | None = None, *, clock: Clock | None = None) -> Service:
+def build_service(
+    settings: IntakeSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    resolver: Resolver | None = None,
+) -> Service:
+    """``resolver`` answers the endpoint policy's DNS lookups (tests give a fixed one)."""
     settings = settings or IntakeSettings()
-    service = Service(settings, migrations=[MIGRATIONS], clock=clock, description=__doc__)
-    handlers = IntakeHandlers(settings, load_criteria(settings.intake_criteria_file))
+    service = Service(settings, migrations=SCHEMA, clock=clock, description=__doc__)
+    handlers = IntakeHandlers(
+        settings, load_criteria(settings.intake_criteria_file), resolver or system_resolver
+    )
     service.consume(
         SUBMISSIONS,
         {SubmissionFiled: handlers.filed, WithdrawalRequested: handlers.withdrawal},
@@ -40,15 +52,19 @@ def build_service(settings: IntakeSettings | None = None, *, clock: Clock | None
     service.publishes(EVENTS)
     service.timer(REVIEW_WINDOW, handlers.window_due)
 
-    async def purge_nonces() -> None:
-        # Inputs issued before now - skew are refused as stale before their nonce is
-        # checked; twice the skew leaves margin for clock steps.
-        while True:
-            cutoff = service.clock.now() - 2 * timedelta(seconds=settings.intake_max_clock_skew_s)
-            async with service.pool.acquire() as conn:
-                await repository.purge_nonces(conn, cutoff)
-            await asyncio.sleep(NONCE_PURGE_EVERY_S)
+    service.background(NoncePurge(lambda: service.pool, service.clock.now, settings.freshness()))
 
-    service.background(purge_nonces)
+    async def prune() -> None:
+        while True:
+            now = service.clock.now()
+            async with service.pool.acquire() as conn:
+                await repository.prune(
+                    conn,
+                    history_before=now - timedelta(days=settings.intake_history_keep_days),
+                    counts_before=now - timedelta(days=settings.intake_refusal_counts_keep_days),
+                )
+            await asyncio.sleep(PRUNE_EVERY_S)
+
+    service.background(prune)
     service.http(status_app(lambda: service.pool))
     return service

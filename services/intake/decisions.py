@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 
-from contracts.events.common import FieldError, RejectionReason, make_model_id
+from contracts import ContractViolation
+from contracts.events.common import RejectionReason, field_errors, make_model_id
 from contracts.events.intake import (
     ReviewWindowClosed,
     SubmissionAccepted,
@@ -21,7 +22,9 @@ from contracts.events.intake import (
 )
 from contracts.events.lab import SubmissionFiled, WithdrawalRequested
 from services.intake.criteria import CoverageCriteria, assess_coverage
-from services.intake.trust import Refusal
+from services.trust.credentials import check_credential_ref
+from services.trust.refusal import Refusal, answer_fields, field_error
+from services.trust.verifier import Authenticated
 
 MAX_TEXT = 4000
 MAX_REVIEW_DAYS = 30
@@ -74,38 +77,26 @@ def text(value: str) -> str:
     return (value or "-")[:MAX_TEXT]
 
 
-def check_credential(filed: SubmissionFiled) -> Refusal | None:
-    """The credential must be one of the lab's own: ``labs/<lab_id>/<name>``.
+_WHAT = {
+    "oversized": "the record is larger than intake accepts",
+    "invalid_envelope": "the record is not a valid CloudEvent",
+    "unknown_event_type": "lab.submissions carries SubmissionFiled and WithdrawalRequested only",
+    "schema_violation": "the event does not match its contract",
+    "malformed_json": "the record is not valid JSON",
+}
 
-    The evaluation worker sends the secret named here to the lab's endpoint, so a
-    lab naming another lab's secret would receive it.
-    """
-    ref = filed.evaluation_access.credential_ref
-    prefix = f"labs/{filed.lab_id}/"
-    segments = ref.split("/")
-    if ref.startswith(prefix) and len(segments) > 2 and not (set(segments) & {"", ".", ".."}):
-        return None
+
+def invalid_input_refusal(violation: ContractViolation) -> Refusal:
+    """What to tell the sender of bytes that are not a valid lab event (a shape error)."""
+    try:
+        reason = RejectionReason(violation.reason)
+    except ValueError:
+        reason = RejectionReason.MALFORMED
+    what = _WHAT.get(violation.reason, violation.reason)
     return Refusal(
-        RejectionReason.CREDENTIAL_NOT_OWNED,
-        f"evaluation_access.credential_ref {ref!r} is not a credential of lab {filed.lab_id!r}: "
-        f"it must be a name under {prefix} (no empty, '.' or '..' segments)",
-        (
-            FieldError(
-                path="data.evaluation_access.credential_ref",
-                message=f"must be under {prefix}",
-            ),
-        ),
-    )
-
-
-def check_endpoint(filed: SubmissionFiled, *, allow_http: bool) -> Refusal | None:
-    scheme = filed.evaluation_access.endpoint.scheme
-    if scheme == "https" or (allow_http and scheme == "http"):
-        return None
-    return Refusal(
-        RejectionReason.ENDPOINT_NOT_HTTPS,
-        f"the evaluation endpoint must use https (got {scheme}://); "
-        "the agency does not send model traffic over plain http",
+        reason,
+        text(f"{what}: {violation.detail}"),
+        tuple(field_error(f.path, f.message) for f in field_errors(violation)[:100]),
     )
 
 
@@ -114,16 +105,21 @@ def decide_filing(
     *,
     event_id: str,
     body_sha256: str,
+    signature_sha256: str,
     criteria: CoverageCriteria,
     now: datetime,
     seconds_per_day: float,
-    allow_http: bool,
+    endpoint_refusal: Refusal | None,
 ) -> SubmissionAccepted | Refusal:
-    """Accept a covered model with the lab's own credential and an https endpoint.
+    """Accept a covered model with the lab's own credential and an allowed endpoint.
 
-    The window opens now.
+    ``endpoint_refusal`` is the endpoint policy's verdict (it resolves the host, so
+    the handler asks it). The window opens now.
     """
-    refusal = check_credential(filed) or check_endpoint(filed, allow_http=allow_http)
+    refusal = (
+        check_credential_ref(filed.evaluation_access.credential_ref, filed.lab_id)
+        or endpoint_refusal
+    )
     if refusal is not None:
         return refusal
     coverage = assess_coverage(filed.model, criteria)
@@ -148,6 +144,7 @@ def decide_filing(
         deadline=deadline,
         filed_event_id=event_id,
         body_sha256=body_sha256,
+        signature_sha256=signature_sha256,
     )
 
 
@@ -234,6 +231,7 @@ def rejection(
     kind: type[SubmissionRejected] | type[WithdrawalRejected],
     refusal: Refusal,
     *,
+    sender: Authenticated | None,
     submission_id: UUID | None,
     lab_id: str | None,
     event_id: str | None,
@@ -241,20 +239,23 @@ def rejection(
     body_sha256: str | None = None,
     trusted: bool = True,
 ) -> SubmissionRejected | WithdrawalRejected:
-    """The answer to a refused input.
+    """The answer to a refused input, as much of ``refusal`` as the sender may be told.
 
-    ``trusted`` is False when the input may not speak for the submission it names
-    (not authenticated, or about another lab's submission): the answer then names
-    only the refused event, so it is keyed by that id, not the submission's.
+    A sender that did not authenticate (``sender`` None) learns only shape errors;
+    anything else is ``authentication_failed`` (services.trust.refusal). ``trusted``
+    is False when the input may not speak for the submission it names (not
+    authenticated, or about another lab's submission): the answer then names only
+    the refused event, so it is keyed by that id, not the submission's. Only an
+    authenticated answer is bound to the signature it answers (``signature_sha256``).
     """
+    speaks = trusted and sender is not None
     answer = kind(
-        reason=refusal.reason,
-        detail=text(refusal.detail),
-        field_errors=list(refusal.field_errors[:100]),
+        **answer_fields(refusal, sender),
         rejected_event_id=event_id,
         rejected_at=now,
-        submission_id=submission_id if trusted or event_id is None else None,
+        submission_id=submission_id if speaks or event_id is None else None,
         lab_id=lab_id,
+        signature_sha256=sender.signature_sha256 if sender is not None else None,
     )
     if isinstance(answer, SubmissionRejected) and body_sha256 is not None:
         answer = answer.model_copy(update={"body_sha256": body_sha256})
@@ -262,7 +263,12 @@ def rejection(
 
 
 def withdrawn(
-    request: WithdrawalRequested, existing: FiledSubmission, *, event_id: str, now: datetime
+    request: WithdrawalRequested,
+    existing: FiledSubmission,
+    *,
+    event_id: str,
+    signature_sha256: str,
+    now: datetime,
 ) -> SubmissionWithdrawn:
     return SubmissionWithdrawn(
         submission_id=request.submission_id,
@@ -271,6 +277,7 @@ def withdrawn(
         reason=request.reason,
         withdrawn_at=now,
         requested_event_id=event_id,
+        signature_sha256=signature_sha256,
     )
 
 

@@ -1,10 +1,15 @@
 """Thin adapters: a lab.submissions record -> trust checks and decisions -> state + events;
-and the review-window timer -> the window closed."""
+and the review-window timer -> the window closed.
+
+The trust library (services/trust) decides who sent a record: the signed data as
+received, the lab's key, the signature, freshness against the broker's append time,
+the nonce. Only then do intake's decisions run, and only an authenticated lab is
+told a precise reason; what others are told is ``authentication_failed``.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+import logging
 from uuid import UUID
 
 from contracts.events.intake import SubmissionAccepted, SubmissionRejected, WithdrawalRejected
@@ -19,48 +24,50 @@ from services.intake.decisions import (
     decide_refiling,
     decide_withdrawal,
     filed_by,
+    invalid_input_refusal,
     rejection,
     window_closed,
     withdrawn,
     withdrawn_detail,
 )
-from services.intake.invalid import answer_invalid
 from services.intake.settings import IntakeSettings
-from services.intake.trust import (
-    Refusal,
-    body_digest,
-    check_issued_at,
-    check_key,
-    check_signature,
-    check_subject,
-    received_data,
-    replayed_nonce,
-)
 from services.runtime import Context, InvalidContext, Timer, TimerContext, TxContext
+from services.trust.endpoints import EndpointPolicy, Resolver, check_endpoint, system_resolver
+from services.trust.freshness import received
+from services.trust.principals import LAB
+from services.trust.refusal import Refusal
+from services.trust.unverified import SignedInput, check_subject, read_addressing, read_signed
+from services.trust.verifier import Authenticated, authenticate
+
+log = logging.getLogger(__name__)
 
 
 class IntakeHandlers:
-    def __init__(self, settings: IntakeSettings, criteria: CoverageCriteria) -> None:
+    def __init__(
+        self,
+        settings: IntakeSettings,
+        criteria: CoverageCriteria,
+        resolver: Resolver = system_resolver,
+    ) -> None:
         self.settings = settings
         self.criteria = criteria
-        self.max_skew = timedelta(seconds=settings.intake_max_clock_skew_s)
+        self.freshness = settings.freshness()
+        self.endpoints = EndpointPolicy.from_entries(settings.intake_endpoint_allowlist)
+        self.resolver = resolver
 
     # --- lab.submissions --------------------------------------------------------------
 
     async def filed(self, ctx: Context, filed: SubmissionFiled) -> None:
+        sender, input_ = await self._authenticate(ctx, "submission_id")
+        if isinstance(sender, Refusal):
+            digest = input_.digest if input_ is not None else None
+            await self._reject_filing(ctx, filed, sender, sender=None, digest=digest)
+            return
+        assert input_ is not None  # it authenticated, so it was read
         now = ctx.now()
-        data = received_data(ctx.raw)
-        digest = body_digest(data)
-        if isinstance(digest, Refusal):  # RFC 8785 refuses the body: nothing can be verified
-            await self._reject_filing(ctx, filed, digest, digest=None, trusted=False)
-            return
-        refusal = await self._authenticate(ctx, filed, data, now)
-        if refusal is not None:
-            await self._reject_filing(ctx, filed, refusal, digest=digest, trusted=False)
-            return
         existing = await repository.find_submission(ctx.conn, filed.submission_id)
         if existing is not None:
-            outcome = decide_refiling(filed, existing, digest)
+            outcome = decide_refiling(filed, existing, input_.digest)
             if isinstance(outcome, Duplicate):  # the same body again: no second review
                 await repository.add_history(
                     ctx.conn,
@@ -72,20 +79,30 @@ class IntakeHandlers:
                     detail=outcome.detail,
                 )
                 return
-            trusted = filed_by(existing, filed.lab_id)
-            await self._reject_filing(ctx, filed, outcome, digest=digest, trusted=trusted)
+            await self._reject_filing(
+                ctx,
+                filed,
+                outcome,
+                sender=sender,
+                digest=input_.digest,
+                trusted=filed_by(existing, filed.lab_id),
+            )
             return
         decision = decide_filing(
             filed,
             event_id=ctx.event.id,
-            body_sha256=digest,
+            body_sha256=input_.digest,
+            signature_sha256=sender.signature_sha256,
             criteria=self.criteria,
             now=now,
             seconds_per_day=self.settings.intake_seconds_per_day,
-            allow_http=self.settings.intake_allow_http_endpoints,
+            # Resolves the host (bounded): I/O, so asked here, not in the decision.
+            endpoint_refusal=await check_endpoint(
+                str(filed.evaluation_access.endpoint), self.endpoints, resolve=self.resolver
+            ),
         )
         if isinstance(decision, SubmissionAccepted):
-            await repository.record_acceptance(ctx.conn, decision, data)
+            await repository.record_acceptance(ctx.conn, decision, input_.data)
             # The window's durable clock, in this transaction and this trace.
             await ctx.schedule(REVIEW_WINDOW, str(decision.submission_id), decision.deadline)
             ctx.publish(decision)
@@ -94,65 +111,76 @@ class IntakeHandlers:
             ctx.conn,
             submission_id=filed.submission_id,
             lab_id=filed.lab_id,
-            body_sha256=digest,
+            body_sha256=input_.digest,
             event_id=ctx.event.id,
-            body=data,
+            body=input_.data,
             refusal=decision,
             now=now,
         )
-        await self._reject_filing(ctx, filed, decision, digest=digest, trusted=True)
+        await self._reject_filing(ctx, filed, decision, sender=sender, digest=input_.digest)
 
     async def withdrawal(self, ctx: Context, request: WithdrawalRequested) -> None:
+        sender, _ = await self._authenticate(ctx, "submission_id")
+        if isinstance(sender, Refusal):
+            await self._reject_withdrawal(ctx, request, sender, sender=None, trusted=False)
+            return
         now = ctx.now()
-        refusal = await self._authenticate(ctx, request, received_data(ctx.raw), now)
-        trusted = False
-        if refusal is None:
-            # The window's timer first, then the submission: the order the timer fires in.
-            await ctx.lock_timer(REVIEW_WINDOW, str(request.submission_id))
-            existing = await repository.lock_submission(ctx.conn, request.submission_id)
-            refusal = decide_withdrawal(request, existing, now)
+        # The window's timer first, then the submission: the order the timer fires in.
+        await ctx.lock_timer(REVIEW_WINDOW, str(request.submission_id))
+        existing = await repository.lock_submission(ctx.conn, request.submission_id)
+        refusal = decide_withdrawal(request, existing, now)
+        if refusal is not None or existing is None:
+            assert refusal is not None
             trusted = filed_by(existing, request.lab_id)
-            if refusal is None and existing is not None:
-                await repository.record_withdrawal(ctx.conn, request.submission_id, now)
-                await ctx.cancel_timer(REVIEW_WINDOW, str(request.submission_id))
-                await repository.add_history(
-                    ctx.conn,
-                    submission_id=request.submission_id,
-                    at=now,
-                    kind=HistoryKind.WITHDRAWN,
-                    event_id=ctx.event.id,
-                    reason=None,
-                    detail=withdrawn_detail(request),
-                )
-                ctx.publish(withdrawn(request, existing, event_id=ctx.event.id, now=now))
-                return
-        assert refusal is not None
-        answer = rejection(
-            WithdrawalRejected,
-            refusal,
+            await self._reject_withdrawal(ctx, request, refusal, sender=sender, trusted=trusted)
+            return
+        await repository.record_withdrawal(ctx.conn, request.submission_id, now)
+        await ctx.cancel_timer(REVIEW_WINDOW, str(request.submission_id))
+        await repository.add_history(
+            ctx.conn,
             submission_id=request.submission_id,
-            lab_id=request.lab_id,
+            at=now,
+            kind=HistoryKind.WITHDRAWN,
             event_id=ctx.event.id,
-            now=now,
-            trusted=trusted,
+            reason=None,
+            detail=withdrawn_detail(request),
         )
-        await self._answer(ctx, answer, HistoryKind.WITHDRAWAL_REJECTED, trusted=trusted)
+        ctx.publish(
+            withdrawn(
+                request,
+                existing,
+                event_id=ctx.event.id,
+                signature_sha256=sender.signature_sha256,
+                now=now,
+            )
+        )
 
     async def invalid(self, ctx: InvalidContext) -> bool:
         """Answer decodable-but-wrong input; False sends it to the DLQ.
 
-        Such input is not authenticated: it is answered to its event id and leaves
-        the submission it names alone.
+        Such input is not authenticated: it is answered to its event id (shape errors
+        are told as they are), and leaves the submission it names alone.
         """
-        answer = answer_invalid(ctx.raw, ctx.violation, ctx.now())
-        if answer is None:
-            return False
+        where = read_addressing(ctx.raw, principal_field="lab_id", subject_field="submission_id")
+        if not where.addressable:
+            return False  # nobody could read an answer: the DLQ keeps it for an operator
         kind = (
-            HistoryKind.WITHDRAWAL_REJECTED
-            if isinstance(answer, WithdrawalRejected)
-            else HistoryKind.REJECTED
+            WithdrawalRejected
+            if where.event_type == WithdrawalRequested.TYPE
+            else SubmissionRejected
         )
-        await self._answer(ctx, answer, kind, trusted=False)
+        refusal = invalid_input_refusal(ctx.violation)
+        answer = rejection(
+            kind,
+            refusal,
+            sender=None,
+            submission_id=UUID(where.subject_id) if where.subject_id else None,
+            lab_id=where.principal_id,
+            event_id=where.event_id,
+            now=ctx.now(),
+            trusted=False,
+        )
+        await self._answer(ctx, answer, HistoryKind.REJECTED, refusal, trusted=False)
         return True
 
     # --- the review-window clock --------------------------------------------------------
@@ -172,33 +200,31 @@ class IntakeHandlers:
     # --- internals ----------------------------------------------------------------------
 
     async def _authenticate(
-        self,
-        ctx: Context,
-        signed: SubmissionFiled | WithdrawalRequested,
-        data: dict[str, Any],
-        now: datetime,
-    ) -> Refusal | None:
-        """Subject, lab, key, signature, freshness, nonce: the first failure is the answer."""
-        signature = signed.signature
-        refusal = check_subject(ctx.event.subject, signed.submission_id)
+        self, ctx: Context, subject_field: str
+    ) -> tuple[Authenticated | Refusal, SignedInput | None]:
+        """The signed data as received, its subject, then who signed it (spends the nonce).
+
+        The precise refusal is logged for the operator; the sender is told it only
+        when it is about the shape of the bytes.
+        """
+        signed = read_signed(ctx.raw, principal_field="lab_id")
+        if isinstance(signed, Refusal):
+            return signed, None
+        refusal = check_subject(ctx.event.subject, signed, subject_field)
         if refusal is not None:
-            return refusal
-        lab_known, key = await repository.find_lab_key(ctx.conn, signed.lab_id, signature.key_id)
-        refusal = check_key(
-            key, lab_id=signed.lab_id, key_id=signature.key_id, lab_known=lab_known, now=now
+            return refusal, signed
+        sender = await authenticate(
+            ctx.conn, signed, kind=LAB, received=received(ctx), policy=self.freshness
         )
-        if refusal is not None or key is None:
-            return refusal
-        refusal = check_signature(key, data, signature.value) or check_issued_at(
-            signature.issued_at, now, self.max_skew
-        )
-        if refusal is not None:
-            return refusal
-        # Only an authentic, fresh input spends its nonce.
-        fresh = await repository.remember_nonce(
-            ctx.conn, signed.lab_id, key.key_id, signature.nonce, signature.issued_at, ctx.event.id
-        )
-        return None if fresh else replayed_nonce(signed.lab_id, key.key_id, signature.nonce)
+        if isinstance(sender, Refusal):
+            log.info(
+                "refused %s claiming lab %s: %s",
+                ctx.event.id,
+                signed.principal_id,
+                sender,
+                extra={"event_id": ctx.event.id},
+            )
+        return sender, signed
 
     async def _reject_filing(
         self,
@@ -206,41 +232,89 @@ class IntakeHandlers:
         filed: SubmissionFiled,
         refusal: Refusal,
         *,
+        sender: Authenticated | None,
         digest: str | None,
-        trusted: bool,
+        trusted: bool = True,
     ) -> None:
         answer = rejection(
             SubmissionRejected,
             refusal,
+            sender=sender,
             submission_id=filed.submission_id,
             lab_id=filed.lab_id,
             event_id=ctx.event.id,
             now=ctx.now(),
             body_sha256=digest,
+            trusted=trusted and sender is not None,
+        )
+        await self._answer(
+            ctx, answer, HistoryKind.REJECTED, refusal, trusted=trusted and sender is not None
+        )
+
+    async def _reject_withdrawal(
+        self,
+        ctx: Context,
+        request: WithdrawalRequested,
+        refusal: Refusal,
+        *,
+        sender: Authenticated | None,
+        trusted: bool,
+    ) -> None:
+        answer = rejection(
+            WithdrawalRejected,
+            refusal,
+            sender=sender,
+            submission_id=request.submission_id,
+            lab_id=request.lab_id,
+            event_id=ctx.event.id,
+            now=ctx.now(),
             trusted=trusted,
         )
-        await self._answer(ctx, answer, HistoryKind.REJECTED, trusted=trusted)
+        await self._answer(ctx, answer, HistoryKind.WITHDRAWAL_REJECTED, refusal, trusted=trusted)
 
     async def _answer(
         self,
         ctx: TxContext,
         answer: SubmissionRejected | WithdrawalRejected,
         kind: HistoryKind,
+        refusal: Refusal,
         *,
         trusted: bool,
     ) -> None:
         """Record the refusal and tell the sender.
 
-        Only a trusted refusal goes into the submission's history; any other is
-        kept by its event id alone.
+        A trusted refusal (the authenticated lab's own submission) goes into that
+        submission's history and is always answered. Any other (unauthenticated, or
+        about another lab's submission) is counted per claimed sender and hour, not
+        kept one by one, and answered up to ``intake_refusals_answered_per_hour``
+        per claimed sender: a flood of junk costs a counter, not rows and records. The
+        count keeps the precise reason (the operator's view: ``intake.cli refusals``).
         """
-        await repository.add_history(
-            ctx.conn,
-            submission_id=answer.submission_id if trusted else None,
-            at=answer.rejected_at,
-            kind=kind,
-            event_id=answer.rejected_event_id,
-            reason=answer.reason.value,
-            detail=answer.detail,
-        )
+        if not trusted:
+            count = await repository.count_refusal(
+                ctx.conn,
+                source=answer.lab_id or "-",
+                reason=refusal.reason.value,
+                at=answer.rejected_at,
+                event_id=answer.rejected_event_id,
+            )
+            limit = self.settings.intake_refusals_answered_per_hour
+            if count > limit:
+                if count == limit + 1:
+                    log.warning(
+                        "more than %d refusals this hour claiming lab %r: no more answers",
+                        limit,
+                        answer.lab_id,
+                    )
+                return
+        else:
+            await repository.add_history(
+                ctx.conn,
+                submission_id=answer.submission_id,
+                at=answer.rejected_at,
+                kind=kind,
+                event_id=answer.rejected_event_id,
+                reason=answer.reason.value,
+                detail=answer.detail,
+            )
         ctx.publish(answer)

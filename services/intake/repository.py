@@ -16,148 +16,48 @@ import asyncpg
 
 from contracts.events.intake import SubmissionAccepted
 from services.intake.decisions import FiledSubmission, HistoryKind, SubmissionState
-from services.intake.status import HistoryEntry, SubmissionStatus
-from services.intake.trust import LabKey, Refusal
+from services.trust.refusal import Refusal
 
 if TYPE_CHECKING:
     from services.runtime.database import Connection
 
 
-# --- lab registry ----------------------------------------------------------------
+# --- refusals of input that may not speak for a submission -------------------------
 
 
-@dataclass(frozen=True)
-class Lab:
-    lab_id: str
-    name: str
-    registered_at: datetime
-    keys: int
+async def count_refusal(
+    conn: Connection, *, source: str, reason: str, at: datetime, event_id: str | None
+) -> int:
+    """Count a refusal in its claimed sender's hour; returns that sender's count this hour.
 
-
-async def register_lab(conn: Connection, lab_id: str, name: str) -> bool:
-    """False when the lab exists already."""
-    inserted = await conn.fetchval(
-        """INSERT INTO labs (lab_id, name) VALUES ($1, $2)
-           ON CONFLICT DO NOTHING RETURNING true""",
-        lab_id,
-        name,
-    )
-    return bool(inserted)
-
-
-async def lab_exists(conn: Connection, lab_id: str) -> bool:
-    return bool(await conn.fetchval("SELECT true FROM labs WHERE lab_id = $1", lab_id))
-
-
-async def list_labs(conn: Connection) -> list[Lab]:
-    rows = await conn.fetch(
-        """SELECT l.lab_id, l.name, l.registered_at, count(k.key_id) AS keys
-           FROM labs l LEFT JOIN lab_keys k USING (lab_id)
-           GROUP BY l.lab_id ORDER BY l.lab_id"""
-    )
-    return [Lab(r["lab_id"], r["name"], r["registered_at"], r["keys"]) for r in rows]
-
-
-def _key(row: asyncpg.Record) -> LabKey:
-    return LabKey(
-        lab_id=row["lab_id"],
-        key_id=row["key_id"],
-        public_key=bytes(row["public_key"]),
-        valid_from=row["valid_from"],
-        valid_until=row["valid_until"],
-        revoked_at=row["revoked_at"],
-    )
-
-
-async def add_key(conn: Connection, key: LabKey) -> None:
-    """Raises asyncpg.UniqueViolationError for a key id the lab has already."""
-    await conn.execute(
-        """INSERT INTO lab_keys (lab_id, key_id, public_key, valid_from, valid_until)
-           VALUES ($1, $2, $3, $4, $5)""",
-        key.lab_id,
-        key.key_id,
-        key.public_key,
-        key.valid_from,
-        key.valid_until,
-    )
-
-
-async def end_other_keys(conn: Connection, lab_id: str, keep: str, until: datetime) -> list[str]:
-    """Rotation: every other live key of the lab stays valid until ``until``, then expires."""
-    rows = await conn.fetch(
-        """UPDATE lab_keys SET valid_until = $3
-           WHERE lab_id = $1 AND key_id <> $2 AND revoked_at IS NULL
-             AND (valid_until IS NULL OR valid_until > $3) AND valid_from < $3
-           RETURNING key_id""",
-        lab_id,
-        keep,
-        until,
-    )
-    return sorted(r["key_id"] for r in rows)
-
-
-async def revoke_key(
-    conn: Connection, lab_id: str, key_id: str, at: datetime, reason: str | None
-) -> bool:
-    """False when there is no such key or it is revoked already."""
-    revoked = await conn.fetchval(
-        """UPDATE lab_keys SET revoked_at = $3, revoked_reason = $4
-           WHERE lab_id = $1 AND key_id = $2 AND revoked_at IS NULL
-           RETURNING true""",
-        lab_id,
-        key_id,
+    Unauthenticated input is aggregated, not stored one row per record: what a flood
+    costs is one counter per claimed sender, reason and hour.
+    """
+    count: int = await conn.fetchval(
+        """WITH counted AS (
+               INSERT INTO refusal_counts (source, hour, reason, refused, first_event_id,
+                                           last_event_id)
+               VALUES ($1, date_trunc('hour', $2::timestamptz), $3, 1, $4, $4)
+               ON CONFLICT (source, hour, reason) DO UPDATE
+                   SET refused = refusal_counts.refused + 1, last_event_id = $4
+               RETURNING refused
+           )
+           SELECT (SELECT refused FROM counted) + coalesce(
+               (SELECT sum(refused) FROM refusal_counts
+                WHERE source = $1 AND hour = date_trunc('hour', $2::timestamptz)
+                  AND reason <> $3), 0)""",
+        source,
         at,
         reason,
-    )
-    return bool(revoked)
-
-
-async def list_keys(conn: Connection, lab_id: str | None = None) -> list[LabKey]:
-    rows = await conn.fetch(
-        """SELECT lab_id, key_id, public_key, valid_from, valid_until, revoked_at
-           FROM lab_keys WHERE $1::text IS NULL OR lab_id = $1
-           ORDER BY lab_id, valid_from, key_id""",
-        lab_id,
-    )
-    return [_key(r) for r in rows]
-
-
-async def find_lab_key(conn: Connection, lab_id: str, key_id: str) -> tuple[bool, LabKey | None]:
-    """(is the lab registered, its key ``key_id`` if any) in one round trip."""
-    row = await conn.fetchrow(
-        """SELECT l.lab_id, k.key_id, k.public_key, k.valid_from, k.valid_until, k.revoked_at
-           FROM labs l LEFT JOIN lab_keys k ON k.lab_id = l.lab_id AND k.key_id = $2
-           WHERE l.lab_id = $1""",
-        lab_id,
-        key_id,
-    )
-    if row is None:
-        return False, None
-    return True, (_key(row) if row["key_id"] is not None else None)
-
-
-# --- nonces ---------------------------------------------------------------------------
-
-
-async def remember_nonce(
-    conn: Connection, lab_id: str, key_id: str, nonce: str, issued_at: datetime, event_id: str
-) -> bool:
-    """False when this key used this nonce before: a replay."""
-    inserted = await conn.fetchval(
-        """INSERT INTO seen_nonces (lab_id, key_id, nonce, issued_at, event_id)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
-        lab_id,
-        key_id,
-        nonce,
-        issued_at,
         event_id,
     )
-    return bool(inserted)
+    return count
 
 
-async def purge_nonces(conn: Connection, issued_before: datetime) -> int:
-    result = await conn.execute("DELETE FROM seen_nonces WHERE issued_at < $1", issued_before)
-    return int(result.split()[-1])
+async def prune(conn: Connection, *, history_before: datetime, counts_before: datetime) -> None:
+    """Forget history and refusal counts past their retention (settings, README)."""
+    await conn.execute("DELETE FROM submission_history WHERE at < $1", history_before)
+    await conn.execute("DELETE FROM refusal_counts WHERE hour < $1", counts_before)
 
 
 # --- submissions ----------------------------------------------------------------------
@@ -307,31 +207,6 @@ async def close_window(conn: Connection, submission_id: UUID, now: datetime) -> 
     if row is None:
         return None
     return ClosedWindow(row["submission_id"], row["lab_id"], row["model_id"], row["deadline"])
-
-
-# --- status ---------------------------------------------------------------------------
-
-
-async def fetch_status(conn: Connection, submission_id: UUID) -> SubmissionStatus | None:
-    """None until a filing binds the id: refusals of other inputs are not on its record."""
-    row = await conn.fetchrow(
-        """SELECT submission_id, state, lab_id, model_id, reason, detail, criteria_version,
-                  review_days, received_at, deadline, withdrawn_at, closed_at, filed_event_id,
-                  body_sha256
-           FROM submissions WHERE submission_id = $1""",
-        submission_id,
-    )
-    if row is None:
-        return None
-    history = [
-        HistoryEntry(r["at"], r["kind"], r["event_id"], r["reason"], r["detail"])
-        for r in await conn.fetch(
-            """SELECT at, kind, event_id, reason, detail FROM submission_history
-               WHERE submission_id = $1 ORDER BY id""",
-            submission_id,
-        )
-    ]
-    return SubmissionStatus(**dict(row), history=history)
 
 
 def _json(value: dict[str, Any]) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from services.runtime.settings import RuntimeSettings
+from services.trust.freshness import FreshnessPolicy
 
 DEFAULT_CRITERIA = Path(__file__).parent / "criteria.yaml"
 SECONDS_PER_DAY = 86_400.0
@@ -18,13 +20,31 @@ class IntakeSettings(RuntimeSettings):
     # Status HTTP endpoint (GET /submissions/<id>, GET /healthz), served in-process.
     http_port: int | None = 8301
 
-    # Trust: how far issued_at may be from intake's clock, either way (also how long
-    # a nonce must be remembered: older inputs are refused as stale anyway).
-    intake_max_clock_skew_s: float = 300.0
-    # Local development only: accept http:// evaluation endpoints (the demo lab server).
-    intake_allow_http_endpoints: bool = False
+    # Trust (services/trust/freshness.py): signature.issued_at may precede the broker's
+    # append time by max_age and follow it by max_future; the clocks of broker and
+    # replicas agree within clock_tolerance.
+    intake_signature_max_age_s: float = 300.0
+    intake_signature_max_future_s: float = 60.0
+    intake_clock_tolerance_s: float = 300.0
+    # Evaluation endpoints must be public https hosts; host:port pairs listed here are
+    # exempt (local development: the demo lab server, "127.0.0.1:8900").
+    intake_endpoint_allowlist: list[str] = []
     intake_criteria_file: Path = DEFAULT_CRITERIA
+
+    # Input that may not speak for a submission (unauthenticated, or about another
+    # lab's id) is counted per claimed sender and hour, and answered at most this often.
+    intake_refusals_answered_per_hour: int = 100
+    # Retention: a submission's history, and the hourly refusal counts.
+    intake_history_keep_days: int = 400
+    intake_refusal_counts_keep_days: int = 90
 
     # The review-window clock. A "day" lasts this many seconds: 86400 in production,
     # a few seconds in tests and the demo, so a 30-day window can pass in a minute.
     intake_seconds_per_day: float = SECONDS_PER_DAY
+
+    def freshness(self) -> FreshnessPolicy:
+        return FreshnessPolicy(
+            max_age=timedelta(seconds=self.intake_signature_max_age_s),
+            max_future=timedelta(seconds=self.intake_signature_max_future_s),
+            clock_tolerance=timedelta(seconds=self.intake_clock_tolerance_s),
+        )

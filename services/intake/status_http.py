@@ -14,7 +14,7 @@ from uuid import UUID
 from faststream.asgi import AsgiResponse
 from faststream.asgi.response import JSONResponse
 
-from services.intake import repository
+from services.intake import queries
 from services.runtime.http import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ async def _respond(scope: Scope, pool: Callable[[], Pool]) -> AsgiResponse:
     except ValueError:
         return JSONResponse({"error": f"{match.group(1)!r} is not a submission id (UUID)"}, 400)
     async with pool().acquire() as conn:
-        status = await repository.fetch_status(conn, submission_id)
+        status = await queries.fetch_status(conn, submission_id)
     if status is None:
         return JSONResponse({"error": f"intake knows no submission {submission_id}"}, 404)
     return JSONResponse(status.to_json())

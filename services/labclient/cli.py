@@ -167,6 +167,11 @@ def _signed_event(
 def _print_outcome(outcome: Outcome) -> None:
     colour = "green" if outcome.status in ("accepted", "withdrawn") else "yellow"
     console.print(f"[{colour}]{outcome.status}[/{colour}]: {outcome.summary}")
+    if not outcome.bound:
+        console.print(
+            "  (not bound to your signature: the input under this event id did not "
+            "authenticate — check your key id, key and clock — or it was not yours)"
+        )
 
 
 async def _send_and_wait(

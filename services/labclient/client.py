@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -38,6 +39,7 @@ BINDING_REJECTIONS = frozenset(
     {
         RejectionReason.NOT_COVERED_MODEL,
         RejectionReason.ENDPOINT_NOT_HTTPS,
+        RejectionReason.ENDPOINT_NOT_ALLOWED,
         RejectionReason.CREDENTIAL_NOT_OWNED,
     }
 )
@@ -50,6 +52,15 @@ class Outcome:
     status: str  # accepted | rejected | duplicate | withdrawn | withdrawal_rejected
     event: CloudEvent[Event]
     summary: str
+    # Bound to what this client signed (the answer quotes its signature's digest). An
+    # unbound answer under our event id is a refusal of input that did not authenticate:
+    # ours (a wrong key, a stale signature) or someone else's record under a copied id.
+    bound: bool = True
+
+
+def signature_sha256(sent: CloudEvent[Any]) -> str:
+    """The digest an answer bound to ``sent`` quotes (``signature_sha256``)."""
+    return hashlib.sha256(sent.data.signature.value.encode()).hexdigest()
 
 
 def describe(event: CloudEvent[Event]) -> str:
@@ -72,24 +83,37 @@ def describe(event: CloudEvent[Event]) -> str:
 
 
 def answer_to(sent: CloudEvent[Any], event: CloudEvent[Event]) -> Outcome | None:
-    """``event`` as the answer to ``sent``, or None when it answers something else."""
+    """``event`` as the answer to ``sent``, or None when it answers something else.
+
+    An answer naming ``sent``'s event id counts only if it is bound to ``sent``'s
+    signature, or bound to none (a refusal of unauthenticated input, reported as
+    unbound): an answer bound to another signature is the answer to another record.
+    """
     data = event.data
+    quoted = getattr(data, "signature_sha256", None)
+    if quoted is not None and quoted != signature_sha256(sent):
+        answered_id = getattr(data, "rejected_event_id", None) or getattr(
+            data, "filed_event_id", None
+        )
+        if answered_id == sent.id or getattr(data, "requested_event_id", None) == sent.id:
+            return None  # bound to someone else's signature under our id
+    bound = quoted is not None
     if isinstance(sent.data, WithdrawalRequested):
         if isinstance(data, SubmissionWithdrawn) and data.requested_event_id == sent.id:
-            return Outcome("withdrawn", event, describe(event))
+            return Outcome("withdrawn", event, describe(event), bound)
         if isinstance(data, WithdrawalRejected) and data.rejected_event_id == sent.id:
-            return Outcome("withdrawal_rejected", event, describe(event))
+            return Outcome("withdrawal_rejected", event, describe(event), bound)
         return None
     if not isinstance(sent.data, SubmissionFiled):
         return None
     if isinstance(data, SubmissionAccepted):
         if data.filed_event_id == sent.id:
-            return Outcome("accepted", event, describe(event))
+            return Outcome("accepted", event, describe(event), bound)
         if data.body_sha256 == body_sha256(sent.data):
             return Outcome("duplicate", event, f"duplicate; the original stands: {describe(event)}")
     if isinstance(data, SubmissionRejected):
         if data.rejected_event_id == sent.id:
-            return Outcome("rejected", event, describe(event))
+            return Outcome("rejected", event, describe(event), bound)
         if data.reason in BINDING_REJECTIONS and data.body_sha256 == body_sha256(sent.data):
             return Outcome("duplicate", event, f"duplicate; the original stands: {describe(event)}")
     return None
@@ -251,8 +275,12 @@ class LabClient:
         could not trust the input for that submission: both are followed.
         """
         submission_id: UUID = sent.data.submission_id
+        unbound: Outcome | None = None
         async for event in self.follow(submission_id, seconds=within_s, event_ids=(sent.id,)):
             answer = answer_to(sent, event)
-            if answer is not None:
+            if answer is not None and answer.bound:
                 return answer
+            unbound = unbound or answer
+        if unbound is not None:
+            return unbound  # nothing bound to our signature came: report what did
         raise TimeoutError(f"no answer to event {sent.id} within {within_s:g} s")

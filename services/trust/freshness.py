@@ -50,10 +50,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from contracts.events.common import RejectionReason
 from contracts.registry import INPUT_RETENTION_MS
 from services.trust.refusal import Refusal
+
+if TYPE_CHECKING:
+    from services.runtime.context import Context
 
 LOG_APPEND_TIME = 1
 """Kafka's TimestampType of a broker-set timestamp (aiokafka ``ConsumerRecord.timestamp_type``)."""
@@ -156,3 +160,13 @@ def check_freshness(
             "check the signer's clock",
         )
     return None
+
+
+def received(ctx: Context) -> Receipt:
+    """The Receipt of the record a runtime handler is applying."""
+    return receipt(
+        ctx.event.id,
+        ctx.now(),
+        timestamp_ms=ctx.record.timestamp_ms,
+        log_append_time=ctx.record.log_append_time,
+    )

@@ -20,6 +20,7 @@ through ``answer_fields(refusal)``, which conceals it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -52,6 +53,7 @@ class Authenticated:
     key_id: str
     nonce: str
     issued_at: datetime
+    signature_sha256: str  # of signature.value as sent: what binds an answer to this input
 
 
 async def authenticate(
@@ -114,4 +116,5 @@ async def authenticate(
         key_id=signature.key_id,
         nonce=signature.nonce,
         issued_at=signature.issued_at,
+        signature_sha256=hashlib.sha256(signature.value.encode()).hexdigest(),
     )

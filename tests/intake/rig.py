@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,12 +13,12 @@ from typing import Any
 import asyncpg
 
 from contracts import CloudEvent, Event
-from services.intake import repository
-from services.intake.app import MIGRATIONS, build_service
+from services.intake.app import SCHEMA, build_service
 from services.intake.settings import IntakeSettings
-from services.intake.trust import LabKey
 from services.runtime import RuntimeSettings, Service
 from services.runtime.database import connect
+from services.trust import registry
+from services.trust.principals import LAB, PrincipalKey
 from tests.intake.support import Signer, envelope, public_bytes, raw
 from tests.kit import (
     MovableClock,
@@ -31,6 +32,23 @@ from tests.kit import (
 
 MAX_MESSAGE_BYTES = 16_000
 ANSWER_FIELDS = ("filed_event_id", "rejected_event_id", "requested_event_id")
+
+# The names the tests' endpoints use, as a name server would answer them: the endpoint
+# policy resolves every host it checks (services/trust/endpoints.py).
+TEST_DNS = {
+    "eval.example-lab.test": ["93.184.215.14"],  # a public address
+    "eval.lab-a.test": ["93.184.215.15"],
+    "private.lab-a.test": ["10.1.2.3"],
+    "rebinding.lab-a.test": ["93.184.215.16", "169.254.169.254"],
+}
+
+
+async def resolve_test_hosts(host: str, port: int) -> list[str]:
+    if host in TEST_DNS:
+        return TEST_DNS[host]
+    if host.startswith("eval.") and host.endswith(".test"):  # the manifests' lab endpoints
+        return ["93.184.215.20"]
+    raise socket.gaierror(socket.EAI_NONAME, f"{host} is not known")
 
 
 def intake_settings(base: RuntimeSettings, **extra: Any) -> IntakeSettings:
@@ -78,25 +96,28 @@ async def register(
     """Register each signer's lab and key; ``windows[key_id]`` = (from, until, revoked)."""
     now = datetime.now(UTC)
     for signer in signers:
-        await repository.register_lab(conn, signer.lab_id, signer.lab_id.title())
+        await registry.register(conn, LAB, signer.lab_id, signer.lab_id.title(), now)
         valid_from, valid_until, revoked = windows.get(signer.key_id, (now, None, None))
-        await repository.add_key(
-            conn,
-            LabKey(
-                signer.lab_id,
-                signer.key_id,
-                public_bytes(signer.key),
-                valid_from,
-                valid_until,
-                None,
-            ),
+        key = PrincipalKey(
+            LAB.name,
+            signer.lab_id,
+            signer.key_id,
+            public_bytes(signer.key),
+            valid_from,
+            valid_until,
+            None,
         )
+        refusal = await registry.add_key(conn, LAB, key, now)
+        assert refusal is None, refusal
         if revoked is not None:
-            await repository.revoke_key(conn, signer.lab_id, signer.key_id, revoked, "test")
+            assert (
+                await registry.revoke_key(conn, LAB, signer.lab_id, signer.key_id, revoked, "test")
+                is None
+            )
 
 
 async def register_labs(settings: IntakeSettings, signers: list[Signer], **windows: Any) -> None:
-    async with connect(settings, [MIGRATIONS]) as conn:
+    async with connect(settings, SCHEMA) as conn:
         await register(conn, signers, **windows)
 
 
@@ -132,14 +153,23 @@ class Rig:
         async with self.service.pool.acquire() as conn:
             return await conn.fetch(query, *args)
 
+    async def refused(self, claimed_lab: str) -> dict[str, int]:
+        """The operator's view of refused input claiming ``claimed_lab``: reason -> count."""
+        rows = await self.fetch(
+            "SELECT reason, sum(refused)::int AS n FROM refusal_counts WHERE source = $1 "
+            "GROUP BY reason",
+            claimed_lab,
+        )
+        return {r["reason"]: r["n"] for r in rows}
+
 
 @contextlib.asynccontextmanager
-async def running_rig(base: RuntimeSettings) -> AsyncIterator[Rig]:
+async def running_rig(base: RuntimeSettings, **overrides: Any) -> AsyncIterator[Rig]:
     port = free_port()
-    config = intake_settings(base, http_port=port)
+    config = intake_settings(base, http_port=port, **overrides)
     await create_intake_topics(config)
     clock = MovableClock()
-    service = build_service(config, clock=clock)
+    service = build_service(config, clock=clock, resolver=resolve_test_hosts)
     now = datetime.now(UTC)
     day = timedelta(days=1)
     signers = {

@@ -60,11 +60,10 @@ async def test_operator_and_lab_command_lines(rig: Rig, tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "lab.key").stat().st_mode) == 0o600
     assert (tmp_path / "lab.key.pub").read_text().strip() == public.strip()
     assert (await intake("lab", "register", "cli-lab", "--name", "CLI Lab"))[0] == 0
-    code, out, _ = await intake("lab", "register", "cli-lab")
-    assert code == 1 and "registered already" in out
-    assert (
-        await intake("key", "add", "cli-lab", "k1", "--public-key", str(tmp_path / "lab.key.pub"))
-    )[0] == 0
+    code, _, err = await intake("lab", "register", "cli-lab")
+    assert code == 1 and "registered already" in err
+    public_key = str(tmp_path / "lab.key.pub")
+    assert (await intake("lab", "key", "add", "cli-lab", "k1", "--public-key", public_key))[0] == 0
 
     # Manifest -> signed submission -> decision; re-sends are duplicates.
     manifest = tmp_path / "submission.yaml"
@@ -97,6 +96,7 @@ async def test_operator_and_lab_command_lines(rig: Rig, tmp_path: Path) -> None:
         env, "services.labclient.cli", "keygen", "--out", str(tmp_path / "new.key")
     )
     code, out, _ = await intake(
+        "lab",
         "key",
         "rotate",
         "cli-lab",
@@ -106,24 +106,29 @@ async def test_operator_and_lab_command_lines(rig: Rig, tmp_path: Path) -> None:
         "--overlap-hours",
         "1",
     )
-    assert code == 0 and "key k1 stays valid until" in out
-    assert (await intake("key", "revoke", "cli-lab", "k2", "--reason", "test"))[0] == 0
-    code, out, _ = await intake("key", "list", "cli-lab")
+    assert code == 0 and "k1" in out and "valid until" in out, out
+    revoke = ("lab", "key", "revoke", "cli-lab", "k2", "--reason", "test", "--yes")
+    assert (await intake(*revoke))[0] == 0
+    code, out, _ = await intake("lab", "key", "list", "cli-lab")
     assert code == 0 and "revoked" in out and "valid" in out
     second = tmp_path / "second.yaml"
     await run(env, "services.labclient.cli", "init-manifest", str(second), "--lab-id", "cli-lab")
     code, _, err = await lab("submit", str(second), key="new.key", key_id="k2")
-    assert code == 2 and "rejected (revoked_key)" in err, err
+    # A sender that did not authenticate learns no more than that; the operator sees why.
+    assert code == 2 and "rejected (authentication_failed)" in err, err
+    assert "not bound to your signature" in err, err
+    code, out, _ = await intake("refusals")
+    assert code == 0 and "cli-lab" in out and "revoked_key" in out, out
     # Not authenticated: answered under its event id, off the submission's own events.
     refused_id = re.search(r"published event (\S+)", err)
     assert refused_id is not None, err
     second_id = yaml.safe_load(second.read_text())["submission_id"]
     code, out, _ = await lab("follow", second_id, "--timeout", "2")
-    assert code == 0 and "revoked_key" not in out
+    assert code == 0 and "authentication_failed" not in out
     code, out, _ = await lab(
         "follow", second_id, "--event-id", refused_id.group(1), "--timeout", "2"
     )
-    assert code == 0 and "rejected (revoked_key)" in out, out
+    assert code == 0 and "rejected (authentication_failed)" in out, out
     code, _, err = await lab("submit", str(second))  # the old key, inside its overlap
     assert code == 0 and "accepted" in err, err
 
@@ -137,6 +142,6 @@ async def test_operator_and_lab_command_lines(rig: Rig, tmp_path: Path) -> None:
     assert code == 0, err
     event = json.loads(out)
     signature = base64.b64decode(event["data"]["signature"]["value"])
-    public_key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public))
-    public_key.verify(signature, signing_input(event["data"]))  # raises if it doesn't verify
+    verifier = Ed25519PublicKey.from_public_bytes(base64.b64decode(public))
+    verifier.verify(signature, signing_input(event["data"]))  # raises if it doesn't verify
     assert event["subject"] == "cli-lab/frontier-1@2026-01-10"

@@ -1,9 +1,11 @@
-"""Intake's domain without Kafka or SQL: criteria, trust checks, answers, the lab client."""
+"""Intake's domain without Kafka or SQL: criteria, decisions, answers, the lab client.
+
+(The trust checks themselves — keys, signatures, freshness, digests — are the trust
+library's, tested in tests/trust.)"""
 
 from __future__ import annotations
 
 import ast
-import base64
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -11,30 +13,31 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from contracts import ContractViolation, decode, encode
 from contracts.events.common import ModelInfo, RejectionReason
 from contracts.events.intake import AcceptanceReason, SubmissionRejected, WithdrawalRejected
 from contracts.registry import TOPIC_BY_NAME, subject_for
-from services.intake import trust
 from services.intake.criteria import assess_coverage, load_criteria
 from services.intake.decisions import (
     Duplicate,
     FiledSubmission,
     SubmissionState,
-    check_credential,
     decide_filing,
     decide_refiling,
     decide_withdrawal,
+    invalid_input_refusal,
+    rejection,
     review_days,
     window_length,
 )
-from services.intake.invalid import answer_invalid
 from services.intake.settings import DEFAULT_CRITERIA
 from services.labclient import body_sha256 as lab_body_sha256
 from services.labclient.signing import ManifestError, build_submission
-from tests.intake.support import Signer, envelope, manifest, public_bytes
+from services.trust.endpoints import endpoint_refusal
+from services.trust.refusal import Refusal
+from services.trust.unverified import SignedInput, read_addressing, read_signed
+from tests.intake.support import Signer, envelope, manifest
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 LAB_TYPES = TOPIC_BY_NAME["lab.submissions"].event_types
@@ -93,9 +96,10 @@ def test_criteria_come_from_the_config_file(tmp_path: Path) -> None:
         criteria=criteria,
         now=NOW,
         seconds_per_day=86_400,
-        allow_http=False,
+        signature_sha256="1" * 64,
+        endpoint_refusal=None,
     )
-    assert not isinstance(accepted, trust.Refusal) and accepted.criteria_version == "test-9"
+    assert not isinstance(accepted, Refusal) and accepted.criteria_version == "test-9"
     path.write_text("version: x\ntraining_compute_flop_at_least: 1\nsurprise: 1\n")
     with pytest.raises(ValueError, match="surprise"):
         load_criteria(path)
@@ -113,90 +117,27 @@ def test_window_length_and_cap() -> None:
         criteria=load_criteria(DEFAULT_CRITERIA),
         now=NOW,
         seconds_per_day=2.0,
-        allow_http=False,
+        signature_sha256="1" * 64,
+        endpoint_refusal=None,
     )
-    assert not isinstance(decision, trust.Refusal)
+    assert not isinstance(decision, Refusal)
     assert decision.deadline == NOW + timedelta(seconds=6)
+    assert decision.signature_sha256 == "1" * 64, "bound to the signature it answers"
 
 
-def test_http_endpoints_only_in_local_development() -> None:
-    filed = Signer("lab-a", "a1").filed(
-        manifest("lab-a", evaluation_access={"endpoint": "http://127.0.0.1:8000/v1"})
+def test_the_endpoint_policys_refusal_refuses_the_filing() -> None:
+    filed = Signer("lab-a", "a1").filed()
+    refused = decide_filing(
+        filed,
+        event_id="e",
+        body_sha256="0" * 64,
+        signature_sha256="1" * 64,
+        criteria=load_criteria(DEFAULT_CRITERIA),
+        now=NOW,
+        seconds_per_day=1.0,
+        endpoint_refusal=endpoint_refusal("http://10.0.0.1/v1", "10.0.0.1 is private"),
     )
-    criteria = load_criteria(DEFAULT_CRITERIA)
-    kwargs = {
-        "event_id": "e",
-        "body_sha256": "0" * 64,
-        "criteria": criteria,
-        "now": NOW,
-        "seconds_per_day": 1.0,
-    }
-    refused = decide_filing(filed, allow_http=False, **kwargs)  # type: ignore[arg-type]
-    assert (
-        isinstance(refused, trust.Refusal) and refused.reason is RejectionReason.ENDPOINT_NOT_HTTPS
-    )
-    assert not isinstance(decide_filing(filed, allow_http=True, **kwargs), trust.Refusal)  # type: ignore[arg-type]
-
-
-def test_key_checks_use_the_validity_window() -> None:
-    signer = Signer("lab-a", "k")
-    key = trust.LabKey(
-        "lab-a",
-        "k",
-        public_bytes(signer.key),
-        NOW - timedelta(days=1),
-        NOW + timedelta(days=1),
-        None,
-    )
-    check = trust.check_key
-    assert check(key, lab_id="lab-a", key_id="k", lab_known=True, now=NOW) is None
-    refusal = check(key, lab_id="lab-a", key_id="k", lab_known=True, now=NOW + timedelta(days=1))
-    assert refusal is not None and refusal.reason is RejectionReason.EXPIRED_KEY
-    refusal = check(key, lab_id="lab-a", key_id="k", lab_known=True, now=NOW - timedelta(days=2))
-    assert (
-        refusal is not None
-        and refusal.reason is RejectionReason.EXPIRED_KEY
-        and "not valid before" in refusal.detail
-    )
-    revoked = trust.LabKey("lab-a", "k", key.public_key, key.valid_from, None, NOW)
-    refusal = check(revoked, lab_id="lab-a", key_id="k", lab_known=True, now=NOW)
-    assert refusal is not None and refusal.reason is RejectionReason.REVOKED_KEY
-    refusal = check(None, lab_id="lab-a", key_id="k", lab_known=False, now=NOW)
-    assert refusal is not None and refusal.reason is RejectionReason.UNKNOWN_LAB
-
-
-def test_signature_is_checked_over_the_received_json_not_a_re_dump() -> None:
-    signer = Signer("lab-a", "a1")
-    key = trust.LabKey("lab-a", "a1", public_bytes(signer.key), NOW, None, None)
-    value = encode(envelope(signer.filed()))
-    # Same JSON values, other formatting: the canonical form (RFC 8785) is unchanged.
-    document = json.loads(value)
-    data = trust.received_data(json.dumps(document, indent=3).encode())
-    assert trust.check_signature(key, data, data["signature"]["value"]) is None
-    data["requested_review_days"] = 1
-    refusal = trust.check_signature(key, data, data["signature"]["value"])
-    assert refusal is not None and refusal.reason is RejectionReason.BAD_SIGNATURE
-
-
-def test_issued_at_skew() -> None:
-    skew = timedelta(minutes=5)
-    assert trust.check_issued_at(NOW - skew, NOW, skew) is None
-    assert trust.check_issued_at(NOW + skew, NOW, skew) is None
-    stale = trust.check_issued_at(NOW - skew - timedelta(seconds=1), NOW, skew)
-    future = trust.check_issued_at(NOW + skew + timedelta(seconds=1), NOW, skew)
-    assert stale is not None and stale.reason is RejectionReason.STALE_ISSUED_AT
-    assert future is not None and future.reason is RejectionReason.FUTURE_ISSUED_AT
-
-
-def test_public_keys_in_base64_or_pem() -> None:
-    key = Ed25519PrivateKey.generate().public_key()
-    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    pem = key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
-    assert trust.parse_public_key(base64.b64encode(raw).decode()) == raw
-    assert trust.parse_public_key(base64.urlsafe_b64encode(raw).decode().rstrip("=")) == raw
-    assert trust.parse_public_key(pem) == raw
-    with pytest.raises(ValueError, match="32 bytes"):
-        trust.parse_public_key(base64.b64encode(raw[:16]).decode())
+    assert isinstance(refused, Refusal) and refused.reason is RejectionReason.ENDPOINT_NOT_ALLOWED
 
 
 def _violation(raw: bytes) -> ContractViolation:
@@ -205,41 +146,88 @@ def _violation(raw: bytes) -> ContractViolation:
     return caught.value
 
 
+def _invalid_answer(raw: bytes) -> SubmissionRejected | WithdrawalRejected | None:
+    """What the handler's on_invalid answers (handlers.IntakeHandlers.invalid), pure part."""
+    where = read_addressing(raw, principal_field="lab_id", subject_field="submission_id")
+    if not where.addressable:
+        return None
+    kind = (
+        WithdrawalRejected
+        if where.event_type == "frontier_review.lab.WithdrawalRequested"
+        else SubmissionRejected
+    )
+    return rejection(
+        kind,
+        invalid_input_refusal(_violation(raw)),
+        sender=None,
+        submission_id=uuid.UUID(where.subject_id) if where.subject_id else None,
+        lab_id=where.principal_id,
+        event_id=where.event_id,
+        now=NOW,
+        trusted=False,
+    )
+
+
 def test_answers_for_invalid_records() -> None:
     good = json.loads(encode(envelope(Signer("lab-a", "a1").filed())))
     bad = json.loads(json.dumps(good))
     bad["data"]["requested_review_days"] = 99
     raw = json.dumps(bad).encode()
-    answer = answer_invalid(raw, _violation(raw), NOW)
+    answer = _invalid_answer(raw)
     assert isinstance(answer, SubmissionRejected)
-    assert answer.reason is RejectionReason.SCHEMA_VIOLATION
+    assert answer.reason is RejectionReason.SCHEMA_VIOLATION, "a shape error is told as it is"
     assert [e.path for e in answer.field_errors] == ["data.requested_review_days"]
     # Not authenticated: answered to the event id, not on the submission it names.
     assert answer.submission_id is None and answer.lab_id == "lab-a"
+    assert answer.signature_sha256 is None, "bound to no signature"
     assert answer.rejected_event_id == good["id"] and subject_for(answer) == good["id"]
     no_id = json.loads(raw)
     del no_id["id"]
     raw = json.dumps(no_id).encode()
-    answer = answer_invalid(raw, _violation(raw), NOW)
+    answer = _invalid_answer(raw)
     assert answer is not None and str(answer.submission_id) == good["data"]["submission_id"]
 
     withdrawal = json.loads(encode(envelope(Signer("lab-a", "a1").withdrawal(uuid.uuid4()))))
     withdrawal["data"]["extra"] = 1
     raw = json.dumps(withdrawal).encode()
-    assert isinstance(answer_invalid(raw, _violation(raw), NOW), WithdrawalRejected)
+    assert isinstance(_invalid_answer(raw), WithdrawalRejected)
 
     only_id = json.dumps({"id": "abc", "data": {"lab_id": "NOT A SLUG"}}).encode()
-    answer = answer_invalid(only_id, _violation(only_id), NOW)
+    answer = _invalid_answer(only_id)
     assert answer is not None and answer.submission_id is None and answer.lab_id is None
     assert answer.rejected_event_id == "abc"
-    for junk in (b"\xff", b"[]", b'{"data": {"submission_id": "not-a-uuid"}}', b'{"id": ""}'):
-        assert answer_invalid(junk, _violation(junk), NOW) is None, junk
+    upper = json.loads(json.dumps(good))
+    del upper["id"]
+    upper["data"]["submission_id"] = upper["data"]["submission_id"].upper()
+    assert _invalid_answer(json.dumps(upper).encode()) is None, "only a canonical id addresses"
+    nul = json.dumps({"id": "a\u0000b", "data": {}}).encode()
+    for junk in (b"\xff", b"[]", b'{"data": {"submission_id": "not-a-uuid"}}', b'{"id": ""}', nul):
+        assert _invalid_answer(junk) is None, junk
+
+
+def test_refusals_to_unauthenticated_senders_say_only_authentication_failed() -> None:
+    filed = Signer("lab-a", "a1").filed()
+    precise = Refusal(RejectionReason.REVOKED_KEY, "key a1 of lab lab-a was revoked at 12:00")
+    told = rejection(
+        SubmissionRejected,
+        precise,
+        sender=None,
+        submission_id=filed.submission_id,
+        lab_id="lab-a",
+        event_id="e",
+        now=NOW,
+        trusted=False,
+    )
+    assert told.reason is RejectionReason.AUTHENTICATION_FAILED
+    assert "revoked" not in told.detail and "12:00" not in told.detail
+    assert told.submission_id is None
 
 
 def test_client_and_intake_agree_on_the_body_digest() -> None:
     filed = Signer("lab-a", "a1").filed()
-    data = trust.received_data(encode(envelope(filed)))
-    assert lab_body_sha256(filed) == trust.body_sha256(data)
+    signed = read_signed(encode(envelope(filed)), principal_field="lab_id")
+    assert isinstance(signed, SignedInput)
+    assert lab_body_sha256(filed) == signed.digest
     resigned = Signer("lab-a", "a1", Signer("lab-a", "a1").key).filed(
         json.loads(filed.model_dump_json(exclude={"signature"}))
     )
@@ -295,7 +283,17 @@ def test_the_lab_client_imports_no_agency_code() -> None:
 def test_a_credential_must_be_the_labs_own(ref: str, owned: bool) -> None:
     filed = Signer("lab-a", "a1").filed()
     access = filed.evaluation_access.model_copy(update={"credential_ref": ref})  # unvalidated
-    refusal = check_credential(filed.model_copy(update={"evaluation_access": access}))
+    decision = decide_filing(
+        filed.model_copy(update={"evaluation_access": access}),
+        event_id="e",
+        body_sha256="0" * 64,
+        signature_sha256="1" * 64,
+        criteria=load_criteria(DEFAULT_CRITERIA),
+        now=NOW,
+        seconds_per_day=1.0,
+        endpoint_refusal=None,
+    )
+    refusal = decision if isinstance(decision, Refusal) else None
     if owned:
         assert refusal is None
     else:
@@ -333,27 +331,11 @@ def test_refiling_another_labs_id_reveals_nothing_of_it() -> None:
     existing = _filed_submission("lab-a", SubmissionState.ACCEPTED, NOW)
     document = manifest("lab-b", submission_id=str(existing.submission_id))
     refusal = decide_refiling(Signer("lab-b", "b1").filed(document), existing, "b" * 64)
-    assert isinstance(refusal, trust.Refusal) and refusal.reason is RejectionReason.CONFLICT
+    assert isinstance(refusal, Refusal) and refusal.reason is RejectionReason.CONFLICT
     assert "the-owners-event" not in refusal.detail and "accepted" not in refusal.detail
     own = manifest("lab-a", submission_id=str(existing.submission_id))
     assert isinstance(
         decide_refiling(Signer("lab-a", "a1").filed(own), existing, "a" * 64), Duplicate
     )
     conflict = decide_refiling(Signer("lab-a", "a1").filed(own), existing, "c" * 64)
-    assert isinstance(conflict, trust.Refusal) and "the-owners-event" in conflict.detail
-
-
-def test_a_body_rfc8785_cannot_canonicalise_is_a_schema_violation() -> None:
-    data = json.loads(encode(envelope(Signer("lab-a", "a1").filed())))["data"]
-    assert trust.body_digest(data) == trust.body_sha256(data)
-    data["model"]["training_compute_flop"] = 320000000000000000000000000  # a JSON integer
-    refusal = trust.body_digest(data)
-    assert isinstance(refusal, trust.Refusal)
-    assert refusal.reason is RejectionReason.SCHEMA_VIOLATION
-    assert [e.path for e in refusal.field_errors] == ["data.model.training_compute_flop"]
-    assert "3.2e+26" in refusal.detail
-    data["model"]["training_compute_flop"] = 3.2e26
-    data["contacts"][1]["name"] = "\ud800"  # a lone surrogate: not UTF-8
-    refusal = trust.body_digest(data)
-    assert isinstance(refusal, trust.Refusal)
-    assert [e.path for e in refusal.field_errors] == ["data.contacts.1.name"]
+    assert isinstance(conflict, Refusal) and "the-owners-event" in conflict.detail

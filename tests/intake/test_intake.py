@@ -20,12 +20,14 @@ from contracts.events.intake import (
     WithdrawalRejected,
 )
 from contracts.events.lab import SubmissionFiled
-from services.intake import repository
-from services.intake.trust import LabKey
 from services.labclient import LabClient, body_sha256
-from services.labclient.client import answer_to
-from tests.intake.rig import MAX_MESSAGE_BYTES, Rig
-from tests.intake.support import Signer, envelope, manifest, mutated, raw
+from services.labclient.client import answer_to, signature_sha256
+from services.runtime import RuntimeSettings
+from services.trust import registry
+from services.trust.principals import LAB, PrincipalKey
+from services.trust.refusal import AUTHENTICATION_FAILED_DETAIL, Refusal
+from tests.intake.rig import MAX_MESSAGE_BYTES, Rig, running_rig
+from tests.intake.support import Signer, envelope, manifest, mutated, public_bytes, raw
 
 R = RejectionReason
 
@@ -111,30 +113,29 @@ def _credential(ref: str) -> Any:
     return build
 
 
+def _endpoint(url: str) -> Any:
+    def build(rig: Rig) -> SubmissionFiled:
+        return rig.signers["a1"].filed(manifest("lab-a", evaluation_access={"endpoint": url}))
+
+    return build
+
+
 # Refused on their content, once authenticated: these bind the id and are on its record.
-CONTENT_REASONS = (R.CREDENTIAL_NOT_OWNED, R.ENDPOINT_NOT_HTTPS, R.NOT_COVERED_MODEL)
+CONTENT_REASONS = (R.CREDENTIAL_NOT_OWNED, R.ENDPOINT_NOT_ALLOWED, R.NOT_COVERED_MODEL)
 
 
-# Signed inputs that decode but must be refused: (name, build, reason, detail fragment).
+# Signed inputs that decode but must be refused: (name, build, precise reason, detail
+# fragment). The precise reason of an input that did not authenticate is the operator's
+# (its sender is told only authentication_failed); a content refusal is the lab's own.
 SIGNED_CASES: list[tuple[str, Any, RejectionReason, str]] = [
-    ("unknown lab", lambda rig: Signer("nobody-lab", "n1").filed(), R.UNKNOWN_LAB, "nobody-lab"),
-    (
-        "unknown key",
-        lambda rig: Signer("lab-a", "not-registered").filed(),
-        R.UNKNOWN_KEY,
-        "not-registered",
-    ),
-    ("revoked key", lambda rig: rig.signers["a-revoked"].filed(), R.REVOKED_KEY, "revoked"),
-    ("expired key", lambda rig: rig.signers["a-expired"].filed(), R.EXPIRED_KEY, "expired"),
-    (
-        "key not yet valid",
-        lambda rig: rig.signers["a-future"].filed(),
-        R.EXPIRED_KEY,
-        "not valid before",
-    ),
-    ("bad signature", _tampered, R.BAD_SIGNATURE, "does not verify"),
-    ("stale issued_at", _stale, R.STALE_ISSUED_AT, "before intake's clock"),
-    ("future issued_at", _future, R.FUTURE_ISSUED_AT, "after intake's clock"),
+    ("unknown lab", lambda rig: Signer("nobody-lab", "n1").filed(), R.UNKNOWN_LAB, ""),
+    ("unknown key", lambda rig: Signer("lab-a", "not-registered").filed(), R.UNKNOWN_KEY, ""),
+    ("revoked key", lambda rig: rig.signers["a-revoked"].filed(), R.REVOKED_KEY, ""),
+    ("expired key", lambda rig: rig.signers["a-expired"].filed(), R.EXPIRED_KEY, ""),
+    ("key not yet valid", lambda rig: rig.signers["a-future"].filed(), R.EXPIRED_KEY, ""),
+    ("bad signature", _tampered, R.BAD_SIGNATURE, ""),
+    ("stale issued_at", _stale, R.STALE_ISSUED_AT, ""),
+    ("future issued_at", _future, R.FUTURE_ISSUED_AT, ""),
     (
         "another lab's credential",
         _credential("labs/lab-b/eval-api-key"),
@@ -153,13 +154,31 @@ SIGNED_CASES: list[tuple[str, Any, RejectionReason, str]] = [
         R.CREDENTIAL_NOT_OWNED,
         "under labs/lab-a/",
     ),
+    ("endpoint not https", _endpoint("http://eval.lab-a.test/v1"), R.ENDPOINT_NOT_ALLOWED, "https"),
     (
-        "endpoint not https",
-        lambda rig: rig.signers["a1"].filed(
-            manifest("lab-a", evaluation_access={"endpoint": "http://eval.lab-a.test/v1"})
-        ),
-        R.ENDPOINT_NOT_HTTPS,
-        "https",
+        "endpoint on a private address",
+        _endpoint("https://private.lab-a.test/v1"),
+        R.ENDPOINT_NOT_ALLOWED,
+        "10.1.2.3",
+    ),
+    (
+        "endpoint at the cloud metadata address",
+        _endpoint("https://169.254.169.254/v1"),
+        R.ENDPOINT_NOT_ALLOWED,
+        "169.254.169.254",
+    ),
+    (
+        "endpoint whose name also resolves to a private address",
+        _endpoint("https://rebinding.lab-a.test/v1"),
+        R.ENDPOINT_NOT_ALLOWED,
+        "169.254.169.254",
+    ),
+    ("endpoint on loopback", _endpoint("https://127.0.0.1:8443/v1"), R.ENDPOINT_NOT_ALLOWED, ""),
+    (
+        "endpoint that does not resolve",
+        _endpoint("https://nowhere.lab-a.test/v1"),
+        R.ENDPOINT_NOT_ALLOWED,
+        "does not resolve",
     ),
     (
         "not a covered model",
@@ -181,14 +200,23 @@ async def test_signed_input_is_rejected_with_its_reason(
     rig: Rig, name: str, build: Any, reason: RejectionReason, fragment: str
 ) -> None:
     filed: SubmissionFiled = build(rig)
+    before = await rig.refused(filed.lab_id)
     event = await rig.publish(filed)
     answer = await rig.events.answer(event.id)
     rejection = rejected(answer)
-    assert rejection.reason is reason, rejection.detail
-    assert fragment in rejection.detail
     assert rejection.rejected_event_id == event.id
     assert rejection.body_sha256 == body_sha256(filed)
     content = reason in CONTENT_REASONS
+    if content:  # the lab authenticated: it is told why, bound to what it signed
+        assert rejection.reason is reason, rejection.detail
+        assert fragment in rejection.detail
+        assert rejection.signature_sha256 == signature_sha256(event)
+    else:  # nobody is told who is registered or why exactly: the operator is
+        assert rejection.reason is R.AUTHENTICATION_FAILED, rejection.detail
+        assert rejection.detail == AUTHENTICATION_FAILED_DETAIL and not rejection.field_errors
+        assert rejection.signature_sha256 is None
+        after = await rig.refused(filed.lab_id)
+        assert after.get(reason.value, 0) == before.get(reason.value, 0) + 1
     # An unauthenticated input is answered to its event id, not on the submission's key.
     assert rejection.submission_id == (filed.submission_id if content else None)
     assert answer.subject == (str(filed.submission_id) if content else event.id)
@@ -202,10 +230,14 @@ async def test_signed_input_is_rejected_with_its_reason(
     history = await rig.fetch(
         "SELECT submission_id FROM submission_history WHERE event_id = $1", event.id
     )
-    assert [r["submission_id"] for r in history] == [filed.submission_id if content else None]
+    # Refusals of unauthenticated input are counted, not kept one by one.
+    assert [r["submission_id"] for r in history] == ([filed.submission_id] if content else [])
     if reason is R.CREDENTIAL_NOT_OWNED:
         paths = [e.path for e in rejection.field_errors]
         assert paths == ["data.evaluation_access.credential_ref"]
+    if reason is R.ENDPOINT_NOT_ALLOWED:
+        paths = [e.path for e in rejection.field_errors]
+        assert paths == ["data.evaluation_access.endpoint"]
 
 
 async def test_replayed_nonce_is_rejected(rig: Rig) -> None:
@@ -213,8 +245,11 @@ async def test_replayed_nonce_is_rejected(rig: Rig) -> None:
     first = lab.filed()
     second = lab.resigned(lab.filed(), nonce=first.signature.nonce)  # another body, same nonce
     accepted(await rig.answer(first))
+    before = await rig.refused("lab-a")
     rejection = rejected(await rig.answer(second))
-    assert rejection.reason is R.REPLAYED_NONCE
+    assert rejection.reason is R.AUTHENTICATION_FAILED, "a replay may be anyone's copy"
+    after = await rig.refused("lab-a")
+    assert after["replayed_nonce"] == before.get("replayed_nonce", 0) + 1
 
 
 async def test_subject_must_be_the_signed_submission_id(rig: Rig) -> None:
@@ -307,47 +342,50 @@ async def test_forged_signature_with_another_labs_key_id(rig: Rig) -> None:
     victim, forger = rig.signers["a1"], rig.signers["b1"]
     document = manifest(victim.lab_id)
     # lab-b signs as lab-a, naming lab-a's valid key id: the signature can't verify.
+    before = await rig.refused(victim.lab_id)
     posing = Signer(victim.lab_id, victim.key_id, forger.key).filed(document)
-    assert rejected(await rig.answer(posing)).reason is R.BAD_SIGNATURE
+    assert rejected(await rig.answer(posing)).reason is R.AUTHENTICATION_FAILED
     # lab-b signs as lab-a with its own valid key id: not a key of lab-a.
     own_key = Signer(victim.lab_id, forger.key_id, forger.key).filed(document)
     rejection = rejected(await rig.answer(own_key))
-    assert rejection.reason is R.UNKNOWN_KEY
-    assert "lab 'lab-a' has no registered key 'b1'" in rejection.detail
+    assert rejection.reason is R.AUTHENTICATION_FAILED
+    assert "b1" not in rejection.detail, "the forger learns nothing of the registry"
+    after = await rig.refused(victim.lab_id)
+    for precise in ("bad_signature", "unknown_key"):
+        assert after[precise] == before.get(precise, 0) + 1, precise
     # The forgeries bound nothing: the real lab files under the same id.
     assert accepted(await rig.answer(victim.filed(document))).lab_id == "lab-a"
 
 
 async def test_key_rotation_old_key_valid_in_its_window_revoked_key_refused(rig: Rig) -> None:
     old, new = Signer("rot-lab", "r-old"), Signer("rot-lab", "r-new")
+    now = datetime.now(UTC)
     async with rig.service.pool.acquire() as conn:
-        await repository.register_lab(conn, "rot-lab", "Rotating Lab")
-        now = datetime.now(UTC)
-        for signer in (old, new):
-            key = LabKey(
-                signer.lab_id,
-                signer.key_id,
-                signer.key.public_key().public_bytes_raw(),
-                now,
-                None,
-                None,
-            )
-            await repository.add_key(conn, key)
-        ended = await repository.end_other_keys(
-            conn, "rot-lab", "r-new", now + timedelta(seconds=2)
+        assert await registry.register(conn, LAB, "rot-lab", "Rotating Lab", now) is None
+        key = PrincipalKey(LAB.name, "rot-lab", "r-old", public_bytes(old.key), now, None, None)
+        assert await registry.add_key(conn, LAB, key, now) is None
+        # Key expiry is judged at the broker's append time: real time must pass here.
+        rotation = await registry.rotate_key(
+            conn, LAB, "rot-lab", "r-new", public_bytes(new.key), now, timedelta(seconds=2)
         )
-    assert ended == ["r-old"]
+    assert not isinstance(rotation, Refusal)
 
     accepted(await rig.answer(old.filed()))  # inside the overlap
     accepted(await rig.answer(new.filed()))
     await asyncio.sleep(2.2)
+    before = await rig.refused("rot-lab")
     late = rejected(await rig.answer(old.filed()))
-    assert late.reason is R.EXPIRED_KEY
+    assert late.reason is R.AUTHENTICATION_FAILED
+    assert (await rig.refused("rot-lab"))["expired_key"] == before.get("expired_key", 0) + 1
     accepted(await rig.answer(new.filed()))
 
     async with rig.service.pool.acquire() as conn:
-        assert await repository.revoke_key(conn, "rot-lab", "r-new", datetime.now(UTC), "leaked")
-    assert rejected(await rig.answer(new.filed())).reason is R.REVOKED_KEY
+        revoked = await registry.revoke_key(
+            conn, LAB, "rot-lab", "r-new", datetime.now(UTC), "leaked"
+        )
+    assert revoked is None
+    assert rejected(await rig.answer(new.filed())).reason is R.AUTHENTICATION_FAILED
+    assert (await rig.refused("rot-lab"))["revoked_key"] == 1
 
 
 async def test_replay_of_a_captured_valid_message(rig: Rig) -> None:
@@ -365,11 +403,15 @@ async def test_replay_of_a_captured_valid_message(rig: Rig) -> None:
     replay = mutated(event, lambda d: d.update(id=str(uuid.uuid4())))
     replay_id = json.loads(replay)["id"]
     await rig.send(replay, event.subject)
-    assert rejected(await rig.events.answer(replay_id)).reason is R.REPLAYED_NONCE
+    assert rejected(await rig.events.answer(replay_id)).reason is R.AUTHENTICATION_FAILED
 
     # Same partition, in order: when the replay's answer is here, the exact copy was handled.
     first, copy = rig.events.answers(event.id)
-    assert accepted(first) and rejected(copy).reason is R.REPLAYED_NONCE
+    assert accepted(first) and rejected(copy).reason is R.AUTHENTICATION_FAILED
+    # The lab's client takes only the answer bound to its signature as the outcome.
+    assert answer_to(event, first) is not None and answer_to(event, first).bound  # type: ignore[union-attr]
+    unbound = answer_to(event, copy)
+    assert unbound is not None and not unbound.bound
     # Replays may not speak for the submission: their rejections are not on its key.
     assert [type(e.data).__name__ for e in rig.events.about(filed.submission_id)] == [
         "SubmissionAccepted"
@@ -449,7 +491,10 @@ async def test_withdrawal_cancels_the_window_and_bad_withdrawals_are_answered(ri
     forged = await rig.answer(
         Signer(lab.lab_id, lab.key_id, other.key).withdrawal(filed.submission_id)
     )
-    assert isinstance(forged.data, WithdrawalRejected) and forged.data.reason is R.BAD_SIGNATURE
+    assert (
+        isinstance(forged.data, WithdrawalRejected)
+        and forged.data.reason is R.AUTHENTICATION_FAILED
+    )
     # None of them may speak for the submission: each is answered to its own event id
     # and tells nothing of the owner's filing.
     for answer in (stranger, unknown, forged):
@@ -498,10 +543,10 @@ async def test_another_labs_or_unauthenticated_input_leaves_a_submission_alone(r
             ),
             R.CONFLICT,
         ),
-        (await rig.publish(posing.filed(document | {"notes": "forged"})), R.BAD_SIGNATURE),
+        (await rig.publish(posing.filed(document | {"notes": "forged"})), R.AUTHENTICATION_FAILED),
         (schema_broken, R.SCHEMA_VIOLATION),
         (await rig.publish(other.withdrawal(submission_id)), R.NOT_OWNER),
-        (await rig.publish(posing.withdrawal(submission_id)), R.BAD_SIGNATURE),
+        (await rig.publish(posing.withdrawal(submission_id)), R.AUTHENTICATION_FAILED),
     ]
     for event, reason in refused:
         answer = await rig.events.answer(event.id)
@@ -517,10 +562,10 @@ async def test_another_labs_or_unauthenticated_input_leaves_a_submission_alone(r
     )
     assert [(r["kind"], r["event_id"]) for r in history] == [("accepted", first.id)]
     kept = await rig.fetch(
-        "SELECT submission_id FROM submission_history WHERE event_id = ANY($1::text[])",
+        "SELECT count(*) AS n FROM submission_history WHERE event_id = ANY($1::text[])",
         [event.id for event, _ in refused],
     )
-    assert len(kept) == len(refused) and {r["submission_id"] for r in kept} == {None}
+    assert kept[0]["n"] == 0, "refusals that can't speak for a submission are only counted"
     on_key = [r for r in rig.events.records if r.key == str(submission_id).encode()]
     assert len(on_key) == 1, "only the acceptance is on the submission's key"
     state = await rig.fetch(
@@ -548,17 +593,34 @@ async def test_another_labs_or_unauthenticated_input_leaves_a_submission_alone(r
         assert outcome.status == "rejected" and "conflict" in outcome.summary
 
 
-async def test_refused_inputs_are_kept_by_event_id_not_under_the_id_they_name(rig: Rig) -> None:
+async def test_refused_inputs_are_counted_not_filed_under_the_id_they_name(rig: Rig) -> None:
     filed = Signer("nobody-lab", "n1").filed()
     event = await rig.publish(filed)
-    assert rejected(await rig.events.answer(event.id)).reason is R.UNKNOWN_LAB
+    assert rejected(await rig.events.answer(event.id)).reason is R.AUTHENTICATION_FAILED
     async with httpx.AsyncClient(base_url=rig.status_url) as http:
         response = await http.get(f"/submissions/{filed.submission_id}")
     assert response.status_code == 404, "nothing is filed under the id"
-    history = await rig.fetch(
-        "SELECT submission_id, kind, reason FROM submission_history WHERE event_id = $1", event.id
-    )
-    assert [tuple(r) for r in history] == [(None, "rejected", "unknown_lab")]
+    assert await rig.fetch("SELECT 1 FROM submission_history WHERE event_id = $1", event.id) == []
+    assert (await rig.refused("nobody-lab")).get("unknown_lab", 0) >= 1
+
+
+async def test_a_flood_of_unauthenticated_input_is_answered_up_to_the_hourly_limit(
+    settings: RuntimeSettings,
+) -> None:
+    """What junk costs is bounded: counted per claimed sender and hour, and answered at
+    most ``intake_refusals_answered_per_hour`` times; the genuine lab is unaffected."""
+    async with running_rig(settings, intake_refusals_answered_per_hour=10) as rig:
+        flood = [await rig.publish(Signer("flood-lab", "f1").filed()) for _ in range(30)]
+        genuine = await rig.publish(rig.signers["b1"].filed())
+        accepted(await rig.events.answer(genuine.id))  # same partitions' consumer, after
+        await rig.events.linger(1.0)
+        answered = [e for e in flood if rig.events.answers(e.id)]
+        assert len(answered) == 10
+        assert (await rig.refused("flood-lab"))["unknown_lab"] == 30
+        rows = await rig.fetch(
+            "SELECT count(*) AS n FROM refusal_counts WHERE source = 'flood-lab'"
+        )
+        assert rows[0]["n"] == 1, "one counter, not a row per record"
 
 
 async def test_a_body_rfc8785_refuses_is_answered_not_dead_lettered(rig: Rig) -> None:

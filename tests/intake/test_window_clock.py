@@ -32,6 +32,7 @@ from tests.intake.rig import (
     create_intake_topics,
     intake_settings,
     register_labs,
+    resolve_test_hosts,
 )
 from tests.intake.support import Signer, envelope, manifest, raw
 from tests.kit import MovableClock, Producer, drop_schema
@@ -88,7 +89,9 @@ async def test_two_replicas_close_each_window_exactly_once(
     # Real 86 400-second days; the injected clock jumps over them.
     config = base.model_copy(update={"timer_batch": 1})
     clock = MovableClock()
-    replicas: list[Service] = [build_service(config, clock=clock) for _ in range(2)]
+    replicas: list[Service] = [
+        build_service(config, clock=clock, resolver=resolve_test_hosts) for _ in range(2)
+    ]
     lab = Signer("clock-lab", "c1")
     await register_labs(config, [lab])
     try:
@@ -141,7 +144,7 @@ async def test_withdrawal_after_the_deadline_is_refused_before_the_clock_polls(
     # while it sleeps, as it may between two polls.
     config = base.model_copy(update={"timer_poll_s": 3600.0})
     clock = MovableClock()
-    service = build_service(config, clock=clock)
+    service = build_service(config, clock=clock, resolver=resolve_test_hosts)
     lab = Signer("late-lab", "l1")
     await register_labs(config, [lab])
     try:
@@ -151,7 +154,9 @@ async def test_withdrawal_after_the_deadline_is_refused_before_the_clock_polls(
         deadline = acceptances(watcher)[str(submission_id)].deadline
 
         clock.advance(DAY_S)  # past the deadline; the clock has not closed the window
-        request = envelope(lab.withdrawal(submission_id, issued_at=clock.now()))
+        # Signed now: freshness is judged against the broker's append time, the
+        # deadline against intake's (moved) clock.
+        request = envelope(lab.withdrawal(submission_id))
         await producer.send(submissions, raw(request), request.subject)
         answer = await watcher.answer(request.id)
         assert isinstance(answer.data, WithdrawalRejected), answer.data
@@ -182,6 +187,8 @@ def replica_env(config: IntakeSettings) -> dict[str, str]:
         "FR_INTAKE_SECONDS_PER_DAY": str(config.intake_seconds_per_day),
         "FR_TIMER_POLL_S": "0.1",
         "FR_HTTP_PORT": "none",
+        # The example manifest's endpoint, exempt from resolution (it is not a real host).
+        "FR_INTAKE_ENDPOINT_ALLOWLIST": '["eval.example-lab.test:443"]',
         "FR_RELAY_POLL_INTERVAL_S": "0.2",
         "FR_GRACEFUL_TIMEOUT_S": "5",
         "FR_LOG_JSON": "false",

@@ -19,7 +19,7 @@ from services.trust.refusal import (
 from services.trust.verifier import Authenticated
 from tests.trust.support import T0
 
-SENDER = Authenticated("lab", "lab-a", "key-1", "n" * 24, T0)
+SENDER = Authenticated("lab", "lab-a", "key-1", "n" * 24, T0, "5" * 64)
 
 CONCEALED_REASONS = sorted(set(RejectionReason) - SHAPE_REASONS)
 

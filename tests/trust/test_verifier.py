@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import TypeAlias
 
@@ -54,7 +55,8 @@ async def verify(conn: Conn, signed: SignedInput, received: Receipt) -> Authenti
 async def test_an_authentic_fresh_input_is_authenticated_and_spends_its_nonce(conn: Conn) -> None:
     signed = signed_input()
     outcome = await verify(conn, signed, at(T0))
-    assert outcome == Authenticated("lab", "lab-a", "k1", signed.signature.nonce, T0)
+    digest = hashlib.sha256(signed.signature.value.encode()).hexdigest()
+    assert outcome == Authenticated("lab", "lab-a", "k1", signed.signature.nonce, T0, digest)
     row = await conn.fetchrow("SELECT principal_id, key_id, event_id FROM trust_nonces")
     assert row is not None and tuple(row) == ("lab-a", "k1", "e1")
 

@@ -1,0 +1,58 @@
+"""Read queries for the CLI and the status endpoint (the write SQL is in repository.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from services.intake.status import HistoryEntry, SubmissionStatus
+
+if TYPE_CHECKING:
+    from services.runtime.database import Connection
+
+
+async def fetch_status(conn: Connection, submission_id: UUID) -> SubmissionStatus | None:
+    """None until a filing binds the id: refusals of other inputs are not on its record."""
+    row = await conn.fetchrow(
+        """SELECT submission_id, state, lab_id, model_id, reason, detail, criteria_version,
+                  review_days, received_at, deadline, withdrawn_at, closed_at, filed_event_id,
+                  body_sha256
+           FROM submissions WHERE submission_id = $1""",
+        submission_id,
+    )
+    if row is None:
+        return None
+    history = [
+        HistoryEntry(r["at"], r["kind"], r["event_id"], r["reason"], r["detail"])
+        for r in await conn.fetch(
+            """SELECT at, kind, event_id, reason, detail FROM submission_history
+               WHERE submission_id = $1 ORDER BY id""",
+            submission_id,
+        )
+    ]
+    return SubmissionStatus(**dict(row), history=history)
+
+
+@dataclass(frozen=True)
+class RefusalCount:
+    source: str  # the lab id the refused input claimed, or "-"
+    hour: datetime
+    reason: str
+    refused: int
+    last_event_id: str | None
+
+
+async def refusal_counts(conn: Connection, since: datetime) -> list[RefusalCount]:
+    """Refusals of input that could not speak for a submission, per claimed sender and hour."""
+    rows = await conn.fetch(
+        """SELECT source, hour, reason, refused, last_event_id FROM refusal_counts
+           WHERE hour >= date_trunc('hour', $1::timestamptz)
+           ORDER BY hour DESC, refused DESC""",
+        since,
+    )
+    return [
+        RefusalCount(r["source"], r["hour"], r["reason"], r["refused"], r["last_event_id"])
+        for r in rows
+    ]
