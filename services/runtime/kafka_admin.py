@@ -77,6 +77,7 @@ ANY_OPERATION = 1
 PERMISSION_CODES = {"ANY": 1, "DENY": 2, "ALLOW": 3}
 PERMISSION_BY_CODE = {code: name for name, code in PERMISSION_CODES.items()}
 
+RESOURCE_NOT_FOUND = 91  # aiokafka 0.14 has no class for it
 SCRAM_SHA_512 = 2  # org.apache.kafka.clients.admin.ScramMechanism
 SCRAM_ITERATIONS = 8192  # Kafka accepts 4096..16384 for SCRAM-SHA-512
 
@@ -457,7 +458,7 @@ class KafkaAdmin:
         connections stay authenticated (their ACLs are what stops them)."""
         response = await self._send(_AlterUserScramCredentials([(username, SCRAM_SHA_512, {})], []))
         for user, code, message, _ in response.results:
-            if code == kafka_errors.ResourceNotFoundError.errno:
+            if code == RESOURCE_NOT_FOUND:
                 return False
             _raise_for(code, f"deleting the SCRAM credential of {user!r}", message)
         return True
