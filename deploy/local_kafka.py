@@ -16,8 +16,10 @@ Everything lives under ``.local/kafka`` (``--home``) and is made once:
 Commands (all output on stderr except the argfile path):
 
     python -m deploy.local_kafka render --home H --template T --out PROPS --client-port P
-        --controller-port C [--plaintext-port X] --log-dirs D [--san NAME ...]
+        --controller-port C [--host-port P2] [--plaintext-port X] [--bind A] [--advertise N]
+        --log-dirs D [--san NAME ...]
     python -m deploy.local_kafka format-args --home H --cluster-id ID --config PROPS
+    python -m deploy.local_kafka client-properties --home H [--principal operator] --out F
     python -m deploy.local_kafka wait-ready --home H --bootstrap B --pid PID --timeout S
 
 A real deployment replaces the CA with the agency's PKI (the paths are plain
@@ -220,31 +222,48 @@ def ensure_credentials(home: Path, name: str) -> KafkaCredentials:
 # --- broker configuration ---------------------------------------------------------
 
 
+def _jaas(listener: str, credentials: KafkaCredentials) -> str:
+    # Every SASL listener needs a login section; on the inter-broker one (CLIENT)
+    # it is also how the broker authenticates to itself.
+    return (
+        f"listener.name.{listener.lower()}.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{credentials.username}" password="{credentials.password.get_secret_value()}";'
+    )
+
+
 def render(args: argparse.Namespace) -> None:
+    """server.properties from the template (mode 0600: it holds the broker's password).
+
+    Listeners bind to ``--bind`` and are advertised as ``--advertise``; the optional
+    HOST listener (SASL_SSL) is advertised as 127.0.0.1 for tools on a container's
+    host, the optional PLAINTEXT one exists for benchmarks only.
+    """
     home: Path = args.home
     tls = home / "tls"
     ensure_ca(tls)
     keystore = ensure_broker_certificate(tls, tuple(args.san))
     broker = ensure_credentials(home, BROKER)
     ensure_credentials(home, OPERATOR)
-    host = "127.0.0.1"
     listeners = [
-        f"CLIENT://{host}:{args.client_port}",
-        f"CONTROLLER://{host}:{args.controller_port}",
+        ("CLIENT", "SASL_SSL", args.client_port, args.advertise),
+        ("CONTROLLER", "SSL", args.controller_port, args.advertise),
     ]
-    protocols = ["CLIENT:SASL_SSL", "CONTROLLER:SSL"]
+    if args.host_port:
+        listeners.append(("HOST", "SASL_SSL", args.host_port, "127.0.0.1"))
     if args.plaintext_port:
-        listeners.append(f"PLAINTEXT://{host}:{args.plaintext_port}")
-        protocols.append("PLAINTEXT:PLAINTEXT")
+        listeners.append(("PLAINTEXT", "PLAINTEXT", args.plaintext_port, args.advertise))
     values = {
-        "@LISTENERS@": ",".join(listeners),
-        "@PROTOCOL_MAP@": ",".join(protocols),
-        "@CONTROLLER_PORT@": str(args.controller_port),
+        "@LISTENERS@": ",".join(f"{n}://{args.bind}:{port}" for n, _, port, _ in listeners),
+        "@ADVERTISED_LISTENERS@": ",".join(f"{n}://{h}:{port}" for n, _, port, h in listeners),
+        "@PROTOCOL_MAP@": ",".join(f"{n}:{proto}" for n, proto, _, _ in listeners),
+        "@CONTROLLER_ENDPOINT@": f"{args.advertise}:{args.controller_port}",
+        "@SASL_JAAS@": "\n".join(
+            _jaas(n, broker) for n, proto, _, _ in listeners if proto == "SASL_SSL"
+        ),
         "@LOG_DIRS@": str(args.log_dirs),
         "@KEYSTORE@": str(keystore),
         "@TRUSTSTORE@": str(tls / "ca.pem"),
-        "@BROKER_USER@": broker.username,
-        "@BROKER_PASSWORD@": broker.password.get_secret_value(),
         "@SUPER_USERS@": ";".join(f"User:{name}" for name in SUPER_USERS),
     }
     text = args.template.read_text()
@@ -253,6 +272,20 @@ def render(args: argparse.Namespace) -> None:
     if "@" in "".join(line for line in text.splitlines() if not line.startswith("#")):
         raise SystemExit(f"kafka: unreplaced placeholder in {args.template}")
     _write_private(args.out, text.encode())
+
+
+def client_properties(args: argparse.Namespace) -> None:
+    """A Java client config (kafka-*.sh --command-config) for one principal."""
+    credentials = read_credentials(principal_file(args.home, args.principal))
+    lines = [
+        "security.protocol=SASL_SSL",
+        "sasl.mechanism=SCRAM-SHA-512",
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{credentials.username}" password="{credentials.password.get_secret_value()}";',
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={args.home / 'tls' / 'ca.pem'}",
+    ]
+    _write_private(args.out, ("\n".join(lines) + "\n").encode())
 
 
 def format_args(args: argparse.Namespace) -> None:
@@ -290,9 +323,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def has_metadata_snapshot(data_dir: Path) -> bool:
+    """A metadata snapshot newer than the (empty) bootstrap one exists (see the
+    note on snapshots in deploy/kafka/server.properties.template)."""
+    snapshots = (data_dir / "__cluster_metadata-0").glob("*.checkpoint")
+    return any(not path.name.startswith("00000000000000000000-") for path in snapshots)
+
+
 def wait_ready(args: argparse.Namespace) -> int:
     """Ready = the broker answers an authenticated API request as the operator: an
-    open port is not enough (KRaft opens listeners before the broker is unfenced)."""
+    open port is not enough (KRaft opens listeners before the broker is unfenced).
+    With ``--snapshot-in DIR`` also wait for the first metadata snapshot."""
     settings = KafkaSettings(
         kafka_bootstrap=args.bootstrap,
         kafka_credentials_file=principal_file(args.home, OPERATOR),
@@ -308,7 +349,9 @@ def wait_ready(args: argparse.Namespace) -> int:
         try:
             socket.create_connection((host, int(port)), timeout=1).close()
             asyncio.run(_probe(settings))
-            return 0
+            if args.snapshot_in is None or has_metadata_snapshot(args.snapshot_in):
+                return 0
+            last = "no metadata snapshot yet"
         except Exception as exc:  # any failure only means "not ready yet"
             last = f"{type(exc).__name__}: {exc}"
         time.sleep(0.5)
@@ -325,9 +368,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--client-port", type=int, required=True)
     p.add_argument("--controller-port", type=int, required=True)
+    p.add_argument("--host-port", type=int, default=0)
     p.add_argument("--plaintext-port", type=int, default=0)
+    p.add_argument("--bind", default="127.0.0.1")
+    p.add_argument("--advertise", default="127.0.0.1")
     p.add_argument("--log-dirs", type=Path, required=True)
     p.add_argument("--san", action="append", default=[])
+    p = commands.add_parser("client-properties")
+    p.add_argument("--home", type=Path, required=True)
+    p.add_argument("--principal", default=OPERATOR)
+    p.add_argument("--out", type=Path, required=True)
     p = commands.add_parser("format-args")
     p.add_argument("--home", type=Path, required=True)
     p.add_argument("--cluster-id", required=True)
@@ -337,12 +387,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--pid", type=int, required=True)
     p.add_argument("--timeout", type=float, default=90.0)
+    p.add_argument("--snapshot-in", type=Path, default=None, help="a data dir")
     args = parser.parse_args(argv[1:])
     if args.command == "render":
         render(args)
         return 0
     if args.command == "format-args":
         format_args(args)
+        return 0
+    if args.command == "client-properties":
+        client_properties(args)
         return 0
     return wait_ready(args)
 

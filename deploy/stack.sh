@@ -95,13 +95,16 @@ kafka_tail_logs() {
 # Ready = the port accepts connections AND the broker answers API requests
 # (metadata via aiokafka's admin client); an open port alone is not enough
 # because KRaft opens listeners before the broker is unfenced.
-# Ready = the broker answers an authenticated API request (deploy/local_kafka.py).
+# Ready = the broker answers an authenticated API request (deploy/local_kafka.py);
+# after a format also = its first metadata snapshot exists (see the template).
 kafka_wait_ready() {
-    local pid=$1 port=$2 rc=0
+    local pid=$1 port=$2 rc=0 snapshot=()
     [[ -x $PY ]] || die "kafka: .venv missing; run: bash deploy/install.sh"
+    [[ ${3:-} == formatted ]] && snapshot=(--snapshot-in "$K_DATA")
     if kafka_running_secured; then
         (cd "$ROOT" && "$PY" -m deploy.local_kafka wait-ready --home "$K_DIR" \
-            --bootstrap "$HOST:$port" --pid "$pid" --timeout "$KAFKA_START_TIMEOUT") || rc=$?
+            --bootstrap "$HOST:$port" --pid "$pid" --timeout "$KAFKA_START_TIMEOUT" \
+            "${snapshot[@]}") || rc=$?
     else
         local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
         rc=1
@@ -157,6 +160,7 @@ kafka_up() {
         kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1 >"$K_CLUSTER_ID"
         [[ -s $K_CLUSTER_ID ]] || die "kafka: StorageTool random-uuid produced no id"
     fi
+    local formatted=""
     # Formatting is a one-time step per data dir; meta.properties marks it done. It
     # also writes the super users' SCRAM credentials (broker, operator) into the
     # metadata log: the first credential cannot be created over an authenticated
@@ -171,6 +175,7 @@ kafka_up() {
             { rm -f "$args"; cat "$K_LOGS/format.log" >&2; die "kafka: storage format failed"; }
         rm -f "$args"
         touch "$K_SCRAM_STAMP"
+        formatted=formatted
     fi
 
     say "kafka: starting on :$KAFKA_PORT (SASL_SSL; controller :$CONTROLLER_PORT${PLAINTEXT_PORT:+; plaintext :$PLAINTEXT_PORT})"
@@ -187,7 +192,7 @@ kafka_up() {
     echo $! >"$K_PID"
     sleep 0.5
     pid=$(kafka_pid) || { kafka_tail_logs; die "kafka: broker did not start (see $K_LOGS)"; }
-    kafka_wait_ready "$pid" "$KAFKA_PORT"
+    kafka_wait_ready "$pid" "$KAFKA_PORT" "$formatted"
     say "kafka: ready on :$KAFKA_PORT (pid $pid, up in $((SECONDS - t0))s)"
 }
 

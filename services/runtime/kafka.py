@@ -9,7 +9,7 @@ registry (``contracts.acl``). Settings (prefix ``FR_``):
   must be asked for explicitly (a broker without security, e.g. a benchmark's
   plaintext listener);
 - ``FR_KAFKA_CREDENTIALS_FILE``: a JSON file ``{"username": ..., "password": ...}``
-  readable by its owner only (deploy/stack.sh writes one per principal), or
+  that others cannot read (deploy/stack.sh writes one per principal, mode 0600), or
   ``FR_KAFKA_USERNAME`` + ``FR_KAFKA_PASSWORD``;
 - ``FR_KAFKA_CA_FILE``: the PEM bundle that signs the broker's certificate
   (default: the system's trust store).
@@ -75,8 +75,9 @@ class KafkaSettings(BaseSettings):
 
 
 def read_credentials(path: Path) -> KafkaCredentials:
-    """A principal's credentials file: JSON with ``username`` and ``password``,
-    a regular file that neither group nor others can read or write."""
+    """A principal's credentials file: JSON with ``username`` and ``password``, a
+    regular file others cannot read and nobody but its owner can write. (Group
+    read is allowed: Kubernetes mounts a Secret as root:<fsGroup>, mode 0440.)"""
     try:
         info = path.stat()
     except OSError as exc:
@@ -85,7 +86,7 @@ def read_credentials(path: Path) -> KafkaCredentials:
         ) from None
     if not stat.S_ISREG(info.st_mode):
         raise KafkaSecurityError(f"Kafka credentials file {path} is not a regular file")
-    if info.st_mode & 0o077:
+    if info.st_mode & 0o027:
         raise KafkaSecurityError(
             f"Kafka credentials file {path} is accessible to others "
             f"(mode {stat.S_IMODE(info.st_mode):04o}); chmod 600 it"

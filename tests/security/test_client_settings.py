@@ -48,10 +48,20 @@ def test_a_credentials_file_is_written_readable_by_its_owner_only(credentials_fi
     assert stat.S_IMODE(credentials_file.stat().st_mode) == 0o600
 
 
-def test_a_credentials_file_others_can_read_is_refused(credentials_file: Path) -> None:
-    credentials_file.chmod(0o644)
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o620, 0o666])
+def test_a_credentials_file_others_can_read_or_change_is_refused(
+    credentials_file: Path, mode: int
+) -> None:
+    credentials_file.chmod(mode)
     with pytest.raises(KafkaSecurityError, match="accessible to others"):
         read_credentials(credentials_file)
+
+
+def test_a_credentials_file_its_group_may_read_is_accepted_as_kubernetes_mounts_it(
+    credentials_file: Path,
+) -> None:
+    credentials_file.chmod(0o440)
+    assert read_credentials(credentials_file).username == "intake"
 
 
 def test_a_malformed_credentials_file_is_refused_without_echoing_it(tmp_path: Path) -> None:
