@@ -20,6 +20,7 @@ Commands (all output on stderr except the argfile path):
         --log-dirs D [--san NAME ...]
     python -m deploy.local_kafka format-args --home H --cluster-id ID --config PROPS
     python -m deploy.local_kafka client-properties --home H [--principal operator] --out F
+    python -m deploy.local_kafka compose --home H --template T --cluster-id ID  (docker-compose)
     python -m deploy.local_kafka wait-ready --home H --bootstrap B --pid PID --timeout S
 
 A real deployment replaces the CA with the agency's PKI (the paths are plain
@@ -302,6 +303,57 @@ def format_args(args: argparse.Namespace) -> None:
     print(path)
 
 
+# --- docker-compose ---------------------------------------------------------------
+
+COMPOSE_CLIENTS = ("intake", "evaluation", "risk", "access", "test", OPERATOR)
+COMPOSE_APP_UID = 10001  # deploy/Dockerfile's user
+COMPOSE_KAFKA_UID = 1000  # the apache/kafka image's user
+
+
+def compose(args: argparse.Namespace) -> None:
+    """Everything docker-compose.yml's broker and services need, in ``--home``.
+
+    The broker's config, key and format arguments are owned by the Kafka
+    image's user; each client gets ``clients/<name>/{credentials.json,ca.pem}``
+    owned by the app's user, and each service container mounts only its own
+    directory.
+    """
+    home: Path = args.home
+    render(
+        argparse.Namespace(
+            home=home,
+            template=args.template,
+            out=home / "server.properties",
+            client_port=9092,
+            controller_port=9093,
+            host_port=19092,
+            plaintext_port=0,
+            bind="0.0.0.0",  # inside the container network; the host maps 19092 only
+            advertise="kafka",
+            log_dirs=Path("/var/lib/kafka/data"),
+            san=[],
+        )
+    )
+    client_properties(
+        argparse.Namespace(home=home, principal=OPERATOR, out=home / "operator.properties")
+    )
+    format_args(
+        argparse.Namespace(home=home, cluster_id=args.cluster_id, config=home / "server.properties")
+    )
+    for name in COMPOSE_CLIENTS:
+        ensure_credentials(home, name)
+        client = home / "clients" / name
+        client.mkdir(parents=True, exist_ok=True)
+        _write_private(client / "credentials.json", principal_file(home, name).read_bytes())
+        (client / "ca.pem").write_bytes((home / "tls" / "ca.pem").read_bytes())
+        for path in (client, client / "credentials.json", client / "ca.pem"):
+            os.chown(path, COMPOSE_APP_UID, COMPOSE_APP_UID)
+    for path in (home / "principals", *(home / "principals").iterdir()):
+        os.chown(path, COMPOSE_APP_UID, COMPOSE_APP_UID)
+    for name in ("server.properties", "operator.properties", "format.args", "tls/broker.pem"):
+        os.chown(home / name, COMPOSE_KAFKA_UID, COMPOSE_KAFKA_UID)
+
+
 # --- readiness --------------------------------------------------------------------
 
 
@@ -382,6 +434,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--home", type=Path, required=True)
     p.add_argument("--cluster-id", required=True)
     p.add_argument("--config", type=Path, required=True)
+    p = commands.add_parser("compose")
+    p.add_argument("--home", type=Path, required=True)
+    p.add_argument("--template", type=Path, required=True)
+    p.add_argument("--cluster-id", required=True)
     p = commands.add_parser("wait-ready")
     p.add_argument("--home", type=Path, required=True)
     p.add_argument("--bootstrap", required=True)
@@ -397,6 +453,9 @@ def main(argv: list[str]) -> int:
         return 0
     if args.command == "client-properties":
         client_properties(args)
+        return 0
+    if args.command == "compose":
+        compose(args)
         return 0
     return wait_ready(args)
 
