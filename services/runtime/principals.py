@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.conn import create_conn
 from pydantic import SecretStr
 
 from contracts.acl import AclScope, grants_for
@@ -101,6 +102,34 @@ async def _upsert(admin: KafkaAdmin, credentials: KafkaCredentials) -> None:
         await asyncio.sleep(0.05)
 
 
+async def wait_until_authenticates(
+    settings: KafkaSettings, credentials: KafkaCredentials, timeout_s: float = PROPAGATION_TIMEOUT_S
+) -> None:
+    """Until a new connection as ``credentials`` succeeds. The controller lists a
+    credential as soon as it is committed; the broker's own credential cache
+    follows the metadata log a moment later."""
+    as_principal = settings.model_copy(
+        update={
+            "kafka_credentials_file": None,
+            "kafka_username": credentials.username,
+            "kafka_password": credentials.password,
+        }
+    )
+    options = aiokafka_options(as_principal)
+    host, port = options.pop("bootstrap_servers").split(",")[0].rsplit(":", 1)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn = await create_conn(host, int(port), request_timeout_ms=5000, **options)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{credentials.username!r} cannot authenticate yet") from None
+            await asyncio.sleep(0.1)
+            continue
+        conn.close()
+        return
+
+
 async def ensure_principal(
     admin: KafkaAdmin, principal: Principal, file: Path, scope: AclScope | None = None
 ) -> KafkaCredentials:
@@ -145,6 +174,7 @@ async def provision_tenant(
         # A converging apply-acls that ran before the credential existed did not
         # count this tenant yet and may have revoked its grants: re-assert them.
         await add_grants(admin, grants)
+    await wait_until_authenticates(settings, credentials)
     return credentials
 
 
@@ -157,6 +187,9 @@ async def deprovision_tenant(
 ) -> None:
     scope = scope or AclScope()
     async with KafkaAdmin(settings) as admin:
+        # The credential's removal precedes the ACLs' in the metadata log, so once
+        # the broker's authorizer shows the ACLs gone, its credential cache has
+        # dropped the user too.
         await admin.delete_scram_user(scope.principal_prefix + principal.name)
         await remove_grants(admin, grants_for(principal, scope))
     if delete_feeds and principal.role is Role.LAB:

@@ -7,8 +7,9 @@ import pytest
 
 from contracts import encode, make_event
 from contracts.events import SubmissionAccepted
-from contracts.principals import Role
+from contracts.principals import Principal, Role
 from contracts.registry import TOPICS, subject_for
+from services.runtime.acls import MissingAccess, check_access
 from services.runtime.kafka_admin import KafkaAdmin
 from tests.contracts.examples import example
 from tests.security.support import (
@@ -115,3 +116,19 @@ async def test_only_access_may_write_a_labs_policy_feed(stack: Stack, new_lab: N
     for other in ("intake", "evaluation", "risk"):
         assert await produce_error(stack.settings_for(other), policies) == DENIED
     assert await produce_error(stack.settings(registered.file), policies) == DENIED
+
+
+async def test_a_registered_lab_passes_the_startup_check_for_its_principal(
+    stack: Stack, new_lab: NewLab
+) -> None:
+    registered = await new_lab()
+    await check_access(stack.settings(registered.file), Principal(Role.LAB, registered.lab_id))
+
+
+async def test_a_lab_is_not_another_lab_for_the_startup_check(
+    stack: Stack, new_lab: NewLab
+) -> None:
+    mine, theirs = await new_lab(), await new_lab()
+    with pytest.raises(MissingAccess) as missing:
+        await check_access(stack.settings(mine.file), Principal(Role.LAB, theirs.lab_id))
+    assert f"READ on topic '{theirs.feeds['answers']}'" in missing.value.missing
