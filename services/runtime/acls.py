@@ -152,57 +152,70 @@ async def check_access(
 
     Topics are probed by name (a lab's PREFIXED feed grant by each of its feed
     topics), consumer groups with DescribeGroups, transactional ids with a
-    no-op AddOffsetsToTxn. A topic that does not exist is reported as missing too.
+    no-op AddOffsetsToTxn; none of it changes anything on the broker. A topic
+    that does not exist is reported as missing too.
     """
     scope = scope or AclScope()
     principal = who if isinstance(who, Principal) else Principal(who)
     needed = registry_own_grants(principal, scope)
-    user = principal_name(settings) or "ANONYMOUS"
-    missing: list[str] = []
     async with KafkaAdmin(settings) as admin:
-        topics: dict[str, set[Operation]] = {}
-        samples: set[str] = set()  # names made up inside a PREFIXED grant
-        for grant in needed:
-            if grant.resource_type is not ResourceType.TOPIC:
-                continue
-            names = [grant.name]
-            if grant.pattern is PatternType.PREFIXED:
-                if principal.role is Role.LAB:
-                    assert principal.tenant is not None
-                    names = [scope.prefix + feed.topic(principal.tenant) for feed in LAB_FEEDS]
-                else:
-                    names = [_probe_name(grant)]
-                    samples.update(names)
-            for name in names:
-                topics.setdefault(name, set()).add(grant.operation)
-        access = await admin.topic_access(topics) if topics else {}
-        for name, operations in sorted(topics.items()):
-            held = access.get(name)
-            if held is not None and held.error == "UnknownTopicOrPartitionError":
-                if name in samples:
-                    continue  # the broker tells "unknown" only to those who may describe it
-                missing.append(f"topic {name!r} does not exist")
-                continue
-            for operation in sorted(operations):
-                if held is None or not _allows(held.operations, operation):
-                    missing.append(f"{operation} on topic {name!r}")
-        transactional = {g.name for g in needed if g.resource_type is ResourceType.TRANSACTIONAL_ID}
-        for grant in sorted(needed):
-            if grant.resource_type is ResourceType.GROUP:
-                if grant.name in transactional:
-                    continue  # probed with its transactional id below
-                group = await admin.group_access(_probe_name(grant))
-                if not _allows(group.operations, grant.operation):
-                    missing.append(f"{grant.operation} on group {_probe_name(grant)!r}")
-            elif grant.resource_type is ResourceType.TRANSACTIONAL_ID:
-                name = _probe_name(grant)
-                error = await admin.transactional_write_error(name, name)
-                if error == "TransactionalIdAuthorizationFailed":
-                    missing.append(f"{grant.operation} on transactional id {name!r}")
-                elif error is not None:
-                    missing.append(f"READ on group {name!r} (its relay's checkpoint group)")
+        missing = await _missing_on_topics(admin, principal, needed, scope)
+        missing += await _missing_on_groups_and_transactions(admin, needed)
     if missing:
-        raise MissingAccess(user, str(principal.role), missing)
+        raise MissingAccess(principal_name(settings) or "ANONYMOUS", str(principal.role), missing)
+
+
+async def _missing_on_topics(
+    admin: KafkaAdmin, principal: Principal, needed: frozenset[Grant], scope: AclScope
+) -> list[str]:
+    wanted: dict[str, set[Operation]] = {}
+    samples: set[str] = set()  # names made up inside a PREFIXED grant
+    for grant in needed:
+        if grant.resource_type is not ResourceType.TOPIC:
+            continue
+        names = [grant.name]
+        if grant.pattern is PatternType.PREFIXED and principal.role is Role.LAB:
+            assert principal.tenant is not None
+            names = [scope.prefix + feed.topic(principal.tenant) for feed in LAB_FEEDS]
+        elif grant.pattern is PatternType.PREFIXED:
+            names = [_probe_name(grant)]
+            samples.update(names)
+        for name in names:
+            wanted.setdefault(name, set()).add(grant.operation)
+    access = await admin.topic_access(wanted) if wanted else {}
+    missing: list[str] = []
+    for name, operations in sorted(wanted.items()):
+        held = access.get(name)
+        if held is not None and held.error == "UnknownTopicOrPartitionError":
+            if name not in samples:  # the broker says "unknown" only to who may describe it
+                missing.append(f"topic {name!r} does not exist")
+            continue
+        missing += [
+            f"{operation} on topic {name!r}"
+            for operation in sorted(operations)
+            if held is None or not _allows(held.operations, operation)
+        ]
+    return missing
+
+
+async def _missing_on_groups_and_transactions(
+    admin: KafkaAdmin, needed: frozenset[Grant]
+) -> list[str]:
+    transactional = {g.name for g in needed if g.resource_type is ResourceType.TRANSACTIONAL_ID}
+    missing: list[str] = []
+    for grant in sorted(needed):
+        name = _probe_name(grant)
+        if grant.resource_type is ResourceType.GROUP and grant.name not in transactional:
+            if not _allows((await admin.group_access(name)).operations, grant.operation):
+                missing.append(f"{grant.operation} on group {name!r}")
+        elif grant.resource_type is ResourceType.TRANSACTIONAL_ID:
+            # A relay's transaction needs WRITE on its id and READ on its checkpoint group.
+            error = await admin.transactional_write_error(name, name)
+            if error == "TransactionalIdAuthorizationFailed":
+                missing.append(f"{grant.operation} on transactional id {name!r}")
+            elif error is not None:
+                missing.append(f"READ on group {name!r} (its relay's checkpoint group)")
+    return missing
 
 
 def _allows(held: frozenset[Operation], needed: Operation) -> bool:
