@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,17 @@ import pytest
 from services.runtime.kafka_admin import KafkaAdmin
 from services.runtime.principals import LabCredentials, deprovision_lab, provision_lab
 from tests.security.support import HINT, NewLab, Stack, unique
+
+
+@pytest.fixture(autouse=True)
+def quiet_aiokafka() -> Iterator[None]:
+    """aiokafka logs every refused metadata refresh at WARNING, and refusals are
+    what these tests provoke."""
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -51,9 +50,6 @@ HINT = 'start the secured stack first: eval "$(bash deploy/stack.sh up)"'
 
 NewLab = Callable[..., Awaitable[LabCredentials]]
 """The ``new_lab`` fixture: ``await new_lab()`` registers a lab, removed after the test."""
-
-# aiokafka logs every refused metadata refresh at WARNING; refusals are the point here.
-logging.getLogger("aiokafka").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
