@@ -1,9 +1,16 @@
-"""The topics: who writes them, what the record key is, which events travel on them.
+"""The topics: who writes and reads them, what the record key is, which events travel on them.
 
 One topic per producing context. The record key (= CloudEvent ``subject``) is
 the submission id, or the model id on lab.compliance and the access topics, so
 each submission's (model's) events stay in order on one partition. ``Topic.key``
 names the data field that holds it; ``subject_for(data)`` reads it.
+
+``writers`` and ``readers`` are the only roles whose principals may produce to
+and consume from a topic; ``contracts.acl`` derives the broker's ACLs from
+them, so this table *is* the access policy. Internal topics are the agency's
+alone: labs write only their signed input topics and read only their own
+feeds (``LAB_FEEDS``, ``labs.<lab id>.*``), because Kafka authorizes per topic,
+not per record, and the internal topics carry every lab's pre-release data.
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ from contracts.events import (
     WithdrawalRejected,
     WithdrawalRequested,
 )
-from contracts.topic import DAY_MS, Topic
+from contracts.principals import Role
+from contracts.topic import DAY_MS, LabFeed, Topic
 
 SUBMISSION_ID = "submission_id"
 MODEL_ID = "model_id"
@@ -62,7 +70,10 @@ TOPICS: tuple[Topic, ...] = (
         key=SUBMISSION_ID,
         events=(SubmissionFiled, WithdrawalRequested),
         retention_ms=INPUT_RETENTION_MS,
-        description="Signed submissions and withdrawals from labs. Consumer: intake.",
+        description="Signed submissions and withdrawals from labs (write only: a lab "
+        "cannot read it back). Consumer: intake.",
+        writers=(Role.LAB,),
+        readers=(Role.INTAKE,),
     ),
     Topic(
         name="lab.compliance",
@@ -70,7 +81,10 @@ TOPICS: tuple[Topic, ...] = (
         key=MODEL_ID,
         events=(ComplianceAcknowledged,),
         retention_ms=INPUT_RETENTION_MS,
-        description="Signed acknowledgements that a lab enforces a policy. Consumer: access.",
+        description="Signed acknowledgements that a lab enforces a policy (write only for "
+        "labs). Consumer: access.",
+        writers=(Role.LAB,),
+        readers=(Role.ACCESS,),
     ),
     Topic(
         name="evaluators.findings",
@@ -78,7 +92,21 @@ TOPICS: tuple[Topic, ...] = (
         key=SUBMISSION_ID,
         events=(ExternalFindingSubmitted,),
         retention_ms=INPUT_RETENTION_MS,
-        description="Signed manual findings from external evaluators. Consumer: evaluation.",
+        description="Signed manual findings from external evaluators (write only for "
+        "them). Consumer: evaluation.",
+        writers=(Role.EVALUATOR,),
+        readers=(Role.EVALUATION,),
+    ),
+    Topic(
+        name="reviewers.decisions",
+        producer="reviewers",
+        key=SUBMISSION_ID,
+        events=(),  # the signed decision events are being specified with the risk service
+        retention_ms=INPUT_RETENTION_MS,
+        description="Signed decisions of human reviewers on escalations (write only for "
+        "them). Consumer: risk.",
+        writers=(Role.REVIEWER,),
+        readers=(Role.RISK,),
     ),
     Topic(
         name="reviewers.decisions",
@@ -101,8 +129,10 @@ TOPICS: tuple[Topic, ...] = (
             ReviewWindowClosed,
         ),
         retention_ms=PIPELINE_RETENTION_MS,
-        description="Intake decisions and the review-window clock. "
-        "Consumers: evaluation, risk, labs (outcome of their submissions).",
+        description="Intake decisions and the review-window clock. Consumers: evaluation, "
+        "risk. Internal: each lab gets its own answers on labs.<lab id>.answers.",
+        writers=(Role.INTAKE,),
+        readers=(Role.EVALUATION, Role.RISK),
     ),
     Topic(
         name="evaluation.events",
@@ -116,8 +146,10 @@ TOPICS: tuple[Topic, ...] = (
             ExternalFindingRejected,
         ),
         retention_ms=PIPELINE_RETENTION_MS,
-        description="Evaluation progress and findings. Consumers: risk, external evaluators "
-        "(their rejections).",
+        description="Evaluation progress and findings. Consumer: risk. Internal: external "
+        "evaluators cannot read it.",
+        writers=(Role.EVALUATION,),
+        readers=(Role.RISK,),
     ),
     Topic(
         name="risk.events",
@@ -135,6 +167,8 @@ TOPICS: tuple[Topic, ...] = (
         ),
         retention_ms=PIPELINE_RETENTION_MS,
         description="Assessments, escalations, reviewer decisions and orders. Consumer: access.",
+        writers=(Role.RISK,),
+        readers=(Role.ACCESS,),
     ),
     Topic(
         name="gov.findings",
@@ -142,7 +176,10 @@ TOPICS: tuple[Topic, ...] = (
         key=SUBMISSION_ID,
         events=(FindingShared,),
         retention_ms=RECORD_RETENTION_MS,
-        description="Redacted findings feed. Consumers: other government systems.",
+        description="Redacted findings feed. Consumers: other government systems (each "
+        "subscriber its own principal; the only topic they can read).",
+        writers=(Role.RISK,),
+        readers=(Role.GOVERNMENT,),
     ),
     Topic(
         name="gov.audit",
@@ -160,7 +197,10 @@ TOPICS: tuple[Topic, ...] = (
         key=MODEL_ID,
         events=(RestrictionLifted, ComplianceOverdue, ComplianceRejected),
         retention_ms=RECORD_RETENTION_MS,
-        description="Restriction lifecycle and compliance. Consumers: labs, risk, ops.",
+        description="Restriction lifecycle and compliance. Consumer: risk (and ops). "
+        "Internal: labs get their compliance answers on labs.<lab id>.answers.",
+        writers=(Role.ACCESS,),
+        readers=(Role.RISK,),
     ),
     Topic(
         name="access.policies",
@@ -169,10 +209,48 @@ TOPICS: tuple[Topic, ...] = (
         events=(AccessPolicyPublished,),
         partitions=3,
         compacted=True,
-        description="Current Cedar policy per model (compacted). Consumers: enforcement "
-        "points (decision API, embeddable enforcer), labs.",
+        description="Current Cedar policy per model, every lab's (compacted): the agency's "
+        "record, read by ops. Enforcement points read their lab's labs.<lab id>.policies.",
+        writers=(Role.ACCESS,),
     ),
 )
+
+LAB_FEEDS: tuple[LabFeed, ...] = (
+    LabFeed(
+        suffix="answers",
+        key="submission_id (submission answers), model_id (compliance answers)",
+        writers=(Role.INTAKE, Role.RISK, Role.ACCESS),
+        description="Everything the agency answers one lab: accepted / rejected / withdrawn "
+        "/ window closed (intake), the review's conclusion (risk), compliance answers "
+        "(access), with agency-internal fields redacted. Readable by that lab only.",
+    ),
+    LabFeed(
+        suffix="policies",
+        key=MODEL_ID,
+        writers=(Role.ACCESS,),
+        partitions=1,
+        compacted=True,
+        description="The current access policy of each of the lab's models (compacted, "
+        "kept forever): an enforcement point rebuilds its state by reading from the start.",
+    ),
+)
+LAB_FEED_BY_SUFFIX: dict[str, LabFeed] = {feed.suffix: feed for feed in LAB_FEEDS}
+
+# The outbox relay of every agency service commits its checkpoint (the batch
+# number) as the offset of this topic's partition 0 for the group named like
+# its transactional id (services/runtime/relay.py).
+OUTBOX_CHECKPOINT_TOPIC = "frontier-review.outbox-checkpoints"
+
+
+def relay_transactional_id(database: str, schema: str) -> str:
+    """The transactional id, and checkpoint group, of a service's outbox relay."""
+    return f"outbox-relay.{database}.{schema}"
+
+
+def consumer_group(role: Role | str, topic: str) -> str:
+    """The consumer group of a service consuming ``topic``."""
+    return f"{role}.{topic}"
+
 
 TOPIC_BY_NAME: dict[str, Topic] = {topic.name: topic for topic in TOPICS}
 

@@ -54,12 +54,18 @@ def event_schema(model: type[Event]) -> Schema:
 
 
 def topic_schema(topic: Topic) -> Schema:
+    # A topic whose events are not specified yet accepts nothing ("oneOf" must not be empty).
+    accepted: Schema = (
+        {"oneOf": [{"$ref": event.dataschema()} for event in topic.events]}
+        if topic.events
+        else {"not": {}}
+    )
     return {
         "$schema": JSON_SCHEMA_DIALECT,
         "$id": f"{TOPIC_URN}{topic.name}",
         "title": topic.name,
         "description": topic.description,
-        "oneOf": [{"$ref": event.dataschema()} for event in topic.events],
+        **accepted,
         "x-topic": {
             "name": topic.name,
             "producer": topic.producer,
@@ -70,6 +76,9 @@ def topic_schema(topic: Topic) -> Schema:
             "retention_ms": -1 if topic.compacted else topic.retention_ms,
             "dlq": topic.dlq,
             "events": [event.TYPE for event in topic.events],
+            # Who may produce / consume (roles; contracts.acl derives the Kafka ACLs).
+            "writers": [str(role) for role in topic.writers],
+            "readers": [str(role) for role in topic.readers],
         },
     }
 

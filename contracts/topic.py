@@ -1,10 +1,12 @@
-"""What a topic is: name, key, partitions, retention and the events on it."""
+"""What a topic is: name, key, partitions, retention, the events on it, and who
+may write and read it (by role; ``contracts.acl`` turns that into Kafka ACLs)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from contracts.envelope import Event
+from contracts.principals import LAB_NAMESPACE_ROOT, Role, check_tenant_id
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -23,6 +25,11 @@ class Topic:
     retention_ms: int = 30 * DAY_MS
     description: str = ""
     extra_config: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # Least privilege, as data: the only roles whose principals may produce to /
+    # consume from this topic (the operator, a super user, is not listed). Each
+    # reader also writes the topic's DLQ and uses the group ``<role>.<topic>``.
+    writers: tuple[Role, ...] = ()
+    readers: tuple[Role, ...] = ()
 
     @property
     def external(self) -> bool:
@@ -48,3 +55,32 @@ class Topic:
             # can rebuild the current state by reading from the start.
             config |= {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
         return config | self.extra_config
+
+
+@dataclass(frozen=True)
+class LabFeed:
+    """A topic every lab has one of, ``labs.<lab id>.<suffix>``: its own answers
+    and policies, readable by that lab alone (a lab can read no agency topic)."""
+
+    suffix: str
+    key: str  # what the record key is (a feed may carry several, see description)
+    writers: tuple[Role, ...]  # agency roles that publish to every lab's feed
+    events: tuple[type[Event], ...] = ()
+    partitions: int = 3
+    compacted: bool = False
+    retention_ms: int = 90 * DAY_MS
+    description: str = ""
+
+    def topic(self, lab_id: str) -> str:
+        return f"{lab_namespace(lab_id)}{self.suffix}"
+
+    def kafka_config(self) -> dict[str, str]:
+        config = {"retention.ms": str(-1 if self.compacted else self.retention_ms)}
+        if self.compacted:
+            config |= {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+        return config
+
+
+def lab_namespace(lab_id: str) -> str:
+    """``labs.<lab id>.``: the prefix of every topic and consumer group a lab owns."""
+    return f"{LAB_NAMESPACE_ROOT}.{check_tenant_id(lab_id)}."

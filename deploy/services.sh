@@ -5,6 +5,9 @@
 #
 # Each service runs `python -m services.<name>`; logs in .local/logs/<name>.log,
 # traces appended to .local/traces.jsonl (FR_OTEL_EXPORTER=jsonl unless set).
+# On the secured stack each service connects as its own Kafka principal:
+# FR_KAFKA_CREDENTIALS_FILE=$FR_KAFKA_PRINCIPALS_DIR/<service>.json (the part of
+# the name before the first dot; evaluation.demo_model gets none: no Kafka).
 # Default: every services/<name>/__main__.py except the runtime package.
 set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,9 +29,20 @@ all_services() {
 alive() { grep -qa "services.$2" "/proc/$1/cmdline" 2>/dev/null; }
 running() { [[ -f $RUN/$1.pid ]] && alive "$(cat "$RUN/$1.pid")" "$1"; }
 
+# The environment a service starts with: its own principal, never the shell's.
+principal_env() {
+    [[ -n ${FR_KAFKA_PRINCIPALS_DIR:-} ]] || return 0
+    if [[ $1 == *.* ]]; then
+        echo "-u FR_KAFKA_CREDENTIALS_FILE"
+    else
+        echo "FR_KAFKA_CREDENTIALS_FILE=$FR_KAFKA_PRINCIPALS_DIR/$1.json"
+    fi
+}
+
 start() {
     if running "$1"; then echo "$1: already running (pid $(cat "$RUN/$1.pid"))" >&2; return; fi
-    setsid nohup .venv/bin/python -m "services.$1" >>"$LOGS/$1.log" 2>&1 &
+    # shellcheck disable=SC2046  # principal_env prints words for env, no globs
+    setsid nohup env $(principal_env "$1") .venv/bin/python -m "services.$1" >>"$LOGS/$1.log" 2>&1 &
     echo $! >"$RUN/$1.pid"
     sleep 1
     running "$1" || { tail -n 30 "$LOGS/$1.log" >&2; echo "$1: failed to start" >&2; exit 1; }

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Local Kafka (KRaft, single node) + PostgreSQL for dev and integration tests,
-# without Docker. All state lives under .local/ (gitignored).
+# Local Kafka (KRaft, single node, SASL_SSL + ACLs) + PostgreSQL for dev and
+# integration tests, without Docker. All state lives under .local/ (gitignored).
 #
 #   bash deploy/stack.sh up|down|status|wipe
 #
 # Progress goes to stderr and `up` prints only export lines on stdout, so
 #   eval "$(bash deploy/stack.sh up)"
-# configures the current shell. Run deploy/install.sh first on a fresh machine.
+# configures the current shell: bootstrap, protocol, CA file, the directory of
+# principal credentials, the test harness's and the operator's credentials files.
+# Ports: FR_KAFKA_PORT (SASL_SSL clients), FR_KAFKA_CONTROLLER_PORT (mutual TLS),
+# FR_KAFKA_PLAINTEXT_PORT (optional, benchmarks only), FR_PG_PORT.
+# Run deploy/install.sh first on a fresh machine.
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,6 +20,7 @@ HOST=127.0.0.1
 
 KAFKA_PORT=${FR_KAFKA_PORT:-19092}
 CONTROLLER_PORT=${FR_KAFKA_CONTROLLER_PORT:-19093}
+PLAINTEXT_PORT=${FR_KAFKA_PLAINTEXT_PORT:-}
 PG_PORT=${FR_PG_PORT:-15432}
 KAFKA_START_TIMEOUT=${FR_KAFKA_START_TIMEOUT:-90}
 
@@ -26,6 +31,9 @@ K_LOGS=$K_DIR/logs
 K_PROPS=$K_DIR/server.properties
 K_PID=$K_DIR/kafka.pid
 K_CLUSTER_ID=$K_DIR/cluster.id
+K_SCRAM_STAMP=$K_DIR/scram.formatted
+K_PRINCIPALS=$K_DIR/principals
+K_CA=$K_DIR/tls/ca.pem
 K_TEMPLATE=$ROOT/deploy/kafka/server.properties.template
 K_LOG4J=$ROOT/deploy/kafka/log4j2.xml
 
@@ -67,8 +75,13 @@ kafka_pid() {
 # Broker port of the running instance: it keeps the ports it was started with
 # even if FR_KAFKA_PORT changed since.
 kafka_running_port() {
-    sed -n 's|^listeners=PLAINTEXT://[^:]*:\([0-9]*\).*|\1|p' "$K_PROPS" 2>/dev/null || true
+    sed -n 's|^listeners=[A-Z]*://[^:]*:\([0-9]*\).*|\1|p' "$K_PROPS" 2>/dev/null || true
 }
+
+# A broker started before security (PLAINTEXT only) keeps running as it is until
+# down/up; clients must then be told so.
+kafka_running_secured() { grep -q '^listener.security.protocol.map=CLIENT:SASL_SSL' "$K_PROPS" 2>/dev/null; }
+KAFKA_SECURED=1
 
 kafka_tail_logs() {
     local f
@@ -82,53 +95,17 @@ kafka_tail_logs() {
 # Ready = the port accepts connections AND the broker answers API requests
 # (metadata via aiokafka's admin client); an open port alone is not enough
 # because KRaft opens listeners before the broker is unfenced.
+# Ready = the broker answers an authenticated API request (deploy/local_kafka.py);
+# after a format also = its first metadata snapshot exists (see the template).
 kafka_wait_ready() {
-    local pid=$1 port=$2 rc=0
-    if [[ -x $PY ]] && "$PY" -c 'import aiokafka' 2>/dev/null; then
-        "$PY" - "$HOST:$port" "$pid" "$KAFKA_START_TIMEOUT" <<'PY' || rc=$?
-import asyncio, os, socket, sys, time
-
-from aiokafka.admin import AIOKafkaAdminClient
-
-bootstrap, pid, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-host, port = bootstrap.rsplit(":", 1)
-deadline = time.monotonic() + timeout
-last = "port not open yet"
-
-
-def alive() -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"kafka.Kafka" in f.read()
-    except OSError:
-        return False
-
-
-async def probe() -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    try:
-        await admin.start()
-        await admin.list_topics()
-    finally:
-        await admin.close()
-
-
-while time.monotonic() < deadline:
-    if not alive():
-        print(f"broker process {pid} exited", file=sys.stderr)
-        sys.exit(2)
-    try:
-        socket.create_connection((host, int(port)), timeout=1).close()
-        asyncio.run(probe())
-        sys.exit(0)
-    except Exception as exc:  # any failure just means "not ready yet"
-        last = f"{type(exc).__name__}: {exc}"
-    time.sleep(0.5)
-print(f"timed out; last error: {last}", file=sys.stderr)
-sys.exit(1)
-PY
+    local pid=$1 port=$2 rc=0 snapshot=()
+    [[ -x $PY ]] || die "kafka: .venv missing; run: bash deploy/install.sh"
+    [[ ${3:-} == formatted ]] && snapshot=(--snapshot-in "$K_DATA")
+    if kafka_running_secured; then
+        (cd "$ROOT" && "$PY" -m deploy.local_kafka wait-ready --home "$K_DIR" \
+            --bootstrap "$HOST:$port" --pid "$pid" --timeout "$KAFKA_START_TIMEOUT" \
+            "${snapshot[@]}") || rc=$?
     else
-        say "kafka: .venv with aiokafka not found; health check falls back to the port only"
         local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
         rc=1
         while ((SECONDS < deadline)); do
@@ -152,36 +129,56 @@ kafka_up() {
         say "kafka: already running on :$port (pid $pid)"
         [[ $port == "$KAFKA_PORT" ]] || say "kafka: note: FR_KAFKA_PORT=$KAFKA_PORT ignored until down/up"
         KAFKA_PORT=$port
+        if ! kafka_running_secured; then
+            KAFKA_SECURED=0
+            say "kafka: WARNING: this broker was started before security (PLAINTEXT, no ACLs);"
+            say "kafka:   run 'bash deploy/stack.sh wipe && bash deploy/stack.sh up' to secure it"
+        fi
         return 0
     fi
     rm -f "$K_PID"
 
     command -v java >/dev/null 2>&1 || die "java not found; run: bash deploy/install.sh"
     compgen -G "$K_LIBS/kafka_2.13-*.jar" >/dev/null || die "Kafka jars missing in $K_LIBS; run: bash deploy/install.sh"
-    for port in "$KAFKA_PORT" "$CONTROLLER_PORT"; do
+    [[ -x $PY ]] || die "kafka: .venv missing; run: bash deploy/install.sh"
+    for port in "$KAFKA_PORT" "$CONTROLLER_PORT" $PLAINTEXT_PORT; do
         port_open "$port" && die "kafka: port $port is taken by another process (not ours: no live pid in $K_PID)"
     done
+    if [[ -f $K_DATA/meta.properties && ! -f $K_SCRAM_STAMP ]]; then
+        die "kafka: $K_DATA was formatted before security (no SCRAM credentials in it); run 'bash deploy/stack.sh wipe' first"
+    fi
 
     mkdir -p "$K_DATA" "$K_LOGS"
     # Rendered every start so FR_* port overrides apply; the template is the source.
-    sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
-        -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
-        -e "s|@LOG_DIRS@|$K_DATA|g" "$K_TEMPLATE" >"$K_PROPS"
+    # Also makes the TLS material and the super users' credentials the first time.
+    (cd "$ROOT" && "$PY" -m deploy.local_kafka render --home "$K_DIR" --template "$K_TEMPLATE" \
+        --out "$K_PROPS" --client-port "$KAFKA_PORT" --controller-port "$CONTROLLER_PORT" \
+        --plaintext-port "${PLAINTEXT_PORT:-0}" --log-dirs "$K_DATA") ||
+        die "kafka: could not render $K_PROPS"
 
     if [[ ! -s $K_CLUSTER_ID ]]; then
         kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1 >"$K_CLUSTER_ID"
         [[ -s $K_CLUSTER_ID ]] || die "kafka: StorageTool random-uuid produced no id"
     fi
-    # Formatting is a one-time step per data dir; meta.properties marks it done.
+    local formatted=""
+    # Formatting is a one-time step per data dir; meta.properties marks it done. It
+    # also writes the super users' SCRAM credentials (broker, operator) into the
+    # metadata log: the first credential cannot be created over an authenticated
+    # listener. They travel in an argument file (mode 0600), not on the command line.
     if [[ ! -f $K_DATA/meta.properties ]]; then
         say "kafka: formatting $K_DATA (cluster id $(<"$K_CLUSTER_ID"))"
+        local args
+        args=$(cd "$ROOT" && "$PY" -m deploy.local_kafka format-args --home "$K_DIR" \
+            --cluster-id "$(<"$K_CLUSTER_ID")" --config "$K_PROPS")
         kafka_java -Dlog4j2.configurationFile="$K_LOG4J" -Dkafka.logs.dir="$K_LOGS" \
-            kafka.tools.StorageTool format --standalone \
-            -t "$(<"$K_CLUSTER_ID")" -c "$K_PROPS" >"$K_LOGS/format.log" 2>&1 ||
-            { cat "$K_LOGS/format.log" >&2; die "kafka: storage format failed"; }
+            "@$args" >"$K_LOGS/format.log" 2>&1 ||
+            { rm -f "$args"; cat "$K_LOGS/format.log" >&2; die "kafka: storage format failed"; }
+        rm -f "$args"
+        touch "$K_SCRAM_STAMP"
+        formatted=formatted
     fi
 
-    say "kafka: starting on :$KAFKA_PORT (controller :$CONTROLLER_PORT)"
+    say "kafka: starting on :$KAFKA_PORT (SASL_SSL; controller :$CONTROLLER_PORT${PLAINTEXT_PORT:+; plaintext :$PLAINTEXT_PORT})"
     local t0=$SECONDS
     # setsid+nohup: the broker must outlive this script and the terminal.
     # Started from a non-interactive shell, setsid execs without forking, so $!
@@ -195,7 +192,7 @@ kafka_up() {
     echo $! >"$K_PID"
     sleep 0.5
     pid=$(kafka_pid) || { kafka_tail_logs; die "kafka: broker did not start (see $K_LOGS)"; }
-    kafka_wait_ready "$pid" "$KAFKA_PORT"
+    kafka_wait_ready "$pid" "$KAFKA_PORT" "$formatted"
     say "kafka: ready on :$KAFKA_PORT (pid $pid, up in $((SECONDS - t0))s)"
 }
 
@@ -388,12 +385,35 @@ sys.exit(0 if ok else 1)' 2>&1); then
         return 0
     fi
     say "topics: python -m services.runtime.topics create"
-    if ! (cd "$ROOT" && FR_KAFKA_BOOTSTRAP="$HOST:$KAFKA_PORT" FR_DATABASE_URL="$(database_url)" \
-        "$PY" -m services.runtime.topics create) >&2; then
+    if ! (cd "$ROOT" && admin_env "$PY" -m services.runtime.topics create) >&2; then
         say "topics: ERROR: 'python -m services.runtime.topics create' failed (Kafka and Postgres are up)"
         return 1
     fi
     say "topics: done"
+}
+
+# Every agency service, the test harness: a SCRAM credential each (file in
+# $K_PRINCIPALS, made once), then the registry's ACLs for all principals.
+bootstrap_principals() {
+    ((KAFKA_SECURED)) || return 0
+    say "principals: python -m services.runtime.principals bootstrap"
+    if ! (cd "$ROOT" && admin_env "$PY" -m services.runtime.principals bootstrap \
+        --dir "$K_PRINCIPALS") >&2; then
+        say "principals: ERROR: 'python -m services.runtime.principals bootstrap' failed"
+        return 1
+    fi
+}
+
+# The operator's connection, for admin tooling only.
+admin_env() {
+    if ((KAFKA_SECURED)); then
+        env FR_KAFKA_BOOTSTRAP="$HOST:$KAFKA_PORT" FR_KAFKA_SECURITY_PROTOCOL=SASL_SSL \
+            FR_KAFKA_CA_FILE="$K_CA" FR_KAFKA_CREDENTIALS_FILE="$K_PRINCIPALS/operator.json" \
+            FR_DATABASE_URL="$(database_url)" "$@"
+    else
+        env FR_KAFKA_BOOTSTRAP="$HOST:$KAFKA_PORT" FR_KAFKA_SECURITY_PROTOCOL=PLAINTEXT \
+            FR_DATABASE_URL="$(database_url)" "$@"
+    fi
 }
 
 database_url() { echo "postgresql://$PG_USER:$PG_PASSWORD@$HOST:$PG_PORT/$PG_DB"; }
@@ -405,9 +425,25 @@ cmd_up() {
     pg_up
     kafka_up
     create_topics || rc=1
+    bootstrap_principals || rc=1
     # stdout on purpose: eval "$(bash deploy/stack.sh up)". Printed even when
-    # topic creation failed, since the servers themselves are usable.
+    # topic creation failed, since the servers themselves are usable. The shell
+    # gets the test harness's principal; admin tools take the operator's file
+    # explicitly (FR_KAFKA_CREDENTIALS_FILE=$FR_KAFKA_OPERATOR_CREDENTIALS_FILE ...),
+    # and deploy/services.sh gives each service its own.
     echo "export FR_KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT"
+    if ((KAFKA_SECURED)); then
+        echo "export FR_KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+        echo "export FR_KAFKA_CA_FILE=$K_CA"
+        echo "export FR_KAFKA_PRINCIPALS_DIR=$K_PRINCIPALS"
+        echo "export FR_KAFKA_CREDENTIALS_FILE=$K_PRINCIPALS/test.json"
+        echo "export FR_KAFKA_OPERATOR_CREDENTIALS_FILE=$K_PRINCIPALS/operator.json"
+        if [[ -n $PLAINTEXT_PORT ]] && grep -q "^listeners=.*PLAINTEXT://$HOST:$PLAINTEXT_PORT" "$K_PROPS"; then
+            echo "export FR_KAFKA_PLAINTEXT_BOOTSTRAP=$HOST:$PLAINTEXT_PORT"
+        fi
+    else
+        echo "export FR_KAFKA_SECURITY_PROTOCOL=PLAINTEXT"
+    fi
     echo "export FR_DATABASE_URL=$(database_url)"
     # exit, not return: a failing function call would trip the ERR trap.
     exit "$rc"
@@ -428,7 +464,9 @@ cmd_status() {
 cmd_wipe() {
     cmd_down
     # Jars (libs/) are downloads, not state: keep them.
-    rm -rf "$K_DATA" "$K_LOGS" "$K_PROPS" "$K_PID" "$K_CLUSTER_ID" "$PG_DIR"
+    # TLS material and principal credentials are kept: the next format writes the
+    # super users' credentials again and `up` re-creates the others from their files.
+    rm -rf "$K_DATA" "$K_LOGS" "$K_PROPS" "$K_PID" "$K_CLUSTER_ID" "$K_SCRAM_STAMP" "$PG_DIR"
     say "wipe: removed Kafka and Postgres data under $LOCAL"
 }
 

@@ -45,7 +45,20 @@ def document(service: Service) -> dict[str, Any]:
     ).to_specification()
     doc: dict[str, Any] = json.loads(spec.to_json())
     doc["servers"] = {
-        "local": {"host": "127.0.0.1:19092", "protocol": "kafka", "description": "deploy/stack.sh"}
+        "local": {
+            "host": "127.0.0.1:19092",
+            "protocol": "kafka-secure",
+            "description": "deploy/stack.sh: SASL_SSL, every client its own principal",
+            "security": [{"$ref": "#/components/securitySchemes/scram512"}],
+        }
+    }
+    doc.setdefault("components", {})["securitySchemes"] = {
+        "scram512": {
+            "type": "scramSha512",
+            "description": "SASL/SCRAM-SHA-512 over TLS. Each service, tenant and tool is its "
+            "own principal; what it may write and read is the channel's x-writers / x-readers "
+            "(roles), enforced by the broker's ACLs (contracts/acl.py).",
+        }
     }
     for channel in doc.get("channels", {}).values():
         channel["servers"] = [{"$ref": "#/servers/local"}]
@@ -59,6 +72,8 @@ def document(service: Service) -> dict[str, Any]:
             channel["x-key"] = registered.key
             channel["x-partitions"] = registered.partitions
             channel["x-compacted"] = registered.compacted
+            channel["x-writers"] = [str(role) for role in registered.writers]
+            channel["x-readers"] = [str(role) for role in registered.readers]
         for ref in channel.get("messages", {}).values():
             message = messages[ref["$ref"].rsplit("/", 1)[-1]]
             message["contentType"] = CONTENT_TYPE
