@@ -132,6 +132,9 @@ class RejectionReason(StrEnum):
     INVALID_STATE = "invalid_state"
     UNKNOWN_POLICY = "unknown_policy"
     POLICY_MISMATCH = "policy_mismatch"
+    NOT_ASSIGNED = "not_assigned"
+    """The (authenticated) external evaluator is not assigned to the submission it reports
+    on; an operator assigns evaluators to submissions."""
 
 
 # --- building blocks -----------------------------------------------------------

@@ -1,0 +1,321 @@
+"""Keeping an Inspect process away from the worker's secrets, with Linux mechanisms.
+
+An Inspect run executes the suite's task code, and a task may let the lab's
+model run code of its own. The worker holds what such code must never see:
+every lab's evaluation secret, the database password, other labs' evaluation
+logs. Four layers keep them apart, each checked by tests/evaluation/test_isolation.py
+with a task that tries:
+
+1. **The worker's memory and environment**: the worker makes itself
+   non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``), so ``/proc/<worker>/environ``,
+   ``/proc/<worker>/mem`` and ptrace are refused to every process without
+   ``CAP_SYS_PTRACE`` (its own uid included); at start, ``FR_SECRET_*`` and the
+   database URL are moved from ``os.environ`` into memory, so no process it starts
+   can inherit them by accident (the child's environment is an allowlist anyway).
+2. **A user of its own**: a worker running as root starts Inspect processes as
+   ``evaluation_child_uid``/``gid`` (default nobody) with no supplementary groups
+   and no capabilities, so they can't override the checks above, and the secrets
+   directory (mode 0700, owned by the worker) is closed to them.
+3. **Landlock** (Linux >= 5.13), in the child, before any task code runs and
+   whatever its uid: the secrets directory, the evidence directory (other runs'
+   logs) and the other runs' working directories are outside its file-system
+   domain, TCP connections go to the endpoint's port only (no database, no Kafka;
+   ABI >= 4), and it can signal nothing outside its domain (ABI >= 6). With
+   ``no_new_privs`` set, it can't be undone by the task.
+4. **The child itself is non-dumpable**: other runs (same uid) can't read the API
+   key it was given on stdin out of its memory.
+
+Landlock is an allowlist without "deny this subtree", so the rules grant full
+access beneath every sibling of each hidden path's ancestors, and only
+directory listing on ancestors a Python import needs (the working directory and
+``sys.path`` entries). A secrets directory inside the working tree (the dev
+default ``.local/secrets``) can therefore have its *file names* listed, never
+read; in production mount it outside (e.g. ``/run/secrets/frontier-review``).
+
+Written on ctypes (three syscalls and ``prctl``) rather than a PyPI package: the
+Python bindings available are development releases without the network and
+scope rules used here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+from collections.abc import Iterable, Iterator, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PR_SET_DUMPABLE = 4
+PR_GET_DUMPABLE = 3
+PR_SET_NO_NEW_PRIVS = 38
+
+# Landlock (include/uapi/linux/landlock.h); the syscall numbers are the same on
+# every architecture that has them.
+SYS_LANDLOCK_CREATE_RULESET = 444
+SYS_LANDLOCK_ADD_RULE = 445
+SYS_LANDLOCK_RESTRICT_SELF = 446
+LANDLOCK_CREATE_RULESET_VERSION = 1
+LANDLOCK_RULE_PATH_BENEATH = 1
+LANDLOCK_RULE_NET_PORT = 2
+
+FS_EXECUTE = 1 << 0
+FS_WRITE_FILE = 1 << 1
+FS_READ_FILE = 1 << 2
+FS_READ_DIR = 1 << 3
+FS_TRUNCATE = 1 << 14  # ABI 3
+FS_IOCTL_DEV = 1 << 15  # ABI 5
+_FS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 5: (1 << 16) - 1}
+_FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
+NET_BIND_TCP = 1 << 0
+NET_CONNECT_TCP = 1 << 1
+SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
+SCOPE_SIGNAL = 1 << 1
+
+
+class IsolationError(RuntimeError):
+    """A required isolation mechanism is missing: no Inspect process may start."""
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = (
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    )
+
+
+class _PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = (("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
+
+
+class _NetPortAttr(ctypes.Structure):
+    _fields_ = (("allowed_access", ctypes.c_uint64), ("port", ctypes.c_uint64))
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+    return result
+
+
+# --- the worker ----------------------------------------------------------------------
+
+
+def make_non_dumpable() -> None:
+    """Close this process's memory, environment and ptrace to same-uid processes."""
+    libc = _libc()
+    _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+    if libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise IsolationError("the process is still dumpable after PR_SET_DUMPABLE 0")
+
+
+def take_secrets_from_environment(
+    environ: MutableMapping[str, str], prefix: str, also: Iterable[str] = ("FR_DATABASE_URL",)
+) -> dict[str, str]:
+    """Remove every ``<prefix>*`` variable (and ``also``) from ``environ``; returns the
+    secrets (the ``<prefix>*`` ones) to keep in memory."""
+    taken = {name: environ.pop(name) for name in list(environ) if name.startswith(prefix)}
+    for name in also:
+        environ.pop(name, None)
+    return taken
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; 0 when Landlock is unavailable."""
+    result = _libc().syscall(
+        SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), LANDLOCK_CREATE_RULESET_VERSION
+    )
+    return max(0, int(result))
+
+
+@dataclass(frozen=True)
+class ChildUser:
+    """Who an Inspect process runs as: a uid/gid of its own when the worker is root."""
+
+    uid: int | None
+    gid: int | None
+
+    @property
+    def separate(self) -> bool:
+        return self.uid is not None
+
+
+def child_user(uid: int, gid: int) -> ChildUser:
+    """A separate user for Inspect processes if this process may set one (root)."""
+    if os.geteuid() == 0:
+        if uid == 0 or gid == 0:
+            raise IsolationError("Inspect processes must not run as root (evaluation_child_uid)")
+        return ChildUser(uid, gid)
+    return ChildUser(None, None)
+
+
+def require_isolation(user: ChildUser) -> int:
+    """Refuse to run Inspect processes that could read the secrets; the Landlock ABI."""
+    abi = landlock_abi()
+    if abi == 0 and not user.separate:
+        raise IsolationError(
+            "Inspect processes would run as the worker's own user without Landlock: they "
+            "could read the secrets directory. Run the worker as root (Inspect processes "
+            "then get evaluation_child_uid) or on a kernel with Landlock (>= 5.13)."
+        )
+    return abi
+
+
+def prepare_secrets_dir(path: Path) -> None:
+    """The secrets directory is the worker's alone (mode 0700), if it exists."""
+    if path.is_dir() and os.stat(path).st_uid == os.geteuid():
+        path.chmod(0o700)
+
+
+def check_reachable(path: Path, user: ChildUser) -> None:
+    """A separate child user must be able to reach ``path`` (its run directories)."""
+    if not user.separate:
+        return
+    for directory in (path.resolve(), *path.resolve().parents):
+        if directory.exists() and not os.stat(directory).st_mode & 0o001:
+            raise IsolationError(
+                f"{directory} is closed to others: Inspect processes (uid {user.uid}) could "
+                f"not reach their working directories under {path}; choose another "
+                "evaluation_run_dir"
+            )
+
+
+def run_dir(parent: Path, user: ChildUser, name: str) -> Path:
+    """A fresh working directory for one Inspect process, owned by its user, mode 0700."""
+    parent.mkdir(parents=True, exist_ok=True)
+    parent.chmod(0o711)  # others may enter their own directory, not list the others
+    path = parent / name
+    path.mkdir(mode=0o700)
+    if user.separate:
+        assert user.uid is not None and user.gid is not None
+        os.chown(path, user.uid, user.gid)
+    return path
+
+
+# --- the child -------------------------------------------------------------------------
+
+
+def restrict_self(
+    hidden: Iterable[Path], allowed: Iterable[Path], connect_ports: Iterable[int]
+) -> int:
+    """Enter a Landlock domain without ``hidden`` (except ``allowed`` beneath them), with
+    TCP connect to ``connect_ports`` only, and no signals out of it; for this process and
+    everything it starts, irrevocably. Call it while the process has one thread.
+
+    Also sets ``no_new_privs`` and makes the process non-dumpable. Returns the ABI used.
+    """
+    libc = _libc()
+    _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    abi = landlock_abi()
+    if abi == 0:
+        return 0
+    fs_rights = _FS_BY_ABI[max(v for v in _FS_BY_ABI if v <= abi)]
+    attr = _RulesetAttr(
+        handled_access_fs=fs_rights,
+        handled_access_net=(NET_BIND_TCP | NET_CONNECT_TCP) if abi >= 4 else 0,
+        scoped=(SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL) if abi >= 6 else 0,
+    )
+    # The fields an older kernel does not know are zero, which it accepts.
+    size = ctypes.c_size_t(ctypes.sizeof(_RulesetAttr))
+    ruleset = _check(
+        libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), size, 0),
+        "landlock_create_ruleset",
+    )
+    try:
+        listed = {Path(p).resolve() for p in (os.getcwd(), *_import_path())}
+        for path, rights in beneath_rules(hidden, allowed, listed, fs_rights):
+            _add_path_rule(libc, ruleset, path, rights)
+        if abi >= 4:
+            for port in sorted(set(connect_ports)):
+                rule = _NetPortAttr(allowed_access=NET_CONNECT_TCP, port=port)
+                _check(
+                    libc.syscall(
+                        SYS_LANDLOCK_ADD_RULE,
+                        ruleset,
+                        LANDLOCK_RULE_NET_PORT,
+                        ctypes.byref(rule),
+                        0,
+                    ),
+                    f"landlock_add_rule(port {port})",
+                )
+        _check(libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0), "landlock_restrict_self")
+    finally:
+        os.close(ruleset)
+    return abi
+
+
+def _import_path() -> list[str]:
+    import sys
+
+    return [p for p in sys.path if p]
+
+
+def beneath_rules(
+    hidden: Iterable[Path], allowed: Iterable[Path], listed: set[Path], rights: int
+) -> Iterator[tuple[Path, int]]:
+    """Landlock rules granting ``rights`` everywhere except beneath ``hidden`` (where only
+    ``allowed`` subtrees are granted): every sibling of every ancestor of a hidden path,
+    and directory listing on the ancestors in ``listed``."""
+    hide = {Path(p).resolve() for p in hidden}
+    ancestors = {a for h in hide for a in h.parents}
+    for directory in sorted(ancestors):
+        if directory in listed:
+            yield directory, FS_READ_DIR
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError:
+            continue  # closed to this user anyway: nothing beneath it is granted
+        for entry in entries:
+            if entry in hide or entry in ancestors:
+                continue
+            yield entry, rights
+    for path in allowed:
+        yield Path(path).resolve(), rights
+
+
+def _add_path_rule(libc: ctypes.CDLL, ruleset: int, path: Path, rights: int) -> None:
+    # O_NOFOLLOW: a rule on a symlink covers the link itself, never its target (which
+    # could be a hidden directory).
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return  # gone meanwhile, or closed to this user
+    try:
+        if not _is_dir(fd):
+            rights &= _FILE_RIGHTS
+        rule = _PathBeneathAttr(allowed_access=rights, parent_fd=fd)
+        with contextlib.suppress(OSError):  # e.g. a symlink or socket: nothing to grant
+            _check(
+                libc.syscall(
+                    SYS_LANDLOCK_ADD_RULE,
+                    ruleset,
+                    LANDLOCK_RULE_PATH_BENEATH,
+                    ctypes.byref(rule),
+                    0,
+                ),
+                f"landlock_add_rule({path})",
+            )
+    finally:
+        os.close(fd)
+
+
+def _add_rule(
+    libc: ctypes.CDLL, ruleset: int, kind: int, rule: ctypes.Structure, what: str
+) -> None:
+    result = libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, kind, ctypes.byref(rule), 0)
+    _check(result, f"landlock_add_rule({what})")
+
+
+def _is_dir(fd: int) -> bool:
+    import stat
+
+    return stat.S_ISDIR(os.fstat(fd).st_mode)
