@@ -112,14 +112,11 @@ def attach_worker(
 def inspect_runner(settings: EvaluationSettings) -> InspectRunner:
     """The runner of real Inspect processes, isolated (isolation.py), or an error saying
     which mechanism is missing."""
-    user = isolation.child_user(settings.evaluation_child_uid, settings.evaluation_child_gid)
-    isolation.require_isolation(user)
+    isolation.require_isolation()
     isolation.prepare_secrets_dir(settings.evaluation_secrets_dir)
-    isolation.check_reachable(settings.evaluation_run_dir, user)
     return InspectRunner(
         run_dir=settings.evaluation_run_dir,
         hidden=[settings.evaluation_secrets_dir, settings.evaluation_inspect_log_dir],
-        user=user,
         secret_env_prefix=settings.evaluation_secret_env_prefix,
         env_passthrough=settings.evaluation_inspect_env_passthrough,
         connect_ports=settings.evaluation_child_connect_ports,

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from services.evaluation.isolation import restrict_self
+from services.evaluation.isolation import drop_capabilities, restrict_self
 from services.evaluation.runs import ChildRequest, MetricResult, RunResult
 
 if TYPE_CHECKING:
@@ -119,6 +119,7 @@ def prepare_home() -> None:
 
 
 def main() -> None:
+    drop_capabilities()  # before anything else: a root worker's child is root, powerless
     result_fd = os.dup(1)
     os.dup2(2, 1)  # anything Inspect prints lands on stderr
     os.environ["INSPECT_DISPLAY"] = "none"
@@ -128,7 +129,7 @@ def main() -> None:
     # Still one thread, and nothing of the task loaded: from here on, neither this
     # process nor anything it starts can reach what the sandbox hides.
     sandbox = request.sandbox
-    restrict_self(sandbox.hidden, sandbox.allowed, sandbox.connect_ports)
+    restrict_self(sandbox.hidden, sandbox.readable, sandbox.writable, sandbox.connect_ports)
     exit_with_parent()
     result = asyncio.run(run(request))
     os.write(result_fd, result.model_dump_json().encode())

@@ -44,7 +44,6 @@ import ctypes
 import ctypes.util
 import os
 from collections.abc import Iterable, Iterator, MutableMapping
-from dataclasses import dataclass
 from pathlib import Path
 
 PR_SET_DUMPABLE = 4
@@ -136,35 +135,13 @@ def landlock_abi() -> int:
     return max(0, int(result))
 
 
-@dataclass(frozen=True)
-class ChildUser:
-    """Who an Inspect process runs as: a uid/gid of its own when the worker is root."""
-
-    uid: int | None
-    gid: int | None
-
-    @property
-    def separate(self) -> bool:
-        return self.uid is not None
-
-
-def child_user(uid: int, gid: int) -> ChildUser:
-    """A separate user for Inspect processes if this process may set one (root)."""
-    if os.geteuid() == 0:
-        if uid == 0 or gid == 0:
-            raise IsolationError("Inspect processes must not run as root (evaluation_child_uid)")
-        return ChildUser(uid, gid)
-    return ChildUser(None, None)
-
-
-def require_isolation(user: ChildUser) -> int:
+def require_isolation() -> int:
     """Refuse to run Inspect processes that could read the secrets; the Landlock ABI."""
     abi = landlock_abi()
-    if abi == 0 and not user.separate:
+    if abi == 0:
         raise IsolationError(
-            "Inspect processes would run as the worker's own user without Landlock: they "
-            "could read the secrets directory. Run the worker as root (Inspect processes "
-            "then get evaluation_child_uid) or on a kernel with Landlock (>= 5.13)."
+            "Landlock is unavailable (Linux >= 5.13 with the landlock LSM enabled): an "
+            "Inspect process could read the secrets directory and the evidence"
         )
     return abi
 
@@ -175,42 +152,78 @@ def prepare_secrets_dir(path: Path) -> None:
         path.chmod(0o700)
 
 
-def check_reachable(path: Path, user: ChildUser) -> None:
-    """A separate child user must be able to reach ``path`` (its run directories)."""
-    if not user.separate:
-        return
-    for directory in (path.resolve(), *path.resolve().parents):
-        if directory.exists() and not os.stat(directory).st_mode & 0o001:
-            raise IsolationError(
-                f"{directory} is closed to others: Inspect processes (uid {user.uid}) could "
-                f"not reach their working directories under {path}; choose another "
-                "evaluation_run_dir"
-            )
-
-
-def run_dir(parent: Path, user: ChildUser, name: str) -> Path:
-    """A fresh working directory for one Inspect process, owned by its user, mode 0700."""
+def run_dir(parent: Path, name: str) -> Path:
+    """A fresh working directory for one Inspect process, mode 0700."""
     parent.mkdir(parents=True, exist_ok=True)
-    parent.chmod(0o711)  # others may enter their own directory, not list the others
     path = parent / name
     path.mkdir(mode=0o700)
-    if user.separate:
-        assert user.uid is not None and user.gid is not None
-        os.chown(path, user.uid, user.gid)
     return path
 
 
 # --- the child -------------------------------------------------------------------------
 
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+# NOROOT, NO_SETUID_FIXUP, KEEP_CAPS and NO_CAP_AMBIENT_RAISE, each with its lock.
+SECUREBITS_LOCKED_DOWN = 0b1111_1111
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+def drop_capabilities() -> None:
+    """Give up every capability, for good: a worker running as root starts Inspect
+    processes as root, and this makes that root an ordinary user (no CAP_SYS_PTRACE to
+    read the worker, no CAP_DAC_OVERRIDE, none regained by exec). Landlock then keeps
+    it from what its uid owns (restrict_self)."""
+    libc = _libc()
+    if _capabilities("CapPrm") == 0 and _capabilities("CapBnd") == 0:
+        return
+    if _capabilities("CapEff") != 0:
+        _check(libc.prctl(PR_SET_SECUREBITS, SECUREBITS_LOCKED_DOWN, 0, 0, 0), "securebits")
+        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+        for cap in range(last + 1):
+            _check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"PR_CAPBSET_DROP {cap}")
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(libc.capset(ctypes.byref(header), data), "capset")
+    left = {name: _capabilities(name) for name in ("CapEff", "CapPrm", "CapInh", "CapAmb")}
+    if any(left.values()):
+        raise IsolationError(f"capabilities left after dropping them: {left}")
+
+
+def _capabilities(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1], 16)
+    return 0
+
 
 def restrict_self(
-    hidden: Iterable[Path], allowed: Iterable[Path], connect_ports: Iterable[int]
+    hidden: Iterable[Path],
+    readable: Iterable[Path],
+    writable: Iterable[Path],
+    connect_ports: Iterable[int],
 ) -> int:
-    """Enter a Landlock domain without ``hidden`` (except ``allowed`` beneath them), with
-    TCP connect to ``connect_ports`` only, and no signals out of it; for this process and
-    everything it starts, irrevocably. Call it while the process has one thread.
-
-    Also sets ``no_new_privs`` and makes the process non-dumpable. Returns the ABI used.
+    """Enter a Landlock domain, for this process and everything it starts, irrevocably:
+    read and execute everywhere except beneath ``hidden`` (``readable`` paths beneath
+    them excepted), write only beneath ``writable`` (and to /dev/null), TCP connect to
+    ``connect_ports`` only, no signals out of it. Call it while the process has one
+    thread. Also sets ``no_new_privs`` and makes the process non-dumpable.
+    Returns the Landlock ABI used (0: unavailable, nothing but the prctls applied).
     """
     libc = _libc()
     _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
@@ -232,8 +245,12 @@ def restrict_self(
     )
     try:
         listed = {Path(p).resolve() for p in (os.getcwd(), *_import_path())}
-        for path, rights in beneath_rules(hidden, allowed, listed, fs_rights):
+        read = FS_READ_FILE | FS_READ_DIR | FS_EXECUTE
+        for path, rights in beneath_rules(hidden, readable, listed, read):
             _add_path_rule(libc, ruleset, path, rights)
+        for path in writable:
+            _add_path_rule(libc, ruleset, Path(path).resolve(), fs_rights)
+        _add_path_rule(libc, ruleset, Path("/dev/null"), _FILE_RIGHTS & fs_rights)
         if abi >= 4:
             for port in sorted(set(connect_ports)):
                 rule = _NetPortAttr(allowed_access=NET_CONNECT_TCP, port=port)
@@ -264,7 +281,7 @@ def beneath_rules(
 ) -> Iterator[tuple[Path, int]]:
     """Landlock rules granting ``rights`` everywhere except beneath ``hidden`` (where only
     ``allowed`` subtrees are granted): every sibling of every ancestor of a hidden path,
-    and directory listing on the ancestors in ``listed``."""
+    and directory listing on the ancestors in ``listed`` (Landlock has no "deny")."""
     hide = {Path(p).resolve() for p in hidden}
     ancestors = {a for h in hide for a in h.parents}
     for directory in sorted(ancestors):

@@ -182,7 +182,7 @@ async def claim_jobs(
            UPDATE jobs j
            SET state = 'running', attempts = j.attempts + 1, lease_owner = $1,
                lease_token = gen_random_uuid(),
-               lease_expires_at = $4 + make_interval(secs => $3),
+               lease_expires_at = $4::timestamptz + make_interval(secs => $3),
                heartbeat_at = $4, updated_at = $4
            FROM ready, evaluations e
            WHERE j.job_id = ready.job_id AND e.submission_id = j.submission_id
@@ -227,7 +227,8 @@ async def claim_jobs(
 async def heartbeat(conn: Connection, lease: Lease, lease_s: float, now: datetime) -> bool:
     """Extend the lease; False when it is no longer ours (expired and taken, or stopped)."""
     renewed = await conn.fetchval(
-        """UPDATE jobs SET lease_expires_at = $3 + make_interval(secs => $4), heartbeat_at = $3
+        """UPDATE jobs SET lease_expires_at = $3::timestamptz + make_interval(secs => $4),
+                          heartbeat_at = $3
            WHERE job_id = $1 AND lease_token = $2 AND state = 'running'
            RETURNING true""",
         lease.job_id,
@@ -300,7 +301,8 @@ async def retry_job(
     conn: Connection, job_id: UUID, delay_s: float, failure: Failure, now: datetime
 ) -> None:
     await conn.execute(
-        """UPDATE jobs SET state = 'pending', available_at = $5 + make_interval(secs => $2),
+        """UPDATE jobs SET state = 'pending',
+                          available_at = $5::timestamptz + make_interval(secs => $2),
                           lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
                           last_failure = $3, last_error = $4, updated_at = $5
            WHERE job_id = $1""",

@@ -3,9 +3,9 @@
 The worker awaits ``InspectRunner.run``; if the attempt times out, or the
 awaiting task is cancelled (lease lost, window closed, shutdown), the child's
 whole process group is killed, so a stopped evaluation really stops calling the
-lab's model. The child runs in a working directory of its own, as a user of
-its own when the worker is root, and walls itself off from the secrets, the
-evidence and the other runs (isolation.py) before it loads the task. Its log
+lab's model. The child runs in a working directory of its own, without
+capabilities, and walls itself off from the secrets, the evidence and the other
+runs (isolation.py) before it loads the task. Its log
 is moved into the evidence directory and hashed here, by the worker.
 """
 
@@ -66,6 +66,10 @@ SECRET_WORDS = frozenset(
 )  # fmt: skip
 
 
+# Hidden from a child that runs as root (without capabilities): what only root may read.
+ROOT_ONLY = ("/root", "/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh")
+
+
 class Runner(Protocol):
     async def run(self, request: RunRequest, timeout_s: float) -> RunResult | Failure: ...
 
@@ -120,7 +124,6 @@ class InspectRunner:
         *,
         run_dir: Path,
         hidden: Iterable[Path],
-        user: isolation.ChildUser,
         python: str = sys.executable,
         secret_env_prefix: str = "FR_SECRET_",
         env_passthrough: Iterable[str] = (),
@@ -128,7 +131,12 @@ class InspectRunner:
     ) -> None:
         self.run_root = run_dir.absolute()
         self.hidden = [Path(p).absolute() for p in hidden]
-        self.user = user
+        self.readable: list[Path] = []
+        if os.geteuid() == 0:
+            # The child is root without capabilities: what root owns alone is hidden,
+            # except the interpreter (which may live in root's home).
+            self.hidden += [Path(p) for p in ROOT_ONLY]
+            self.readable = [Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()]
         self.python = python
         self.secret_env_prefix = secret_env_prefix
         self.env_passthrough = tuple(env_passthrough)
@@ -136,7 +144,7 @@ class InspectRunner:
 
     async def run(self, request: RunRequest, timeout_s: float) -> RunResult | Failure:
         try:
-            workdir = isolation.run_dir(self.run_root, self.user, uuid.uuid4().hex)
+            workdir = isolation.run_dir(self.run_root, uuid.uuid4().hex)
         except OSError as exc:
             return not_started(exc)
         try:
@@ -149,7 +157,8 @@ class InspectRunner:
     ) -> RunResult | Failure:
         sandbox = Sandbox(
             hidden=[*self.hidden, self.run_root],
-            allowed=[workdir],
+            readable=self.readable,
+            writable=[workdir],
             connect_ports=[endpoint_port(request.base_url), *self.connect_ports],
         )
         child = ChildRequest.of(request, workdir / "logs", sandbox)
@@ -165,9 +174,6 @@ class InspectRunner:
                 env=child_environment(
                     os.environ, self.secret_env_prefix, self.env_passthrough, home=workdir
                 ),
-                user=self.user.uid,
-                group=self.user.gid,
-                extra_groups=[] if self.user.separate else None,
             )
         except OSError as exc:
             return not_started(exc)

@@ -35,7 +35,8 @@ class Sandbox(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     hidden: list[Path]  # secrets, evidence, other runs' working directories
-    allowed: list[Path]  # its own working directory (beneath a hidden one)
+    readable: list[Path]  # beneath hidden ones, still readable (the interpreter)
+    writable: list[Path]  # its own working directory: the only place it writes
     connect_ports: list[int]  # TCP ports it may connect to (the endpoint's)
 
 

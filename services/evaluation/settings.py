@@ -7,7 +7,6 @@ from pathlib import Path
 from services.runtime.settings import RuntimeSettings
 
 PACKAGE = Path(__file__).parent
-NOBODY = 65534
 
 
 class EvaluationSettings(RuntimeSettings):
@@ -40,10 +39,6 @@ class EvaluationSettings(RuntimeSettings):
     evaluation_retry_backoff_max_s: float = 600.0
     evaluation_release_grace_s: float = 5.0
 
-    # Inspect processes. A worker running as root starts them as this uid/gid (they
-    # can then read neither the worker's memory nor the secrets); see isolation.py.
-    evaluation_child_uid: int = NOBODY
-    evaluation_child_gid: int = NOBODY
     # Inspect processes inherit only a few harmless variables (runner.CHILD_ENV_NAMES);
     # these names are passed too, e.g. for the agency's own suites (never a secret's).
     evaluation_inspect_env_passthrough: list[str] = []
