@@ -130,44 +130,45 @@ def evaluation_failed(
 
 MESSAGE_MAX = 300
 
-# Exception names (openai SDK, httpx, asyncio) -> failure kind; the first that occurs
-# in the error text wins, so the more specific names come first.
-_KNOWN_ERRORS: tuple[tuple[str, FailureKind], ...] = (
-    ("APITimeoutError", FailureKind.TIMEOUT),
-    ("ReadTimeout", FailureKind.TIMEOUT),
-    ("ConnectTimeout", FailureKind.TIMEOUT),
-    ("TimeoutError", FailureKind.TIMEOUT),
-    ("APIConnectionError", FailureKind.ENDPOINT_UNREACHABLE),
-    ("ConnectError", FailureKind.ENDPOINT_UNREACHABLE),
-    ("ConnectionRefusedError", FailureKind.ENDPOINT_UNREACHABLE),
-    ("AuthenticationError", FailureKind.ERROR),
-    ("PermissionDeniedError", FailureKind.ERROR),
-    ("BadRequestError", FailureKind.ERROR),
-    ("NotFoundError", FailureKind.ERROR),
-    ("ConflictError", FailureKind.ERROR),
-    ("UnprocessableEntityError", FailureKind.ERROR),
-    ("RateLimitError", FailureKind.ERROR),
-    ("InternalServerError", FailureKind.ERROR),
-    ("APIStatusError", FailureKind.ERROR),
+# Exception names (openai SDK, httpx, asyncio) -> failure kind and, for the SDK's status
+# errors, the HTTP status they stand for; the first that occurs in the error text wins,
+# so the more specific names come first.
+_KNOWN_ERRORS: tuple[tuple[str, FailureKind, str], ...] = (
+    ("APITimeoutError", FailureKind.TIMEOUT, ""),
+    ("ReadTimeout", FailureKind.TIMEOUT, ""),
+    ("ConnectTimeout", FailureKind.TIMEOUT, ""),
+    ("TimeoutError", FailureKind.TIMEOUT, ""),
+    ("APIConnectionError", FailureKind.ENDPOINT_UNREACHABLE, ""),
+    ("ConnectError", FailureKind.ENDPOINT_UNREACHABLE, ""),
+    ("ConnectionRefusedError", FailureKind.ENDPOINT_UNREACHABLE, ""),
+    ("BadRequestError", FailureKind.ERROR, "400"),
+    ("AuthenticationError", FailureKind.ERROR, "401"),
+    ("PermissionDeniedError", FailureKind.ERROR, "403"),
+    ("NotFoundError", FailureKind.ERROR, "404"),
+    ("ConflictError", FailureKind.ERROR, "409"),
+    ("UnprocessableEntityError", FailureKind.ERROR, "422"),
+    ("RateLimitError", FailureKind.ERROR, "429"),
+    ("InternalServerError", FailureKind.ERROR, "5xx"),
+    ("APIStatusError", FailureKind.ERROR, "4xx/5xx"),
 )
 _HTTP_STATUS = re.compile(r"Error code: ([1-5][0-9]{2})\b")
 
 
 def inspect_failure(error: str) -> Failure:
     """The public account of an Inspect run that ended in error (``error``: its text)."""
-    name, kind = next(
-        ((name, kind) for name, kind in _KNOWN_ERRORS if name in error),
-        ("", FailureKind.ERROR),
+    name, kind, status = next(
+        ((name, kind, status) for name, kind, status in _KNOWN_ERRORS if name in error),
+        ("", FailureKind.ERROR, ""),
     )
-    status = _HTTP_STATUS.search(error)
-    if status is not None:
-        message = f"the model endpoint answered HTTP {status.group(1)}"
+    exact = _HTTP_STATUS.search(error)
+    if exact is not None:
+        status = exact.group(1)
+    if status:
+        message = f"the model endpoint answered HTTP {status}"
     elif kind is FailureKind.ENDPOINT_UNREACHABLE:
         message = "the model endpoint could not be reached"
     elif kind is FailureKind.TIMEOUT:
         message = "a call to the model endpoint timed out"
-    elif name:
-        message = "a call to the model endpoint failed"
     else:
         message = "the Inspect run ended in an error"
     suffix = f" ({name})" if name else ""

@@ -159,7 +159,7 @@ def registry_file(
     return path
 
 
-def test_suite(suite_id: str, task: str, **fields: Any) -> dict[str, Any]:
+def suite_entry(suite_id: str, task: str, **fields: Any) -> dict[str, Any]:
     """A registry entry for a task of tests/evaluation/tasks.py."""
     return {
         "id": suite_id,
