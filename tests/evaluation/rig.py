@@ -25,10 +25,19 @@ import yaml
 from contracts import Event, encode, make_event
 from contracts.events import ReviewWindowClosed, SubmissionAccepted, SubmissionWithdrawn
 from contracts.registry import subject_for
-from services.evaluation.app import build_service, build_worker
+from services.evaluation import repository
+from services.evaluation.app import MIGRATIONS, build_service, build_worker
+from services.evaluation.model import Assignment
 from services.evaluation.settings import PACKAGE, EvaluationSettings
 from services.runtime import RuntimeSettings, Service
-from tests.contracts.examples import LAB_ID, example
+from services.runtime.database import connect
+from tests.contracts.examples import (
+    EVALUATOR_ID,
+    EXAMPLE_KEY_ID,
+    LAB_ID,
+    example,
+    example_public_key,
+)
 from tests.kit import (
     Producer,
     TopicWatcher,
@@ -86,6 +95,45 @@ def request_counts(base_url: str) -> dict[str, int]:
 def presented_to(base_url: str, secret: str) -> bool:
     """Whether ``secret`` was ever sent to the demo server as a bearer token."""
     return hashlib.sha256(secret.encode()).hexdigest() in demo_stats(base_url)["bearer_sha256"]
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def process_state(pid: int) -> tuple[int, str] | None:
+    """(parent pid, state letter) of a process, None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    return int(fields["PPid"]), fields["State"].strip()[:1]
+
+
+def inspect_children(parent: int) -> list[int]:
+    """Live Inspect processes started by ``parent`` (a worker process, or this one)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        state = process_state(int(proc.name))
+        if (
+            b"services.evaluation.inspect_process" in cmdline
+            and state is not None
+            and state[0] == parent
+            and state[1] != "Z"
+        ):
+            found.append(int(proc.name))
+    return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running (a zombie has stopped: it only awaits reaping)."""
+    return [pid for pid in pids if (state := process_state(pid)) and state[1] != "Z"]
 
 
 # --- intake's events, as evaluation receives them -------------------------------------------
@@ -330,3 +378,24 @@ async def running_rig(
                     await service.stop()
     finally:
         await drop_schema(settings)
+
+
+# --- the operator's registry ------------------------------------------------------------------
+
+
+async def register_example_key(rig: EvalRig) -> None:
+    """The example evaluator's key (tests.contracts.examples signs with it)."""
+    async with connect(rig.settings, [MIGRATIONS]) as conn:
+        await repository.add_evaluator_key(conn, EVALUATOR_ID, EXAMPLE_KEY_ID, example_public_key())
+
+
+async def assign(rig: EvalRig, evaluator_id: str, submission_id: UUID) -> None:
+    """What ``cli evaluators assign`` does."""
+    async with connect(rig.settings, [MIGRATIONS]) as conn:
+        assignment = Assignment(evaluator_id, submission_id, datetime.now(UTC), "test")
+        assert await repository.assign(conn, assignment)
+
+
+async def unassign(rig: EvalRig, evaluator_id: str, submission_id: UUID) -> None:
+    async with connect(rig.settings, [MIGRATIONS]) as conn:
+        assert await repository.unassign(conn, evaluator_id, submission_id)

@@ -6,8 +6,8 @@ import asyncio
 
 from contracts.events import EvaluationCompleted, FindingRecorded
 from contracts.events.evaluation import EvaluationEnd, SuiteStatus
-from tests.kit import wait_for
 from tests.evaluation.rig import EvalRig, accepted, request_counts, window_closed, withdrawn
+from tests.kit import wait_for
 
 
 async def job_states(rig: EvalRig) -> dict[str, str]:
@@ -49,7 +49,7 @@ async def test_window_closing_mid_evaluation_stops_jobs_and_reports_incomplete_s
     assert reader.of(sid)[-1] == completed, "nothing is recorded after the window closed"
     states = await job_states(rig)
     assert set(states.values()) <= {"completed", "incomplete"}
-    stopped = await rig.fetchval(f"""SELECT count(*) FROM job_attempts WHERE outcome = 'stopped'""")
+    stopped = await rig.fetchval("""SELECT count(*) FROM job_attempts WHERE outcome = 'stopped'""")
     assert stopped == 1, "the attempt running at the close was stopped"
 
 
@@ -78,7 +78,7 @@ async def test_withdrawn_submission_cancels_its_jobs(rig: EvalRig) -> None:
 
     async def no_running_attempt() -> bool:
         return not await rig.fetchval(
-            f"""SELECT count(*) FROM job_attempts WHERE outcome = 'running'"""
+            """SELECT count(*) FROM job_attempts WHERE outcome = 'running'"""
         )
 
     await wait_for(no_running_attempt, what="running attempts to be closed")
