@@ -103,6 +103,7 @@ def probes(targets: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "secrets directory listing": _attempt(lambda: os.listdir(secrets)),
         "a secret file": _attempt(lambda: (secrets / targets["secret_ref"]).read_text()),
         "evidence directory": _attempt(lambda: os.listdir(targets["evidence_dir"])),
+        "another run's evidence": _attempt(lambda: Path(targets["evidence_file"]).read_text()),
         "the database": _attempt(lambda: _connect(int(targets["database_port"]))),
         "the broker": _attempt(lambda: _connect(int(targets["broker_port"]))),
         "a file outside its own directory": _attempt(

@@ -39,10 +39,14 @@ async def test_task_code_reaches_neither_the_workers_memory_nor_its_secrets(rig:
         evaluation_inspect_env_passthrough=[SNOOP_TARGETS],
     )
     written = rig.directory / "written-by-the-task"
+    other_run = settings.evaluation_inspect_log_dir / "another-submission" / "attempt-1.eval"
+    other_run.parent.mkdir(parents=True)
+    other_run.write_text("another lab's samples and its model's answers")
     targets = {
         "secrets_dir": str(settings.evaluation_secrets_dir),
         "secret_ref": CREDENTIAL_REF,  # the very secret this run was given on stdin
         "evidence_dir": str(settings.evaluation_inspect_log_dir),
+        "evidence_file": str(other_run),
         "database_port": urlsplit(settings.database_url).port,
         "broker_port": int(settings.kafka_bootstrap.rsplit(":", 1)[1]),
         "outside_file": str(written),
@@ -72,6 +76,8 @@ async def test_task_code_reaches_neither_the_workers_memory_nor_its_secrets(rig:
     [finding] = rig.events.of(sid, FindingRecorded)
     probes = probes_of(settings.evaluation_inspect_log_dir, finding)
     reached = {name for name, result in probes.items() if result["reached"]}
+    refused = {name: result["error"] for name, result in probes.items() if not result["reached"]}
+    assert set(refused.values()) == {"PermissionError"}, refused
     assert reached == {
         "control: parent status",
         "control: its own home",
