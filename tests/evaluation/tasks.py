@@ -97,7 +97,7 @@ def probes(targets: dict[str, Any]) -> dict[str, dict[str, Any]]:
     home = Path(os.environ["HOME"])
     return {
         "parent environ": _attempt(lambda: Path(f"/proc/{parent}/environ").read_bytes()),
-        "parent memory": _attempt(lambda: open(f"/proc/{parent}/mem", "rb").read(1)),
+        "parent memory": _attempt(lambda: open(f"/proc/{parent}/mem", "rb").close()),
         "parent maps": _attempt(lambda: Path(f"/proc/{parent}/maps").read_text()),
         "parent signal": _attempt(lambda: os.kill(parent, 0)),
         "secrets directory listing": _attempt(lambda: os.listdir(secrets)),
