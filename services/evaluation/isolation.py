@@ -3,38 +3,35 @@
 An Inspect run executes the suite's task code, and a task may let the lab's
 model run code of its own. The worker holds what such code must never see:
 every lab's evaluation secret, the database password, other labs' evaluation
-logs. Four layers keep them apart, each checked by tests/evaluation/test_isolation.py
-with a task that tries:
+logs. The layers (tests/evaluation/test_isolation.py runs task code that tries
+each door):
 
 1. **The worker's memory and environment**: the worker makes itself
    non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``), so ``/proc/<worker>/environ``,
-   ``/proc/<worker>/mem`` and ptrace are refused to every process without
-   ``CAP_SYS_PTRACE`` (its own uid included); at start, ``FR_SECRET_*`` and the
-   database URL are moved from ``os.environ`` into memory, so no process it starts
-   can inherit them by accident (the child's environment is an allowlist anyway).
-2. **A user of its own**: a worker running as root starts Inspect processes as
-   ``evaluation_child_uid``/``gid`` (default nobody) with no supplementary groups
-   and no capabilities, so they can't override the checks above, and the secrets
-   directory (mode 0700, owned by the worker) is closed to them.
-3. **Landlock** (Linux >= 5.13), in the child, before any task code runs and
-   whatever its uid: the secrets directory, the evidence directory (other runs'
-   logs) and the other runs' working directories are outside its file-system
-   domain, TCP connections go to the endpoint's port only (no database, no Kafka;
-   ABI >= 4), and it can signal nothing outside its domain (ABI >= 6). With
-   ``no_new_privs`` set, it can't be undone by the task.
-4. **The child itself is non-dumpable**: other runs (same uid) can't read the API
-   key it was given on stdin out of its memory.
+   ``/mem``, ``/maps`` and ptrace are refused to every process without
+   ``CAP_SYS_PTRACE``, its own uid included; the entry point moves
+   ``FR_SECRET_*`` and the database URL out of ``os.environ`` into memory, so
+   nothing it starts can inherit them (the child's environment is an allowlist
+   anyway).
+2. **No capabilities** in the child (``drop_capabilities``): a root worker's
+   child is root without power, and stays so across exec (securebits locked).
+3. **Landlock** in the child (``restrict_self``), before any task code runs,
+   with ``no_new_privs``: read and execute everywhere but the secrets, the
+   evidence, the other runs' directories (and what only root may read, for a
+   root child); write only in its own directory; TCP connect to the endpoint's
+   port only (ABI >= 4); no signals out of its domain (ABI >= 6).
+4. **The child is non-dumpable too**: other runs can't read its API key.
 
-Landlock is an allowlist without "deny this subtree", so the rules grant full
-access beneath every sibling of each hidden path's ancestors, and only
-directory listing on ancestors a Python import needs (the working directory and
+Landlock is an allowlist without "deny this subtree", so the rules grant access
+beneath every sibling of each hidden path's ancestors, and only directory
+listing on ancestors a Python import needs (the working directory and
 ``sys.path`` entries). A secrets directory inside the working tree (the dev
 default ``.local/secrets``) can therefore have its *file names* listed, never
 read; in production mount it outside (e.g. ``/run/secrets/frontier-review``).
 
-Written on ctypes (three syscalls and ``prctl``) rather than a PyPI package: the
-Python bindings available are development releases without the network and
-scope rules used here.
+Written on ctypes (three syscalls, ``prctl`` and ``capset``) rather than a PyPI
+package: the Python bindings available are development releases without the
+network and scope rules used here.
 """
 
 from __future__ import annotations
