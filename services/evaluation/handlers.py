@@ -102,11 +102,11 @@ class EvaluationHandlers:
         event_id = document.get("id")
         if not (isinstance(event_id, str) and 0 < len(event_id) <= 200):
             event_id = None
-        refusal = Refusal(
-            RejectionReason(ctx.violation.reason),
-            ctx.violation.detail,
-            tuple(field_errors(ctx.violation)),
-        )
+        try:
+            reason = RejectionReason(ctx.violation.reason)
+        except ValueError:  # a decode reason the contract has no rejection code for
+            reason = RejectionReason.MALFORMED
+        refusal = Refusal(reason, ctx.violation.detail, tuple(field_errors(ctx.violation)))
         answer = rejection(
             refusal, ctx.now(), rejected_event_id=event_id, data=document.get("data")
         )

@@ -96,9 +96,14 @@ class Worker:
                     try:
                         await self._reclaim_expired()
                         await self._fill()
-                    except TRANSIENT_ERRORS:
+                    except TRANSIENT_ERRORS as exc:
                         # The database hiccuped: keep the running jobs, try again shortly.
-                        log.warning("worker %s: claiming failed; retrying", self.worker_id)
+                        log.warning(
+                            "worker %s: claiming failed (%r); retrying", self.worker_id, exc
+                        )
+                    except Exception:
+                        # Not the infrastructure: loud, but the running jobs go on.
+                        log.exception("worker %s: claiming failed; retrying", self.worker_id)
                     await wakeup.wait(self.settings.evaluation_job_poll_interval_s)
         finally:
             await self._stop_running()
