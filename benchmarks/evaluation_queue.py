@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import shutil
 import statistics
 import time
@@ -37,22 +36,23 @@ from inspect_ai.solver import generate
 from benchmarks.common import machine
 from contracts.events import SubmissionAccepted
 from services.evaluation import repository as repo
+from services.evaluation.app import MIGRATIONS, inspect_runner
 from services.evaluation.credentials import env_name
+from services.evaluation.model import Failure
 from services.evaluation.planning import plan_evaluation
-from services.evaluation.runner import InspectRunner, Runner
+from services.evaluation.runner import Runner
 from services.evaluation.runs import MetricResult, RunRequest, RunResult
 from services.evaluation.settings import EvaluationSettings
 from services.evaluation.suite_registry import SuiteRegistry
 from services.evaluation.worker import Worker
-from services.runtime.database import create_pool
-from services.runtime.migrations import migrate
+from services.runtime import SYSTEM_CLOCK
+from services.runtime.database import create_pool, migrate_schema
 from tests.contracts.examples import example
-from tests.evaluation.support import demo_model_server
+from tests.evaluation.rig import demo_model_server
 
 if TYPE_CHECKING:
     from services.runtime.database import Pool
 
-MIGRATIONS = Path(__file__).resolve().parents[1] / "services" / "evaluation" / "migrations"
 BENCH_LAB = "bench"  # letters only: its secret may come from the environment (credentials.py)
 CREDENTIAL_REF = f"labs/{BENCH_LAB}/demo-key"
 API_KEY = "bench-demo-key"
@@ -71,7 +71,7 @@ def trivial_task() -> Task:
 class NoopRunner:
     """Succeeds at once with one metric: measures everything but Inspect."""
 
-    async def run(self, request: RunRequest, timeout_s: float) -> RunResult:
+    async def run(self, request: RunRequest, timeout_s: float) -> RunResult | Failure:
         return RunResult(
             status="success",
             log_sha256="0" * 64,
@@ -120,17 +120,13 @@ async def plan_jobs(pool: Pool, submissions: int, reg: SuiteRegistry, endpoint: 
             )
             plan = plan_evaluation(accepted, reg)
             await repo.insert_evaluation(conn, accepted, plan, now)
-            await repo.insert_jobs(conn, plan, None)
+            await repo.insert_jobs(conn, plan, None, now)
     return submissions * len(reg.suites)
 
 
 async def fresh_pool(settings: EvaluationSettings) -> Pool:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        await migrate(conn, settings.db_schema, MIGRATIONS)
-    finally:
-        await conn.close()
-    return await create_pool(settings, settings.db_schema)
+    await migrate_schema(settings, [MIGRATIONS])
+    return await create_pool(settings)
 
 
 async def drop_schema(settings: EvaluationSettings) -> None:
@@ -151,7 +147,7 @@ async def bench_claims(settings: EvaluationSettings, jobs: int, claimers: int) -
             claimed = 0
             while True:
                 async with pool.acquire() as conn, conn.transaction():
-                    got = await repo.claim_jobs(conn, f"bench-{n}", 1, 60)
+                    got = await repo.claim_jobs(conn, f"bench-{n}", 1, 60, SYSTEM_CLOCK.now())
                 if not got:
                     return claimed
                 claimed += 1
@@ -174,9 +170,9 @@ async def run_workers(
         Worker(
             pool=lambda: pool,
             settings=settings,
+            clock=SYSTEM_CLOCK,
             runner=runner,
-            source="/bench",
-            schema=settings.db_schema,
+            secrets={env_name(settings.evaluation_secret_env_prefix, CREDENTIAL_REF): API_KEY},
             worker_id=f"bench-worker-{n}",
         )
         for n in range(workers)
@@ -206,7 +202,7 @@ async def bench_noop_jobs(
     pool = await fresh_pool(settings)
     try:
         total = await plan_jobs(pool, jobs // 10, registry(10, "m:t"), "http://127.0.0.1:1/v1")
-        tuned = settings.model_copy(update={"worker_concurrency": concurrency})
+        tuned = settings.model_copy(update={"evaluation_worker_concurrency": concurrency})
         elapsed = await run_workers(tuned, pool, NoopRunner(), workers, total)
         return total / elapsed
     finally:
@@ -220,8 +216,8 @@ async def bench_inspect_overhead(settings: EvaluationSettings, jobs: int) -> dic
         try:
             reg = registry(1, "benchmarks.evaluation_queue:trivial_task")
             total = await plan_jobs(pool, jobs, reg, url)
-            tuned = settings.model_copy(update={"worker_concurrency": 1})
-            await run_workers(tuned, pool, InspectRunner(), 1, total)
+            tuned = settings.model_copy(update={"evaluation_worker_concurrency": 1})
+            await run_workers(tuned, pool, inspect_runner(tuned), 1, total)
             async with pool.acquire() as conn:
                 rows = await conn.fetch(
                     """SELECT extract(epoch FROM ended_at - started_at) AS total,
@@ -231,7 +227,8 @@ async def bench_inspect_overhead(settings: EvaluationSettings, jobs: int) -> dic
         finally:
             await pool.close()
             await drop_schema(settings)
-            shutil.rmtree(settings.inspect_log_dir, ignore_errors=True)
+            shutil.rmtree(settings.evaluation_inspect_log_dir, ignore_errors=True)
+            shutil.rmtree(settings.evaluation_run_dir, ignore_errors=True)
     assert all(r["outcome"] == "succeeded" for r in rows), [r["outcome"] for r in rows]
     totals = [float(r["total"]) for r in rows]
     inspect = [float(r["inspect_seconds"]) for r in rows]
@@ -249,17 +246,18 @@ async def bench_inspect_overhead(settings: EvaluationSettings, jobs: int) -> dic
 def settings_for(schema: str) -> EvaluationSettings:
     return EvaluationSettings(
         db_schema=schema,
-        inspect_log_dir=Path(f".local/bench-inspect-logs/{schema}"),
-        heartbeat_s=5.0,
-        lease_s=30.0,
-        job_poll_interval_s=0.05,
-        model_max_retries=0,
+        service_name=f"bench-{schema}",
+        evaluation_inspect_log_dir=Path(f".local/bench-inspect-logs/{schema}"),
+        evaluation_run_dir=Path(f".local/bench-inspect-runs/{schema}"),
+        evaluation_heartbeat_s=5.0,
+        evaluation_lease_s=30.0,
+        evaluation_job_poll_interval_s=0.05,
+        evaluation_model_max_retries=0,
         db_pool_max=40,
     )
 
 
 async def main(args: argparse.Namespace) -> None:
-    os.environ[env_name(EvaluationSettings().secret_env_prefix, CREDENTIAL_REF)] = API_KEY
     rows: list[tuple[str, str, str]] = []
 
     def schema() -> Any:

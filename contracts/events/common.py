@@ -197,6 +197,9 @@ class RejectionReason(StrEnum):
     ESCALATION_SUPERSEDED = "escalation_superseded"
     NO_INTERIM_ORDER = "no_interim_order"  # lift_interim, but no interim order is in force
     ORDER_OUTDATED = "order_outdated"  # the order's compliance deadline or expiry has passed
+    NOT_ASSIGNED = "not_assigned"
+    """The (authenticated) external evaluator is not assigned to the submission it reports
+    on; an operator assigns evaluators to submissions."""
 
 
 # --- building blocks -----------------------------------------------------------

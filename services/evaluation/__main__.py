@@ -3,11 +3,8 @@
 
 import sys
 
-from services.evaluation.app import build_service, run_worker
+from services.evaluation.app import main
 
-if sys.argv[1:] == ["worker"]:
-    run_worker()
-elif sys.argv[1:]:
+if sys.argv[1:] not in ([], ["worker"]):
     sys.exit("usage: python -m services.evaluation [worker]")
-else:
-    build_service().run()
+main(sys.argv[1:])

@@ -1,100 +1,135 @@
-"""The evaluation service: plans evaluations of accepted submissions, runs them from a
-leased job queue with inspect_ai, and records findings (automated and external)."""
+"""Evaluation: plans an evaluation for every accepted submission, runs its suites with
+inspect_ai from a leased job queue, and records findings (automated and external).
+
+Consumes intake.events (SubmissionAccepted, ReviewWindowClosed, SubmissionWithdrawn)
+and evaluators.findings (signed ExternalFindingSubmitted from assigned external
+evaluators); publishes evaluation.events through the outbox. Workers (in the
+service process, or worker processes of their own) run the jobs.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import signal
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
+from contracts.events import (
+    ExternalFindingSubmitted,
+    ReviewWindowClosed,
+    SubmissionAccepted,
+    SubmissionRejected,
+    SubmissionWithdrawn,
+    WithdrawalRejected,
+)
 from contracts.registry import TOPIC_BY_NAME
-from services.evaluation.handlers import Handlers
+from services.evaluation import isolation
+from services.evaluation.handlers import EvaluationHandlers
 from services.evaluation.housekeeping import NoncePurger
 from services.evaluation.runner import InspectRunner, Runner
 from services.evaluation.settings import EvaluationSettings
 from services.evaluation.suite_registry import load_registry
 from services.evaluation.worker import Worker
-from services.runtime.service import Service
-from services.runtime.telemetry import configure_logging
+from services.runtime import Clock, Service
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-NAME = "evaluation"
+INTAKE_EVENTS = TOPIC_BY_NAME["intake.events"]
+EXTERNAL_FINDINGS = TOPIC_BY_NAME["evaluators.findings"]
+EVALUATION_EVENTS = TOPIC_BY_NAME["evaluation.events"]
 
 
 def build_service(
     settings: EvaluationSettings | None = None,
     *,
-    name: str = NAME,
+    clock: Clock | None = None,
     runner: Runner | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> Service:
-    """Consumers of intake.events and evaluators.findings, the relay, the nonce purge,
-    and (unless ``worker_enabled`` is off) a worker in the same process."""
+    """Consumers, the relay, the nonce purge, and (unless ``evaluation_worker_enabled``
+    is off) a worker in the same process."""
     settings = settings or EvaluationSettings()
-    service = Service(name, settings=settings, schema=settings.db_schema, migrations=MIGRATIONS)
-    handlers = Handlers(settings, load_registry(settings.suite_registry))
+    service = Service(settings, migrations=[MIGRATIONS], clock=clock, description=__doc__)
+    handlers = EvaluationHandlers(settings, load_registry(settings.evaluation_suite_registry))
     service.consume(
-        settings.intake_topic,
-        handlers.intake_event,
-        event_types=TOPIC_BY_NAME["intake.events"].event_types,
+        INTAKE_EVENTS,
+        {
+            SubmissionAccepted: handlers.accepted,
+            ReviewWindowClosed: handlers.window_closed,
+            SubmissionWithdrawn: handlers.withdrawn,
+        },
+        ignore=[SubmissionRejected, WithdrawalRejected],  # nothing to evaluate
     )
     service.consume(
-        settings.external_findings_topic,
-        handlers.external_finding,
-        event_types=TOPIC_BY_NAME["evaluators.findings"].event_types,
+        EXTERNAL_FINDINGS,
+        {ExternalFindingSubmitted: handlers.external_finding},
         on_invalid=handlers.invalid_external_finding,
     )
-    service.publishes(TOPIC_BY_NAME["evaluation.events"])
-    service.background(NoncePurger(lambda: service.pool, settings).run)
-    if settings.worker_enabled:
-        service.background(attach_worker(service, settings, runner).run)
+    service.publishes(EVALUATION_EVENTS)
+    service.background(NoncePurger(lambda: service.pool, settings, service.clock).run)
+    if settings.evaluation_worker_enabled:
+        service.background(attach_worker(service, settings, runner, secrets).run)
     return service
 
 
 def build_worker(
-    settings: EvaluationSettings | None = None, *, name: str = NAME, runner: Runner | None = None
+    settings: EvaluationSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    runner: Runner | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> Service:
-    """A worker-only process: no consumers and no relay (the service's relay publishes
-    what workers write to the outbox; the NOTIFY trigger wakes it)."""
+    """A worker-only process: no consumers and no relay (the service's relay, or the
+    standalone one, publishes what workers write to the outbox; its NOTIFY trigger
+    wakes it), so a worker needs PostgreSQL, not Kafka."""
     settings = settings or EvaluationSettings()
     service = Service(
-        name, settings=settings, schema=settings.db_schema, migrations=MIGRATIONS, relay=False
+        settings, migrations=[MIGRATIONS], clock=clock, relay=False, description=__doc__
     )
-    service.background(attach_worker(service, settings, runner).run)
+    service.background(attach_worker(service, settings, runner, secrets).run)
     return service
 
 
 def attach_worker(
-    service: Service, settings: EvaluationSettings, runner: Runner | None = None
+    service: Service,
+    settings: EvaluationSettings,
+    runner: Runner | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> Worker:
+    """A worker on ``service``'s pool and clock; ``secrets`` defaults to the ``$<prefix>*``
+    variables of the environment now (the process entry point takes them out of it)."""
+    if secrets is None:
+        prefix = settings.evaluation_secret_env_prefix
+        secrets = {name: value for name, value in os.environ.items() if name.startswith(prefix)}
     return Worker(
         pool=lambda: service.pool,
         settings=settings,
-        runner=runner
-        or InspectRunner(
-            secret_env_prefix=settings.secret_env_prefix,
-            env_passthrough=settings.inspect_env_passthrough,
-        ),
-        source=service.source,
-        schema=service.schema,
+        clock=service.clock,
+        runner=runner or inspect_runner(settings),
+        secrets=secrets,
         tracer_provider=service.tracer_provider,
     )
 
 
-async def serve_worker(service: Service) -> None:
-    """Run until SIGTERM/SIGINT; running jobs are then given back (released)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await service.open_database()
-    await service.start_relay()  # starts the background jobs (this service has no relay)
-    try:
-        await stop.wait()
-    finally:
-        await service.close()
+def inspect_runner(settings: EvaluationSettings) -> InspectRunner:
+    """The runner of real Inspect processes, isolated (isolation.py), or an error saying
+    which mechanism is missing."""
+    isolation.require_isolation()
+    isolation.prepare_secrets_dir(settings.evaluation_secrets_dir)
+    return InspectRunner(
+        run_dir=settings.evaluation_run_dir,
+        hidden=[settings.evaluation_secrets_dir, settings.evaluation_inspect_log_dir],
+        secret_env_prefix=settings.evaluation_secret_env_prefix,
+        env_passthrough=settings.evaluation_inspect_env_passthrough,
+        connect_ports=settings.evaluation_child_connect_ports,
+    )
 
 
-def run_worker(settings: EvaluationSettings | None = None) -> None:
-    service = build_worker(settings)
-    configure_logging(service.settings)
-    asyncio.run(serve_worker(service))
+def main(argv: list[str]) -> None:
+    """``python -m services.evaluation [worker]``: the secrets leave the environment
+    before anything else runs (they are kept in memory), then the process runs until
+    SIGTERM/SIGINT (running jobs are then given back)."""
+    settings = EvaluationSettings()
+    secrets = isolation.take_secrets_from_environment(
+        os.environ, settings.evaluation_secret_env_prefix
+    )
+    build = build_worker if argv == ["worker"] else build_service
+    build(settings, secrets=secrets).run()

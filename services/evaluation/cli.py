@@ -5,22 +5,25 @@
     findings list [--submission ID]
     findings submit ...                   sign + publish an ExternalFindingSubmitted (red teams)
     evaluators keygen / add-key / revoke-key
+    evaluators assign EVALUATOR SUBMISSION / unassign / assignments [--submission ID]
     evidence verify FINDING_ID            the kept Inspect log still matches its sha256
 
 Manual findings go through Kafka like any evaluator's signed event, so the
-service validates them exactly as it validates events sent by other means.
-Settings come from the environment (FR_DATABASE_URL, FR_DB_SCHEMA, ...).
+service validates them exactly as it validates events sent by other means; they
+are accepted only from evaluators an operator assigned to the submission.
+Settings come from the environment (FR_DATABASE_URL, FR_DB_SCHEMA,
+FR_TOPIC_PREFIX, FR_EVALUATION_...); the schema is migrated first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import getpass
 import hashlib
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -40,15 +43,22 @@ from rich.table import Table
 
 from contracts import encode, make_event
 from contracts.events import ExternalFindingSubmitted
+from services.evaluation import queries
 from services.evaluation import repository as repo
+from services.evaluation.app import MIGRATIONS
 from services.evaluation.findings import EVIDENCE_PREFIX
+from services.evaluation.model import Assignment
 from services.evaluation.settings import EvaluationSettings
+from services.runtime import SYSTEM_CLOCK
+from services.runtime.database import connect
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 evaluations_app = typer.Typer(no_args_is_help=True, help="Evaluations of accepted submissions.")
 jobs_app = typer.Typer(no_args_is_help=True, help="The leased job queue.")
 findings_app = typer.Typer(no_args_is_help=True, help="Automated and manual findings.")
-evaluators_app = typer.Typer(no_args_is_help=True, help="External evaluators' signing keys.")
+evaluators_app = typer.Typer(
+    no_args_is_help=True, help="External evaluators: signing keys and assignments."
+)
 evidence_app = typer.Typer(no_args_is_help=True, help="Evidence kept for findings.")
 app.add_typer(evaluations_app, name="evaluations")
 app.add_typer(jobs_app, name="jobs")
@@ -61,17 +71,9 @@ T = TypeVar("T")
 
 
 def _db(action: Callable[[asyncpg.Connection[asyncpg.Record]], Awaitable[T]]) -> T:
-    settings = EvaluationSettings()
-
     async def run() -> T:
-        conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
-            settings.database_url, server_settings={"search_path": settings.db_schema}
-        )
-        try:
-            async with conn.transaction():
-                return await action(conn)
-        finally:
-            await conn.close()
+        async with connect(EvaluationSettings(), [MIGRATIONS]) as conn, conn.transaction():
+            return await action(conn)
 
     return asyncio.run(run())
 
@@ -88,8 +90,16 @@ def _table(title: str, rows: list[asyncpg.Record], columns: list[str]) -> None:
 @evaluations_app.command("list")
 def evaluations_list(limit: int = 50) -> None:
     """Evaluations, newest first."""
-    rows = _db(lambda conn: repo.list_evaluations(conn, limit))
-    columns = ["submission_id", "model_id", "registry_version", "jobs", "completed", "ended_by"]
+    rows = _db(lambda conn: queries.evaluations(conn, limit))
+    columns = [
+        "submission_id",
+        "model_id",
+        "registry_version",
+        "jobs",
+        "completed",
+        "ended_by",
+        "window_closed_at",
+    ]
     _table("evaluations", rows, columns)
 
 
@@ -100,7 +110,7 @@ def jobs_list(
     limit: int = 100,
 ) -> None:
     """Jobs with their state, attempts and lease."""
-    rows = _db(lambda conn: repo.list_jobs(conn, submission, state, limit))
+    rows = _db(lambda conn: queries.jobs(conn, submission, state, limit))
     columns = [
         "job_id",
         "suite_id",
@@ -117,7 +127,7 @@ def jobs_list(
 @jobs_app.command("show")
 def jobs_show(job_id: uuid.UUID) -> None:
     """One job: its row, every attempt, its findings."""
-    job, attempts, found = _db(lambda conn: repo.job_detail(conn, job_id))
+    job, attempts, found = _db(lambda conn: queries.job_detail(conn, job_id))
     if job is None:
         console.print(f"[red]no job {job_id}[/red]")
         raise typer.Exit(1)
@@ -135,7 +145,7 @@ def jobs_show(job_id: uuid.UUID) -> None:
 def findings_list(
     submission: Annotated[uuid.UUID | None, typer.Option(help="Only this submission.")] = None,
 ) -> None:
-    rows = _db(lambda conn: repo.list_findings(conn, submission))
+    rows = _db(lambda conn: queries.findings(conn, submission))
     columns = ["finding_id", "submission_id", "suite_id", "domain", "metric", "score", "method"]
     _table("findings", rows, columns)
 
@@ -171,11 +181,11 @@ def findings_submit(
         "samples_total": samples_total,
         "summary": summary,
         "evidence_ref": evidence_ref,
-        "observed_at": datetime.now(UTC),
+        "observed_at": SYSTEM_CLOCK.now(),
         "signature": {
             "key_id": key_id,
             "algorithm": "ed25519",
-            "issued_at": datetime.now(UTC),
+            "issued_at": SYSTEM_CLOCK.now(),
             "nonce": secrets.token_urlsafe(18),
             "value": base64.b64encode(bytes(64)).decode(),
         },
@@ -194,7 +204,7 @@ def findings_submit(
         await producer.start()
         try:
             await producer.send_and_wait(
-                settings.external_findings_topic, encode(event), key=str(submission).encode()
+                settings.topic("evaluators.findings"), encode(event), key=str(submission).encode()
             )
         finally:
             await producer.stop()
@@ -231,16 +241,60 @@ def evaluators_revoke_key(key_id: str) -> None:
     console.print(f"key {key_id} revoked")
 
 
+@evaluators_app.command("assign")
+def evaluators_assign(
+    evaluator_id: str,
+    submission: uuid.UUID,
+    by: Annotated[str | None, typer.Option(help="Who assigns (default: your login).")] = None,
+) -> None:
+    """Allow an evaluator's findings about a submission (while its window is open)."""
+
+    async def assign(conn: asyncpg.Connection[asyncpg.Record]) -> str | None:
+        if not await repo.evaluator_known(conn, evaluator_id):
+            return f"evaluator {evaluator_id!r} has no registered key: add-key first"
+        if not await repo.evaluation_exists(conn, submission):
+            return f"submission {submission} is not under evaluation"
+        assignment = Assignment(
+            evaluator_id, submission, SYSTEM_CLOCK.now(), by or getpass.getuser()
+        )
+        if not await repo.assign(conn, assignment):
+            return f"{evaluator_id} is assigned to {submission} already"
+        return None
+
+    problem = _db(assign)
+    if problem is not None:
+        console.print(f"[red]{problem}[/red]")
+        raise typer.Exit(1)
+    console.print(f"{evaluator_id} assigned to {submission}")
+
+
+@evaluators_app.command("unassign")
+def evaluators_unassign(evaluator_id: str, submission: uuid.UUID) -> None:
+    """Refuse the evaluator's further findings about the submission (recorded ones stay)."""
+    if not _db(lambda conn: repo.unassign(conn, evaluator_id, submission)):
+        console.print(f"[red]{evaluator_id} is not assigned to {submission}[/red]")
+        raise typer.Exit(1)
+    console.print(f"{evaluator_id} unassigned from {submission}")
+
+
+@evaluators_app.command("assignments")
+def evaluators_assignments(
+    submission: Annotated[uuid.UUID | None, typer.Option(help="Only this submission.")] = None,
+) -> None:
+    rows = _db(lambda conn: queries.assignments(conn, submission))
+    _table("assignments", rows, ["evaluator_id", "submission_id", "assigned_at", "assigned_by"])
+
+
 @evidence_app.command("verify")
 def evidence_verify(finding_id: uuid.UUID) -> None:
     """Recompute the SHA-256 of a finding's Inspect log and compare it with the finding's."""
     settings = EvaluationSettings()
-    row = _db(lambda conn: repo.get_finding(conn, finding_id))
+    row = _db(lambda conn: queries.finding(conn, finding_id))
     if row is None or row["evidence_sha256"] is None:
         console.print(f"[red]no automated finding {finding_id}[/red]")
         raise typer.Exit(1)
     name = str(row["evidence_ref"]).removeprefix(f"{EVIDENCE_PREFIX}/")
-    path = settings.inspect_log_dir / name
+    path = settings.evaluation_inspect_log_dir / name
     actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
     if actual != row["evidence_sha256"]:
         console.print(f"[red]MISMATCH[/red] {path}: {actual} != {row['evidence_sha256']}")

@@ -28,7 +28,12 @@ from pydantic import SecretStr
 
 
 class CredentialUnavailable(Exception):
-    """The reference resolves to nothing usable. The message names the ref, never a secret."""
+    """The reference resolves to nothing usable. The message names the ref, never a secret
+    or where the store keeps it; ``detail`` (for the service log) says what was tried."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class CredentialNotOwned(Exception):
@@ -86,10 +91,14 @@ def resolve_credential(
         secret = path.read_text().strip()
     except OSError as exc:
         raise CredentialUnavailable(
-            f"credential_ref {ref!r}: {tried}no readable file {path} ({type(exc).__name__})"
+            f"credential_ref {ref!r} is not in the agency's secret store",
+            f"{tried}no readable file {path} ({type(exc).__name__})",
         ) from None
     if not secret:
-        raise CredentialUnavailable(f"credential_ref {ref!r}: the secret file {path} is empty")
+        raise CredentialUnavailable(
+            f"credential_ref {ref!r} is empty in the agency's secret store",
+            f"the secret file {path} is empty",
+        )
     return SecretStr(secret)
 
 

@@ -2,7 +2,9 @@
 
 Finding ids are deterministic (per job and metric, or per external finding id),
 so a job that is re-run after a crash, or an event that is redelivered, can
-never record the same finding twice.
+never record the same finding twice. The method of a finding is the agency's
+classification, never the sender's: an external evaluator's report is
+``manual``, always.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from contracts.events import (
     RejectionReason,
     signing_input,
 )
-from contracts.events.common import EvaluationMethod, FieldError, RiskDomain
+from contracts.events.common import EvaluationMethod, FieldError
+from contracts.events.evaluation import EvaluationEnd
+from services.evaluation.model import Assignment, Evaluation, EvaluatorKey, JobContext
 from services.evaluation.runs import MetricResult, RunResult
 
 FINDING_NAMESPACE = UUID("2c9a7f41-5e3b-4d6c-8a1f-9b0e7d6c5a43")
@@ -37,20 +41,6 @@ AGENCY = "agency"
 EXTERNAL_SUITE = "external"
 MANUAL_SUITE_VERSION = "manual"
 EVIDENCE_PREFIX = "inspect-logs"
-
-
-@dataclass(frozen=True)
-class JobContext:
-    """The job a result belongs to."""
-
-    job_id: UUID
-    submission_id: UUID
-    model_id: str
-    suite_id: str
-    suite_version: str
-    domain: RiskDomain
-    capability: str
-    attempt: int
 
 
 class NoScores(Exception):
@@ -119,23 +109,15 @@ def automated_findings(job: JobContext, run: RunResult, now: datetime) -> list[F
 
 
 @dataclass(frozen=True)
-class EvaluatorKey:
-    key_id: str
-    evaluator_id: str
-    public_key: bytes
-    revoked: bool
+class Refusal:
+    """Why an external finding is refused: reason code, a human text, failing fields."""
 
+    reason: RejectionReason
+    detail: str
+    field_errors: tuple[FieldError, ...] = ()
 
-class Refused(Exception):
-    """An external finding that must be answered with ExternalFindingRejected."""
-
-    def __init__(
-        self, reason: RejectionReason, detail: str, errors: list[FieldError] | None = None
-    ) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.errors = errors or []
+    def __str__(self) -> str:
+        return f"{self.reason.value}: {self.detail}"
 
 
 def verify_external(
@@ -147,50 +129,78 @@ def verify_external(
     now: datetime,
     max_age: timedelta,
     max_future: timedelta,
-) -> None:
-    """Authenticity and freshness; raises Refused. Replay (nonce) is checked by the caller.
+) -> Refusal | None:
+    """Authenticity and freshness; None when both hold. Replay (nonce) is checked by the
+    caller, with the nonce store.
 
     ``evaluator_known``: some key was ever registered for ``submitted.evaluator_id``.
     """
     if subject != str(submitted.submission_id):
-        raise Refused(
+        return Refusal(
             RejectionReason.SUBJECT_MISMATCH,
             f"CloudEvent subject {subject!r} is not the signed submission id",
         )
     signature = submitted.signature
     if not evaluator_known:
-        raise Refused(
+        return Refusal(
             RejectionReason.UNKNOWN_EVALUATOR,
             f"evaluator {submitted.evaluator_id!r} has no registered key",
         )
     if key is None or key.evaluator_id != submitted.evaluator_id:
-        raise Refused(
+        return Refusal(
             RejectionReason.UNKNOWN_KEY,
             f"key {signature.key_id!r} is not registered for evaluator {submitted.evaluator_id!r}",
         )
     if key.revoked:
-        raise Refused(RejectionReason.REVOKED_KEY, f"key {key.key_id!r} is revoked")
+        return Refusal(RejectionReason.REVOKED_KEY, f"key {key.key_id!r} is revoked")
     try:
         Ed25519PublicKey.from_public_bytes(key.public_key).verify(
             base64.b64decode(signature.value, validate=True), signing_input(data)
         )
     except (InvalidSignature, ValueError, binascii.Error):
-        raise Refused(
+        return Refusal(
             RejectionReason.BAD_SIGNATURE,
             f"the signature does not verify with key {key.key_id!r}",
-        ) from None
+        )
     if signature.issued_at < now - max_age:
-        raise Refused(RejectionReason.STALE_ISSUED_AT, f"issued_at {signature.issued_at} is stale")
+        return Refusal(RejectionReason.STALE_ISSUED_AT, f"issued_at {signature.issued_at} is stale")
     if signature.issued_at > now + max_future:
-        raise Refused(
+        return Refusal(
             RejectionReason.FUTURE_ISSUED_AT, f"issued_at {signature.issued_at} is in the future"
         )
     if submitted.observed_at > now + max_future:
-        raise Refused(
+        return Refusal(
             RejectionReason.MALFORMED,
             "observed_at is in the future",
-            [FieldError(path="data.observed_at", message="must not be in the future")],
+            (FieldError(path="data.observed_at", message="must not be in the future"),),
         )
+    return None
+
+
+def may_record(
+    submitted: ExternalFindingSubmitted,
+    assignment: Assignment | None,
+    evaluation: Evaluation | None,
+    now: datetime,
+) -> Refusal | None:
+    """An authenticated evaluator may add a finding to a submission it is assigned to,
+    while the submission's review window is open and it is not withdrawn."""
+    if assignment is None or evaluation is None:
+        return Refusal(
+            RejectionReason.NOT_ASSIGNED,
+            f"evaluator {submitted.evaluator_id!r} is not assigned to submission "
+            f"{submitted.submission_id}; an operator assigns evaluators to submissions",
+        )
+    if evaluation.ended_by is EvaluationEnd.WITHDRAWN:
+        return Refusal(RejectionReason.INVALID_STATE, "the submission was withdrawn")
+    if not evaluation.window_open(now):
+        closed = evaluation.window_closed_at or evaluation.deadline
+        return Refusal(
+            RejectionReason.INVALID_STATE,
+            f"the review window of submission {submitted.submission_id} closed at "
+            f"{closed.isoformat()}: findings are accepted only while it is open",
+        )
+    return None
 
 
 def content_hash(data: dict[str, Any]) -> str:
@@ -213,7 +223,7 @@ def manual_finding(
         score=submitted.score,
         metric=submitted.metric,
         samples_total=submitted.samples_total,
-        method=submitted.method,
+        method=EvaluationMethod.MANUAL,  # the agency's classification, not the sender's
         evaluator=submitted.evaluator_id,
         evidence_ref=submitted.evidence_ref,
         summary=submitted.summary,
@@ -223,13 +233,11 @@ def manual_finding(
 
 
 def rejection(
-    reason: RejectionReason,
-    detail: str,
+    refusal: Refusal,
     now: datetime,
     *,
     rejected_event_id: str | None,
-    data: dict[str, Any] | None = None,
-    errors: list[FieldError] | None = None,
+    data: object = None,
 ) -> ExternalFindingRejected | None:
     """The evaluator's answer; None when the input names nothing to address it to."""
     data = data if isinstance(data, dict) else {}
@@ -238,9 +246,9 @@ def rejection(
         return None
     evaluator = data.get("evaluator_id")
     return ExternalFindingRejected(
-        reason=reason,
-        detail=detail[:4000] or reason.value,
-        field_errors=(errors or [])[:100],
+        reason=refusal.reason,
+        detail=refusal.detail[:4000] or refusal.reason.value,
+        field_errors=list(refusal.field_errors[:100]),
         rejected_event_id=rejected_event_id,
         rejected_at=now,
         submission_id=submission_id,

@@ -1,28 +1,30 @@
 """One Inspect evaluation in a child process: ``python -m services.evaluation.inspect_process``.
 
-Reads a RunRequest (JSON) on stdin, runs the task with ``eval_async`` against
-the lab's endpoint through Inspect's OpenAI-compatible provider, and writes a
-RunResult (JSON) to its stdout. Why a process per run: Inspect allows only one
-``eval_async`` per process, a worker runs several jobs at once, and a run that
-overstays its timeout, loses its lease or is stopped by the window closing
-must stop for real — the worker kills the process. Inspect's console output is
+Reads a ChildRequest (JSON) on stdin, walls itself off from the worker's
+secrets, the evidence and the other runs (isolation.restrict_self: Landlock,
+no_new_privs, non-dumpable) before anything of the task is imported, runs the
+task with ``eval_async`` against the lab's endpoint through Inspect's
+OpenAI-compatible provider, and writes a RunResult (JSON) to its stdout. Why
+a process per run: Inspect allows only one ``eval_async`` per process, a worker
+runs several jobs at once, and a run that overstays its timeout, loses its
+lease or is stopped by the window closing must stop for real — the worker kills
+the process. Inspect's console output is
 sent to stderr so that stdout carries nothing but the result.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib
 import os
-import shutil
 import sys
 import threading
 import time
-import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from services.evaluation.runs import MetricResult, RunRequest, RunResult
+from services.evaluation.isolation import drop_capabilities, restrict_self
+from services.evaluation.runs import ChildRequest, MetricResult, RunResult
 
 if TYPE_CHECKING:
     from inspect_ai import Task
@@ -71,7 +73,7 @@ def metrics_of(log: EvalLog) -> list[MetricResult]:
     return results
 
 
-async def run(request: RunRequest) -> RunResult:
+async def run(request: ChildRequest) -> RunResult:
     from inspect_ai import eval_async
     from inspect_ai.model import GenerateConfig, get_model
     from inspect_ai.util import display_type
@@ -86,29 +88,22 @@ async def run(request: RunRequest) -> RunResult:
         max_retries=0,  # the OpenAI SDK's own retries: Inspect's config below owns retrying
         config=GenerateConfig(max_retries=request.max_retries, timeout=request.request_timeout_s),
     )
-    staging = request.log_file.parent / f".staging-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
-    try:
-        logs = await eval_async(
-            task,
-            model=model,
-            log_dir=str(staging),
-            log_format="eval",
-            log_level="error",
-            ctl_server=False,
-            score_display=False,
-        )
-        seconds = time.perf_counter() - started
-        log = logs[0]
-        request.log_file.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(log.location, request.log_file)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    logs = await eval_async(
+        task,
+        model=model,
+        log_dir=str(request.log_dir),
+        log_format="eval",
+        log_level="error",
+        ctl_server=False,
+        score_display=False,
+    )
+    seconds = time.perf_counter() - started
+    log = logs[0]
     return RunResult(
         status=log.status,
         error=log.error.message if log.error else None,
-        log_file=request.log_file,
-        log_sha256=hashlib.sha256(request.log_file.read_bytes()).hexdigest(),
+        log_file=Path(log.location),  # the worker moves it into the evidence and hashes it
         inspect_seconds=seconds,
         samples_total=log.results.total_samples if log.results else 0,
         samples_completed=log.results.completed_samples if log.results else 0,
@@ -116,12 +111,26 @@ async def run(request: RunRequest) -> RunResult:
     )
 
 
+def prepare_home() -> None:
+    """The working directory the worker made for this process: its home, temp, XDG dirs."""
+    for name in ("HOME", "TMPDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
+        if name in os.environ:
+            Path(os.environ[name]).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def main() -> None:
+    drop_capabilities()  # before anything else: a root worker's child is root, powerless
     result_fd = os.dup(1)
     os.dup2(2, 1)  # anything Inspect prints lands on stderr
-    exit_with_parent()
     os.environ["INSPECT_DISPLAY"] = "none"
-    request = RunRequest.model_validate_json(sys.stdin.buffer.read())
+    request = ChildRequest.model_validate_json(sys.stdin.buffer.read())
+    prepare_home()
+    request.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Still one thread, and nothing of the task loaded: from here on, neither this
+    # process nor anything it starts can reach what the sandbox hides.
+    sandbox = request.sandbox
+    restrict_self(sandbox.hidden, sandbox.readable, sandbox.writable, sandbox.connect_ports)
+    exit_with_parent()
     result = asyncio.run(run(request))
     os.write(result_fd, result.model_dump_json().encode())
     os.close(result_fd)

@@ -1,60 +1,16 @@
-r"""The job state machine: one job per planned suite, retried until it ends.
-
-pending --claim--> running --success--> completed
-   ^                  |  \--failure, attempts left (backoff)--> pending
-   |                  |  \--failure, no attempts left---------> failed
-   |                  |  \--failure no retry can fix---------> failed (credential_not_owned)
-   +--lease expired---+  (a killed worker counts as a failed attempt)
-pending/running --window closed--> incomplete
-pending/running --withdrawn------> cancelled
-"""
+"""Decisions about jobs: retry or give up, how an evaluation ends, and what a failed
+attempt may say in public. The states and their transitions are in model.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from uuid import UUID
 
 from contracts.events import EvaluationCompleted, EvaluationFailed
-from contracts.events.common import RiskDomain
 from contracts.events.evaluation import EvaluationEnd, FailureKind, SuiteOutcome, SuiteStatus
-
-
-class JobState(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    INCOMPLETE = "incomplete"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in _TERMINAL
-
-
-_TERMINAL = {JobState.COMPLETED, JobState.FAILED, JobState.INCOMPLETE, JobState.CANCELLED}
-
-TRANSITIONS: dict[JobState, set[JobState]] = {
-    JobState.PENDING: {JobState.RUNNING, JobState.INCOMPLETE, JobState.CANCELLED},
-    JobState.RUNNING: {
-        JobState.COMPLETED,
-        JobState.PENDING,
-        JobState.FAILED,
-        JobState.INCOMPLETE,
-        JobState.CANCELLED,
-    },
-}
-
-
-class InvalidTransition(Exception):
-    pass
-
-
-def check_transition(current: JobState, target: JobState) -> None:
-    if target not in TRANSITIONS.get(current, set()):
-        raise InvalidTransition(f"a {current} job cannot become {target}")
+from services.evaluation.model import Failure, InvalidTransition, JobState, JobView
 
 
 @dataclass(frozen=True)
@@ -110,19 +66,6 @@ _STATUS = {
 }
 
 
-@dataclass(frozen=True)
-class JobView:
-    """What the evaluation's outcome needs to know about one job."""
-
-    job_id: UUID
-    suite_id: str
-    suite_version: str
-    domain: RiskDomain
-    state: JobState
-    attempts: int
-    finding_ids: list[UUID] = field(default_factory=list)
-
-
 def all_ended(jobs: list[JobView]) -> bool:
     return bool(jobs) and all(job.state.terminal for job in jobs)
 
@@ -156,22 +99,11 @@ def evaluation_completed(
     )
 
 
-def classify_failure(error: str) -> FailureKind:
-    """The failure kind of an Inspect run that ended in error, from its error text."""
-    unreachable = ("APIConnectionError", "ConnectError", "Connection error", "ConnectionRefused")
-    if any(marker in error for marker in unreachable):
-        return FailureKind.ENDPOINT_UNREACHABLE
-    if "APITimeoutError" in error or "TimeoutError" in error:
-        return FailureKind.TIMEOUT
-    return FailureKind.ERROR
-
-
 def evaluation_failed(
     submission_id: UUID,
     model_id: str,
     job: JobView,
-    failure: FailureKind,
-    error: str,
+    failure: Failure,
     now: datetime,
 ) -> EvaluationFailed:
     return EvaluationFailed(
@@ -181,7 +113,97 @@ def evaluation_failed(
         suite_version=job.suite_version,
         domain=job.domain,
         attempts=max(1, job.attempts),
-        failure=failure,
-        error=error[:4000] or failure.value,
+        failure=failure.kind,
+        error=failure.message[:MESSAGE_MAX] or failure.kind.value,
         failed_at=now,
+    )
+
+
+# --- what a failure may say in public --------------------------------------------------
+#
+# Inspect's error text, the OpenAI SDK's exception text and a crashed child's stderr
+# quote what they were handling: the request (system prompt + the sample's question),
+# the endpoint's response body, URLs with their query, headers. None of it may reach an
+# event. A failure's public message is therefore built here, from fixed templates and
+# values of our own (exception names from this table, an HTTP status code, a number of
+# seconds), never by cutting or redacting foreign text.
+
+MESSAGE_MAX = 300
+
+# Exception names (openai SDK, httpx, asyncio) -> failure kind and, for the SDK's status
+# errors, the HTTP status they stand for; the first that occurs in the error text wins,
+# so the more specific names come first.
+_KNOWN_ERRORS: tuple[tuple[str, FailureKind, str], ...] = (
+    ("APITimeoutError", FailureKind.TIMEOUT, ""),
+    ("ReadTimeout", FailureKind.TIMEOUT, ""),
+    ("ConnectTimeout", FailureKind.TIMEOUT, ""),
+    ("TimeoutError", FailureKind.TIMEOUT, ""),
+    ("APIConnectionError", FailureKind.ENDPOINT_UNREACHABLE, ""),
+    ("ConnectError", FailureKind.ENDPOINT_UNREACHABLE, ""),
+    ("ConnectionRefusedError", FailureKind.ENDPOINT_UNREACHABLE, ""),
+    ("BadRequestError", FailureKind.ERROR, "400"),
+    ("AuthenticationError", FailureKind.ERROR, "401"),
+    ("PermissionDeniedError", FailureKind.ERROR, "403"),
+    ("NotFoundError", FailureKind.ERROR, "404"),
+    ("ConflictError", FailureKind.ERROR, "409"),
+    ("UnprocessableEntityError", FailureKind.ERROR, "422"),
+    ("RateLimitError", FailureKind.ERROR, "429"),
+    ("InternalServerError", FailureKind.ERROR, "5xx"),
+    ("APIStatusError", FailureKind.ERROR, "4xx/5xx"),
+)
+_HTTP_STATUS = re.compile(r"Error code: ([1-5][0-9]{2})\b")
+
+
+def inspect_failure(error: str) -> Failure:
+    """The public account of an Inspect run that ended in error (``error``: its text)."""
+    name, kind, status = next(
+        ((name, kind, status) for name, kind, status in _KNOWN_ERRORS if name in error),
+        ("", FailureKind.ERROR, ""),
+    )
+    exact = _HTTP_STATUS.search(error)
+    if exact is not None:
+        status = exact.group(1)
+    if status:
+        message = f"the model endpoint answered HTTP {status}"
+    elif kind is FailureKind.ENDPOINT_UNREACHABLE:
+        message = "the model endpoint could not be reached"
+    elif kind is FailureKind.TIMEOUT:
+        message = "a call to the model endpoint timed out"
+    else:
+        message = "the Inspect run ended in an error"
+    suffix = f" ({name})" if name else ""
+    return Failure(kind, f"{message}{suffix}; details are in the attempt's Inspect log", error)
+
+
+def child_crashed(returncode: int | None, stderr_tail: str) -> Failure:
+    return Failure(
+        FailureKind.ERROR,
+        f"the Inspect process exited with status {returncode} without a result",
+        stderr_tail,
+    )
+
+
+def unreadable_result(problem: str) -> Failure:
+    return Failure(FailureKind.ERROR, "the Inspect process returned an unreadable result", problem)
+
+
+def attempt_timed_out(limit_s: float) -> Failure:
+    return Failure(FailureKind.TIMEOUT, f"the attempt exceeded its {limit_s:.0f} s limit")
+
+
+def deadline_passed() -> Failure:
+    return Failure(FailureKind.TIMEOUT, "the review window deadline has passed")
+
+
+def not_started(exc: BaseException) -> Failure:
+    return Failure(
+        FailureKind.ERROR,
+        f"the Inspect process could not be started ({type(exc).__name__})",
+        str(exc),
+    )
+
+
+def worker_lost(attempt: int) -> Failure:
+    return Failure(
+        FailureKind.WORKER_LOST, f"attempt {attempt}: the worker stopped renewing its lease"
     )

@@ -1,13 +1,15 @@
-"""All the SQL of the evaluation service (schema: migrations/).
+"""All of evaluation's write-side SQL (schema: migrations/; read queries for the CLI
+are in queries.py).
 
-Every function takes the connection of the caller's transaction. Lock order,
-to stay free of deadlocks: the evaluation row first (``lock_evaluation``), then
-its jobs. Claiming takes job rows only, with SKIP LOCKED, so it never waits.
+Every function takes the connection of the caller's transaction. Times that
+decide something (leases, backoff, deadlines) come from the caller's injected
+clock, never from the database's ``now()``. Lock order, to stay free of
+deadlocks: the evaluation row first (``lock_evaluation``), then its jobs.
+Claiming takes job rows only, with SKIP LOCKED, so it never waits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -16,9 +18,18 @@ import asyncpg
 
 from contracts.events import FindingRecorded, SubmissionAccepted
 from contracts.events.common import RiskDomain
-from contracts.events.evaluation import EvaluationEnd, FailureKind
-from services.evaluation.findings import EvaluatorKey
-from services.evaluation.jobs import JobState, JobView
+from contracts.events.evaluation import EvaluationEnd
+from services.evaluation.model import (
+    Assignment,
+    ClaimedJob,
+    Evaluation,
+    EvaluatorKey,
+    Failure,
+    JobState,
+    JobView,
+    Lease,
+    LockedJob,
+)
 from services.evaluation.planning import EvaluationPlan
 
 if TYPE_CHECKING:
@@ -28,57 +39,6 @@ if TYPE_CHECKING:
 def jobs_channel(schema: str) -> str:
     """The NOTIFY channel that wakes the workers of a schema."""
     return f"{schema}_jobs"
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    submission_id: UUID
-    lab_id: str
-    model_id: str
-    registry_version: str
-    deadline: datetime
-    ended_by: EvaluationEnd | None
-
-    @property
-    def open(self) -> bool:
-        return self.ended_by is None
-
-
-@dataclass(frozen=True)
-class ClaimedJob:
-    """A job leased to this worker: everything one attempt needs."""
-
-    job_id: UUID
-    submission_id: UUID
-    lab_id: str
-    model_id: str
-    suite_id: str
-    suite_version: str
-    domain: RiskDomain
-    capability: str
-    task_ref: str
-    timeout_seconds: int
-    max_attempts: int
-    attempt: int
-    lease_token: UUID
-    endpoint: str
-    api_model: str
-    credential_ref: str
-    deadline: datetime
-    traceparent: str | None
-
-
-@dataclass(frozen=True)
-class LockedJob:
-    job_id: UUID
-    submission_id: UUID
-    suite_id: str
-    suite_version: str
-    domain: RiskDomain
-    state: JobState
-    attempts: int
-    max_attempts: int
-    lease_token: UUID | None
 
 
 # --- evaluations ------------------------------------------------------------------
@@ -108,11 +68,14 @@ async def insert_evaluation(
     return bool(inserted)
 
 
-async def insert_jobs(conn: Connection, plan: EvaluationPlan, traceparent: str | None) -> None:
+async def insert_jobs(
+    conn: Connection, plan: EvaluationPlan, traceparent: str | None, now: datetime
+) -> None:
     await conn.executemany(
         """INSERT INTO jobs (job_id, submission_id, suite_id, suite_version, domain, capability,
-                             task_ref, timeout_seconds, max_attempts, traceparent)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+                             task_ref, timeout_seconds, max_attempts, traceparent, available_at,
+                             created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11)""",
         [
             (
                 job.job_id,
@@ -125,6 +88,7 @@ async def insert_jobs(conn: Connection, plan: EvaluationPlan, traceparent: str |
                 job.suite.timeout_seconds,
                 job.suite.max_attempts,
                 traceparent,
+                now,
             )
             for job in plan.jobs
         ],
@@ -144,6 +108,7 @@ def _evaluation(row: asyncpg.Record) -> Evaluation:
         registry_version=row["registry_version"],
         deadline=row["deadline"],
         ended_by=EvaluationEnd(row["ended_by"]) if row["ended_by"] else None,
+        window_closed_at=row["window_closed_at"],
     )
 
 
@@ -154,16 +119,24 @@ async def lock_evaluation(conn: Connection, submission_id: UUID) -> Evaluation |
     return _evaluation(row) if row else None
 
 
-async def get_evaluation(conn: Connection, submission_id: UUID) -> Evaluation | None:
-    row = await conn.fetchrow("SELECT * FROM evaluations WHERE submission_id = $1", submission_id)
-    return _evaluation(row) if row else None
-
-
-async def end_evaluation(conn: Connection, submission_id: UUID, ended_by: EvaluationEnd) -> None:
+async def end_evaluation(
+    conn: Connection, submission_id: UUID, ended_by: EvaluationEnd, now: datetime
+) -> None:
     await conn.execute(
-        "UPDATE evaluations SET ended_by = $2, ended_at = now() WHERE submission_id = $1",
+        "UPDATE evaluations SET ended_by = $2, ended_at = $3 WHERE submission_id = $1",
         submission_id,
         ended_by.value,
+        now,
+    )
+
+
+async def close_window(conn: Connection, submission_id: UUID, now: datetime) -> None:
+    """Record that the review window closed (whether or not the evaluation had ended)."""
+    await conn.execute(
+        """UPDATE evaluations SET window_closed_at = $2
+           WHERE submission_id = $1 AND window_closed_at IS NULL""",
+        submission_id,
+        now,
     )
 
 
@@ -194,21 +167,23 @@ async def job_views(conn: Connection, submission_id: UUID) -> list[JobView]:
 # --- the queue ----------------------------------------------------------------------
 
 
-async def claim_jobs(conn: Connection, worker: str, limit: int, lease_s: float) -> list[ClaimedJob]:
+async def claim_jobs(
+    conn: Connection, worker: str, limit: int, lease_s: float, now: datetime
+) -> list[ClaimedJob]:
     """Lease up to ``limit`` due jobs of open evaluations; skips rows others hold."""
     rows = await conn.fetch(
         """WITH ready AS (
                SELECT j.job_id FROM jobs j JOIN evaluations e USING (submission_id)
-               WHERE j.state = 'pending' AND j.available_at <= now()
-                 AND e.ended_by IS NULL AND e.deadline > now()
+               WHERE j.state = 'pending' AND j.available_at <= $4
+                 AND e.ended_by IS NULL AND e.deadline > $4
                ORDER BY j.available_at, j.created_at
                LIMIT $2
                FOR UPDATE OF j SKIP LOCKED)
            UPDATE jobs j
            SET state = 'running', attempts = j.attempts + 1, lease_owner = $1,
                lease_token = gen_random_uuid(),
-               lease_expires_at = now() + make_interval(secs => $3),
-               heartbeat_at = now(), updated_at = now()
+               lease_expires_at = $4::timestamptz + make_interval(secs => $3),
+               heartbeat_at = $4, updated_at = $4
            FROM ready, evaluations e
            WHERE j.job_id = ready.job_id AND e.submission_id = j.submission_id
            RETURNING j.*, e.lab_id, e.model_id, e.endpoint, e.api_model, e.credential_ref,
@@ -216,12 +191,13 @@ async def claim_jobs(conn: Connection, worker: str, limit: int, lease_s: float) 
         worker,
         limit,
         lease_s,
+        now,
     )
     if rows:
         await conn.executemany(
-            """INSERT INTO job_attempts (job_id, attempt, worker, lease_token)
-               VALUES ($1, $2, $3, $4)""",
-            [(r["job_id"], r["attempts"], worker, r["lease_token"]) for r in rows],
+            """INSERT INTO job_attempts (job_id, attempt, worker, lease_token, started_at)
+               VALUES ($1, $2, $3, $4, $5)""",
+            [(r["job_id"], r["attempts"], worker, r["lease_token"], now) for r in rows],
         )
     return [
         ClaimedJob(
@@ -248,26 +224,28 @@ async def claim_jobs(conn: Connection, worker: str, limit: int, lease_s: float) 
     ]
 
 
-async def heartbeat(conn: Connection, job_id: UUID, lease_token: UUID, lease_s: float) -> bool:
+async def heartbeat(conn: Connection, lease: Lease, lease_s: float, now: datetime) -> bool:
     """Extend the lease; False when it is no longer ours (expired and taken, or stopped)."""
     renewed = await conn.fetchval(
-        """UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3),
-                          heartbeat_at = now()
+        """UPDATE jobs SET lease_expires_at = $3::timestamptz + make_interval(secs => $4),
+                          heartbeat_at = $3
            WHERE job_id = $1 AND lease_token = $2 AND state = 'running'
            RETURNING true""",
-        job_id,
-        lease_token,
+        lease.job_id,
+        lease.token,
+        now,
         lease_s,
     )
     return bool(renewed)
 
 
-async def expired_jobs(conn: Connection, limit: int = 50) -> list[tuple[UUID, UUID]]:
+async def expired_jobs(conn: Connection, now: datetime, limit: int = 50) -> list[tuple[UUID, UUID]]:
     """(job id, submission id) of running jobs whose worker stopped heartbeating."""
     rows = await conn.fetch(
         """SELECT job_id, submission_id FROM jobs
-           WHERE state = 'running' AND lease_expires_at < now()
-           ORDER BY lease_expires_at LIMIT $1""",
+           WHERE state = 'running' AND lease_expires_at < $1
+           ORDER BY lease_expires_at LIMIT $2""",
+        now,
         limit,
     )
     return [(r["job_id"], r["submission_id"]) for r in rows]
@@ -287,93 +265,101 @@ def _locked(row: asyncpg.Record) -> LockedJob:
     )
 
 
-async def lock_leased_job(conn: Connection, job_id: UUID, lease_token: UUID) -> LockedJob | None:
+async def lock_leased_job(conn: Connection, lease: Lease) -> LockedJob | None:
     """The job, locked, if this lease still holds it; None means the attempt was lost."""
     row = await conn.fetchrow(
         """SELECT * FROM jobs WHERE job_id = $1 AND lease_token = $2 AND state = 'running'
            FOR UPDATE""",
-        job_id,
-        lease_token,
+        lease.job_id,
+        lease.token,
     )
     return _locked(row) if row else None
 
 
-async def lock_expired_job(conn: Connection, job_id: UUID) -> LockedJob | None:
+async def lock_expired_job(conn: Connection, job_id: UUID, now: datetime) -> LockedJob | None:
     row = await conn.fetchrow(
-        """SELECT * FROM jobs WHERE job_id = $1 AND state = 'running' AND lease_expires_at < now()
+        """SELECT * FROM jobs WHERE job_id = $1 AND state = 'running' AND lease_expires_at < $2
            FOR UPDATE SKIP LOCKED""",
         job_id,
+        now,
     )
     return _locked(row) if row else None
 
 
-async def complete_job(conn: Connection, job_id: UUID) -> None:
+async def complete_job(conn: Connection, job_id: UUID, now: datetime) -> None:
     await conn.execute(
         """UPDATE jobs SET state = 'completed', lease_owner = NULL, lease_token = NULL,
                           lease_expires_at = NULL, last_failure = NULL, last_error = NULL,
-                          updated_at = now(), finished_at = now()
+                          updated_at = $2, finished_at = $2
            WHERE job_id = $1""",
         job_id,
+        now,
     )
 
 
 async def retry_job(
-    conn: Connection, job_id: UUID, delay_s: float, failure: FailureKind, error: str
+    conn: Connection, job_id: UUID, delay_s: float, failure: Failure, now: datetime
 ) -> None:
     await conn.execute(
-        """UPDATE jobs SET state = 'pending', available_at = now() + make_interval(secs => $2),
+        """UPDATE jobs SET state = 'pending',
+                          available_at = $5::timestamptz + make_interval(secs => $2),
                           lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
-                          last_failure = $3, last_error = $4, updated_at = now()
+                          last_failure = $3, last_error = $4, updated_at = $5
            WHERE job_id = $1""",
         job_id,
         delay_s,
-        failure.value,
-        error,
+        failure.kind.value,
+        failure.message,
+        now,
     )
 
 
-async def fail_job(conn: Connection, job_id: UUID, failure: FailureKind, error: str) -> None:
+async def fail_job(conn: Connection, job_id: UUID, failure: Failure, now: datetime) -> None:
     await conn.execute(
         """UPDATE jobs SET state = 'failed', lease_owner = NULL, lease_token = NULL,
                           lease_expires_at = NULL, last_failure = $2, last_error = $3,
-                          updated_at = now(), finished_at = now()
+                          updated_at = $4, finished_at = $4
            WHERE job_id = $1""",
         job_id,
-        failure.value,
-        error,
+        failure.kind.value,
+        failure.message,
+        now,
     )
 
 
-async def release_job(conn: Connection, job_id: UUID, lease_token: UUID) -> bool:
+async def release_job(conn: Connection, lease: Lease, now: datetime) -> bool:
     """Give a job back unharmed (graceful shutdown): the attempt does not count."""
     released = await conn.fetchval(
-        """UPDATE jobs SET state = 'pending', attempts = attempts - 1, available_at = now(),
+        """UPDATE jobs SET state = 'pending', attempts = attempts - 1, available_at = $3,
                           lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
-                          updated_at = now()
+                          updated_at = $3
            WHERE job_id = $1 AND lease_token = $2 AND state = 'running'
            RETURNING true""",
-        job_id,
-        lease_token,
+        lease.job_id,
+        lease.token,
+        now,
     )
     return bool(released)
 
 
-async def stop_jobs(conn: Connection, submission_id: UUID, state: JobState) -> int:
+async def stop_jobs(conn: Connection, submission_id: UUID, state: JobState, now: datetime) -> int:
     """Every unfinished job of the submission becomes ``state``; running attempts are stopped."""
     await conn.execute(
-        """UPDATE job_attempts a SET outcome = 'stopped', ended_at = now()
+        """UPDATE job_attempts a SET outcome = 'stopped', ended_at = $2
            FROM jobs j
            WHERE j.job_id = a.job_id AND j.submission_id = $1 AND j.state = 'running'
              AND a.lease_token = j.lease_token AND a.outcome = 'running'""",
         submission_id,
+        now,
     )
     stopped = await conn.fetch(
         """UPDATE jobs SET state = $2, lease_owner = NULL, lease_token = NULL,
-                          lease_expires_at = NULL, updated_at = now(), finished_at = now()
+                          lease_expires_at = NULL, updated_at = $3, finished_at = $3
            WHERE submission_id = $1 AND state IN ('pending', 'running')
            RETURNING job_id""",
         submission_id,
         state.value,
+        now,
     )
     return len(stopped)
 
@@ -382,20 +368,22 @@ async def end_attempt(
     conn: Connection,
     lease_token: UUID,
     outcome: str,
+    now: datetime,
     *,
-    failure: FailureKind | None = None,
-    error: str | None = None,
+    failure: Failure | None = None,
     evidence_ref: str | None = None,
     inspect_seconds: float | None = None,
 ) -> None:
+    """Close the attempt's record; a failure keeps its public message only (model.Failure)."""
     await conn.execute(
-        """UPDATE job_attempts SET outcome = $2, ended_at = now(), failure = $3, error = $4,
-                                  evidence_ref = $5, inspect_seconds = $6
+        """UPDATE job_attempts SET outcome = $2, ended_at = $3, failure = $4, error = $5,
+                                  evidence_ref = $6, inspect_seconds = $7
            WHERE lease_token = $1 AND outcome = 'running'""",
         lease_token,
         outcome,
-        failure.value if failure else None,
-        error,
+        now,
+        failure.kind.value if failure else None,
+        failure.message if failure else None,
         evidence_ref,
         inspect_seconds,
     )
@@ -454,7 +442,7 @@ async def external_finding_hash(conn: Connection, external_finding_id: UUID) -> 
     return value
 
 
-# --- evaluator keys and nonces -----------------------------------------------------------
+# --- evaluator keys, assignments and nonces ------------------------------------------------
 
 
 async def evaluator_key(conn: Connection, key_id: str) -> EvaluatorKey | None:
@@ -499,6 +487,53 @@ async def evaluator_known(conn: Connection, evaluator_id: str) -> bool:
     return bool(known)
 
 
+async def evaluation_exists(conn: Connection, submission_id: UUID) -> bool:
+    exists = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM evaluations WHERE submission_id = $1)", submission_id
+    )
+    return bool(exists)
+
+
+async def assign(conn: Connection, assignment: Assignment) -> bool:
+    """False when the evaluator was assigned to the submission already."""
+    inserted = await conn.fetchval(
+        """INSERT INTO evaluator_assignments (evaluator_id, submission_id, assigned_at, assigned_by)
+           VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true""",
+        assignment.evaluator_id,
+        assignment.submission_id,
+        assignment.assigned_at,
+        assignment.assigned_by,
+    )
+    return bool(inserted)
+
+
+async def unassign(conn: Connection, evaluator_id: str, submission_id: UUID) -> bool:
+    deleted = await conn.fetchval(
+        """DELETE FROM evaluator_assignments WHERE evaluator_id = $1 AND submission_id = $2
+           RETURNING true""",
+        evaluator_id,
+        submission_id,
+    )
+    return bool(deleted)
+
+
+async def lock_assignment(
+    conn: Connection, evaluator_id: str, submission_id: UUID
+) -> Assignment | None:
+    """The assignment, share-locked: an ``unassign`` waits for the finding being recorded."""
+    row = await conn.fetchrow(
+        """SELECT * FROM evaluator_assignments WHERE evaluator_id = $1 AND submission_id = $2
+           FOR SHARE""",
+        evaluator_id,
+        submission_id,
+    )
+    if row is None:
+        return None
+    return Assignment(
+        row["evaluator_id"], row["submission_id"], row["assigned_at"], row["assigned_by"]
+    )
+
+
 async def claim_nonce(conn: Connection, key_id: str, nonce: str, seen_at: datetime) -> bool:
     """False when the nonce was seen with this key before (a replay).
 
@@ -519,55 +554,3 @@ async def purge_nonces(conn: Connection, *, seen_before: datetime) -> int:
     """Forget nonces no fresh signature can carry any more; returns how many."""
     status = await conn.execute("DELETE FROM signature_nonces WHERE seen_at < $1", seen_before)
     return int(status.split()[-1])  # "DELETE <n>"
-
-
-# --- inspection (CLI) -----------------------------------------------------------------
-
-
-async def list_evaluations(conn: Connection, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT e.submission_id, e.model_id, e.registry_version, e.deadline, e.ended_by,
-                  count(j.*) AS jobs,
-                  count(j.*) FILTER (WHERE j.state = 'completed') AS completed
-           FROM evaluations e LEFT JOIN jobs j USING (submission_id)
-           GROUP BY e.submission_id ORDER BY e.started_at DESC LIMIT $1""",
-        limit,
-    )
-
-
-async def list_jobs(
-    conn: Connection, submission_id: UUID | None, state: str | None, limit: int
-) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT job_id, submission_id, suite_id, suite_version, state, attempts, max_attempts,
-                  lease_owner, lease_expires_at, available_at, last_failure
-           FROM jobs
-           WHERE ($1::uuid IS NULL OR submission_id = $1) AND ($2::text IS NULL OR state = $2)
-           ORDER BY created_at DESC, suite_id LIMIT $3""",
-        submission_id,
-        state,
-        limit,
-    )
-
-
-async def job_detail(
-    conn: Connection, job_id: UUID
-) -> tuple[asyncpg.Record | None, list[asyncpg.Record], list[asyncpg.Record]]:
-    job = await conn.fetchrow("SELECT * FROM jobs WHERE job_id = $1", job_id)
-    attempts = await conn.fetch(
-        "SELECT * FROM job_attempts WHERE job_id = $1 ORDER BY started_at", job_id
-    )
-    found = await conn.fetch("SELECT * FROM findings WHERE job_id = $1 ORDER BY metric", job_id)
-    return job, attempts, found
-
-
-async def list_findings(conn: Connection, submission_id: UUID | None) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT * FROM findings WHERE ($1::uuid IS NULL OR submission_id = $1)
-           ORDER BY recorded_at, suite_id, metric""",
-        submission_id,
-    )
-
-
-async def get_finding(conn: Connection, finding_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM findings WHERE finding_id = $1", finding_id)

@@ -1,7 +1,8 @@
-"""What a worker asks of one Inspect run, and what the run reports back.
+"""What a worker asks of one Inspect run, what the Inspect process is told, and what it
+reports back.
 
-The request travels to the Inspect child process on its stdin (never argv or
-the environment, which other processes can read); the API key in it is a
+The request travels to the Inspect process on its stdin (never argv or the
+environment, which other processes can read); the API key in it is a
 SecretStr, so printing or logging a request never shows it.
 """
 
@@ -15,18 +16,59 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 
 class RunRequest(BaseModel):
+    """A worker's request to its runner."""
+
     model_config = ConfigDict(frozen=True)
 
     task: str  # "module:function" of an Inspect @task
     base_url: str  # the lab's OpenAI-compatible endpoint
     api_model: str
     api_key: SecretStr
-    log_file: Path  # where the Inspect log ends up
+    log_file: Path  # where the attempt's Inspect log is kept as evidence
     max_retries: int
     request_timeout_s: int
 
-    def to_child(self) -> bytes:
-        """The one place the secret is revealed: for the child's stdin."""
+
+class Sandbox(BaseModel):
+    """What the Inspect process walls itself off from before it loads the task."""
+
+    model_config = ConfigDict(frozen=True)
+
+    hidden: list[Path]  # secrets, evidence, other runs' working directories
+    readable: list[Path]  # beneath hidden ones, still readable (the interpreter)
+    writable: list[Path]  # its own working directory: the only place it writes
+    connect_ports: list[int]  # TCP ports it may connect to (the endpoint's)
+
+
+class ChildRequest(BaseModel):
+    """What the Inspect process reads on its stdin."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: str
+    base_url: str
+    api_model: str
+    api_key: SecretStr
+    log_dir: Path  # the process's own staging directory for its log
+    max_retries: int
+    request_timeout_s: int
+    sandbox: Sandbox
+
+    @classmethod
+    def of(cls, request: RunRequest, log_dir: Path, sandbox: Sandbox) -> ChildRequest:
+        return cls(
+            task=request.task,
+            base_url=request.base_url,
+            api_model=request.api_model,
+            api_key=request.api_key,
+            log_dir=log_dir,
+            max_retries=request.max_retries,
+            request_timeout_s=request.request_timeout_s,
+            sandbox=sandbox,
+        )
+
+    def to_stdin(self) -> bytes:
+        """The one place the secret is revealed: for the Inspect process's stdin."""
         document = self.model_dump(mode="json")
         document["api_key"] = self.api_key.get_secret_value()
         return json.dumps(document).encode()
@@ -46,7 +88,7 @@ class RunResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     status: Literal["success", "error", "cancelled", "started"]
-    error: str | None = None
+    error: str | None = None  # Inspect's error text: may quote the sample (never published)
     log_file: Path | None = None
     log_sha256: str | None = None
     inspect_seconds: float = 0.0  # wall time of eval_async itself

@@ -1,4 +1,4 @@
-"""Settings of the evaluation service and its workers (environment, prefix ``FR_``)."""
+"""Evaluation's settings: the runtime's (prefix FR_) plus its own (prefix FR_EVALUATION_)."""
 
 from __future__ import annotations
 
@@ -10,41 +10,47 @@ PACKAGE = Path(__file__).parent
 
 
 class EvaluationSettings(RuntimeSettings):
-    db_schema: str = "evaluation"  # the Postgres schema the service owns
-
-    # Topics (overridable so tests can run against topics of their own).
-    intake_topic: str = "intake.events"
-    external_findings_topic: str = "evaluators.findings"
-    evaluation_topic: str = "evaluation.events"
+    # Identity (the runtime's names): the consumer groups and the relay's
+    # transactional id derive from the service name; replicas and worker
+    # processes share it (and the schema).
+    service_name: str = "evaluation"
+    db_schema: str = "evaluation"
 
     # Suites and evidence
-    suite_registry: Path = PACKAGE / "suites" / "registry.yaml"
-    inspect_log_dir: Path = Path(".local/inspect-logs")
+    evaluation_suite_registry: Path = PACKAGE / "suites" / "registry.yaml"
+    evaluation_inspect_log_dir: Path = Path(".local/inspect-logs")
+    # Where each Inspect process gets a fresh working directory of its own (its home,
+    # temp dir and log staging); the worker moves the finished log into the log dir.
+    evaluation_run_dir: Path = Path(".local/inspect-runs")
 
     # Credential references resolve to $<secret_env_prefix><REF upper, non-alnum -> _>
-    # or to the file <secrets_dir>/<ref> (e.g. a mounted Kubernetes secret).
-    secrets_dir: Path = Path(".local/secrets")
-    secret_env_prefix: str = "FR_SECRET_"
+    # (read once at start and removed from the environment) or to the file
+    # <secrets_dir>/<ref> (e.g. a mounted Kubernetes secret).
+    evaluation_secrets_dir: Path = Path(".local/secrets")
+    evaluation_secret_env_prefix: str = "FR_SECRET_"
 
     # Worker
-    worker_enabled: bool = True  # run a worker inside the service process too
-    worker_concurrency: int = 2  # jobs one worker runs at once (one Inspect process each)
-    lease_s: float = 30.0
-    heartbeat_s: float = 5.0
-    job_poll_interval_s: float = 1.0
-    retry_backoff_s: float = 10.0
-    retry_backoff_max_s: float = 600.0
-    release_grace_s: float = 5.0
+    evaluation_worker_enabled: bool = True  # run a worker inside the service process too
+    evaluation_worker_concurrency: int = 2  # jobs at once (one Inspect process each)
+    evaluation_lease_s: float = 30.0
+    evaluation_heartbeat_s: float = 5.0
+    evaluation_job_poll_interval_s: float = 1.0
+    evaluation_retry_backoff_s: float = 10.0
+    evaluation_retry_backoff_max_s: float = 600.0
+    evaluation_release_grace_s: float = 5.0
+
+    # Inspect processes inherit only a few harmless variables (runner.CHILD_ENV_NAMES);
+    # these names are passed too, e.g. for the agency's own suites (never a secret's).
+    evaluation_inspect_env_passthrough: list[str] = []
+    # TCP ports an Inspect process may connect to besides its endpoint's (e.g. a proxy).
+    evaluation_child_connect_ports: list[int] = []
 
     # Inspect / model API
-    model_max_retries: int = 2  # Inspect's retries of one model call (the SDK's own are off)
-    model_request_timeout_s: int = 120
-    # Inspect processes inherit only a few harmless variables (runner.CHILD_ENV_NAMES); these
-    # names are passed too, e.g. for the agency's own suites (never $<secret_env_prefix>*).
-    inspect_env_passthrough: list[str] = []
+    evaluation_model_max_retries: int = 2  # Inspect's retries of one call (the SDK's are off)
+    evaluation_model_request_timeout_s: int = 120
 
     # External findings: accepted clock skew of signature.issued_at
-    signature_max_age_s: float = 900.0
-    signature_max_future_s: float = 60.0
+    evaluation_signature_max_age_s: float = 900.0
+    evaluation_signature_max_future_s: float = 60.0
     # Nonces of accepted signatures are kept until no signature that used them can be fresh.
-    nonce_purge_interval_s: float = 300.0
+    evaluation_nonce_purge_interval_s: float = 300.0

@@ -1,229 +1,221 @@
-"""What happens to an evaluation, step by step: domain decisions + repository + outbox.
+"""What happens to an evaluation, step by step: decisions + repository + events.
 
-Each function runs inside the caller's transaction (a consumer's delivery or a
-worker's own), so a state change and the events it causes commit together.
-No SQL here (repository.py) and no rules of their own (planning, jobs, findings).
+Each step runs in the transaction of the ``TxContext`` it is given (a consumed
+event's, a worker's own), so a state change and the events it publishes
+commit together. No SQL here (repository.py) and no rules of their own
+(planning, jobs, findings).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any
 from uuid import UUID
 
-from contracts.events import SubmissionAccepted
+from contracts.events import ExternalFindingSubmitted, RejectionReason, SubmissionAccepted
 from contracts.events.evaluation import EvaluationEnd, FailureKind
 from services.evaluation import repository as repo
-from services.evaluation.findings import JobContext, NoScores, automated_findings, evidence_ref
+from services.evaluation.findings import (
+    NoScores,
+    Refusal,
+    automated_findings,
+    content_hash,
+    evidence_ref,
+    manual_finding,
+    may_record,
+)
 from services.evaluation.jobs import (
     GiveUp,
-    JobView,
     RetryPolicy,
     after_failure,
     all_ended,
     evaluation_completed,
     evaluation_failed,
     stopped_state,
+    worker_lost,
 )
+from services.evaluation.model import Evaluation, Failure, JobContext, Lease, LockedJob
 from services.evaluation.planning import EvaluationPlan, evaluation_started, nothing_to_evaluate
 from services.evaluation.runs import RunResult
-
-if TYPE_CHECKING:
-    from services.runtime.database import Connection
-    from services.runtime.outbox import Outbox
-
-
-@dataclass(frozen=True)
-class Lease:
-    """The attempt a worker holds: its result counts only while the lease does."""
-
-    job_id: UUID
-    submission_id: UUID
-    attempt: int
-    token: UUID
+from services.runtime import TxContext
+from services.runtime.telemetry import current_trace_headers
 
 
 async def start_evaluation(
-    conn: Connection,
-    outbox: Outbox,
-    topic: str,
-    accepted: SubmissionAccepted,
-    plan: EvaluationPlan,
-    traceparent: str | None,
-    now: datetime,
+    ctx: TxContext, accepted: SubmissionAccepted, plan: EvaluationPlan
 ) -> bool:
-    """Store the plan and queue its jobs; False if the submission was planned before."""
-    if not await repo.insert_evaluation(conn, accepted, plan, now):
+    """Store the plan and queue its jobs; False if the submission was planned before.
+
+    The jobs keep the current trace, so the worker's spans continue it."""
+    now = ctx.now()
+    if not await repo.insert_evaluation(ctx.conn, accepted, plan, now):
         return False
-    await repo.insert_jobs(conn, plan, traceparent)
-    await repo.wake_workers(conn)
-    started = evaluation_started(accepted, plan, now)
-    await outbox.publish(topic, started, subject=str(accepted.submission_id))
+    traceparent = current_trace_headers().get("traceparent")
+    await repo.insert_jobs(ctx.conn, plan, traceparent, now)
+    await repo.wake_workers(ctx.conn)
+    ctx.publish(evaluation_started(accepted, plan, now))
     return True
 
 
 async def end_unplanned_evaluation(
-    conn: Connection,
-    outbox: Outbox,
-    topic: str,
-    accepted: SubmissionAccepted,
-    registry_version: str,
-    reason: str,
-    now: datetime,
+    ctx: TxContext, accepted: SubmissionAccepted, registry_version: str, reason: str
 ) -> bool:
     """No suite applies: record the evaluation as ended and say so (EvaluationCompleted
     with no suites), so nobody waits for results that will never come. False if the
     submission was planned before."""
+    now = ctx.now()
     plan = EvaluationPlan(accepted.submission_id, registry_version, [])
-    if not await repo.insert_evaluation(conn, accepted, plan, now):
+    if not await repo.insert_evaluation(ctx.conn, accepted, plan, now):
         return False
-    await repo.end_evaluation(conn, accepted.submission_id, EvaluationEnd.NO_APPLICABLE_SUITES)
-    completed = nothing_to_evaluate(accepted, reason, now)
-    await outbox.publish(topic, completed, subject=str(accepted.submission_id))
+    await repo.end_evaluation(
+        ctx.conn, accepted.submission_id, EvaluationEnd.NO_APPLICABLE_SUITES, now
+    )
+    ctx.publish(nothing_to_evaluate(accepted, reason, now))
     return True
 
 
 async def record_success(
-    conn: Connection,
-    outbox: Outbox,
-    topic: str,
-    lease: Lease,
-    job: JobContext,
-    run: RunResult,
-    policy: RetryPolicy,
-    now: datetime,
+    ctx: TxContext, lease: Lease, job: JobContext, run: RunResult, policy: RetryPolicy
 ) -> bool:
     """Findings + completed job, or a failed attempt if the run scored nothing."""
+    now = ctx.now()
     try:
         findings = automated_findings(job, run, now)
     except NoScores as exc:
-        return await record_failure(
-            conn, outbox, topic, lease, FailureKind.ERROR, str(exc), policy, now
-        )
-    evaluation = await repo.lock_evaluation(conn, lease.submission_id)
-    locked = await repo.lock_leased_job(conn, lease.job_id, lease.token)
+        return await record_failure(ctx, lease, Failure(FailureKind.ERROR, str(exc)), policy)
+    evaluation = await repo.lock_evaluation(ctx.conn, lease.submission_id)
+    locked = await repo.lock_leased_job(ctx.conn, lease)
     if evaluation is None or locked is None:
-        await repo.end_attempt(conn, lease.token, "lease_lost")
+        await repo.end_attempt(ctx.conn, lease.token, "lease_lost", now)
         return False
     for finding in findings:
-        if await repo.insert_finding(conn, finding, job_id=lease.job_id):
-            await outbox.publish(topic, finding, subject=str(finding.submission_id))
-    await repo.complete_job(conn, lease.job_id)
+        if await repo.insert_finding(ctx.conn, finding, job_id=lease.job_id):
+            ctx.publish(finding)
+    await repo.complete_job(ctx.conn, lease.job_id, now)
     await repo.end_attempt(
-        conn,
+        ctx.conn,
         lease.token,
         "succeeded",
+        now,
         evidence_ref=evidence_ref(job),
         inspect_seconds=run.inspect_seconds,
     )
-    await _complete_if_all_ended(conn, outbox, topic, evaluation, now)
+    await _complete_if_all_ended(ctx, evaluation)
     return True
 
 
 async def record_failure(
-    conn: Connection,
-    outbox: Outbox,
-    topic: str,
-    lease: Lease,
-    failure: FailureKind,
-    error: str,
-    policy: RetryPolicy,
-    now: datetime,
+    ctx: TxContext, lease: Lease, failure: Failure, policy: RetryPolicy
 ) -> bool:
     """Retry later, or fail the suite for good; False if the lease was lost meanwhile."""
-    evaluation = await repo.lock_evaluation(conn, lease.submission_id)
-    locked = await repo.lock_leased_job(conn, lease.job_id, lease.token)
+    now = ctx.now()
+    evaluation = await repo.lock_evaluation(ctx.conn, lease.submission_id)
+    locked = await repo.lock_leased_job(ctx.conn, lease)
     if evaluation is None or locked is None:
-        await repo.end_attempt(conn, lease.token, "lease_lost")
+        await repo.end_attempt(ctx.conn, lease.token, "lease_lost", now)
         return False
-    await repo.end_attempt(conn, lease.token, "failed", failure=failure, error=error)
-    await _after_failure(conn, outbox, topic, evaluation, locked, failure, error, policy, now)
+    await repo.end_attempt(ctx.conn, lease.token, "failed", now, failure=failure)
+    await _after_failure(ctx, evaluation, locked, failure, policy)
     return True
 
 
 async def reclaim_expired(
-    conn: Connection,
-    outbox: Outbox,
-    topic: str,
-    job_id: UUID,
-    submission_id: UUID,
-    policy: RetryPolicy,
-    now: datetime,
+    ctx: TxContext, job_id: UUID, submission_id: UUID, policy: RetryPolicy
 ) -> bool:
     """A job whose worker stopped heartbeating: its attempt failed (worker lost)."""
-    evaluation = await repo.lock_evaluation(conn, submission_id)
-    locked = await repo.lock_expired_job(conn, job_id)
+    now = ctx.now()
+    evaluation = await repo.lock_evaluation(ctx.conn, submission_id)
+    locked = await repo.lock_expired_job(ctx.conn, job_id, now)
     if evaluation is None or locked is None:
         return False
-    error = f"attempt {locked.attempts}: the worker stopped renewing its lease"
+    failure = worker_lost(locked.attempts)
     if locked.lease_token is not None:
-        await repo.end_attempt(
-            conn, locked.lease_token, "lease_lost", failure=FailureKind.WORKER_LOST, error=error
-        )
-    await _after_failure(
-        conn, outbox, topic, evaluation, locked, FailureKind.WORKER_LOST, error, policy, now
-    )
+        await repo.end_attempt(ctx.conn, locked.lease_token, "lease_lost", now, failure=failure)
+    await _after_failure(ctx, evaluation, locked, failure, policy)
     return True
 
 
 async def _after_failure(
-    conn: Connection,
-    outbox: Outbox,
-    topic: str,
-    evaluation: repo.Evaluation,
-    job: repo.LockedJob,
-    failure: FailureKind,
-    error: str,
+    ctx: TxContext,
+    evaluation: Evaluation,
+    job: LockedJob,
+    failure: Failure,
     policy: RetryPolicy,
-    now: datetime,
 ) -> None:
-    decision = after_failure(job.attempts, job.max_attempts, policy, failure)
+    now = ctx.now()
+    decision = after_failure(job.attempts, job.max_attempts, policy, failure.kind)
     if not isinstance(decision, GiveUp):
-        await repo.retry_job(conn, job.job_id, decision.delay_s, failure, error)
+        await repo.retry_job(ctx.conn, job.job_id, decision.delay_s, failure, now)
         return
-    await repo.fail_job(conn, job.job_id, failure, error)
-    view = JobView(job.job_id, job.suite_id, job.suite_version, job.domain, job.state, job.attempts)
-    failed = evaluation_failed(
-        evaluation.submission_id, evaluation.model_id, view, failure, error, now
+    await repo.fail_job(ctx.conn, job.job_id, failure, now)
+    ctx.publish(
+        evaluation_failed(evaluation.submission_id, evaluation.model_id, job.view, failure, now)
     )
-    await outbox.publish(topic, failed, subject=str(evaluation.submission_id))
-    await _complete_if_all_ended(conn, outbox, topic, evaluation, now)
+    await _complete_if_all_ended(ctx, evaluation)
 
 
-async def _complete_if_all_ended(
-    conn: Connection, outbox: Outbox, topic: str, evaluation: repo.Evaluation, now: datetime
-) -> None:
-    jobs = await repo.job_views(conn, evaluation.submission_id)
+async def _complete_if_all_ended(ctx: TxContext, evaluation: Evaluation) -> None:
+    jobs = await repo.job_views(ctx.conn, evaluation.submission_id)
     if not evaluation.open or not all_ended(jobs):
         return
     ended_by = EvaluationEnd.ALL_SUITES_ENDED
-    await repo.end_evaluation(conn, evaluation.submission_id, ended_by)
-    completed = evaluation_completed(
-        evaluation.submission_id, evaluation.model_id, ended_by, jobs, now
+    now = ctx.now()
+    await repo.end_evaluation(ctx.conn, evaluation.submission_id, ended_by, now)
+    ctx.publish(
+        evaluation_completed(evaluation.submission_id, evaluation.model_id, ended_by, jobs, now)
     )
-    await outbox.publish(topic, completed, subject=str(evaluation.submission_id))
 
 
-async def stop_evaluation(
-    conn: Connection,
-    outbox: Outbox,
-    topic: str,
-    submission_id: UUID,
-    ended_by: EvaluationEnd,
-    now: datetime,
-) -> bool:
+async def stop_evaluation(ctx: TxContext, submission_id: UUID, ended_by: EvaluationEnd) -> bool:
     """Window closed or withdrawn: unfinished jobs stop; EvaluationCompleted says which.
 
     Running attempts notice at their next heartbeat (the lease is gone) and are killed;
-    a result that arrives later finds no lease and is discarded.
+    a result that arrives later finds no lease and is discarded. The window's closing
+    is recorded even when the evaluation had ended before: manual findings stop then.
     """
-    evaluation = await repo.lock_evaluation(conn, submission_id)
-    if evaluation is None or not evaluation.open:
+    now = ctx.now()
+    evaluation = await repo.lock_evaluation(ctx.conn, submission_id)
+    if evaluation is None:
         return False
-    await repo.stop_jobs(conn, submission_id, stopped_state(ended_by))
-    await repo.end_evaluation(conn, submission_id, ended_by)
-    jobs = await repo.job_views(conn, submission_id)
-    completed = evaluation_completed(submission_id, evaluation.model_id, ended_by, jobs, now)
-    await outbox.publish(topic, completed, subject=str(submission_id))
+    if ended_by is EvaluationEnd.WINDOW_CLOSED:
+        await repo.close_window(ctx.conn, submission_id, now)
+    if not evaluation.open:
+        return False
+    await repo.stop_jobs(ctx.conn, submission_id, stopped_state(ended_by), now)
+    await repo.end_evaluation(ctx.conn, submission_id, ended_by, now)
+    jobs = await repo.job_views(ctx.conn, submission_id)
+    ctx.publish(evaluation_completed(submission_id, evaluation.model_id, ended_by, jobs, now))
     return True
+
+
+async def record_external_finding(
+    ctx: TxContext, submitted: ExternalFindingSubmitted, data: dict[str, Any]
+) -> Refusal | None:
+    """An authenticated evaluator's finding (signature, freshness and nonce checked by
+    the caller): recorded as a manual finding if the evaluator is assigned to the
+    submission and its window is open; else the refusal."""
+    now = ctx.now()
+    assignment = await repo.lock_assignment(
+        ctx.conn, submitted.evaluator_id, submitted.submission_id
+    )
+    # Locked: its FindingRecorded must not overtake the worker's EvaluationCompleted
+    # (or follow it) out of order on the submission's partition.
+    evaluation = (
+        await repo.lock_evaluation(ctx.conn, submitted.submission_id) if assignment else None
+    )
+    refusal = may_record(submitted, assignment, evaluation, now)
+    if refusal is not None or evaluation is None:
+        return refusal
+    digest = content_hash(data)
+    earlier = await repo.external_finding_hash(ctx.conn, submitted.external_finding_id)
+    if earlier is not None:
+        if earlier != digest:
+            return Refusal(
+                RejectionReason.CONFLICT,
+                f"external finding {submitted.external_finding_id} was recorded with "
+                "different content",
+            )
+        return None  # the same finding, re-signed: recorded already
+    finding = manual_finding(submitted, evaluation.model_id, now)
+    if await repo.insert_finding(ctx.conn, finding, content_sha256=digest):
+        ctx.publish(finding)
+    return None

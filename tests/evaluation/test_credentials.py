@@ -10,11 +10,9 @@ import pytest
 
 from contracts.events import EvaluationCompleted, EvaluationFailed, FindingRecorded
 from contracts.events.evaluation import FailureKind, SuiteStatus
-from tests.conftest import wait_for
 from tests.contracts.examples import LAB_ID
-from tests.evaluation.conftest import EvalRig
-from tests.evaluation.support import DEMO_API_KEY, accepted, presented_to
-from tests.evaluation.test_worker_crash import inspect_children
+from tests.evaluation.rig import DEMO_API_KEY, EvalRig, accepted, inspect_children, presented_to
+from tests.kit import wait_for
 
 ACME_REF = "labs/acme/eval-api-key"  # another lab's secret, as the submitter names it
 ACME_SECRET = "acme-lab-secret-2c9e41"
@@ -36,7 +34,7 @@ async def test_a_foreign_credential_is_refused_unread_and_runs_inherit_no_secret
     rig: EvalRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = rig.configure(only={"cyber-ctf-proxy"}, suites={"max_attempts": 3})
-    acme_file = settings.secrets_dir / ACME_REF
+    acme_file = settings.evaluation_secrets_dir / ACME_REF
     acme_file.parent.mkdir(parents=True)
     acme_file.write_text(ACME_SECRET)
     environment = WORKER_ENVIRONMENT | {"FR_DATABASE_URL": settings.database_url}  # a password
@@ -59,13 +57,13 @@ async def test_a_foreign_credential_is_refused_unread_and_runs_inherit_no_secret
         return bool(seen)
 
     await wait_for(inspect_run_seen, timeout=60, what="an Inspect process to look at")
-    async with rig.evaluation_reader() as reader:
-        await reader.wait_until(
-            lambda: all(reader.of(s.submission_id, EvaluationCompleted) for s in (borrowing, own)),
-            timeout=90,
-            what="both evaluations to end",
-        )
-        await reader.linger()
+    reader = rig.events
+    await reader.wait(
+        lambda: all(reader.of(s.submission_id, EvaluationCompleted) for s in (borrowing, own)),
+        timeout=90,
+        what="both evaluations to end",
+    )
+    await reader.linger()
 
     # The borrowed reference failed at once, unretried, and the secret never left.
     [failed] = reader.of(borrowing.submission_id, EvaluationFailed)
@@ -78,8 +76,8 @@ async def test_a_foreign_credential_is_refused_unread_and_runs_inherit_no_secret
     assert not presented_to(rig.demo_url, ACME_SECRET), "ACME's secret reached the endpoint"
     assert presented_to(rig.demo_url, DEMO_API_KEY), "the server records what it is sent"
     attempts = await rig.fetch(
-        f"""SELECT a.outcome, a.failure FROM "{rig.schema}".job_attempts a
-            JOIN "{rig.schema}".jobs j USING (job_id) WHERE j.submission_id = $1""",
+        """SELECT a.outcome, a.failure FROM job_attempts a
+           JOIN jobs j USING (job_id) WHERE j.submission_id = $1""",
         borrowing.submission_id,
     )
     assert [(a["outcome"], a["failure"]) for a in attempts] == [("failed", "credential_not_owned")]

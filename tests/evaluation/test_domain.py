@@ -28,25 +28,33 @@ from services.evaluation.credentials import (
 )
 from services.evaluation.demo_model.server import completion, load_profiles
 from services.evaluation.findings import (
-    EvaluatorKey,
-    JobContext,
     NoScores,
-    Refused,
+    Refusal,
     automated_findings,
     content_hash,
+    manual_finding,
+    may_record,
     verify_external,
 )
 from services.evaluation.jobs import (
     GiveUp,
-    InvalidTransition,
-    JobState,
-    JobView,
     Retry,
     RetryPolicy,
     after_failure,
-    check_transition,
-    classify_failure,
+    child_crashed,
     evaluation_completed,
+    inspect_failure,
+    unreadable_result,
+)
+from services.evaluation.model import (
+    Assignment,
+    Evaluation,
+    EvaluatorKey,
+    InvalidTransition,
+    JobContext,
+    JobState,
+    JobView,
+    check_transition,
 )
 from services.evaluation.planning import (
     NothingToPlan,
@@ -55,7 +63,7 @@ from services.evaluation.planning import (
     plan_evaluation,
 )
 from services.evaluation.runner import child_environment
-from services.evaluation.runs import MetricResult, RunRequest, RunResult
+from services.evaluation.runs import ChildRequest, MetricResult, RunRequest, RunResult, Sandbox
 from services.evaluation.suite_registry import SuiteRegistry, load_registry
 from tests.contracts.examples import (
     EVALUATOR_ID,
@@ -63,7 +71,7 @@ from tests.contracts.examples import (
     example,
     example_public_key,
 )
-from tests.evaluation.conftest import SHIPPED_REGISTRY
+from tests.evaluation.rig import SHIPPED_REGISTRY
 
 NOW = datetime.now(UTC)
 
@@ -145,11 +153,51 @@ def test_completion_needs_every_job_ended() -> None:
     assert event.suites[0].status is SuiteStatus.INCOMPLETE and event.incomplete
 
 
-def test_failure_kinds_from_inspect_errors() -> None:
-    assert classify_failure("RetryError(... raised APIConnectionError>)") is (
-        FailureKind.ENDPOINT_UNREACHABLE
-    )
-    assert classify_failure("RetryError(... raised InternalServerError>)") is FailureKind.ERROR
+@pytest.mark.parametrize(
+    ("error", "kind", "message"),
+    [
+        (
+            "RetryError(<Future at 0x7f state=finished raised APIConnectionError>)",
+            FailureKind.ENDPOINT_UNREACHABLE,
+            "the model endpoint could not be reached (APIConnectionError)",
+        ),
+        (
+            "RetryError(<Future at 0x7f state=finished raised InternalServerError>)",
+            FailureKind.ERROR,
+            "the model endpoint answered HTTP 5xx (InternalServerError)",
+        ),
+        (
+            "BadRequestError: Error code: 400 - {'error': {'message': 'You asked: how to X'}}",
+            FailureKind.ERROR,
+            "the model endpoint answered HTTP 400 (BadRequestError)",
+        ),
+        (
+            "APITimeoutError: Request timed out. messages=[{'role': 'user', 'content': 'Q'}]",
+            FailureKind.TIMEOUT,
+            "a call to the model endpoint timed out (APITimeoutError)",
+        ),
+        (
+            "ValueError: could not parse the answer to 'What is the secret recipe?'",
+            FailureKind.ERROR,
+            "the Inspect run ended in an error",
+        ),
+    ],
+)
+def test_an_inspect_error_is_published_in_our_words_only(
+    error: str, kind: FailureKind, message: str
+) -> None:
+    failure = inspect_failure(error)
+    assert failure.kind is kind
+    assert failure.message == f"{message}; details are in the attempt's Inspect log"
+    assert failure.detail == error, "the text itself goes to the log"
+
+
+def test_a_crashed_or_garbling_inspect_process_is_described_without_its_output() -> None:
+    crashed = child_crashed(1, "Traceback ... while handling 'the sample question'")
+    assert crashed.message == "the Inspect process exited with status 1 without a result"
+    assert "sample question" in crashed.detail
+    garbled = unreadable_result("Invalid JSON: input_value=b'the system prompt'")
+    assert "prompt" not in garbled.message and "prompt" in garbled.detail
 
 
 def test_credentials_resolve_from_env_or_file_and_never_escape(tmp_path: Path) -> None:
@@ -170,7 +218,8 @@ def test_credentials_resolve_from_env_or_file_and_never_escape(tmp_path: Path) -
         resolve("labs/../../etc/passwd", {})
     with pytest.raises(CredentialUnavailable) as missing:
         resolve("labs/acme/other", {})
-    assert "from-file" not in str(missing.value)
+    assert "from-file" not in str(missing.value) + missing.value.detail
+    assert str(tmp_path) not in str(missing.value), "where the store is: the detail only"
     assert redact("key=from-file!", SecretStr("from-file")) == "key=***!"
 
 
@@ -254,9 +303,10 @@ def test_colliding_environment_names_do_not_hand_over_another_labs_secret(
         return secret.get_secret_value()
 
     assert resolve("labs/acme/eval-api-key", "acme") == "acme-secret"
-    with pytest.raises(CredentialUnavailable, match="environment is not used") as missing:
+    with pytest.raises(CredentialUnavailable) as missing:
         resolve("labs/acme-eval/api-key", "acme-eval")
-    assert "acme-secret" not in str(missing.value)
+    assert "environment is not used" in missing.value.detail
+    assert "acme-secret" not in str(missing.value) + missing.value.detail
 
 
 def test_inspect_processes_inherit_no_secret() -> None:
@@ -282,7 +332,6 @@ def test_inspect_processes_inherit_no_secret() -> None:
     child = child_environment(environ, "FR_SECRET_")
     assert child == {
         "PATH": "/usr/bin",
-        "HOME": "/home/worker",
         "LC_ALL": "C.UTF-8",
         "https_proxy": "http://proxy:3128",
         "INSPECT_EVAL_MAX_CONNECTIONS": "4",
@@ -295,10 +344,12 @@ def test_inspect_processes_inherit_no_secret() -> None:
     )
     assert passed["HF_TOKEN"] == "hf-token", "an operator may pass a name on purpose"
     assert not any(name.upper().startswith("FR_SECRET_") for name in passed), "never a lab's"
+    home = child_environment(environ, "FR_SECRET_", home=Path("/runs/r1"))
+    assert (home["HOME"], home["TMPDIR"]) == ("/runs/r1", "/runs/r1/tmp"), "its own directory"
 
 
 def test_run_request_never_shows_its_secret() -> None:
-    request = RunRequest(
+    run = RunRequest(
         task="m:t",
         base_url="http://x/v1",
         api_model="m",
@@ -307,8 +358,11 @@ def test_run_request_never_shows_its_secret() -> None:
         max_retries=0,
         request_timeout_s=5,
     )
-    assert "hunter2-secret" not in repr(request) + request.model_dump_json()
-    assert json.loads(request.to_child())["api_key"] == "hunter2-secret"
+    sandbox = Sandbox(hidden=[Path("/secrets")], readable=[], writable=[], connect_ports=[443])
+    request = ChildRequest.of(run, Path("logs"), sandbox)
+    for shown in (run, request):
+        assert "hunter2-secret" not in repr(shown) + shown.model_dump_json()
+    assert json.loads(request.to_stdin())["api_key"] == "hunter2-secret"
 
 
 def job_context() -> JobContext:
@@ -353,7 +407,7 @@ def test_external_finding_checks() -> None:
     key = EvaluatorKey(EXAMPLE_KEY_ID, EVALUATOR_ID, example_public_key(), revoked=False)
     ok = {"max_age": timedelta(minutes=15), "max_future": timedelta(minutes=1)}
     subject = str(finding.submission_id)
-    verify_external(finding, data, subject, True, key, NOW, **ok)
+    assert verify_external(finding, data, subject, True, key, NOW, **ok) is None
 
     def reason(**changes: object) -> RejectionReason:
         args: dict[str, object] = {
@@ -364,9 +418,9 @@ def test_external_finding_checks() -> None:
             "data": data,
         }
         args |= changes
-        with pytest.raises(Refused) as refused:
-            verify_external(finding, **args, **ok)  # type: ignore[arg-type]
-        return refused.value.reason
+        refused = verify_external(finding, **args, **ok)  # type: ignore[arg-type]
+        assert isinstance(refused, Refusal)
+        return refused.reason
 
     assert reason(evaluator_known=False) is RejectionReason.UNKNOWN_EVALUATOR
     assert reason(evaluator_known=False, key=None) is RejectionReason.UNKNOWN_EVALUATOR
@@ -396,3 +450,36 @@ def test_demo_profiles_script_answers_and_report_usage() -> None:
     assert "can't help" in refused
     assert profiles["capable-slow"].delay_s > 0 and profiles["capable-slow"].rules
     assert profiles["broken"].status == 500
+
+
+def test_an_external_finding_needs_an_assignment_and_an_open_window() -> None:
+    finding = example(ExternalFindingSubmitted, method="automated")
+    sid = finding.submission_id
+    deadline = NOW + timedelta(days=3)
+    evaluation = Evaluation(sid, "example-lab", "example-lab/m@1", "2026.1", deadline, None)
+    assigned = Assignment(finding.evaluator_id, sid, NOW, "operator")
+
+    def reason(
+        assignment: Assignment | None, state: Evaluation | None, now: datetime = NOW
+    ) -> RejectionReason | None:
+        refusal = may_record(finding, assignment, state, now)
+        return refusal.reason if refusal else None
+
+    assert reason(assigned, evaluation) is None
+    assert reason(None, evaluation) is RejectionReason.NOT_ASSIGNED
+    assert reason(None, None) is RejectionReason.NOT_ASSIGNED, "no word on whether it exists"
+    withdrawn = Evaluation(**{**evaluation.__dict__, "ended_by": EvaluationEnd.WITHDRAWN})
+    assert reason(assigned, withdrawn) is RejectionReason.INVALID_STATE
+    closed = Evaluation(**{**evaluation.__dict__, "window_closed_at": NOW})
+    assert reason(assigned, closed) is RejectionReason.INVALID_STATE
+    assert reason(assigned, evaluation, now=deadline) is RejectionReason.INVALID_STATE
+    ended = Evaluation(**{**evaluation.__dict__, "ended_by": EvaluationEnd.ALL_SUITES_ENDED})
+    assert reason(assigned, ended) is None, "red teaming goes on after the suites ended"
+    refusal = may_record(finding, assigned, closed, NOW)
+    assert refusal is not None and "review window" in refusal.detail
+
+
+def test_the_method_of_an_external_finding_is_the_agencys() -> None:
+    claimed_automated = example(ExternalFindingSubmitted, method="automated")
+    recorded = manual_finding(claimed_automated, "example-lab/m@1", NOW)
+    assert recorded.method == "manual"

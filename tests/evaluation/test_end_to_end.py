@@ -18,13 +18,8 @@ from contracts.events.evaluation import EvaluationEnd, SuiteStatus
 from services.evaluation.findings import EVIDENCE_PREFIX
 from services.evaluation.settings import EvaluationSettings
 from services.evaluation.suite_registry import load_registry
-from tests.evaluation.conftest import SHIPPED_REGISTRY, EvalRig
-from tests.evaluation.support import (
-    DEMO_API_KEY,
-    EventReader,
-    accepted,
-    grep_tree,
-)
+from tests.evaluation.rig import DEMO_API_KEY, SHIPPED_REGISTRY, EvalRig, accepted
+from tests.kit import TopicWatcher
 
 
 async def test_both_demo_profiles_are_evaluated_end_to_end(
@@ -46,15 +41,13 @@ async def test_both_demo_profiles_are_evaluated_end_to_end(
     service = await rig.start_service(eval_settings)
     await rig.send_intake(capable, refuser)
 
-    async with rig.evaluation_reader() as reader:
-        await reader.wait_until(
-            lambda: all(
-                reader.of(s.submission_id, EvaluationCompleted) for s in (capable, refuser)
-            ),
-            timeout=150,
-            what="both evaluations completed",
-        )
-        await reader.linger()
+    reader = rig.events
+    await reader.wait(
+        lambda: all(reader.of(s.submission_id, EvaluationCompleted) for s in (capable, refuser)),
+        timeout=150,
+        what="both evaluations completed",
+    )
+    await reader.linger()
 
     for submission, expected_score in ((capable, 1.0), (refuser, 0.0)):
         sid = submission.submission_id
@@ -71,7 +64,7 @@ async def test_both_demo_profiles_are_evaluated_end_to_end(
             assert finding.method == "automated" and finding.evaluator == "agency"
             assert finding.samples_total == 3 and finding.samples_scored == 3
             assert finding.model_id == submission.model_id
-            log_file = eval_settings.inspect_log_dir / finding.evidence_ref.removeprefix(
+            log_file = eval_settings.evaluation_inspect_log_dir / finding.evidence_ref.removeprefix(
                 f"{EVIDENCE_PREFIX}/"
             )
             assert hashlib.sha256(log_file.read_bytes()).hexdigest() == finding.evidence_sha256
@@ -86,15 +79,15 @@ async def test_both_demo_profiles_are_evaluated_end_to_end(
         kinds = [type(e).__name__ for e in reader.of(sid)]
         assert kinds[0] == "EvaluationStarted" and kinds[-1] == "EvaluationCompleted"
 
-    await assert_concurrency_limit(rig, eval_settings.worker_concurrency)
-    await service.stop()  # flushes the trace file
+    await assert_concurrency_limit(rig, eval_settings.evaluation_worker_concurrency)
+    await rig.stop_service(service)  # flushes the trace file
     assert_secret_never_leaked(reader, eval_settings, caplog)
     await assert_secret_not_in_database(rig)
 
 
 async def assert_concurrency_limit(rig: EvalRig, limit: int) -> None:
     """The worker never ran more attempts at once than its concurrency limit."""
-    attempts = await rig.fetch(f'SELECT started_at, ended_at FROM "{rig.schema}".job_attempts')
+    attempts = await rig.fetch("SELECT started_at, ended_at FROM job_attempts")
     assert len(attempts) == 10 and all(a["ended_at"] for a in attempts), "one attempt per job"
     edges = sorted(
         [(a["started_at"], 1) for a in attempts] + [(a["ended_at"], -1) for a in attempts]
@@ -107,10 +100,10 @@ async def assert_concurrency_limit(rig: EvalRig, limit: int) -> None:
 
 
 def assert_secret_never_leaked(
-    reader: EventReader, settings: EvaluationSettings, caplog: pytest.LogCaptureFixture
+    reader: TopicWatcher, settings: EvaluationSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert all(DEMO_API_KEY not in e.model_dump_json() for e in reader.events), "in an event"
-    assert grep_tree(settings.inspect_log_dir, DEMO_API_KEY) == [], "in an Inspect log"
+    assert all(DEMO_API_KEY.encode() not in (r.value or b"") for r in reader.records), "event"
+    assert grep_tree(settings.evaluation_inspect_log_dir, DEMO_API_KEY) == [], "in an Inspect log"
     assert DEMO_API_KEY not in caplog.text, "in the service's log"
     traces = Path(settings.otel_file).read_text()
     assert DEMO_API_KEY not in traces, "in a trace"
@@ -136,5 +129,23 @@ async def assert_secret_not_in_database(rig: EvalRig) -> None:
         "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", rig.schema
     )
     for table in tables:
-        rows = await rig.fetch(f'SELECT t::text AS row FROM "{rig.schema}"."{table[0]}" t')
+        rows = await rig.fetch(f'SELECT t::text AS row FROM "{table[0]}" t')
         assert not any(DEMO_API_KEY in r["row"] for r in rows), f"in table {table[0]}"
+
+
+def grep_tree(root: Path, needle: str) -> list[Path]:
+    """Files under ``root`` containing ``needle``; Inspect logs are read decompressed."""
+    from inspect_ai.log import read_eval_log
+
+    hits = []
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        if path.suffix == ".eval":
+            text = read_eval_log(str(path)).model_dump_json()
+            assert "sample" in text  # really decoded
+            if needle in text:
+                hits.append(path)
+        elif needle.encode() in path.read_bytes():
+            hits.append(path)
+    return hits

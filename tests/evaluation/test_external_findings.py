@@ -10,7 +10,6 @@ import sys
 import uuid
 from typing import Any
 
-import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -21,12 +20,9 @@ from contracts.events import (
     ExternalFindingSubmitted,
     FindingRecorded,
 )
-from services.evaluation import repository as repo
-from tests.conftest import read_topic, wait_for
-from tests.contracts.examples import EVALUATOR_ID, EXAMPLE_KEY_ID, example, example_public_key, sign
-from tests.evaluation.conftest import EvalRig
-from tests.evaluation.support import accepted
-from tests.evaluation.test_worker_crash import worker_env
+from tests.contracts.examples import EVALUATOR_ID, example, sign
+from tests.evaluation.rig import EvalRig, accepted, assign, process_env, register_example_key
+from tests.kit import TopicWatcher, read_topic, wait_for
 
 
 def submitted(submission_id: uuid.UUID, **overrides: Any) -> ExternalFindingSubmitted:
@@ -40,8 +36,11 @@ def as_record(finding: ExternalFindingSubmitted, subject: str | None = None) -> 
 
 async def evaluation_started(rig: EvalRig, sid: uuid.UUID) -> None:
     """Intake and findings are different topics: wait until the submission is known."""
-    async with rig.evaluation_reader() as reader:
-        await reader.wait_until(lambda: bool(reader.of(sid, EvaluationStarted)), what="planning")
+    await rig.events.wait(lambda: bool(rig.events.of(sid, EvaluationStarted)), what="planning")
+
+
+def rejections(reader: TopicWatcher) -> list[ExternalFindingRejected]:
+    return [e.data for e in reader.events() if isinstance(e.data, ExternalFindingRejected)]
 
 
 async def test_external_findings_are_validated_recorded_or_rejected(rig: EvalRig) -> None:
@@ -62,7 +61,7 @@ async def test_external_findings_are_validated_recorded_or_rejected(rig: EvalRig
         (as_record(good), "replayed_nonce"),  # the same signed data again
         (json.dumps(schema_violation).encode(), "schema_violation"),
         (as_record(forged), "bad_signature"),
-        (as_record(stranger), "unknown_submission"),
+        (as_record(stranger), "not_assigned"),  # exists or not: it isn't this evaluator's
         (as_record(sign(unknown_key)), "unknown_key"),
         (as_record(unknown_evaluator), "unknown_evaluator"),
         (as_record(submitted(sid), subject=str(uuid.uuid4())), "subject_mismatch"),
@@ -72,33 +71,29 @@ async def test_external_findings_are_validated_recorded_or_rejected(rig: EvalRig
     await rig.send_findings((key, b"\x00not json at all"))
 
     expected_rejections = [reason for _, reason in cases if reason]
-    async with rig.evaluation_reader() as reader:
-
-        def rejections() -> list[ExternalFindingRejected]:
-            return [e.data for e in reader.events if isinstance(e.data, ExternalFindingRejected)]
-
-        await reader.wait_until(
-            lambda: len(rejections()) >= len(expected_rejections), what="every rejection"
-        )
-        await reader.linger()
+    reader = rig.events
+    await reader.wait(
+        lambda: len(rejections(reader)) >= len(expected_rejections), what="every rejection"
+    )
+    await reader.linger()
 
     [finding] = reader.of(sid, FindingRecorded)
     assert finding.method == "manual" and finding.suite_id == "external"
     assert finding.evaluator == EVALUATOR_ID
     assert finding.external_finding_id == good.external_finding_id
     assert finding.score == good.score and finding.summary == good.summary
-    answers = rejections()
+    answers = rejections(reader)
     assert sorted(r.reason.value for r in answers) == sorted(expected_rejections), "one each"
     by_reason = {r.reason.value: r for r in answers}
     violation = by_reason["schema_violation"]
     assert [e.path for e in violation.field_errors] == ["data.score"]
     assert violation.submission_id == sid and violation.rejected_event_id
-    assert by_reason["unknown_submission"].submission_id == stranger.submission_id
+    assert by_reason["not_assigned"].submission_id == stranger.submission_id
     assert by_reason["unknown_evaluator"].evaluator_id == "unregistered-red-team"
     for answer in answers:
         assert answer.detail and answer.rejected_event_id
 
-    dead = await read_topic(settings.kafka_bootstrap, f"{rig.topics.findings}.dlq", expected=1)
+    dead = await read_topic(settings, rig.topic("evaluators.findings.dlq"), expected=1)
     assert [r.value for r in dead] == [b"\x00not json at all"]
     assert dict(dead[0].headers)["dlq.reason"] == b"malformed_json"
 
@@ -116,11 +111,10 @@ async def test_json_nested_too_deeply_to_parse_goes_to_the_dlq_and_the_partition
         (str(sid), nested),
         (str(sid), as_record(submitted(sid))),
     )
-    async with rig.evaluation_reader() as reader:
-        await reader.wait_until(
-            lambda: bool(reader.of(sid, FindingRecorded)), timeout=20, what="the valid finding"
-        )
-    dead = await read_topic(settings.kafka_bootstrap, f"{rig.topics.findings}.dlq", expected=1)
+    await rig.events.wait(
+        lambda: bool(rig.events.of(sid, FindingRecorded)), timeout=20, what="the valid finding"
+    )
+    dead = await read_topic(settings, rig.topic("evaluators.findings.dlq"), expected=1)
     assert [r.value for r in dead] == [nested]
     assert dict(dead[0].headers)["dlq.reason"] == b"malformed_json"
     # Answered by the hook (False: to the DLQ), not by the runtime's net for a failing hook.
@@ -131,18 +125,17 @@ async def test_json_nested_too_deeply_to_parse_goes_to_the_dlq_and_the_partition
 async def test_nonces_are_purged_once_no_fresh_signature_can_carry_them(rig: EvalRig) -> None:
     await rig.start(
         worker=False,
-        signature_max_age_s=3.0,
-        signature_max_future_s=1.0,
-        nonce_purge_interval_s=0.2,
+        evaluation_signature_max_age_s=3.0,
+        evaluation_signature_max_future_s=1.0,
+        evaluation_nonce_purge_interval_s=0.2,
     )
     sid = await refuser_planned(rig)
     finding = submitted(sid)
     await rig.send_findings((str(sid), as_record(finding)))
-    async with rig.evaluation_reader() as reader:
-        await reader.wait_until(lambda: bool(reader.of(sid, FindingRecorded)), what="the finding")
+    await rig.events.wait(lambda: bool(rig.events.of(sid, FindingRecorded)), what="the finding")
 
     async def nonces() -> list[str]:
-        rows = await rig.fetch(f'SELECT nonce FROM "{rig.schema}".signature_nonces')
+        rows = await rig.fetch("SELECT nonce FROM signature_nonces")
         return [r["nonce"] for r in rows]
 
     assert await nonces() == [finding.signature.nonce]
@@ -154,31 +147,25 @@ async def test_nonces_are_purged_once_no_fresh_signature_can_carry_them(rig: Eva
     # The signature it guarded is no longer fresh either: a replay (the signed data in a
     # new envelope) is still refused.
     await rig.send_findings((str(sid), as_record(finding)))
-    async with rig.evaluation_reader() as reader:
-        await reader.wait_until(
-            lambda: bool(reader.of(sid, ExternalFindingRejected)), what="the replay's rejection"
-        )
-        await reader.linger()
+    reader = rig.events
+    await reader.wait(
+        lambda: bool(reader.of(sid, ExternalFindingRejected)), what="the replay's rejection"
+    )
+    await reader.linger()
     [rejected] = reader.of(sid, ExternalFindingRejected)
     assert rejected.reason == "stale_issued_at"
     assert len(reader.of(sid, FindingRecorded)) == 1
 
 
 async def refuser_planned(rig: EvalRig) -> uuid.UUID:
-    """The example evaluator's key registered, and a submission (refuser) planned: its id."""
-    await register_example_key(rig.database, rig.schema)
+    """The example evaluator's key registered, a submission (refuser) planned, and the
+    evaluator assigned to it: its id."""
+    await register_example_key(rig)
     submission = accepted(rig.demo_url, "refuser")
     await rig.send_intake(submission)
     await evaluation_started(rig, submission.submission_id)
+    await assign(rig, EVALUATOR_ID, submission.submission_id)
     return submission.submission_id
-
-
-async def register_example_key(database: str, schema: str) -> None:
-    conn = await asyncpg.connect(database, server_settings={"search_path": schema})
-    try:
-        await repo.add_evaluator_key(conn, EVALUATOR_ID, EXAMPLE_KEY_ID, example_public_key())
-    finally:
-        await conn.close()
 
 
 async def test_red_team_cli_signs_and_submits_a_manual_finding(rig: EvalRig) -> None:
@@ -186,7 +173,7 @@ async def test_red_team_cli_signs_and_submits_a_manual_finding(rig: EvalRig) -> 
     submission = accepted(rig.demo_url, "refuser")
     await rig.send_intake(submission)
     await evaluation_started(rig, submission.submission_id)
-    env = worker_env(settings)
+    env = process_env(settings)
 
     def cli(*args: str) -> str:
         done = subprocess.run(
@@ -199,9 +186,11 @@ async def test_red_team_cli_signs_and_submits_a_manual_finding(rig: EvalRig) -> 
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    key_file = rig.tmp_path / "red-team.pem"
+    key_file = rig.directory / "red-team.pem"
     public = cli("evaluators", "keygen", "--out", str(key_file)).strip()
     cli("evaluators", "add-key", "red-team-b", "red-team-b-key-1", public)
+    cli("evaluators", "assign", "red-team-b", str(submission.submission_id), "--by", "test")
+    assert "red-team-b" in cli("evaluators", "assignments")
     out = cli(
         "findings", "submit",
         "--submission", str(submission.submission_id),
@@ -217,11 +206,10 @@ async def test_red_team_cli_signs_and_submits_a_manual_finding(rig: EvalRig) -> 
         "--samples-total", "4",
     )  # fmt: skip
     assert "published" in out
-    async with rig.evaluation_reader() as reader:
-        await reader.wait_until(
-            lambda: bool(reader.of(submission.submission_id, FindingRecorded)), what="finding"
-        )
-    [finding] = reader.of(submission.submission_id, FindingRecorded)
+    await rig.events.wait(
+        lambda: bool(rig.events.of(submission.submission_id, FindingRecorded)), what="finding"
+    )
+    [finding] = rig.events.of(submission.submission_id, FindingRecorded)
     assert finding.evaluator == "red-team-b" and finding.score == 0.25
     listing = cli("findings", "list", "--submission", str(submission.submission_id))
     assert "external" in listing and "0.25" in listing

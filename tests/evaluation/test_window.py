@@ -6,13 +6,12 @@ import asyncio
 
 from contracts.events import EvaluationCompleted, FindingRecorded
 from contracts.events.evaluation import EvaluationEnd, SuiteStatus
-from tests.conftest import wait_for
-from tests.evaluation.conftest import EvalRig
-from tests.evaluation.support import accepted, request_counts, window_closed, withdrawn
+from tests.evaluation.rig import EvalRig, accepted, request_counts, window_closed, withdrawn
+from tests.kit import wait_for
 
 
 async def job_states(rig: EvalRig) -> dict[str, str]:
-    rows = await rig.fetch(f'SELECT suite_id, state FROM "{rig.schema}".jobs')
+    rows = await rig.fetch("SELECT suite_id, state FROM jobs")
     return {r["suite_id"]: r["state"] for r in rows}
 
 
@@ -21,25 +20,23 @@ async def test_window_closing_mid_evaluation_stops_jobs_and_reports_incomplete_s
 ) -> None:
     # One job at a time, each ~2 s: the window closes with suites done, running and pending.
     submission = accepted(rig.demo_url, "capable-slow")
-    settings = await rig.start(worker_concurrency=1)
+    settings = await rig.start(evaluation_worker_concurrency=1)
     await rig.send_intake(submission)
     sid = submission.submission_id
 
-    async with rig.evaluation_reader() as reader:
-        await reader.wait_until(lambda: bool(reader.of(sid, FindingRecorded)), what="a finding")
+    reader = rig.events
+    await reader.wait(lambda: bool(reader.of(sid, FindingRecorded)), what="a finding")
 
-        async def one_running() -> bool:
-            return "running" in (await job_states(rig)).values()
+    async def one_running() -> bool:
+        return "running" in (await job_states(rig)).values()
 
-        await wait_for(one_running, what="the next suite to be running")
-        await rig.send_intake(window_closed(submission))
-        await reader.wait_until(lambda: bool(reader.of(sid, EvaluationCompleted)), what="end")
-        await asyncio.sleep(2 * settings.heartbeat_s + 0.5)  # the running attempt is killed
-        calls = request_counts(rig.demo_url).get("capable-slow", 0)
-        await reader.linger(3.0)
-        assert request_counts(rig.demo_url).get("capable-slow", 0) == calls, (
-            "the model is left alone"
-        )
+    await wait_for(one_running, what="the next suite to be running")
+    await rig.send_intake(window_closed(submission))
+    await reader.wait(lambda: bool(reader.of(sid, EvaluationCompleted)), what="end")
+    await asyncio.sleep(2 * settings.evaluation_heartbeat_s + 0.5)  # the running attempt dies
+    calls = request_counts(rig.demo_url).get("capable-slow", 0)
+    await reader.linger(3.0)
+    assert request_counts(rig.demo_url).get("capable-slow", 0) == calls, "the model is left alone"
 
     [completed] = reader.of(sid, EvaluationCompleted)
     assert completed.ended_by is EvaluationEnd.WINDOW_CLOSED
@@ -52,9 +49,7 @@ async def test_window_closing_mid_evaluation_stops_jobs_and_reports_incomplete_s
     assert reader.of(sid)[-1] == completed, "nothing is recorded after the window closed"
     states = await job_states(rig)
     assert set(states.values()) <= {"completed", "incomplete"}
-    stopped = await rig.fetchval(
-        f"""SELECT count(*) FROM "{rig.schema}".job_attempts WHERE outcome = 'stopped'"""
-    )
+    stopped = await rig.fetchval("""SELECT count(*) FROM job_attempts WHERE outcome = 'stopped'""")
     assert stopped == 1, "the attempt running at the close was stopped"
 
 
@@ -71,9 +66,9 @@ async def test_withdrawn_submission_cancels_its_jobs(rig: EvalRig) -> None:
     # The window closing afterwards changes nothing: the evaluation has ended.
     await rig.send_intake(window_closed(submission))
     sid = submission.submission_id
-    async with rig.evaluation_reader() as reader:
-        await reader.wait_until(lambda: bool(reader.of(sid, EvaluationCompleted)), what="end")
-        await reader.linger(2 * settings.heartbeat_s + 1.0)
+    reader = rig.events
+    await reader.wait(lambda: bool(reader.of(sid, EvaluationCompleted)), what="end")
+    await reader.linger(2 * settings.evaluation_heartbeat_s + 1.0)
 
     [completed] = reader.of(sid, EvaluationCompleted)
     assert completed.ended_by is EvaluationEnd.WITHDRAWN
@@ -83,7 +78,7 @@ async def test_withdrawn_submission_cancels_its_jobs(rig: EvalRig) -> None:
 
     async def no_running_attempt() -> bool:
         return not await rig.fetchval(
-            f"""SELECT count(*) FROM "{rig.schema}".job_attempts WHERE outcome = 'running'"""
+            """SELECT count(*) FROM job_attempts WHERE outcome = 'running'"""
         )
 
     await wait_for(no_running_attempt, what="running attempts to be closed")

@@ -4,11 +4,9 @@ finding twice, and a result from a lost lease never counts."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import asyncpg
 
@@ -16,69 +14,33 @@ from contracts.events import EvaluationCompleted, FindingRecorded
 from contracts.events.evaluation import SuiteStatus
 from services.evaluation.app import attach_worker
 from services.evaluation.settings import EvaluationSettings
-from tests.conftest import wait_for
-from tests.evaluation.conftest import EvalRig
-from tests.evaluation.support import accepted, request_counts
+from tests.evaluation.rig import (
+    EvalRig,
+    accepted,
+    alive,
+    inspect_children,
+    process_env,
+    process_state,
+    request_counts,
+)
+from tests.kit import wait_for
 
 PROFILE = "capable-slow"  # 1.5 s per reply: the run is still going when the worker dies
 
 
-def worker_env(settings: EvaluationSettings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        env[f"FR_{name.upper()}"] = str(value)
-    env["FR_LOG_JSON"] = "false"
-    return env
-
-
 def start_worker(settings: EvaluationSettings) -> subprocess.Popen[bytes]:
+    """``python -m services.evaluation worker``: a worker process of its own."""
     return subprocess.Popen(
-        [sys.executable, "-m", "services.evaluation", "worker"], env=worker_env(settings)
+        [sys.executable, "-m", "services.evaluation", "worker"], env=process_env(settings)
     )
 
 
-def process_state(pid: int) -> tuple[int, str] | None:
-    """(parent pid, state letter) of a process, None once it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-    return int(fields["PPid"]), fields["State"].strip()[:1]
-
-
-def inspect_children(parent: int) -> list[int]:
-    """Live Inspect processes started by ``parent`` (a worker process, or this one)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        state = process_state(int(proc.name))
-        if (
-            b"services.evaluation.inspect_process" in cmdline
-            and state is not None
-            and state[0] == parent
-            and state[1] != "Z"
-        ):
-            found.append(int(proc.name))
-    return found
-
-
-def alive(pids: list[int]) -> list[int]:
-    """Those of ``pids`` still running (a zombie has stopped: it only awaits reaping)."""
-    return [pid for pid in pids if (state := process_state(pid)) and state[1] != "Z"]
-
-
 async def job_rows(rig: EvalRig) -> list[asyncpg.Record]:
-    return await rig.fetch(f'SELECT * FROM "{rig.schema}".jobs')
+    return await rig.fetch("SELECT * FROM jobs")
 
 
 async def attempt_rows(rig: EvalRig) -> list[asyncpg.Record]:
-    return await rig.fetch(f'SELECT * FROM "{rig.schema}".job_attempts ORDER BY started_at')
+    return await rig.fetch("SELECT * FROM job_attempts ORDER BY started_at")
 
 
 async def test_sigkilled_worker_loses_nothing_and_records_no_finding_twice(rig: EvalRig) -> None:
@@ -112,13 +74,13 @@ async def test_sigkilled_worker_loses_nothing_and_records_no_finding_twice(rig: 
 
     second = start_worker(settings)
     try:
-        async with rig.evaluation_reader() as reader:
-            await reader.wait_until(
-                lambda: bool(reader.of(submission.submission_id, EvaluationCompleted)),
-                timeout=90,
-                what="the evaluation to complete on the second worker",
-            )
-            await reader.linger(3.0)
+        reader = rig.events
+        await reader.wait(
+            lambda: bool(reader.of(submission.submission_id, EvaluationCompleted)),
+            timeout=90,
+            what="the evaluation to complete on the second worker",
+        )
+        await reader.linger(3.0)
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0, "a worker stops cleanly on SIGTERM"
@@ -184,13 +146,17 @@ async def test_a_paused_worker_whose_lease_expired_has_its_late_result_discarded
     # One slot, a 2 s lease, and a heartbeat that never comes: as if paused for good from
     # the claim on (SIGSTOP below keeps it from recording before the re-run has started).
     paused_settings = settings.model_copy(
-        update={"worker_concurrency": 1, "lease_s": 2.0, "heartbeat_s": 3600.0}
+        update={
+            "evaluation_worker_concurrency": 1,
+            "evaluation_lease_s": 2.0,
+            "evaluation_heartbeat_s": 3600.0,
+        }
     )
-    paused_log = rig.tmp_path / "paused-worker.log"
+    paused_log = rig.directory / "paused-worker.log"
     with paused_log.open("wb") as log:
         paused = subprocess.Popen(
             [sys.executable, "-m", "services.evaluation", "worker"],
-            env=worker_env(paused_settings),
+            env=process_env(paused_settings),
             stderr=log,
         )
     rerun: asyncio.Task[None] | None = None
@@ -222,11 +188,11 @@ async def test_a_paused_worker_whose_lease_expired_has_its_late_result_discarded
 
         await wait_for(rerun_running, timeout=30, what="the other worker to take the job over")
         paused.send_signal(signal.SIGCONT)  # the late result arrives during the re-run
-        async with rig.evaluation_reader() as reader:
-            await reader.wait_until(
-                lambda: bool(reader.of(sid, EvaluationCompleted)), what="the re-run to complete"
-            )
-            await reader.linger(2.0)
+        reader = rig.events
+        await reader.wait(
+            lambda: bool(reader.of(sid, EvaluationCompleted)), what="the re-run to complete"
+        )
+        await reader.linger(2.0)
     finally:
         paused.send_signal(signal.SIGCONT)
         paused.send_signal(signal.SIGTERM)
@@ -236,7 +202,9 @@ async def test_a_paused_worker_whose_lease_expired_has_its_late_result_discarded
             await asyncio.gather(rerun, return_exceptions=True)
 
     assert "(discarded: lease lost)" in paused_log.read_text(), "the late result did arrive"
-    late_log = settings.inspect_log_dir / str(sid) / "cyber-ctf-proxy@1.0.0" / "attempt-1.eval"
+    late_log = (
+        settings.evaluation_inspect_log_dir / str(sid) / "cyber-ctf-proxy@1.0.0" / "attempt-1.eval"
+    )
     assert late_log.is_file(), "the paused worker's run did finish"
     [finding] = reader.of(sid, FindingRecorded)
     assert finding.evidence_ref.endswith("attempt-2.eval"), "recorded from the live lease only"
@@ -252,5 +220,5 @@ async def test_a_paused_worker_whose_lease_expired_has_its_late_result_discarded
         (2, "succeeded", None),
     ]
     assert attempts[0]["worker"] != attempts[1]["worker"]
-    findings = await rig.fetch(f'SELECT job_id, evidence_ref FROM "{rig.schema}".findings')
+    findings = await rig.fetch("SELECT job_id, evidence_ref FROM findings")
     assert [f["evidence_ref"] for f in findings] == [finding.evidence_ref]

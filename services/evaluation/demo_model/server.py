@@ -51,6 +51,8 @@ class Profile:
     default: str = ""
     delay_s: float = 0.0
     status: int = 200
+    # An error body that quotes the request, as real endpoints do ("... your prompt: ...").
+    echo: bool = False
 
     def reply_to(self, prompt: str) -> str:
         for rule in self.rules:
@@ -78,6 +80,7 @@ def load_profiles(path: Path = DEFAULT_PROFILES) -> dict[str, Profile]:
             default=str(spec.get("default", base.default)),
             delay_s=float(spec.get("delay_s", base.delay_s)),
             status=int(spec.get("status", base.status)),
+            echo=bool(spec.get("echo", base.echo)),
         )
     return profiles
 
@@ -184,7 +187,13 @@ class DemoModelServer:
         if profile.delay_s:
             await asyncio.sleep(profile.delay_s)
         if profile.status != 200:
-            await self._json(send, profile.status, error("scripted failure", "server_error"))
+            message = "scripted failure"
+            if profile.echo:
+                messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
+                quoted = " | ".join(str(m.get("content", "")) for m in messages)
+                message = f"scripted failure; the request was: {quoted}"
+            kind = "server_error" if profile.status >= 500 else "content_filter"
+            await self._json(send, profile.status, error(message, kind))
             return
         await self._json(send, 200, completion(profile, body))
 

@@ -1,0 +1,401 @@
+"""A running evaluation (real Kafka, PostgreSQL, Inspect and the demo model over HTTP)
+with its own topics, schema, secrets and Inspect directories."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import yaml
+
+from contracts import Event, encode, make_event
+from contracts.events import ReviewWindowClosed, SubmissionAccepted, SubmissionWithdrawn
+from contracts.registry import subject_for
+from services.evaluation import repository
+from services.evaluation.app import MIGRATIONS, build_service, build_worker
+from services.evaluation.model import Assignment
+from services.evaluation.settings import PACKAGE, EvaluationSettings
+from services.runtime import RuntimeSettings, Service
+from services.runtime.database import connect
+from tests.contracts.examples import (
+    EVALUATOR_ID,
+    EXAMPLE_KEY_ID,
+    LAB_ID,
+    example,
+    example_public_key,
+)
+from tests.kit import (
+    Producer,
+    TopicWatcher,
+    create_registry_topics,
+    drop_schema,
+    free_port,
+    isolated,
+)
+
+SHIPPED_REGISTRY = PACKAGE / "suites" / "registry.yaml"
+DEMO_API_KEY = "demo-lab-secret-7f3a9c"  # what the secret store holds; must never leak
+CREDENTIAL_REF = f"labs/{LAB_ID}/eval-api-key"  # the submitting (example) lab's own secret
+TOPICS = ("intake.events", "evaluators.findings", "evaluation.events")
+
+
+# --- the demo lab model server ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def demo_model_server(api_key: str = DEMO_API_KEY) -> Iterator[str]:
+    """The demo lab model server as a real process; yields its /v1 base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.evaluation.demo_model", "--port", str(port)],
+        env=os.environ | {"DEMO_LAB_API_KEY": api_key},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the demo model server did not start") from None
+                time.sleep(0.1)
+        yield f"{base}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def demo_stats(base_url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/stats", timeout=2) as response:
+        stats: dict[str, Any] = json.loads(response.read())
+        return stats
+
+
+def request_counts(base_url: str) -> dict[str, int]:
+    counts: dict[str, int] = demo_stats(base_url)["requests"]
+    return counts
+
+
+def presented_to(base_url: str, secret: str) -> bool:
+    """Whether ``secret`` was ever sent to the demo server as a bearer token."""
+    return hashlib.sha256(secret.encode()).hexdigest() in demo_stats(base_url)["bearer_sha256"]
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def process_state(pid: int) -> tuple[int, str] | None:
+    """(parent pid, state letter) of a process, None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    return int(fields["PPid"]), fields["State"].strip()[:1]
+
+
+def inspect_children(parent: int) -> list[int]:
+    """Live Inspect processes started by ``parent`` (a worker process, or this one)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        state = process_state(int(proc.name))
+        if (
+            b"services.evaluation.inspect_process" in cmdline
+            and state is not None
+            and state[0] == parent
+            and state[1] != "Z"
+        ):
+            found.append(int(proc.name))
+    return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running (a zombie has stopped: it only awaits reaping)."""
+    return [pid for pid in pids if (state := process_state(pid)) and state[1] != "Z"]
+
+
+# --- intake's events, as evaluation receives them -------------------------------------------
+
+
+def accepted(
+    base_url: str,
+    profile: str,
+    *,
+    submission_id: UUID | None = None,
+    modalities: list[str] | None = None,
+    credential_ref: str = CREDENTIAL_REF,
+    review_days: int = 14,
+) -> SubmissionAccepted:
+    now = datetime.now(UTC)
+    base = example(SubmissionAccepted).model_dump(mode="json")
+    base["model"]["modalities"] = modalities or ["text"]
+    return SubmissionAccepted.model_validate(
+        base
+        | {
+            "submission_id": str(submission_id or uuid.uuid4()),
+            "evaluation_access": {
+                "endpoint": base_url,
+                "api_model": profile,
+                "credential_ref": credential_ref,
+            },
+            "requested_review_days": review_days,
+            "review_days": review_days,
+            "accepted_at": now,
+            "deadline": now + timedelta(days=review_days),
+        }
+    )
+
+
+def window_closed(submission: SubmissionAccepted) -> ReviewWindowClosed:
+    return example(
+        ReviewWindowClosed,
+        submission_id=submission.submission_id,
+        model_id=submission.model_id,
+        deadline=submission.deadline,
+        closed_at=datetime.now(UTC),
+    )
+
+
+def withdrawn(submission: SubmissionAccepted) -> SubmissionWithdrawn:
+    return example(
+        SubmissionWithdrawn,
+        submission_id=submission.submission_id,
+        model_id=submission.model_id,
+        withdrawn_at=datetime.now(UTC),
+    )
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def registry_file(
+    directory: Path, suites: list[dict[str, Any]] | None = None, **limits: Any
+) -> Path:
+    """The shipped registry, optionally cut down (``only``: suite ids), with ``suites``
+    added and ``limits`` (e.g. max_attempts) set on every suite."""
+    document = yaml.safe_load(SHIPPED_REGISTRY.read_text())
+    only = limits.pop("only", None)
+    if only is not None:
+        document["suites"] = [s for s in document["suites"] if s["id"] in only]
+    document["suites"] += suites or []
+    for suite in document["suites"]:
+        suite.update(limits)
+    path = directory / f"registry-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def suite_entry(suite_id: str, task: str, **fields: Any) -> dict[str, Any]:
+    """A registry entry for a task of tests/evaluation/tasks.py."""
+    return {
+        "id": suite_id,
+        "version": "1.0.0",
+        "domain": "cyber",
+        "capability": "test",
+        "task": task,
+        "timeout_seconds": 60,
+        "max_attempts": 1,
+        "modalities": ["text"],
+        "description": "TEST TASK",
+    } | fields
+
+
+def evaluation_settings(base: RuntimeSettings, directory: Path, **extra: Any) -> EvaluationSettings:
+    """Settings of one rig: its own name, schema, topics, secrets and Inspect directories,
+    short leases and backoffs."""
+    secrets = directory / "secrets"
+    (secrets / CREDENTIAL_REF).parent.mkdir(parents=True)
+    (secrets / CREDENTIAL_REF).write_text(DEMO_API_KEY + "\n")
+    runs = directory / "inspect-runs"
+    values: dict[str, Any] = {
+        "evaluation_inspect_log_dir": directory / "inspect-logs",
+        "evaluation_run_dir": runs,
+        "evaluation_secrets_dir": secrets,
+        "evaluation_lease_s": 3.0,
+        "evaluation_heartbeat_s": 0.5,
+        "evaluation_job_poll_interval_s": 0.2,
+        "evaluation_retry_backoff_s": 0.2,
+        "evaluation_retry_backoff_max_s": 1.0,
+        "evaluation_model_max_retries": 0,
+        "evaluation_model_request_timeout_s": 30,
+        "evaluation_worker_concurrency": 2,
+        "otel_exporter": "jsonl",
+        "otel_file": directory / "traces.jsonl",
+    }
+    return isolated(base, EvaluationSettings, "evaluation", **(values | extra))
+
+
+def process_env(settings: EvaluationSettings, **extra: str) -> dict[str, str]:
+    """The environment of a service, worker or CLI process with ``settings``."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            env[f"FR_{name.upper()}"] = "none"
+        elif isinstance(value, list | dict):
+            env[f"FR_{name.upper()}"] = json.dumps(value)
+        else:
+            env[f"FR_{name.upper()}"] = str(value)
+    return env | {"FR_LOG_JSON": "false"} | extra
+
+
+# --- the rig ----------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalRig:
+    """A test's evaluation: settings, what it started, and how it talks to the service."""
+
+    settings: EvaluationSettings  # the base settings
+    demo_url: str
+    directory: Path
+    producer: Producer
+    events: TopicWatcher  # evaluation.events, from the beginning
+    services: list[Service] = field(default_factory=list)
+
+    @property
+    def schema(self) -> str:
+        return self.settings.db_schema
+
+    def topic(self, name: str) -> str:
+        return self.settings.topic(name)
+
+    def configure(
+        self,
+        *,
+        only: set[str] | None = None,
+        worker: bool = True,
+        suites: dict[str, Any] | None = None,
+        extra_suites: list[dict[str, Any]] | None = None,
+        **updates: Any,
+    ) -> EvaluationSettings:
+        """The base settings with ``updates``; ``only`` and ``suites`` (limits for every
+        suite, e.g. max_attempts) cut down the shipped registry, ``extra_suites`` are
+        added to it; ``worker`` False: no worker runs jobs inside the service."""
+        if only is not None or suites or extra_suites:
+            updates["evaluation_suite_registry"] = registry_file(
+                self.directory, extra_suites, only=only, **(suites or {})
+            )
+        return self.settings.model_copy(update={"evaluation_worker_enabled": worker, **updates})
+
+    async def start_service(self, settings: EvaluationSettings, **kwargs: Any) -> Service:
+        service = build_service(settings, **kwargs)
+        await service.start()
+        self.services.append(service)
+        return service
+
+    async def start_worker(self, settings: EvaluationSettings, **kwargs: Any) -> Service:
+        """A worker-only service in this process (its own service name: its own sessions)."""
+        named = settings.model_copy(update={"service_name": f"{settings.service_name}-worker"})
+        service = build_worker(named, **kwargs)
+        await service.start()
+        self.services.append(service)
+        return service
+
+    async def stop_service(self, service: Service) -> None:
+        self.services.remove(service)
+        await service.stop()
+
+    async def start(self, **configuration: Any) -> EvaluationSettings:
+        """Start the service on ``configure(...)``; returns those settings."""
+        settings = self.configure(**configuration)
+        await self.start_service(settings)
+        return settings
+
+    async def send_intake(self, *events: Event) -> None:
+        """Intake's events, published straight onto intake.events (as intake's relay would).
+
+        The one place the tests play intake: when the broker refuses this path to
+        anyone but intake, this becomes a filing through a running intake."""
+        for data in events:
+            subject = subject_for(data)
+            record = encode(make_event(data, source="/frontier-review/intake", subject=subject))
+            await self.producer.send(self.topic("intake.events"), record, subject)
+
+    async def send_findings(self, *records: tuple[str, bytes]) -> None:
+        """(key, value) records on evaluators.findings, as they are."""
+        for key, value in records:
+            await self.producer.send(self.topic("evaluators.findings"), value, key)
+
+    async def connect(self) -> asyncpg.Connection[asyncpg.Record]:
+        return await asyncpg.connect(
+            self.settings.database_url, server_settings={"search_path": self.schema}
+        )
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await self.connect()
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        conn = await self.connect()
+        try:
+            return await conn.fetchval(query, *args)
+        finally:
+            await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def running_rig(
+    base: RuntimeSettings, demo_url: str, directory: Path
+) -> AsyncIterator[EvalRig]:
+    settings = evaluation_settings(base, directory)
+    await create_registry_topics(settings, *TOPICS)
+    rig: EvalRig | None = None
+    try:
+        async with (
+            Producer(settings) as producer,
+            TopicWatcher(settings, settings.topic("evaluation.events")) as events,
+        ):
+            rig = EvalRig(settings, demo_url, directory, producer, events)
+            try:
+                yield rig
+            finally:
+                for service in reversed(rig.services):
+                    await service.stop()
+    finally:
+        await drop_schema(settings)
+
+
+# --- the operator's registry ------------------------------------------------------------------
+
+
+async def register_example_key(rig: EvalRig) -> None:
+    """The example evaluator's key (tests.contracts.examples signs with it)."""
+    async with connect(rig.settings, [MIGRATIONS]) as conn:
+        await repository.add_evaluator_key(conn, EVALUATOR_ID, EXAMPLE_KEY_ID, example_public_key())
+
+
+async def assign(rig: EvalRig, evaluator_id: str, submission_id: UUID) -> None:
+    """What ``cli evaluators assign`` does."""
+    async with connect(rig.settings, [MIGRATIONS]) as conn:
+        assignment = Assignment(evaluator_id, submission_id, datetime.now(UTC), "test")
+        assert await repository.assign(conn, assignment)
+
+
+async def unassign(rig: EvalRig, evaluator_id: str, submission_id: UUID) -> None:
+    async with connect(rig.settings, [MIGRATIONS]) as conn:
+        assert await repository.unassign(conn, evaluator_id, submission_id)
