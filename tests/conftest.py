@@ -36,7 +36,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def settings() -> RuntimeSettings:
+    # Every Kafka name of the tests is under "test.", which the test principal's
+    # prefixed ACLs cover (contracts/acl.py); a rig adds a prefix of its own below it.
     return RuntimeSettings(
+        topic_prefix="test.",
         handler_retry_backoff_s=0.01,
         relay_poll_interval_s=0.2,
         transient_retry_s=0.2,
@@ -55,7 +58,10 @@ async def kafka(settings: RuntimeSettings) -> str:
         pytest.fail(f"Kafka at {settings.kafka_bootstrap} is unreachable ({exc!r}); {INFRA_HINT}")
     finally:
         await admin.close()
-    await ensure_topics(settings, [TopicPlan(CHECKPOINT_TOPIC, 1, {"cleanup.policy": "compact"})])
+    await ensure_topics(
+        settings,
+        [TopicPlan(settings.topic(CHECKPOINT_TOPIC), 1, {"cleanup.policy": "compact"})],
+    )
     return settings.kafka_bootstrap
 
 

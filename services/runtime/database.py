@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
+from urllib.parse import urlparse
 
 import asyncpg
 
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
     # What handlers receive: a pooled connection or a plain one (scripts, tests).
     Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
     Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+
+
+def database_name(database_url: str) -> str:
+    """The database of a URL (an outbox relay's transactional id names it)."""
+    return urlparse(database_url).path.lstrip("/") or "postgres"
 
 
 def _server_settings(settings: RuntimeSettings) -> dict[str, str]:

@@ -48,6 +48,7 @@ from services.runtime.acls import (
     apply_acls,
     remove_grants,
 )
+from services.runtime.database import database_name
 from services.runtime.kafka import (
     KafkaCredentials,
     KafkaSettings,
@@ -57,7 +58,7 @@ from services.runtime.kafka import (
 )
 from services.runtime.kafka_admin import KafkaAdmin
 from services.runtime.settings import RuntimeSettings
-from services.runtime.topics import TopicPlan, database_name, ensure_topics
+from services.runtime.topics import TopicPlan, ensure_topics
 
 
 @dataclass(frozen=True)

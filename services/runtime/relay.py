@@ -44,6 +44,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from contracts.registry import OUTBOX_CHECKPOINT_TOPIC, relay_transactional_id
 from services.runtime import timers
 from services.runtime.notify import listening
 from services.runtime.settings import RuntimeSettings
@@ -51,8 +52,7 @@ from services.runtime.telemetry import continue_trace
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_TOPIC = "frontier-review.outbox-checkpoints"
-CHECKPOINT = TopicPartition(CHECKPOINT_TOPIC, 0)
+CHECKPOINT_TOPIC = OUTBOX_CHECKPOINT_TOPIC
 # Above the largest record a consumer accepts (max_message_bytes) plus a dead
 # letter's headers: a DLQ copy of any record the broker accepted must fit.
 MAX_REQUEST_BYTES = 2_200_000
@@ -124,6 +124,8 @@ class OutboxRelay:
         # schema), not the process: two outboxes must never share a checkpoint,
         # and every relay of one outbox must fence the others. Set at election.
         self.group = ""
+        # The deployment's checkpoint partition (its topic carries the Kafka prefix).
+        self.checkpoint = TopicPartition(settings.topic(CHECKPOINT_TOPIC), 0)
         self.me = f"{socket.gethostname()}:{os.getpid()}"
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._stopping = asyncio.Event()
@@ -174,7 +176,7 @@ class OutboxRelay:
                 await asyncio.sleep(self.settings.relay_poll_interval_s)
             leadership = await self._elect(lock)
             database = await lock.fetchval("SELECT current_database()")
-            self.group = f"outbox-relay.{database}.{self.schema}"
+            self.group = self.settings.topic(relay_transactional_id(database, self.schema))
             try:
                 await self._publish_loop(leadership, lock)
             finally:
@@ -278,7 +280,7 @@ class OutboxRelay:
             for row in rows:
                 futures.append(await self._send_one(producer, row))
             await producer.send_offsets_to_transaction(
-                {CHECKPOINT: (batch + 1, str(leadership.identity))}, self.group
+                {self.checkpoint: (batch + 1, str(leadership.identity))}, self.group
             )
         # The transaction committed: every send is acknowledged. Surface any error.
         await asyncio.gather(*futures)
@@ -310,10 +312,12 @@ class OutboxRelay:
         admin = AIOKafkaAdminClient(**self.settings.kafka_options())
         await admin.start()
         try:
-            offsets = await admin.list_consumer_group_offsets(self.group, partitions=[CHECKPOINT])
+            offsets = await admin.list_consumer_group_offsets(
+                self.group, partitions=[self.checkpoint]
+            )
         finally:
             await admin.close()
-        meta = offsets.get(CHECKPOINT)
+        meta = offsets.get(self.checkpoint)
         if meta is None or meta.offset < 0:
             return 0, ""
         return meta.offset, meta.metadata or ""

@@ -25,13 +25,18 @@ from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from contracts import Event, Topic
+from contracts.acl import AclScope
+from contracts.principals import Role
+from contracts.registry import TOPIC_BY_NAME, consumer_group
 from services.runtime import outbox
+from services.runtime.acls import check_access
 from services.runtime.clock import SYSTEM_CLOCK, Clock
 from services.runtime.consumer import EventConsumer, Handler, Idempotency, InvalidHandler
 from services.runtime.context import TxContext
-from services.runtime.database import create_pool, migrate_schema
+from services.runtime.database import create_pool, database_name, migrate_schema
 from services.runtime.deadletter import DLQ_MAX_MESSAGE_BYTES
 from services.runtime.http import ASGIApp, serve
+from services.runtime.kafka import faststream_security
 from services.runtime.relay import OutboxRelay
 from services.runtime.scheduler import Scheduler, TimerHandler
 from services.runtime.settings import RuntimeSettings
@@ -59,8 +64,12 @@ class Service:
         span_exporter: SpanExporter | None = None,
         relay: bool = True,
         description: str | None = None,
+        role: Role | None = None,
     ) -> None:
+        """``role``: the agency role whose ACLs this process needs (contracts.acl); it
+        checks at start that its principal holds them, naming what is missing."""
         self.settings = settings
+        self.role = role
         self.name = settings.service_name
         self.schema = settings.db_schema
         self.migrations = tuple(migrations)
@@ -70,6 +79,7 @@ class Service:
         self.tracer_provider = build_tracer_provider(settings, span_exporter)
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
+            security=faststream_security(settings),  # the process's own SCRAM principal
             client_id=self.name,
             enable_idempotence=True,  # implies acks=all; no duplicates on producer retry
             acks="all",
@@ -110,16 +120,19 @@ class Service:
         The topic's other event types must be listed in ``ignore`` (a new type
         on a topic is a decision for each consumer); anything else is answered
         by ``on_invalid`` or dead-lettered. The consumer group is
-        ``<service>.<topic>``; replicas of the service share it.
+        ``<service>.<topic>`` (under the Kafka prefix); replicas share it. A
+        registry topic is named under the prefix; a topic outside the registry
+        (a runtime test's own) by its name as given.
         """
         handled = set(handlers)
         unknown = (handled | set(ignore)) - set(topic.events)
         if unknown:
             names = ", ".join(sorted(t.__name__ for t in unknown))
             raise ValueError(f"{names} do not travel on {topic.name} (contracts.registry)")
-        name = self.settings.topic(topic.name)
+        registered = TOPIC_BY_NAME.get(topic.name) is topic
+        name = self.settings.topic(topic.name) if registered else topic.name
         consumer = EventConsumer(
-            group=f"{self.name}.{name}",
+            group=self.settings.topic(consumer_group(self.name, topic.name)),
             topic=name,
             registry_topic=topic,
             event_types=topic.event_types,
@@ -174,6 +187,17 @@ class Service:
             yield ctx
 
     # lifecycle --------------------------------------------------------------------
+    async def check_access(self) -> None:
+        """Fail at start, naming the topic and operation, if the principal lacks an ACL."""
+        if self.role is None:
+            return
+        scope = AclScope(
+            prefix=self.settings.topic_prefix,
+            database=database_name(self.settings.database_url),
+            schemas={self.role: self.schema},
+        )
+        await check_access(self.settings, self.role, scope)
+
     async def open_database(self) -> None:
         if self.settings.otel_db_statements:
             instrument_asyncpg(self.tracer_provider)
@@ -210,6 +234,7 @@ class Service:
 
     async def start(self) -> None:
         """Start everything (tests and embedded use; ``run()`` does the same in order)."""
+        await self.check_access()
         await self.open_database()
         await self.start_relay()
         await self.start_jobs()
@@ -238,7 +263,7 @@ class Service:
         """The FastStream application; its signal handling gives graceful shutdown."""
         return FastStream(
             self.broker,
-            on_startup=[self.open_database, self.start_relay, self.start_jobs],
+            on_startup=[self.check_access, self.open_database, self.start_relay, self.start_jobs],
             after_startup=[self.start_consumers],
             on_shutdown=[self.stop_consumers],
             after_shutdown=[self.close],

@@ -2,9 +2,12 @@
 
 Every service reads the same names for what every service has: its name
 (``FR_SERVICE_NAME``: consumer groups, the relay's identity, traces), its
-schema (``FR_DB_SCHEMA``) and its topics (``FR_TOPIC_PREFIX``, prepended to
-every registry topic name, so a test rig or a staging stack runs on topics of
-its own). A service's own settings add a prefix of their own (``FR_INTAKE_``,
+schema (``FR_DB_SCHEMA``) and its Kafka names (``FR_TOPIC_PREFIX``, prepended to
+every registry topic, consumer group, transactional id and the relays'
+checkpoint topic, so a test rig or a staging stack runs under names of its own,
+which its principal's prefixed ACLs cover). The Kafka connection and the
+principal it authenticates as are ``KafkaSettings`` (services/runtime/kafka.py).
+A service's own settings add a prefix of their own (``FR_INTAKE_``,
 ``FR_EVALUATION_`` ...). The defaults match deploy/stack.sh, so a service
 started on a developer's machine finds the local Kafka and PostgreSQL.
 """
@@ -14,10 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from services.runtime.kafka import KafkaSettings, aiokafka_options
 
 
-class RuntimeSettings(BaseSettings):
+class RuntimeSettings(KafkaSettings):
     # "none" in a variable means None (e.g. FR_HTTP_PORT=none: no HTTP server).
     model_config = SettingsConfigDict(env_prefix="FR_", extra="ignore", env_parse_none_str="none")
 
@@ -25,7 +30,6 @@ class RuntimeSettings(BaseSettings):
     db_schema: str = "public"
     topic_prefix: str = ""
 
-    kafka_bootstrap: str = "127.0.0.1:19092"
     database_url: str = "postgresql://frontier:frontier@127.0.0.1:15432/frontier_review"
     db_pool_min: int = 1
     db_pool_max: int = 10
@@ -73,7 +77,9 @@ class RuntimeSettings(BaseSettings):
     http_port: int | None = None
 
     def topic(self, name: str) -> str:
-        """The actual name of registry topic ``name`` for this deployment."""
+        """The actual name of registry topic ``name`` (or any Kafka name: group,
+        transactional id) for this deployment: the prefix puts a test rig or a
+        staging stack under names of its own, which its principal's ACLs cover."""
         return f"{self.topic_prefix}{name}"
 
     @property
@@ -82,5 +88,6 @@ class RuntimeSettings(BaseSettings):
         return f"/frontier-review/{self.service_name}"
 
     def kafka_options(self) -> dict[str, Any]:
-        """Connection options every aiokafka client of this process uses."""
-        return {"bootstrap_servers": self.kafka_bootstrap}
+        """Connection options every aiokafka client of this process uses: bootstrap,
+        TLS and this process's own SCRAM principal (services/runtime/kafka.py)."""
+        return aiokafka_options(self)

@@ -23,14 +23,14 @@ import asyncio
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services.runtime.consumer import EXTERNAL_PRODUCERS
-from services.runtime.deadletter import DLQ_MAX_MESSAGE_BYTES
 from contracts.acl import AclScope, desired_grants
 from services.runtime.acls import apply_acls, deployment_principals, read_acls
+from services.runtime.consumer import EXTERNAL_PRODUCERS
+from services.runtime.database import database_name
+from services.runtime.deadletter import DLQ_MAX_MESSAGE_BYTES
 from services.runtime.kafka import KafkaSettings, aiokafka_options
 from services.runtime.kafka_admin import KafkaAdmin
 from services.runtime.relay import CHECKPOINT_TOPIC
@@ -113,11 +113,6 @@ async def ensure_topics(kafka: KafkaSettings | str, plans: Iterable[TopicPlan]) 
         return [p.name for p in missing]
     finally:
         await admin.close()
-
-
-def database_name(database_url: str) -> str:
-    """The database an outbox relay's transactional id names."""
-    return urlparse(database_url).path.lstrip("/") or "postgres"
 
 
 async def _apply_acls(settings: KafkaSettings, scope: AclScope) -> int:

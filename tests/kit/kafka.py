@@ -10,6 +10,7 @@ from typing import Any, Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from contracts import CloudEvent, ContractViolation, Event, Topic, decode
+from contracts.registry import OUTBOX_CHECKPOINT_TOPIC as CHECKPOINT_TOPIC
 from contracts.registry import TOPIC_BY_NAME
 from services.runtime.settings import RuntimeSettings
 from services.runtime.topics import TopicPlan, dlq_plan, ensure_topics, planned_topics
@@ -34,9 +35,10 @@ async def new_topic_name(settings: RuntimeSettings, prefix: str = "t", partition
 
 
 async def create_registry_topics(settings: RuntimeSettings, *names: str) -> None:
-    """The registry's topics ``names`` (all when empty) under ``settings.topic_prefix``."""
+    """The registry's topics ``names`` (all when empty), their DLQs and the relays'
+    checkpoint topic, under ``settings.topic_prefix``."""
     wanted = set(names) or set(TOPIC_BY_NAME)
-    wanted |= {f"{n}.dlq" for n in wanted}
+    wanted |= {f"{n}.dlq" for n in wanted} | {CHECKPOINT_TOPIC}  # the rig's relays need it
     prefix = settings.topic_prefix
     plans = [p for p in planned_topics(prefix) if p.name.removeprefix(prefix) in wanted]
     await ensure_topics(settings, plans)

@@ -21,13 +21,14 @@ StartService = Callable[[Service], Awaitable[Service]]  # the ``start`` fixture
 
 
 def isolated(base: RuntimeSettings, kind: type[S], name: str, **extra: Any) -> S:
-    """``kind`` settings for one rig: its own service name, schema and topic prefix, so
-    rigs never share consumer groups, tables or topics."""
+    """``kind`` settings for one rig: its own schema and Kafka prefix (topics, consumer
+    groups, transactional ids under ``test.<suffix>.``, which the test principal's ACLs
+    cover), so rigs never share groups, tables or topics; the service keeps its name."""
     suffix = uuid.uuid4().hex[:8]
     values = base.model_dump() | {
-        "service_name": f"{name}-test-{suffix}",
+        "service_name": name,
         "db_schema": f"test_{name.replace('-', '_')}_{suffix}",
-        "topic_prefix": f"test-{suffix}.",
+        "topic_prefix": f"test.{suffix}.",
         "log_json": False,
     }
     return kind(**(values | extra))

@@ -32,6 +32,7 @@ def environment(settings: RuntimeSettings, schema: str, topic: str, **extra: str
             "FR_DATABASE_URL": settings.database_url,
             "FR_SERVICE_NAME": f"test-{uuid.uuid4().hex[:8]}",
             "FR_DB_SCHEMA": schema,
+            "FR_TOPIC_PREFIX": settings.topic_prefix,
             "TEST_TOPIC": topic,
             "FR_LOG_JSON": "false",
         }
@@ -102,7 +103,7 @@ async def test_committed_offsets_never_name_an_unapplied_record(
     total = 400
     await produce(settings, topic, [("k", ping_record("k", i)) for i in range(total)])
     env = environment(settings, schema, topic, TEST_DELAY="0.005", FR_CONSUMER_BATCH_SIZE="25")
-    group = env["FR_SERVICE_NAME"] + "." + topic
+    group = settings.topic(env["FR_SERVICE_NAME"] + "." + topic)
     admin = AIOKafkaAdminClient(**settings.kafka_options())
     await admin.start()
     conn = await asyncpg.connect(settings.database_url)

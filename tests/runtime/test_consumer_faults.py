@@ -95,7 +95,8 @@ async def test_one_partitions_poison_never_holds_back_the_others(
             ends[tp] = max(ends.get(tp, 0), record.offset + 1)
 
         async def committed_to_the_end() -> bool:
-            offsets = await admin.list_consumer_group_offsets(f"{config.service_name}.{topic}")
+            group = config.topic(f"{config.service_name}.{topic}")
+            offsets = await admin.list_consumer_group_offsets(group)
             return all(
                 offsets.get(tp) is not None and offsets[tp].offset == end
                 for tp, end in ends.items()

@@ -279,6 +279,7 @@ async def test_relay_process_killed_mid_batch(
         "FR_DATABASE_URL": settings.database_url,
         "FR_SERVICE_NAME": config.service_name,
         "FR_DB_SCHEMA": schema,
+        "FR_TOPIC_PREFIX": settings.topic_prefix,
         "FR_RELAY_BATCH_SIZE": "100",
         "FR_LOG_JSON": "false",
     }
