@@ -16,7 +16,7 @@ from contracts.events.access import policy_hash
 from contracts.events.common import RejectionReason
 from contracts.policy import Action, LoadedPolicy, UnusablePolicy, cedar
 from services.access.compile import cedar_time, compile_policy
-from services.access.model import Refusal
+from services.trust.refusal import Refusal
 from tests.access.support import GROUPS, MODEL, T0, at_location, order, person, ties
 
 

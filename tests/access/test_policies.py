@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 from contracts.events.common import RejectionReason
 from contracts.policy import Action, LoadedPolicy
-from services.access.model import ModelPolicy, OrderRecord, OrderState, Refusal
+from services.access.model import ModelPolicy, OrderRecord, OrderState
+from services.trust.refusal import Refusal
 from services.access.policies import (
     Duplicate,
     OrderChange,

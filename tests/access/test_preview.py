@@ -8,7 +8,7 @@ import pytest
 
 from contracts.events.common import RejectionReason
 from contracts.policy import Action
-from services.access.model import Refusal
+from services.trust.refusal import Refusal
 from services.access.preview import ImpactReport, MalformedSample, preview_impact
 from services.access.sample import COLUMNS, SampleError, SampleFormat, read_sample
 from services.labclient.enforcer import Enforcer
