@@ -83,20 +83,18 @@ class PolicyFeed:
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
 
-    async def start(self) -> None:
+    async def start(self, *, within_s: float = 30.0) -> None:
         await self.consumer.start()
-        parts: set[int] | None = None
-        for _ in range(50):
-            await self.consumer.topics()  # refreshes the metadata
-            parts = self.consumer.partitions_for_topic(self.topic)
-            if parts:
-                break
-            await asyncio.sleep(0.1)
-        if not parts:
-            await self.consumer.stop()
-            raise RuntimeError(f"the policy feed {self.topic} does not exist")
-        self.partitions = [TopicPartition(self.topic, p) for p in sorted(parts)]
-        self.consumer.assign(self.partitions)
+        # Without a group, a subscription is assigned every partition of the topic.
+        self.consumer.subscribe([self.topic])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while not self.consumer.assignment():
+            if loop.time() > deadline:
+                await self.consumer.stop()
+                raise RuntimeError(f"the policy feed {self.topic} does not exist")
+            await asyncio.sleep(0.02)
+        self.partitions = sorted(self.consumer.assignment())
         await self.consumer.seek_to_beginning(*self.partitions)
         # read_committed: the last stable offsets, what a reader can actually reach.
         self.start_offsets = dict(await self.consumer.end_offsets(self.partitions))
