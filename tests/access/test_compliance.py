@@ -15,9 +15,9 @@ from services.access.compliance import (
     rejection,
 )
 from services.access.model import ModelPolicy, OrderRecord
+from services.access.policies import next_version
 from services.trust.refusal import Refusal
 from services.trust.verifier import Authenticated
-from services.access.policies import next_version
 from tests.access.support import GROUPS, LAB, MODEL, T0, order
 from tests.contracts.examples import example
 

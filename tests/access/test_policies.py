@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from contracts.events.common import RejectionReason
 from contracts.policy import Action, LoadedPolicy
 from services.access.model import ModelPolicy, OrderRecord, OrderState
-from services.trust.refusal import Refusal
 from services.access.policies import (
     Duplicate,
     OrderChange,
@@ -17,6 +16,7 @@ from services.access.policies import (
     next_version,
     receive_order,
 )
+from services.trust.refusal import Refusal
 from tests.access.support import GROUPS, MODEL, T0, at_location, order, person, ties
 
 HOUR = timedelta(hours=1)
