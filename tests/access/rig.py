@@ -215,8 +215,11 @@ async def running_rig(
 
 def service_env(settings: AccessSettings, **overrides: str) -> Mapping[str, str]:
     """Environment for ``python -m services.access`` with ``settings``."""
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FR_")}
+    defaults = AccessSettings.model_fields
     for name, value in settings.model_dump().items():
+        if value == defaults[name].default:
+            continue  # e.g. otel_exporter "none", which the variable would read as None
         env[f"FR_{name.upper()}"] = "none" if value is None else str(value)
     env["FR_LOG_JSON"] = "false"
     return env | overrides
