@@ -140,7 +140,10 @@ def preview(
         ),
     ] = None,
     fmt: Annotated[SampleFormat | None, typer.Option("--format")] = None,
-    at: Annotated[datetime | None, typer.Option(help="Decision time (default: now, UTC).")] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(help="Decision time, ISO 8601 with offset (default: now)."),
+    ] = None,
     action: Annotated[Action, typer.Option()] = Action.INVOKE,
     groups: Annotated[Path, typer.Option(help="Country-group table.")] = DEFAULT_FILE,
     changed_out: Annotated[
@@ -158,10 +161,15 @@ def preview(
         basis = asyncio.run(_basis(proposed.model_id))
         in_force, published = basis.in_force, basis.published
     table = load_country_groups(groups)
-    when = (at or datetime.now(UTC)).astimezone(UTC) if at is None or at.tzinfo else None
-    if when is None:
+    try:
+        parsed = datetime.fromisoformat(at) if at is not None else datetime.now(UTC)
+    except ValueError:
+        _fail(f"--at {at!r} is not an ISO 8601 time, e.g. 2026-02-01T00:00:00+00:00")
+        return
+    if parsed.tzinfo is None:
         _fail("--at needs a UTC offset, e.g. 2026-02-01T00:00:00+00:00")
         return
+    when = parsed.astimezone(UTC)
     kind = fmt or (
         SampleFormat.JSONL if sample.suffix in {".jsonl", ".ndjson"} else SampleFormat.CSV
     )
