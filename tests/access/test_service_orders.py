@@ -201,3 +201,27 @@ async def test_every_version_of_a_model_is_kept_and_the_feed_carries_them_in_ord
         "SELECT version FROM model_policies WHERE model_id = $1 ORDER BY version", model
     )
     assert [r["version"] for r in rows] == [1, 2]
+
+
+async def test_orders_of_one_model_arriving_out_of_order_end_in_the_same_policy(
+    rig: Rig,
+) -> None:
+    in_order, reversed_ = model_id(), model_id()
+    finals = {}
+    for model, reverse in ((in_order, False), (reversed_, True)):
+        interim = restriction(model, nationalities=["CN", "RU"], interim=True, reviewer_id=None)
+        final = restriction(model, nationalities=["CN"], supersedes=interim.order_id)
+        for each in (final, interim) if reverse else (interim, final):
+            await rig.send(each)
+        finals[model] = final.order_id
+    first = await rig.version(in_order, 2)
+    assert first.order_ids == [finals[in_order]]
+    await rig.version(reversed_, 1)
+    await rig.policies.linger(1.5)
+    assert rig.versions(reversed_)[-1].order_ids == [finals[reversed_]]
+    rows = await rig.fetch(
+        "SELECT ended FROM orders WHERE model_id = $1 AND order_id <> $2",
+        reversed_,
+        finals[reversed_],
+    )
+    assert [r["ended"] for r in rows] == ["superseded"]

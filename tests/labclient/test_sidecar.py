@@ -139,7 +139,7 @@ async def test_acknowledge_signs_the_applied_version_and_the_service_accepts_it(
             "--enforcement-point",
             "gateway-eu",
             *extra,
-        ),  # fmt: skip
+        ),
         capture_output=True,
         timeout=120,
         check=False,
