@@ -104,7 +104,14 @@ def test_enforcing_in_the_future_is_implausible() -> None:
     assert refusal.reason is RejectionReason.IMPLAUSIBLE_ENFORCED_AT
 
 
-LAB_SENDER = Authenticated(kind="lab", principal_id=LAB, key_id="k1", nonce="n" * 16, issued_at=T0)
+LAB_SENDER = Authenticated(
+    kind="lab",
+    principal_id=LAB,
+    key_id="k1",
+    nonce="n" * 16,
+    issued_at=T0,
+    signature_sha256="5" * 64,
+)
 
 
 def test_a_refusal_to_the_models_lab_is_precise_and_addressed_to_the_model() -> None:
