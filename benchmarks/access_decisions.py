@@ -29,6 +29,7 @@ from pathlib import Path
 
 import cedarpy
 
+from benchmarks.common import record_results
 from contracts.policy import Action, cedar
 from contracts.policy.entities import cedar_request, derive
 from services.access.preview import ImpactReport, preview_impact
@@ -147,18 +148,20 @@ def main() -> None:
     parser.add_argument("--principals", type=int, default=20_000)
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
+    figures: dict[str, object] = {}
     for adversarial in (False, True):
         sample = "adversarial (uniformly random attributes)" if adversarial else "customers"
         result = decisions(args.principals, adversarial=adversarial)
+        figures[f"decisions, {sample}"] = result
         print(json.dumps({f"decisions, {sample}": result}, indent=2), flush=True)
-    print(
-        json.dumps({"preview, customers": preview(args.rows, adversarial=False)}, indent=2),
-        flush=True,
-    )
+    customers = preview(args.rows, adversarial=False)
+    figures["preview, customers"] = customers
+    print(json.dumps({"preview, customers": customers}, indent=2), flush=True)
     small = max(args.rows // 50, 1000)
-    print(
-        json.dumps({"preview, adversarial": preview(small, adversarial=True)}, indent=2), flush=True
-    )
+    adversarial_preview = preview(small, adversarial=True)
+    figures["preview, adversarial"] = adversarial_preview
+    print(json.dumps({"preview, adversarial": adversarial_preview}, indent=2), flush=True)
+    record_results("access_decisions", figures)
 
 
 if __name__ == "__main__":

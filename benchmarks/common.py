@@ -19,6 +19,9 @@ from services.runtime.settings import RuntimeSettings
 from services.runtime.topics import TopicPlan, dlq_plan, ensure_topics
 
 RESULTS_JSON = Path(__file__).parent / "results.json"
+# Benchmarks connect as the test harness's principal, whose ACLs cover ``test.``: every
+# Kafka name of a benchmark run is under this prefix.
+BENCH_PREFIX = "test.bench."
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ def machine() -> str:
 
 
 async def fresh_topic(settings: RuntimeSettings, prefix: str, partitions: int = 6) -> str:
-    name = f"bench.{prefix}.{uuid.uuid4().hex[:8]}"
+    name = settings.topic(f"bench.{prefix}.{uuid.uuid4().hex[:8]}")
     await ensure_topics(settings, [TopicPlan(name, partitions), dlq_plan(f"{name}.dlq")])
     return name
 
@@ -96,7 +99,7 @@ async def drain(
     consumer = AIOKafkaConsumer(
         topic,
         **settings.kafka_options(),
-        group_id=f"bench-{uuid.uuid4().hex[:6]}",
+        group_id=settings.topic(f"bench-{uuid.uuid4().hex[:6]}"),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         isolation_level="read_committed" if committed_only else "read_uncommitted",

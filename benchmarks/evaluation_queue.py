@@ -33,7 +33,7 @@ from inspect_ai.dataset import Sample
 from inspect_ai.scorer import match
 from inspect_ai.solver import generate
 
-from benchmarks.common import machine
+from benchmarks.common import BENCH_PREFIX, machine
 from contracts.events import SubmissionAccepted
 from services.evaluation import repository as repo
 from services.evaluation.app import MIGRATIONS, inspect_runner
@@ -245,6 +245,7 @@ async def bench_inspect_overhead(settings: EvaluationSettings, jobs: int) -> dic
 
 def settings_for(schema: str) -> EvaluationSettings:
     return EvaluationSettings(
+        topic_prefix=BENCH_PREFIX,
         db_schema=schema,
         service_name=f"bench-{schema}",
         evaluation_inspect_log_dir=Path(f".local/bench-inspect-logs/{schema}"),

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.runtime.relay import CHECKPOINT
+from services.runtime.relay import CHECKPOINT_TOPIC
 from services.runtime.settings import RuntimeSettings
 
 _CLAIM = """
@@ -41,7 +41,9 @@ async def fair_loop(
     settings: RuntimeSettings, pool: asyncpg.Pool[Any], source: str, sink: str, expected: int
 ) -> None:
     """Forward ``expected`` records from ``source`` to ``sink`` with the guarantees."""
-    group = f"bench-fair-{uuid.uuid4().hex[:6]}"
+    group = settings.topic(f"bench-fair-{uuid.uuid4().hex[:6]}")
+    checkpoint = TopicPartition(settings.topic(CHECKPOINT_TOPIC), 0)
+    transactional_id = settings.topic(f"bench-fair-relay-{group}")
     consumer = AIOKafkaConsumer(
         source,
         **settings.kafka_options(),
@@ -52,7 +54,7 @@ async def fair_loop(
     )
     producer = AIOKafkaProducer(
         **settings.kafka_options(),
-        transactional_id=f"bench-fair-relay-{group}",
+        transactional_id=transactional_id,
         enable_idempotence=True,
         acks="all",
         linger_ms=0,
@@ -101,7 +103,7 @@ async def fair_loop(
                 for key, _, value in out:
                     await producer.send(sink, value=value, key=key)
                 await producer.send_offsets_to_transaction(
-                    {CHECKPOINT: batch_number + 1}, f"bench-fair-relay-{group}"
+                    {checkpoint: batch_number + 1}, transactional_id
                 )
             done += len(records)
     finally:

@@ -40,7 +40,7 @@ import asyncpg
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from benchmarks.common import HEADER, Run, machine, raw_baseline
+from benchmarks.common import BENCH_PREFIX, HEADER, Run, machine, raw_baseline
 from contracts import encode
 from services.intake.app import SCHEMA, build_service
 from services.intake.settings import IntakeSettings
@@ -174,7 +174,7 @@ def run_of(name: str, sent: dict[str, float], decided: Decisions, last: float) -
 
 async def main(messages: int, rate: float, paced_seconds: float, in_process: bool) -> None:
     suffix = uuid.uuid4().hex[:8]
-    base = IntakeSettings(otel_exporter="none", log_level="WARNING")
+    base = IntakeSettings(otel_exporter="none", log_level="WARNING", topic_prefix=BENCH_PREFIX)
     client = LabClient(lab_id=LAB_ID, key_id=KEY_ID, key=generate_key())
     burst = signed_batch(client, messages)
     size = len(burst[0][1])
@@ -193,7 +193,7 @@ async def main(messages: int, rate: float, paced_seconds: float, in_process: boo
         update={
             "service_name": f"bench-intake-{suffix}",
             "db_schema": f"bench_intake_{suffix}",
-            "topic_prefix": f"bench-{suffix}.",
+            "topic_prefix": f"{BENCH_PREFIX}{suffix}.",
             "http_port": None,
             # The example manifest's endpoint is not a real host: exempt from resolution.
             "intake_endpoint_allowlist": ["eval.example-lab.test:443"],

@@ -35,6 +35,7 @@ from typing import ClassVar
 import asyncpg
 
 from benchmarks.common import (
+    BENCH_PREFIX,
     HEADER,
     Run,
     drain,
@@ -149,7 +150,9 @@ def profiled(path: Path | None) -> Iterator[None]:
 
 
 async def main(sizes: list[int], rate: float, paced_messages: int, profile: Path | None) -> None:
-    settings = RuntimeSettings(relay_poll_interval_s=1.0, log_level="WARNING")
+    settings = RuntimeSettings(
+        relay_poll_interval_s=1.0, log_level="WARNING", topic_prefix=BENCH_PREFIX
+    )
     trace_file = Path(tempfile.mkdtemp()) / "bench-traces.jsonl"
     print(f"machine: {machine()}\n")
     print(HEADER)

@@ -4,15 +4,26 @@
         [--current orders.jsonl] [--format csv|jsonl] [--at 2026-02-01T00:00:00Z]
         [--action invoke] [--changed-out changed.csv] [--strict] [--json]
     python -m services.access.cli compile --order order.json [--order ...]
+    python -m services.access.cli models [--lab LAB] [--json]
+    python -m services.access.cli policy MODEL_ID [--version N]
+    python -m services.access.cli lab register|list|remove|key ...   (lab keys)
 
-``--order`` is a RestrictionOrdered (its ``data`` as JSON); ``--current`` holds
-the orders in force, one JSON object per line. The sample format is described
-in services/access/README.md (and ``services.access.sample``). Exit codes: 0 ok,
-1 unusable input (order, sample header, strict mode and a malformed row).
+``--order`` is a RestrictionOrdered (its ``data`` as JSON). The preview compares
+it with the model's current policy as the access service enforces it (read from
+the access schema: FR_DATABASE_URL, FR_DB_SCHEMA), or, with ``--current``, with
+the orders in that file (one JSON object per line; no database needed). The
+sample format is described in services/access/README.md (and
+``services.access.sample``). Exit codes: 0 ok, 1 unusable input (order, sample
+header, strict mode and a malformed row, unknown model), 2 bad arguments.
+
+The ``lab`` commands keep the labs' public keys that acknowledgements are
+verified with, in access's own schema (the trust library's registry).
 """
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import json
 import sys
 from collections.abc import Iterator
@@ -28,14 +39,36 @@ from rich.table import Table
 
 from contracts.events.risk import RestrictionOrdered
 from contracts.policy.cedar import Action
+from services.access import queries
+from services.access.app import MIGRATIONS
 from services.access.compile import compile_policy
 from services.access.country_groups import DEFAULT_FILE, load_country_groups
-from services.access.model import Refusal
-from services.access.preview import ChangedPrincipal, ImpactReport, MalformedSample, preview_impact
+from services.access.model import ModelPolicy
+from services.access.preview import (
+    ChangedPrincipal,
+    ImpactReport,
+    MalformedSample,
+    preview_impact,
+    report_json,
+)
 from services.access.sample import SampleError, SampleFormat
+from services.access.settings import AccessSettings
+from services.runtime.database import connect
+from services.trust import TRUST_SQL
+from services.trust.cli import principal_commands
+from services.trust.principals import LAB
+from services.trust.refusal import Refusal
 
 app = typer.Typer(help="frontier-review access service: policies and impact previews.")
 console = Console(stderr=True)
+
+
+def database() -> Any:
+    """A connection to access's migrated schema (settings from FR_* variables)."""
+    return connect(AccessSettings(), (TRUST_SQL, MIGRATIONS))
+
+
+app.add_typer(principal_commands(LAB, connect=database), name="lab")
 
 
 def _fail(message: str) -> None:
@@ -70,33 +103,6 @@ def _lines(handle: BinaryIO, progress: Progress, task: Any) -> Iterator[bytes]:
         yield line
 
 
-def _report_json(report: ImpactReport) -> dict[str, Any]:
-    return {
-        "model_id": report.model_id,
-        "at": report.at.isoformat(),
-        "action": report.action.value,
-        "current_order_ids": report.current_order_ids,
-        "proposed_order_ids": report.proposed_order_ids,
-        "rows": report.rows,
-        "evaluated": report.evaluated,
-        "malformed": report.malformed,
-        "malformed_rows": [{"line": r.line, "error": r.error} for r in report.malformed_rows],
-        "denied_current": report.denied_current,
-        "denied_proposed": report.denied_proposed,
-        "newly_denied": report.newly_denied,
-        "newly_allowed": report.newly_allowed,
-        "denied_by_reason": dict(report.denied_by_reason.most_common()),
-        "denied_by_country": dict(report.denied_by_country.most_common()),
-        "newly_denied_by_reason": dict(report.newly_denied_by_reason.most_common()),
-        "newly_denied_by_country": dict(report.newly_denied_by_country.most_common()),
-        "changed": [
-            {"line": c.line, "principal_id": c.principal_id, "reasons": list(c.reasons)}
-            for c in report.changed
-        ],
-        "changed_truncated": report.changed_truncated,
-    }
-
-
 def _print(report: ImpactReport) -> None:
     out = Console()
     out.print(
@@ -127,10 +133,17 @@ def preview(
     order: Annotated[Path, typer.Option(help="The proposed RestrictionOrdered (JSON).")],
     sample: Annotated[Path, typer.Option(help="Customers: CSV or JSON lines.")],
     current: Annotated[
-        Path | None, typer.Option(help="Orders in force, one JSON per line.")
+        Path | None,
+        typer.Option(
+            help="Orders in force, one JSON per line (default: the model's current policy "
+            "in the access schema)."
+        ),
     ] = None,
     fmt: Annotated[SampleFormat | None, typer.Option("--format")] = None,
-    at: Annotated[datetime | None, typer.Option(help="Decision time (default: now, UTC).")] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(help="Decision time, ISO 8601 with offset (default: now)."),
+    ] = None,
     action: Annotated[Action, typer.Option()] = Action.INVOKE,
     groups: Annotated[Path, typer.Option(help="Country-group table.")] = DEFAULT_FILE,
     changed_out: Annotated[
@@ -141,25 +154,34 @@ def preview(
 ) -> None:
     """Report how many of the sample a proposed order would deny, by reason and country."""
     proposed = _order(order)
-    in_force = _orders(current)
+    published: ModelPolicy | None = None
+    if current is not None:
+        in_force = _orders(current)
+    else:
+        basis = asyncio.run(_basis(proposed.model_id))
+        in_force, published = basis.in_force, basis.published
     table = load_country_groups(groups)
-    when = (at or datetime.now(UTC)).astimezone(UTC) if at is None or at.tzinfo else None
-    if when is None:
+    try:
+        parsed = datetime.fromisoformat(at) if at is not None else datetime.now(UTC)
+    except ValueError:
+        _fail(f"--at {at!r} is not an ISO 8601 time, e.g. 2026-02-01T00:00:00+00:00")
+        return
+    if parsed.tzinfo is None:
         _fail("--at needs a UTC offset, e.g. 2026-02-01T00:00:00+00:00")
         return
+    when = parsed.astimezone(UTC)
     kind = fmt or (
         SampleFormat.JSONL if sample.suffix in {".jsonl", ".ndjson"} else SampleFormat.CSV
     )
-    changed_file = changed_out.open("w", encoding="utf-8") if changed_out else None
+    changed_file = changed_out.open("w", encoding="utf-8", newline="") if changed_out else None
+    changed_csv = csv.writer(changed_file) if changed_file is not None else None
 
     def write_changed(changed: ChangedPrincipal) -> None:
-        if changed_file is not None:
-            changed_file.write(
-                f"{changed.line},{json.dumps(changed.principal_id)},{';'.join(changed.reasons)}\n"
-            )
+        if changed_csv is not None:  # csv quotes what needs it: ids are the lab's, any text
+            changed_csv.writerow([changed.line, changed.principal_id, ";".join(changed.reasons)])
 
-    if changed_file is not None:
-        changed_file.write("line,principal_id,reasons\n")
+    if changed_csv is not None:
+        changed_csv.writerow(["line", "principal_id", "reasons"])
     columns = (TextColumn("preview"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     try:
         with sample.open("rb") as handle, Progress(*columns, console=console) as progress:
@@ -174,6 +196,7 @@ def preview(
                 action=action,
                 stop_on_malformed=strict,
                 on_changed=write_changed if changed_file else None,
+                published=published,
             )
     except (SampleError, MalformedSample, OSError) as exc:
         _fail(str(exc))
@@ -185,7 +208,7 @@ def preview(
         _fail(f"{result.reason}: {result.detail}")
         return
     if as_json:
-        sys.stdout.write(json.dumps(_report_json(result), indent=2) + "\n")
+        sys.stdout.write(json.dumps(report_json(result), indent=2) + "\n")
     else:
         _print(result)
 
@@ -203,6 +226,78 @@ def compile_command(
         return
     sys.stdout.write(result.cedar_policies)
     console.print(f"content hash {result.content_hash}")
+
+
+async def _basis(model_id: str) -> queries.PreviewBasis:
+    async with database() as conn:
+        return await queries.preview_basis(conn, model_id)
+
+
+@app.command()
+def models(
+    lab: Annotated[str | None, typer.Option(help="Only this lab's models.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every restricted model: current version, orders, compliance, problems (alerts)."""
+
+    async def read() -> list[queries.ModelSummary]:
+        async with database() as conn:
+            return await queries.models(conn, lab)
+
+    found = asyncio.run(read())
+    if as_json:
+        rows = [
+            {
+                "model_id": m.model_id,
+                "lab_id": m.lab_id,
+                "version": m.version,
+                "order_ids": m.order_ids,
+                "published_at": m.published_at.isoformat(),
+                "acknowledge_by": m.acknowledge_by.isoformat(),
+                "acknowledged": m.acknowledged,
+                "overdue": m.overdue,
+                "problems": m.problems,
+            }
+            for m in found
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table("model", "version", "orders", "acknowledge by", "compliance", "problems")
+    for m in found:
+        compliance = "acknowledged" if m.acknowledged else ("OVERDUE" if m.overdue else "pending")
+        table.add_row(
+            m.model_id,
+            str(m.version),
+            str(len(m.order_ids)),
+            m.acknowledge_by.isoformat(timespec="seconds"),
+            compliance,
+            "; ".join(m.problems) or "-",
+        )
+    Console().print(table)
+
+
+@app.command()
+def policy(
+    model_id: str,
+    version: Annotated[int | None, typer.Option(help="Default: the current version.")] = None,
+) -> None:
+    """Print a published version's Cedar text (its hash and orders on stderr)."""
+
+    async def read() -> ModelPolicy | None:
+        async with database() as conn:
+            return await queries.policy(conn, model_id, version)
+
+    found = asyncio.run(read())
+    if found is None:
+        _fail(f"no policy version {version or 'at all'} for {model_id}")
+        return
+    sys.stdout.write(found.cedar_policies)
+    console.print(
+        f"version {found.version}, content hash {found.content_hash}, "
+        f"orders {', '.join(map(str, found.order_ids)) or '-'}"
+    )
+    for problem in found.problems:
+        console.print(f"[red]problem:[/red] {problem}")
 
 
 if __name__ == "__main__":

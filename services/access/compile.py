@@ -45,9 +45,10 @@ from contracts.policy.cedar import MODEL, ORGANISATION, PRINCIPAL, cedar_string,
 from contracts.policy.evaluate import LoadedPolicy, UnusablePolicy
 from contracts.policy.principal import Attribute
 from services.access.country_groups import CountryGroups
-from services.access.model import Refusal
+from services.trust.refusal import Refusal
 
 BASELINE_ID = "baseline"
+LOCKDOWN = "lockdown"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class CompiledPolicy:
     orders: tuple[EnforcedOrder, ...]
     schema_version: str
     country_groups_version: str
+    problems: tuple[str, ...] = ()  # what could not be compiled as written (fail closed)
 
     @property
     def order_ids(self) -> tuple[str, ...]:
@@ -142,16 +144,40 @@ def _foreign_person_rules(
     ]
 
 
-def _rules(scope: RestrictionScope, groups: CountryGroups) -> list[_Rule] | Refusal:
+def _unknown_groups(names: list[str], groups: CountryGroups) -> Refusal:
+    listed = ", ".join(repr(n) for n in names)
+    return Refusal(
+        RejectionReason.UNKNOWN_COUNTRY_GROUP,
+        f"country group {listed} is not in the agency's country-group table "
+        f"(version {groups.version})",
+    )
+
+
+def _rules(
+    scope: RestrictionScope, groups: CountryGroups, *, fail_closed: bool = False
+) -> list[_Rule] | Refusal:
+    """The forbids of one scope. An unknown country group is refused, or with
+    ``fail_closed`` compiled as a criterion that no foreign person can be shown to
+    escape: the group could hold any country (see the README's uncompilable-order rule)."""
     named = [*scope.country_groups, *(tier.value for tier in scope.country_tiers)]
-    grouped = groups.countries(named)
-    if isinstance(grouped, str):
-        return Refusal(
-            RejectionReason.UNKNOWN_COUNTRY_GROUP,
-            f"country group {grouped!r} is not in the agency's country-group table "
-            f"(version {groups.version})",
-        )
+    unknown_groups = sorted({n for n in named if n not in groups.groups})
+    if unknown_groups and not fail_closed:
+        return _unknown_groups(unknown_groups, groups)
+    grouped = groups.countries([n for n in named if n in groups.groups])
+    assert not isinstance(grouped, str)
     rules: list[_Rule] = []
+    if unknown_groups:
+        rules.append(
+            _Rule(
+                "country_group",
+                "unknown",
+                f"!{US_PERSON_KNOWN_TRUE}",
+                (),
+                f"country group {', '.join(unknown_groups)} is not in the agency's "
+                f"country-group table (version {groups.version}): no foreign person can be "
+                "ruled out (fail closed)",
+            )
+        )
     nationals = frozenset(scope.nationalities) | grouped
     if nationals:
         most_recent = scope.nationality_rule is NationalityRule.MOST_RECENT
@@ -276,11 +302,17 @@ def _order_label(order: RestrictionOrdered) -> str:
     return f"Restriction order {order.order_id} ({who}, {window})"
 
 
-def compile_order(order: RestrictionOrdered, groups: CountryGroups) -> list[str] | Refusal:
+def compile_order(
+    order: RestrictionOrdered, groups: CountryGroups, *, fail_closed: bool = False
+) -> list[str] | Refusal:
     """The Cedar forbids of one order (text, one string per policy)."""
-    rules = _rules(order.scope, groups)
+    rules = _rules(order.scope, groups, fail_closed=fail_closed)
     if isinstance(rules, Refusal):
         return rules
+    return _forbids(order, rules)
+
+
+def _forbids(order: RestrictionOrdered, rules: list[_Rule]) -> list[str]:
     effective = cedar_time(order.effective_at)
     expires = cedar_time(order.expires_at, round_up=True) if order.expires_at else None
     window = f'context.now >= datetime("{effective}")'
@@ -320,28 +352,81 @@ def baseline(model_id: str) -> str:
     return head + f"permit (principal, action, resource == {entity(MODEL, model_id)});\n"
 
 
+def lockdown_order(order: RestrictionOrdered, refusal: Refusal) -> list[str]:
+    """The forbid for an order that cannot be compiled at all: everyone is denied the
+    model within the order's window, naming the order and why (fail closed)."""
+    rule = _Rule(
+        LOCKDOWN,
+        "unusable",
+        "true",
+        (),
+        f"the order could not be compiled ({refusal.reason.value}: {refusal.detail}); "
+        "everyone is denied until the agency publishes a corrected policy (fail closed)",
+    )
+    return _forbids(order, [rule])  # the order's own window and exemptions still apply
+
+
 def compile_policy(
-    model_id: str, orders: Sequence[RestrictionOrdered], groups: CountryGroups
+    model_id: str,
+    orders: Sequence[RestrictionOrdered],
+    groups: CountryGroups,
+    *,
+    fail_closed: bool = False,
 ) -> CompiledPolicy | Refusal:
-    """The policy set of ``model_id`` enforcing ``orders`` (the orders not ended)."""
+    """The policy set of ``model_id`` enforcing ``orders`` (the orders not ended).
+
+    Without ``fail_closed`` (previews, the ``compile`` command) an order that cannot
+    be compiled as written is refused. With it (the service publishing a version),
+    nothing an order forbids is ever dropped: an unknown country group denies every
+    foreign person, and an order that still cannot be compiled denies everyone the
+    model in its window; ``problems`` says what happened, for the operator's alert.
+    """
     ordered = sorted(orders, key=lambda o: (o.effective_at, str(o.order_id)))
     if len({o.order_id for o in ordered}) != len(ordered):
         return Refusal(RejectionReason.CONFLICT, "an order is listed twice")
-    parts = [
-        f"// Access policy for {model_id}: {len(ordered)} restriction order(s); "
-        f"schema {cedar.SCHEMA_VERSION}, country groups {groups.version}.\n",
-        baseline(model_id),
-    ]
     for order in ordered:
         if order.model_id != model_id:
             return Refusal(
                 RejectionReason.CONFLICT,
                 f"order {order.order_id} restricts {order.model_id}, not {model_id}",
             )
-        compiled = compile_order(order, groups)
+    problems: list[str] = []
+    bodies: list[str] = []
+    for order in ordered:
+        compiled = compile_order(order, groups, fail_closed=fail_closed)
+        if fail_closed and isinstance(compiled, list):
+            named = [*order.scope.country_groups, *(t.value for t in order.scope.country_tiers)]
+            unknown = sorted({n for n in named if n not in groups.groups})
+            if unknown:
+                problems.append(f"order {order.order_id}: {_unknown_groups(unknown, groups)}")
         if isinstance(compiled, Refusal):
-            return compiled
-        parts += compiled
+            if not fail_closed:
+                return compiled
+            problems.append(f"order {order.order_id}: {compiled}")
+            compiled = lockdown_order(order, compiled)
+        bodies += compiled
+    result = _checked(model_id, ordered, groups, bodies, problems)
+    if isinstance(result, Refusal) and fail_closed:
+        # The text as a whole is unusable (a compiler defect): lock the model down.
+        locked = [text for order in ordered for text in lockdown_order(order, result)]
+        return _checked(model_id, ordered, groups, locked, [*problems, str(result)])
+    return result
+
+
+def _checked(
+    model_id: str,
+    ordered: Sequence[RestrictionOrdered],
+    groups: CountryGroups,
+    bodies: list[str],
+    problems: list[str],
+) -> CompiledPolicy | Refusal:
+    """The assembled text, parsed back by the enforcers' own code before it is returned."""
+    parts = [
+        f"// Access policy for {model_id}: {len(ordered)} restriction order(s); "
+        f"schema {cedar.SCHEMA_VERSION}, country groups {groups.version}.\n",
+        baseline(model_id),
+        *bodies,
+    ]
     text = "\n".join(parts)
     content_hash = policy_hash(text)
     try:
@@ -367,4 +452,5 @@ def compile_policy(
         ),
         schema_version=cedar.SCHEMA_VERSION,
         country_groups_version=groups.version,
+        problems=tuple(problems),
     )

@@ -22,7 +22,9 @@ from datetime import datetime, timedelta
 from contracts.events.access import ComplianceOverdue, ComplianceRejected
 from contracts.events.common import RejectionReason
 from contracts.events.lab import ComplianceAcknowledged
-from services.access.model import ModelPolicy, Refusal
+from services.access.model import ModelPolicy, lab_of
+from services.trust.refusal import Refusal, answer_fields
+from services.trust.verifier import Authenticated
 
 OVERDUE_NAMESPACE = uuid.UUID("6b8f3c1a-4d2e-4f7a-9c5b-0e1d2a3b4c55")
 DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
@@ -53,20 +55,22 @@ def check_acknowledgement(
     """Accept an acknowledgement that quotes a published version exactly.
 
     ``published(version)`` looks the model's version up. Refusals, in order:
-    ``unknown_policy`` (no such version of the model), ``not_owner`` (the model
-    is another lab's), ``policy_mismatch`` (content hash or order ids differ),
-    ``implausible_enforced_at`` (before publication, or in the future).
+    ``not_owner`` (the model id names another lab: decided from the id alone, before
+    anything is looked up, so a lab learns nothing about another lab's policies),
+    ``unknown_policy`` (no such version of the model), ``policy_mismatch`` (content
+    hash or order ids differ), ``implausible_enforced_at`` (before publication, or
+    in the future).
     """
-    policy = published(ack.policy_version)
-    if policy is None or policy.model_id != ack.model_id:
-        return Refusal(
-            RejectionReason.UNKNOWN_POLICY,
-            f"model {ack.model_id} has no published policy version {ack.policy_version}",
-        )
-    if policy.lab_id != ack.lab_id:
+    if lab_of(ack.model_id) != ack.lab_id:
         return Refusal(
             RejectionReason.NOT_OWNER,
             f"model {ack.model_id} is not a model of lab {ack.lab_id}",
+        )
+    policy = published(ack.policy_version)
+    if policy is None or policy.model_id != ack.model_id or policy.lab_id != ack.lab_id:
+        return Refusal(
+            RejectionReason.UNKNOWN_POLICY,
+            f"model {ack.model_id} has no published policy version {ack.policy_version}",
         )
     if ack.content_hash != policy.content_hash:
         return Refusal(
@@ -135,16 +139,27 @@ def overdue(
 
 
 def rejection(
-    ack: ComplianceAcknowledged, refusal: Refusal, *, event_id: str, now: datetime
+    ack: ComplianceAcknowledged,
+    refusal: Refusal,
+    *,
+    event_id: str,
+    now: datetime,
+    sender: Authenticated | None = None,
 ) -> ComplianceRejected:
-    """The answer on the lab's feed to a refused acknowledgement."""
+    """The answer to a refused acknowledgement.
+
+    What the sender is told goes through the trust library's ``answer_fields``: an
+    unauthenticated sender learns only shape errors precisely. The answer names the
+    model (its record key) only when the sender authenticated as the model's lab;
+    any other answer is keyed by the refused event's id, so a forged or misdirected
+    acknowledgement never lands among a model owner's records.
+    """
+    owner = sender is not None and lab_of(ack.model_id) == sender.principal_id
     return ComplianceRejected(
-        reason=refusal.reason,
-        detail=refusal.detail[:4000],
-        field_errors=list(refusal.field_errors),
+        **answer_fields(refusal, sender),
         rejected_event_id=event_id,
         rejected_at=now,
-        model_id=ack.model_id,
+        model_id=ack.model_id if owner else None,
         lab_id=ack.lab_id,
-        policy_version=ack.policy_version,
+        policy_version=ack.policy_version if sender is not None else None,
     )

@@ -8,6 +8,11 @@ An order's life (``OrderRecord``)::
        │ lifted / superseded             │  └── lifted (a reviewer) ──> lifted
        └─────────────────────────────────┴───── superseded (a later order names it) ──> superseded
 
+A superseding order that takes effect later does not end the order it replaces
+at once (that would leave a gap): the replaced order stays in the policy with its
+window cut at the successor's ``effective_at``, and the ``order-effective`` timer
+stores its end then.
+
 ``ordered`` and ``effective`` are not stored transitions but the time: an order
 is ``ordered`` before its ``effective_at`` and ``effective`` from then on, on
 every clock (the enforcer's too, since the compiled policy carries the window in
@@ -31,21 +36,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from contracts.events.access import AccessPolicyPublished, EnforcedOrder
-from contracts.events.common import FieldError, RejectionReason
 from contracts.events.risk import RestrictionOrdered
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why something is refused: the reason code, a human text, failing fields.
-
-    The same shape as the other services' refusals (it moves to the shared trust
-    library when that lands).
-    """
-
-    reason: RejectionReason
-    detail: str
-    field_errors: tuple[FieldError, ...] = ()
 
 
 class OrderState(StrEnum):
@@ -122,6 +113,7 @@ class ModelPolicy:
     schema_version: str
     country_groups_version: str
     order_ids: tuple[UUID, ...] = field(default=())
+    problems: tuple[str, ...] = ()  # orders compiled fail closed (README: uncompilable orders)
 
     @property
     def effective_at(self) -> datetime | None:

@@ -1,12 +1,18 @@
 """Decisions on orders and model policy versions: plain functions returning values.
 
-The handlers (phase 2) load the model's ``OrderRecord``s and current
-``ModelPolicy`` from the repository, call these, store what they return and
-publish ``ModelPolicy.published()`` to the lab's policy feed and access.events.
+The handlers load the model's ``OrderRecord``s and current ``ModelPolicy`` from
+the repository, call these, store what they return, schedule the ``deadlines``
+and publish ``ModelPolicy.published()`` to the lab's policy feed.
+
+Three durable timers (kinds below) carry an order's and a version's times:
+``order-effective`` (a superseding order takes effect: the order it replaces
+ends), ``order-expiry`` (a time-limited order lapses: a version without it) and
+``compliance-overdue`` (a version's acknowledgement deadline).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +24,37 @@ from contracts.events.risk import RestrictionOrdered
 from services.access.compile import compile_policy
 from services.access.compliance import acknowledgement_deadline
 from services.access.country_groups import CountryGroups
-from services.access.model import ModelPolicy, OrderRecord, OrderState, Refusal, lab_of
+from services.access.model import ModelPolicy, OrderRecord, OrderState, lab_of
+from services.trust.refusal import Refusal
+
+ORDER_EFFECTIVE = "order-effective"
+ORDER_EXPIRY = "order-expiry"
+COMPLIANCE_OVERDUE = "compliance-overdue"
+POLICY_NAMESPACE = uuid.UUID("2f0c9e47-83a1-4b6d-9e25-7a1d3c5b8f60")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A durable timer to schedule: fires once at ``due_at``."""
+
+    kind: str
+    key: str
+    due_at: datetime
+    payload: dict[str, str]
+
+
+def policy_event_id(model_id: str, version: int) -> str:
+    """Deterministic: one version of one model is published under one event id."""
+    return str(uuid.uuid5(POLICY_NAMESPACE, f"{model_id}#{version}"))
+
+
+def lifted_event_id(order_id: UUID) -> str:
+    """Deterministic: an order ends once, so it is announced under one event id."""
+    return str(uuid.uuid5(POLICY_NAMESPACE, f"lifted:{order_id}"))
+
+
+def overdue_key(model_id: str, version: int) -> str:
+    return f"{model_id}#{version}"
 
 
 @dataclass(frozen=True)
@@ -40,9 +76,12 @@ def receive_order(
 ) -> OrderChange | Duplicate | Refusal:
     """Take an order for its model. ``records``: the model's known orders by id.
 
-    An order naming ``supersedes`` ends that order (of the same model). An order
-    that arrives after the order superseding it, or after its own expiry, is
-    recorded as ended at once: it never enters a policy.
+    An order naming ``supersedes`` ends that order (of the same model) when it
+    takes effect: at once if it is effective now, else at its ``effective_at``
+    (the ``order-effective`` timer; until then the replaced order stays in the
+    policy, its window cut at that time, so there is no gap). An order that arrives
+    after the order superseding it took effect, or after its own expiry, is recorded
+    as ended at once: it never enters a policy.
     """
     known = records.get(order.order_id)
     if known is not None:
@@ -55,7 +94,9 @@ def receive_order(
     record = OrderRecord(order)
     changed: list[OrderRecord] = []
     successor = next((r for r in records.values() if r.order.supersedes == order.order_id), None)
-    if successor is not None:
+    if successor is not None and (
+        not successor.in_policy or successor.order.effective_at <= max(now, order.effective_at)
+    ):
         record = record.end(
             OrderState.SUPERSEDED,
             now,
@@ -71,16 +112,70 @@ def receive_order(
                 RejectionReason.CONFLICT,
                 f"order {order.order_id} supersedes {order.supersedes} of another model",
             )
-        if previous is not None and previous.ended is None:
-            changed.append(
-                previous.end(
-                    OrderState.SUPERSEDED,
-                    now,
-                    superseded_by=order.order_id,
-                    reason=f"superseded by order {order.order_id}",
-                )
-            )
+        if previous is not None and previous.ended is None and order.effective_at <= now:
+            changed.append(_superseded(previous, order.order_id, now))
     return OrderChange((record, *changed))
+
+
+def _superseded(record: OrderRecord, by: UUID, now: datetime) -> OrderRecord:
+    return record.end(
+        OrderState.SUPERSEDED, now, superseded_by=by, reason=f"superseded by order {by}"
+    )
+
+
+def take_effect(
+    record: OrderRecord, records: Mapping[UUID, OrderRecord], now: datetime
+) -> OrderChange | None:
+    """The ``order-effective`` timer: the order now in effect ends the one it supersedes."""
+    replaced = records.get(record.order.supersedes) if record.order.supersedes else None
+    if not record.in_policy or replaced is None or not replaced.in_policy:
+        return None
+    return OrderChange((_superseded(replaced, record.order_id, now),))
+
+
+def deadlines(change: OrderChange, now: datetime) -> list[Deadline]:
+    """The order timers a received order needs (the first record of ``change``)."""
+    record = change.records[0]
+    order = record.order
+    if not record.in_policy:
+        return []
+    found = []
+    key = str(order.order_id)
+    payload = {"model_id": order.model_id, "order_id": key}
+    if order.expires_at is not None:
+        found.append(Deadline(ORDER_EXPIRY, key, order.expires_at, payload))
+    if order.supersedes is not None and order.effective_at > now:
+        found.append(Deadline(ORDER_EFFECTIVE, key, order.effective_at, payload))
+    return found
+
+
+def enforced_orders(model_id: str, records: Iterable[OrderRecord]) -> list[RestrictionOrdered]:
+    """The orders a model's policy enforces, with their windows as compiled.
+
+    Every order not ended, its window cut at the ``effective_at`` of an order in
+    the policy that supersedes it (the hand-over without a gap); an order whose
+    successor takes effect before it would never deny and is left out.
+    """
+    mine = [r for r in records if r.order.model_id == model_id]
+    cut: dict[UUID, datetime] = {}
+    for r in mine:
+        replaced = r.order.supersedes
+        if r.in_policy and replaced is not None:
+            at = r.order.effective_at
+            cut[replaced] = min(at, cut.get(replaced, at))
+    enforced = []
+    for r in mine:
+        if not r.in_policy:
+            continue
+        order = r.order
+        end = cut.get(order.order_id)
+        if end is not None:
+            if end <= order.effective_at:
+                continue
+            if order.expires_at is None or end < order.expires_at:
+                order = order.model_copy(update={"expires_at": end})
+        enforced.append(order)
+    return sorted(enforced, key=lambda o: (o.effective_at, str(o.order_id)))
 
 
 def lift_order(
@@ -121,14 +216,14 @@ def next_version(
 
     A model never restricted has no policy (None) until its first order; after
     that every change publishes ``version + 1``, lifting the last order too.
+    Orders are compiled fail closed (``compile_policy(fail_closed=True)``): an
+    order that cannot be compiled as written still denies, and ``problems`` says
+    so. A Refusal is left only for orders of another model (a caller's error).
     """
-    active = sorted(
-        (r.order for r in records if r.in_policy and r.order.model_id == model_id),
-        key=lambda o: (o.effective_at, str(o.order_id)),
-    )
+    active = enforced_orders(model_id, records)
     if current is None and not active:
         return None
-    compiled = compile_policy(model_id, active, groups)
+    compiled = compile_policy(model_id, active, groups, fail_closed=True)
     if isinstance(compiled, Refusal):
         return compiled
     if current is not None and current.content_hash == compiled.content_hash:
@@ -145,6 +240,18 @@ def next_version(
         schema_version=compiled.schema_version,
         country_groups_version=compiled.country_groups_version,
         order_ids=tuple(o.order_id for o in compiled.orders),
+        problems=compiled.problems,
+    )
+
+
+def overdue_deadline(policy: ModelPolicy, grace: timedelta) -> Deadline:
+    """When to look for the version's acknowledgement: its deadline plus a grace for
+    acknowledgements the broker appended in time but the service has not read yet."""
+    return Deadline(
+        COMPLIANCE_OVERDUE,
+        overdue_key(policy.model_id, policy.version),
+        policy.acknowledge_by + grace,
+        {"model_id": policy.model_id, "version": str(policy.version)},
     )
 
 

@@ -18,16 +18,18 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from contracts.events.risk import RestrictionOrdered
 from contracts.policy.cedar import Action
 from contracts.policy.decision import Decision
 from contracts.policy.entities import derive
 from contracts.policy.evaluate import LoadedPolicy
-from services.access.compile import compile_policy
+from services.access.compile import compile_order, compile_policy
 from services.access.country_groups import CountryGroups
-from services.access.model import Refusal
+from services.access.model import ModelPolicy
 from services.access.sample import MalformedRow, SampleFormat, SampleRow, read_sample
+from services.trust.refusal import Refusal
 
 UNKNOWN_COUNTRY = "unknown"
 PROGRESS_EVERY = 10_000
@@ -80,11 +82,15 @@ class ImpactReport:
 
 
 def _policy(
-    model_id: str, orders: Sequence[RestrictionOrdered], groups: CountryGroups
+    model_id: str,
+    orders: Sequence[RestrictionOrdered],
+    groups: CountryGroups,
+    *,
+    fail_closed: bool = False,
 ) -> LoadedPolicy | Refusal | None:
     if not orders:
         return None  # no policy: everyone allowed (what an enforcer does without one)
-    compiled = compile_policy(model_id, orders, groups)
+    compiled = compile_policy(model_id, orders, groups, fail_closed=fail_closed)
     if isinstance(compiled, Refusal):
         return compiled
     return LoadedPolicy.parse(model_id, 1, compiled.cedar_policies, compiled.content_hash)
@@ -108,18 +114,33 @@ def preview_impact(
     stop_on_malformed: bool = False,
     on_changed: Callable[[ChangedPrincipal], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    published: ModelPolicy | None = None,
 ) -> ImpactReport | Refusal:
     """Count the sample's decisions at ``at`` under the current and the proposed policy.
 
-    ``current``: the model's orders in force (the caller's view of the
-    repository). Raises ``SampleError`` for an unreadable sample and, with
-    ``stop_on_malformed``, ``MalformedSample`` at the first bad row; otherwise
-    bad rows are counted and listed (up to ``max_malformed``) with line numbers.
+    ``current``: the model's orders in force (the service's view:
+    ``queries.preview_basis``, or a file). ``published``: the model's current
+    published version; when given, "now" is decided by that very text (what the
+    lab enforces), else by ``current`` compiled. The proposal itself must compile
+    as written (an unknown country group is refused, so reviewers hear of it before
+    issuing); orders already in force are compiled as the service does, fail closed.
+    Raises ``SampleError`` for an unreadable sample and, with ``stop_on_malformed``,
+    ``MalformedSample`` at the first bad row; otherwise bad rows are counted and
+    listed (up to ``max_malformed``) with line numbers.
     """
     model_id = proposed.model_id
+    own = compile_order(proposed, groups)
+    if isinstance(own, Refusal):
+        return own
     in_force = [o for o in current if o.order_id not in {proposed.order_id, proposed.supersedes}]
-    before = _policy(model_id, current, groups)
-    after = _policy(model_id, [*in_force, proposed], groups)
+    before: LoadedPolicy | Refusal | None
+    if published is not None:
+        before = LoadedPolicy.parse(
+            model_id, published.version, published.cedar_policies, published.content_hash
+        )
+    else:
+        before = _policy(model_id, current, groups, fail_closed=True)
+    after = _policy(model_id, [*in_force, proposed], groups, fail_closed=True)
     if isinstance(before, Refusal):
         return before
     if isinstance(after, Refusal):
@@ -183,3 +204,31 @@ def _count(
             report.changed.append(changed)
         if on_changed is not None:
             on_changed(changed)
+
+
+def report_json(report: ImpactReport) -> dict[str, Any]:
+    """The report as JSON (the CLI's ``--json`` and the agency API's answer)."""
+    return {
+        "model_id": report.model_id,
+        "at": report.at.isoformat(),
+        "action": report.action.value,
+        "current_order_ids": report.current_order_ids,
+        "proposed_order_ids": report.proposed_order_ids,
+        "rows": report.rows,
+        "evaluated": report.evaluated,
+        "malformed": report.malformed,
+        "malformed_rows": [{"line": r.line, "error": r.error} for r in report.malformed_rows],
+        "denied_current": report.denied_current,
+        "denied_proposed": report.denied_proposed,
+        "newly_denied": report.newly_denied,
+        "newly_allowed": report.newly_allowed,
+        "denied_by_reason": dict(report.denied_by_reason.most_common()),
+        "denied_by_country": dict(report.denied_by_country.most_common()),
+        "newly_denied_by_reason": dict(report.newly_denied_by_reason.most_common()),
+        "newly_denied_by_country": dict(report.newly_denied_by_country.most_common()),
+        "changed": [
+            {"line": c.line, "principal_id": c.principal_id, "reasons": list(c.reasons)}
+            for c in report.changed
+        ],
+        "changed_truncated": report.changed_truncated,
+    }

@@ -8,7 +8,18 @@
     python -m services.labclient.cli ... publish filed.json                    # send as is
     python -m services.labclient.cli ... follow <submission id>
     python -m services.labclient.cli ... withdraw <submission id> --reason "..."
-    python -m services.labclient.cli ... acknowledge ack.yaml   # signed, to lab.compliance
+    python -m services.labclient.cli ... acknowledge --model-id M --enforcement-point gw-1
+        [--decision-api http://127.0.0.1:8181 --api-token-file token.txt]
+    python -m services.labclient.cli ... acknowledge ack.yaml   # a hand-written manifest
+    python -m services.labclient.cli --lab-id example-lab decision-api --tokens callers.txt \
+        [--host 127.0.0.1] [--port 8181] [--max-view-age-s 30]
+
+``acknowledge --model-id`` acknowledges what an enforcer applied
+(``Enforcer.applied``): with ``--decision-api`` that running enforcement
+point's view (its /v1/status), else an enforcer of its own that reads the policy
+feed to its end first. ``decision-api`` runs the HTTP decision API beside the
+gateway, following the policy feed (FR_LAB_POLICY_TOPIC, default
+access.policies).
 
 Identity and broker also come from FR_LAB_ID, FR_LAB_KEY, FR_LAB_KEY_ID and
 FR_KAFKA_BOOTSTRAP.
@@ -18,12 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 import yaml
 from pydantic import ValidationError
@@ -32,13 +46,16 @@ from rich.console import Console
 from contracts import CloudEvent, ContractViolation, decode
 from contracts.registry import TOPIC_BY_NAME
 from services.labclient.client import LabClient, Outcome, describe
+from services.labclient.enforcer import AppliedVersion, Enforcer
+from services.labclient.feed import DEFAULT_TOPIC, PolicyFeed
 from services.labclient.keys import (
     generate_key,
     load_private_key,
     public_key_base64,
     save_private_key,
 )
-from services.labclient.signing import ManifestError, load_manifest
+from services.labclient.sidecar import SidecarConfig, serve
+from services.labclient.signing import ManifestError, acknowledgement_fields, load_manifest
 
 app = typer.Typer(help="frontier-review lab client: sign and submit models for review.")
 console = Console(stderr=True)
@@ -56,6 +73,7 @@ class Profile:
     submissions_topic: str
     events_topic: str
     compliance_topic: str
+    policy_topic: str = DEFAULT_TOPIC
 
     def client(self, lab_id: str | None = None) -> LabClient:
         lab = lab_id or self.lab_id
@@ -106,9 +124,17 @@ def main(
     compliance_topic: Annotated[str, typer.Option(envvar="FR_LAB_COMPLIANCE_TOPIC")] = (
         "lab.compliance"
     ),
+    policy_topic: Annotated[str, typer.Option(envvar="FR_LAB_POLICY_TOPIC")] = DEFAULT_TOPIC,
 ) -> None:
     ctx.obj = Profile(
-        lab_id, key, key_id, bootstrap, submissions_topic, events_topic, compliance_topic
+        lab_id,
+        key,
+        key_id,
+        bootstrap,
+        submissions_topic,
+        events_topic,
+        compliance_topic,
+        policy_topic,
     )
 
 
@@ -297,13 +323,49 @@ def follow(
 @app.command()
 def acknowledge(
     ctx: typer.Context,
-    manifest: Path,
+    manifest: Annotated[
+        Path | None, typer.Argument(help="A hand-written acknowledgement (YAML/JSON).")
+    ] = None,
+    model_id: Annotated[
+        str | None, typer.Option(help="Acknowledge the version an enforcer applied.")
+    ] = None,
+    enforcement_points: Annotated[
+        list[str] | None,
+        typer.Option("--enforcement-point", help="An enforcement point's name; repeatable."),
+    ] = None,
+    decision_api: Annotated[
+        str | None, typer.Option(help="Read the applied version from this decision API.")
+    ] = None,
+    api_token_file: Annotated[
+        Path | None, typer.Option(help="Bearer token for --decision-api (file, first line).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to read the feed to its end.")] = 60.0,
     send: Annotated[bool, typer.Option("--publish/--no-publish", help="Publish it.")] = True,
 ) -> None:
-    """Sign a ComplianceAcknowledged from a manifest and publish it to lab.compliance."""
-    fields = _load(manifest)
+    """Sign a ComplianceAcknowledged and publish it to lab.compliance.
+
+    With --model-id, for the version the enforcer applied (its hash, orders and
+    the time it applied it); else from a manifest.
+    """
+    profile = _profile(ctx)
+    if manifest is not None:
+        fields = _load(manifest)
+    elif model_id is not None and enforcement_points:
+        lab = profile.lab_id or model_id.split("/", 1)[0]
+        if decision_api is not None:
+            applied = _applied_from_api(decision_api, api_token_file, model_id)
+        else:
+            applied = asyncio.run(_applied_from_feed(profile, lab, model_id, timeout))
+        try:
+            fields = acknowledgement_fields(applied, lab, enforcement_points)
+        except ManifestError as exc:
+            _fail(str(exc))
+            raise
+    else:
+        _fail("give a manifest, or --model-id with at least one --enforcement-point")
+        raise AssertionError  # _fail exits
     lab_id = fields.get("lab_id")
-    client = _profile(ctx).client(lab_id if isinstance(lab_id, str) else None)
+    client = profile.client(lab_id if isinstance(lab_id, str) else None)
     try:
         event = client.envelope(client.acknowledgement(fields))
     except (ManifestError, ValidationError) as exc:
@@ -312,6 +374,86 @@ def acknowledge(
     if send:
         asyncio.run(_send_and_wait(client, event, False, 0))
     print(json.dumps(json.loads(event.model_dump_json(exclude_none=True)), indent=2))
+
+
+async def _applied_from_feed(
+    profile: Profile, lab_id: str, model_id: str, within_s: float
+) -> AppliedVersion:
+    enforcer = Enforcer(lab_id=lab_id)
+    async with PolicyFeed(enforcer, bootstrap=profile.bootstrap, topic=profile.policy_topic):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while not enforcer.ready:
+            if loop.time() > deadline:
+                _fail(f"the policy feed {profile.policy_topic} was not read to its end in time")
+            await asyncio.sleep(0.05)
+    applied = enforcer.applied(model_id)
+    if applied is None:
+        _fail(f"the policy feed has no policy for {model_id}")
+    assert applied is not None
+    return applied
+
+
+def _applied_from_api(url: str, token_file: Path | None, model_id: str) -> AppliedVersion:
+    if token_file is None:
+        _fail("--decision-api needs --api-token-file")
+    assert token_file is not None
+    token = token_file.read_text(encoding="utf-8").splitlines()[0].strip()
+    try:
+        response = httpx.get(
+            f"{url.rstrip('/')}/v1/status",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        _fail(f"{url}: {exc}")
+        raise
+    status = response.json()
+    if not status.get("ready"):
+        _fail(f"{url} has not caught up with the policy feed")
+    entry = status.get("models", {}).get(model_id)
+    if entry is None:
+        _fail(f"{url} enforces no policy for {model_id}")
+    return AppliedVersion(
+        model_id=model_id,
+        version=entry["version"],
+        content_hash=entry["content_hash"],
+        order_ids=tuple(uuid.UUID(o) for o in entry["order_ids"]),
+        published_at=datetime.fromisoformat(entry["published_at"]),
+        applied_at=datetime.fromisoformat(entry["applied_at"]),
+        problem=entry.get("problem"),
+    )
+
+
+@app.command("decision-api")
+def decision_api_command(
+    ctx: typer.Context,
+    tokens: Annotated[Path, typer.Option(help="Caller bearer tokens, one per line.")],
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8181,
+    max_view_age_s: Annotated[
+        float, typer.Option(help="/readyz is 503 when the feed view is older than this.")
+    ] = 30.0,
+    max_batch: Annotated[int, typer.Option(help="Most questions in one batch.")] = 1000,
+) -> None:
+    """Serve the HTTP decision API (OpenAPI at /docs), following the policy feed."""
+    profile = _profile(ctx)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = SidecarConfig(
+        lab_id=profile.lab_id,
+        bootstrap=profile.bootstrap,
+        tokens_file=tokens,
+        topic=profile.policy_topic,
+        host=host,
+        port=port,
+        max_view_age_s=max_view_age_s,
+        max_batch=max_batch,
+    )
+    try:
+        asyncio.run(serve(config))
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
 
 
 if __name__ == "__main__":

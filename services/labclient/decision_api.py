@@ -10,7 +10,8 @@ are the enforcer's (same object, same cache):
 | ``POST /v1/decisions`` | bearer | ``{"decisions": [...]}`` in request order, one decision time |
 | ``GET /v1/status`` | bearer | readiness, age of the view, applied version per model |
 | ``GET /healthz`` | none | 200 while the process serves |
-| ``GET /readyz`` | none | 200 once caught up with the policy feed, else 503 |
+| ``GET /readyz`` | none | 200 once caught up with the policy feed (and, with ``max_view_age_s``, |
+| | | not behind it for longer than that), else 503 |
 
 Callers authenticate with a bearer token listed in the token file (one per line,
 ``#`` comments); tokens are kept as SHA-256 digests and compared in constant time
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -175,8 +176,8 @@ _BEARER = HTTPBearer(auto_error=False)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 
 
-def _caller(tokens: BearerTokens) -> Callable[[Credentials], None]:
-    def caller(credentials: Credentials) -> None:
+def _caller(tokens: BearerTokens) -> Callable[[Credentials], Awaitable[None]]:
+    async def caller(credentials: Credentials) -> None:
         if credentials is None or not tokens.accepts(credentials.credentials):
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
@@ -193,6 +194,7 @@ def create_app(
     tokens: BearerTokens,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_batch: int = MAX_BATCH,
+    max_view_age_s: float | None = None,
 ) -> FastAPI:
     """The decision API over ``enforcer`` (see the module doc)."""
     app = FastAPI(
@@ -218,13 +220,15 @@ def create_app(
             return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
         return await http_exception_handler(request, exc)
 
+    # The routes are async: a decision takes microseconds (cached), far less than the
+    # thread-pool hop a sync route would pay, and the enforcer never blocks.
     @app.post("/v1/decision", dependencies=authenticated)
-    def decide(body: DecisionRequest) -> Decision:
+    async def decide(body: DecisionRequest) -> Decision:
         """One decision."""
         return enforcer.check(body.principal, body.model_id, body.action, body.request)
 
     @app.post("/v1/decisions", dependencies=authenticated)
-    def decide_batch(body: BatchRequest) -> BatchResponse:
+    async def decide_batch(body: BatchRequest) -> BatchResponse:
         """Several decisions at one decision time, in request order."""
         if len(body.items) > max_batch:
             raise HTTPException(
@@ -265,9 +269,16 @@ def create_app(
 
     @app.get("/readyz")
     def ready() -> JSONResponse:
-        if enforcer.ready:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "catching up with the policy feed"}, status_code=503)
+        current = enforcer.status()
+        if not current.ready:
+            return JSONResponse({"status": "catching up with the policy feed"}, status_code=503)
+        age = current.view_age_s or 0.0
+        if max_view_age_s is not None and age > max_view_age_s:
+            return JSONResponse(
+                {"status": f"the policy feed was last read to its end {age:.0f} s ago"},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready", "view_age_s": age})
 
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     return app

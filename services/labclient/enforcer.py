@@ -170,6 +170,26 @@ class Enforcer:
             return ApplyResult.CONFLICT
         return ApplyResult.APPLIED if policy is not None else ApplyResult.UNUSABLE
 
+    def unreadable(self, model_id: str, problem: str) -> None:
+        """The feed had a record for ``model_id`` that is not a readable policy: the model
+        fails closed (``unusable_policy``) until a later version than any applied arrives."""
+        if self.lab_id is not None and model_id.split("/", 1)[0] != self.lab_id:
+            return
+        with self._lock:
+            current = self._entries.get(model_id)
+            applied = AppliedVersion(
+                model_id=model_id,
+                version=current.applied.version if current is not None else 0,
+                content_hash="",
+                order_ids=(),
+                published_at=current.applied.published_at if current else self.clock(),
+                applied_at=self.clock(),
+                problem=problem,
+            )
+            entries = dict(self._entries)
+            entries[model_id] = _Entry(applied, None)
+            self._entries = entries
+
     def mark_caught_up(self) -> None:
         """The feed has been read to its end offsets (at start, and whenever it is again)."""
         self._caught_up_at = self.clock()

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from contracts.events.common import SignedEvent
 from contracts.events.lab import ComplianceAcknowledged, SubmissionFiled, WithdrawalRequested
+from services.labclient.enforcer import AppliedVersion
 
 S = TypeVar("S", bound=SignedEvent)
 _PLACEHOLDER = "A" * 86 + "=="  # a well-formed value, replaced by the real signature
@@ -125,6 +126,31 @@ def build_acknowledgement(
 ) -> ComplianceAcknowledged:
     """A signed ComplianceAcknowledged (for lab.compliance, keyed by model id)."""
     return _signed(ComplianceAcknowledged, fields, key, key_id, now)
+
+
+def acknowledgement_fields(
+    applied: AppliedVersion, lab_id: str, enforcement_points: list[str]
+) -> dict[str, Any]:
+    """The fields of a ComplianceAcknowledged for what an enforcer applied.
+
+    ``applied`` is ``Enforcer.applied(model_id)`` (or a decision API's /v1/status
+    entry): the version, content hash and orders the enforcement point actually
+    enforces, and since when. A version the enforcer could not use is not
+    acknowledged: the lab does not enforce it.
+    """
+    if not applied.usable:
+        raise ManifestError(
+            f"{applied.model_id} version {applied.version} is not enforced ({applied.problem})"
+        )
+    return {
+        "model_id": applied.model_id,
+        "lab_id": lab_id,
+        "policy_version": applied.version,
+        "content_hash": applied.content_hash,
+        "order_ids": [str(o) for o in applied.order_ids],
+        "enforced_at": applied.applied_at.isoformat(),
+        "enforcement_points": enforcement_points,
+    }
 
 
 def body_sha256(event: SubmissionFiled) -> str:

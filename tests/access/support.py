@@ -19,7 +19,8 @@ from contracts.policy import (
 )
 from services.access.compile import compile_policy
 from services.access.country_groups import CountryGroups, load_country_groups
-from services.access.model import ModelPolicy, Refusal
+from services.access.model import ModelPolicy
+from services.trust.refusal import Refusal
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LAB = "example-lab"

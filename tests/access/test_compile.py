@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from contracts.events.access import policy_hash
 from contracts.events.common import RejectionReason
 from contracts.policy import Action, LoadedPolicy, UnusablePolicy, cedar
-from services.access.compile import cedar_time, compile_policy
-from services.access.model import Refusal
+from services.access.compile import baseline, cedar_time, compile_policy
+from services.trust.refusal import Refusal
 from tests.access.support import GROUPS, MODEL, T0, at_location, order, person, ties
 
 
@@ -170,3 +170,17 @@ def _loaded_all() -> LoadedPolicy:
     compiled = compile_policy(MODEL, [o], GROUPS)
     assert not isinstance(compiled, Refusal)
     return LoadedPolicy.parse(MODEL, 1, compiled.cedar_policies, compiled.content_hash)
+
+
+def test_an_order_that_cannot_be_compiled_locks_the_model_down_in_its_window() -> None:
+    from services.access.compile import lockdown_order
+
+    o = order(nationalities=["CN"])
+    refusal = Refusal(RejectionReason.INVALID_POLICY, "a compiler defect")
+    text = "\n".join([baseline(MODEL), *lockdown_order(o, refusal)])
+    policy = LoadedPolicy.parse(MODEL, 1, text, policy_hash(text))
+    american = person(citizenships=ties("US"), us_person="citizen")
+    decision = policy.decide(american, Action.INVOKE, at_location(), T0 + timedelta(hours=1))
+    assert not decision.allowed and decision.reasons[0].criterion == "lockdown"
+    assert "a compiler defect" in decision.reasons[0].text
+    assert policy.decide(american, Action.INVOKE, at_location(), T0 - timedelta(hours=1)).allowed

@@ -14,8 +14,10 @@ from services.access.compliance import (
     overdue_event_id,
     rejection,
 )
-from services.access.model import ModelPolicy, OrderRecord, Refusal
+from services.access.model import ModelPolicy, OrderRecord
 from services.access.policies import next_version
+from services.trust.refusal import Refusal
+from services.trust.verifier import Authenticated
 from tests.access.support import GROUPS, LAB, MODEL, T0, order
 from tests.contracts.examples import example
 
@@ -102,11 +104,41 @@ def test_enforcing_in_the_future_is_implausible() -> None:
     assert refusal.reason is RejectionReason.IMPLAUSIBLE_ENFORCED_AT
 
 
-def test_a_refusal_becomes_a_compliance_rejection_addressed_to_the_model() -> None:
+LAB_SENDER = Authenticated(
+    kind="lab",
+    principal_id=LAB,
+    key_id="k1",
+    nonce="n" * 16,
+    issued_at=T0,
+    signature_sha256="5" * 64,
+)
+
+
+def test_a_refusal_to_the_models_lab_is_precise_and_addressed_to_the_model() -> None:
     ack = _ack(content_hash="0" * 64)
-    event = rejection(ack, _refused(ack), event_id="ev-1", now=T0)
+    event = rejection(ack, _refused(ack), event_id="ev-1", now=T0, sender=LAB_SENDER)
     assert event.reason is RejectionReason.POLICY_MISMATCH
     assert event.model_id == MODEL and event.rejected_event_id == "ev-1"
+
+
+def test_a_refusal_to_an_unauthenticated_sender_is_concealed_and_keyed_by_event_id() -> None:
+    ack = _ack(content_hash="0" * 64)
+    event = rejection(ack, _refused(ack), event_id="ev-1", now=T0)
+    assert event.reason is RejectionReason.AUTHENTICATION_FAILED
+    assert event.model_id is None and event.rejected_event_id == "ev-1"
+
+
+def test_another_labs_model_is_refused_before_any_version_is_looked_up() -> None:
+    looked_up: list[int] = []
+
+    def published(version: int) -> ModelPolicy | None:
+        looked_up.append(version)
+        return POLICY
+
+    ack = _ack(model_id="other-lab/model@1")
+    refusal = check_acknowledgement(ack, published, now=T0)
+    assert isinstance(refusal, Refusal) and refusal.reason is RejectionReason.NOT_OWNER
+    assert looked_up == []
 
 
 def _accepted(version: int, received_after: timedelta) -> AcceptedAcknowledgement:

@@ -13,13 +13,13 @@ from services.runtime.migrations import migrate
 MIGRATIONS = Path(__file__).parents[2] / "services/access/migrations"
 
 
-async def test_the_access_migrations_apply_and_refuse_an_end_without_its_time(
+async def test_the_access_migrations_apply_in_order_and_refuse_an_end_without_its_time(
     database: str, schema: str
 ) -> None:
     conn = await asyncpg.connect(database)
     try:
         applied = await migrate(conn, schema, MIGRATIONS)
-        assert applied and applied[-1].endswith("0001_access")
+        assert applied[-2:] == ["migrations/0001_access", "migrations/0002_access_service"]
         await conn.execute(f'SET search_path TO "{schema}"')
         insert = (
             "INSERT INTO orders (order_id, model_id, lab_id, submission_id, body, effective_at,"

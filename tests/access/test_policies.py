@@ -6,16 +6,22 @@ from datetime import datetime, timedelta
 
 from contracts.events.common import RejectionReason
 from contracts.policy import Action, LoadedPolicy
-from services.access.model import ModelPolicy, OrderRecord, OrderState, Refusal
+from services.access.model import ModelPolicy, OrderRecord, OrderState
 from services.access.policies import (
+    ORDER_EFFECTIVE,
+    ORDER_EXPIRY,
     Duplicate,
     OrderChange,
+    deadlines,
+    enforced_orders,
     expire_order,
     lift_order,
     lifted,
     next_version,
     receive_order,
+    take_effect,
 )
+from services.trust.refusal import Refusal
 from tests.access.support import GROUPS, MODEL, T0, at_location, order, person, ties
 
 HOUR = timedelta(hours=1)
@@ -148,3 +154,43 @@ def test_a_second_order_publishes_the_next_version_with_both() -> None:
     assert second is not None and second.version == 2
     assert set(second.order_ids) == {a.order_id, b.order_id}
     assert second.expires_at is None  # order a lasts until lifted
+
+
+def test_a_superseding_order_effective_later_leaves_the_replaced_one_in_force_until_then() -> None:
+    interim = order(nationalities=["CN", "RU"])
+    records = {interim.order_id: OrderRecord(interim)}
+    final = order(nationalities=["CN"], supersedes=interim.order_id, effective_at=T0 + HOUR)
+    change = receive_order(final, records, T0)
+    assert isinstance(change, OrderChange) and len(change.records) == 1  # nothing ended yet
+    records[final.order_id] = change.records[0]
+    enforced = {o.order_id: o for o in enforced_orders(MODEL, records.values())}
+    assert enforced[interim.order_id].expires_at == final.effective_at  # cut: no gap
+    assert [d.kind for d in deadlines(change, T0)] == [ORDER_EFFECTIVE]
+    ended = take_effect(records[final.order_id], records, T0 + HOUR)
+    assert ended is not None and ended.records[0].ended is OrderState.SUPERSEDED
+
+
+def test_an_order_whose_successor_takes_effect_first_is_left_out_of_the_policy() -> None:
+    old = order(nationalities=["CN"], effective_at=T0 + 2 * HOUR)
+    new = order(nationalities=["RU"], supersedes=old.order_id, effective_at=T0 + HOUR)
+    records = [OrderRecord(old), OrderRecord(new)]
+    assert [o.order_id for o in enforced_orders(MODEL, records)] == [new.order_id]
+
+
+def test_a_time_limited_order_needs_its_expiry_timer() -> None:
+    o = order(nationalities=["CN"], expires_at=T0 + HOUR)
+    change = receive_order(o, {}, T0)
+    assert isinstance(change, OrderChange)
+    [deadline] = deadlines(change, T0)
+    assert deadline.kind == ORDER_EXPIRY and deadline.due_at == T0 + HOUR
+
+
+def test_a_version_naming_an_unknown_country_group_is_published_fail_closed() -> None:
+    policy = _version([OrderRecord(order(country_groups=["atlantis"]))], None)
+    assert policy is not None and "unknown_country_group" in policy.problems[0]
+    assert _denies_cn(policy)
+    loaded = LoadedPolicy.parse(MODEL, 1, policy.cedar_policies, policy.content_hash)
+    french = loaded.decide(person(), Action.INVOKE, at_location(), T0 + HOUR)
+    american = person(citizenships=ties("US"), us_person="citizen")
+    assert not french.allowed and french.reasons[0].criterion == "country_group"
+    assert loaded.decide(american, Action.INVOKE, at_location(), T0 + HOUR).allowed

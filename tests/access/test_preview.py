@@ -8,10 +8,10 @@ import pytest
 
 from contracts.events.common import RejectionReason
 from contracts.policy import Action
-from services.access.model import Refusal
 from services.access.preview import ImpactReport, MalformedSample, preview_impact
 from services.access.sample import COLUMNS, SampleError, SampleFormat, read_sample
 from services.labclient.enforcer import Enforcer
+from services.trust.refusal import Refusal
 from tests.access.generate import csv_sample, jsonl_sample
 from tests.access.support import GROUPS, LAB, MODEL, T0, order, published
 

@@ -186,18 +186,24 @@ def test_concurrent_checks_never_see_a_version_go_backwards() -> None:
     ]
     seen: list[int] = []
     stop = threading.Event()
+    checked = threading.Condition()
 
     def checker() -> None:
         while not stop.is_set():
             version = enforcer.check(CN, MODEL).policy_version
-            if version is not None:
-                seen.append(version)
+            with checked:
+                if version is not None:
+                    seen.append(version)
+                checked.notify_all()
 
     thread = threading.Thread(target=checker)
     thread.start()
     for event in events:  # in order, with stale replays mixed in
         enforcer.apply(event)
         enforcer.apply(events[0])
+        with checked:  # the checker runs between every two applies, however busy the CPU
+            before = len(seen)
+            assert checked.wait_for(lambda: len(seen) > before + 1, timeout=10)
     stop.set()
     thread.join()
     assert seen and seen == sorted(seen)
