@@ -101,21 +101,12 @@ TOPICS: tuple[Topic, ...] = (
         name="reviewers.decisions",
         producer="reviewers",
         key=SUBMISSION_ID,
-        events=(),  # the signed decision events are being specified with the risk service
-        retention_ms=INPUT_RETENTION_MS,
-        description="Signed decisions of human reviewers on escalations (write only for "
-        "them). Consumer: risk.",
-        writers=(Role.REVIEWER,),
-        readers=(Role.RISK,),
-    ),
-    Topic(
-        name="reviewers.decisions",
-        producer="reviewers",
-        key=SUBMISSION_ID,
         events=(ReviewerDecisionSubmitted,),
         retention_ms=INPUT_RETENTION_MS,
-        description="Signed decisions of the agency's reviewers on escalations. Consumer: risk "
-        "(answers on risk.events).",
+        description="Signed decisions of the agency's reviewers on escalations (write only "
+        "for them). Consumer: risk (answers on risk.events).",
+        writers=(Role.REVIEWER,),
+        readers=(Role.RISK,),
     ),
     Topic(
         name="intake.events",
@@ -190,6 +181,8 @@ TOPICS: tuple[Topic, ...] = (
         retention_ms=-1,
         description="Signed checkpoints of the risk service's hash-chained audit log, one "
         "ordered partition kept forever. Consumers: other government systems, auditors.",
+        writers=(Role.RISK,),
+        readers=(Role.GOVERNMENT,),
     ),
     Topic(
         name="access.events",
@@ -220,6 +213,15 @@ LAB_FEEDS: tuple[LabFeed, ...] = (
         suffix="answers",
         key="submission_id (submission answers), model_id (compliance answers)",
         writers=(Role.INTAKE, Role.RISK, Role.ACCESS),
+        events=(
+            SubmissionAccepted,
+            SubmissionRejected,
+            SubmissionWithdrawn,
+            WithdrawalRejected,
+            ReviewWindowClosed,
+            ReviewConcluded,
+            ComplianceRejected,
+        ),
         description="Everything the agency answers one lab: accepted / rejected / withdrawn "
         "/ window closed (intake), the review's conclusion (risk), compliance answers "
         "(access), with agency-internal fields redacted. Readable by that lab only.",
@@ -228,6 +230,7 @@ LAB_FEEDS: tuple[LabFeed, ...] = (
         suffix="policies",
         key=MODEL_ID,
         writers=(Role.ACCESS,),
+        events=(AccessPolicyPublished,),
         partitions=1,
         compacted=True,
         description="The current access policy of each of the lab's models (compacted, "

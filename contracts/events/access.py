@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, Field, model_validator
 from contracts.envelope import Event
 from contracts.events.common import ModelId, Part, PolicyVersion, Rejection, Sha256Hex, Slug, Text
 from contracts.events.risk import NationalityRule
-from contracts.sensitivity import PUBLIC
+from contracts.sensitivity import OWNER, PUBLIC
 
 MAX_POLICY_CHARS = 500_000
 
@@ -40,7 +40,7 @@ class EnforcedOrder(Part):
         json_schema_extra=PUBLIC,
     )
     nationality_rule: NationalityRule = Field(
-        description="The order's nationality rule (most_recent or any)."
+        description="The order's nationality rule (most_recent or any).", json_schema_extra=OWNER
     )
     interim: bool = Field(default=False, description="An interim order pending a decision.")
 
@@ -63,7 +63,9 @@ class AccessPolicyPublished(Event):
         ge=1, description="Per-model version, +1 on every publication.", json_schema_extra=PUBLIC
     )
     cedar_policies: str = Field(
-        max_length=MAX_POLICY_CHARS, description="The Cedar policy set (text) to enforce."
+        max_length=MAX_POLICY_CHARS,
+        description="The Cedar policy set (text) to enforce.",
+        json_schema_extra=OWNER,
     )
     order_ids: list[UUID] = Field(
         max_length=1000,
@@ -76,7 +78,8 @@ class AccessPolicyPublished(Event):
     )
     published_at: AwareDatetime = Field(description="When published.", json_schema_extra=PUBLIC)
     acknowledge_by: AwareDatetime = Field(
-        description="Deadline for the lab's ComplianceAcknowledged; ComplianceOverdue after it."
+        description="Deadline for the lab's ComplianceAcknowledged; ComplianceOverdue after it.",
+        json_schema_extra=OWNER,
     )
     orders: list[EnforcedOrder] = Field(
         default_factory=list,
@@ -162,8 +165,19 @@ class ComplianceRejected(Rejection):
         description="The model named, when readable; else the key is rejected_event_id.",
         json_schema_extra=PUBLIC,
     )
-    lab_id: Slug | None = Field(default=None, description="Lab id as claimed (not verified).")
-    policy_version: int | None = Field(default=None, ge=1, description="Version acknowledged.")
+    lab_id: Slug | None = Field(
+        default=None, description="Lab id as claimed (not verified).", json_schema_extra=OWNER
+    )
+    policy_version: int | None = Field(
+        default=None, ge=1, description="Version acknowledged.", json_schema_extra=OWNER
+    )
+    signature_sha256: Sha256Hex | None = Field(
+        default=None,
+        description="SHA-256 (hex) of the signature.value string of the acknowledgement this "
+        "answers, exactly as sent; set only when it authenticated, so the lab takes as its "
+        "answer only one bound to what it signed.",
+        json_schema_extra=OWNER,
+    )
 
     @model_validator(mode="after")
     def _addressable(self) -> Self:

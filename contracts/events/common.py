@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic_core import core_schema
 
 from contracts.envelope import ContractViolation, Event
-from contracts.sensitivity import PUBLIC, RESTRICTED
+from contracts.sensitivity import OWNER, PUBLIC, RESTRICTED
 
 # --- identifiers ---------------------------------------------------------------
 
@@ -279,15 +279,22 @@ class ModelInfo(Part):
         gt=0,
         allow_inf_nan=False,
         description="Total training compute in floating-point operations (e.g. 3e26).",
+        json_schema_extra=OWNER,
     )
-    planned_release_date: date = Field(description="Planned public release date (ISO 8601 date).")
+    planned_release_date: date = Field(
+        description="Planned public release date (ISO 8601 date).", json_schema_extra=OWNER
+    )
     deployment_channels: list[DeploymentChannel] = Field(
-        min_length=1, max_length=16, description="How the model will be made available."
+        min_length=1,
+        max_length=16,
+        description="How the model will be made available.",
+        json_schema_extra=OWNER,
     )
     declared_capabilities: list[Slug] = Field(
         default_factory=list,
         max_length=64,
         description="Capabilities the lab declares (slugs; compared with the coverage criteria).",
+        json_schema_extra=OWNER,
     )
 
 
@@ -314,9 +321,13 @@ class EvaluationAccess(Part):
 
 class FieldError(Part):
     path: str = Field(
-        max_length=500, description="Dotted path of the failing field, e.g. data.model.name."
+        max_length=500,
+        description="Dotted path of the failing field, e.g. data.model.name.",
+        json_schema_extra=OWNER,
     )
-    message: str = Field(max_length=1000, description="What is wrong with it.")
+    message: str = Field(
+        max_length=1000, description="What is wrong with it.", json_schema_extra=OWNER
+    )
 
 
 def field_errors(violation: ContractViolation) -> list[FieldError]:
@@ -331,14 +342,23 @@ def field_errors(violation: ContractViolation) -> list[FieldError]:
 class Rejection(Event):
     """Shape shared by the rejection events (the sender's answer to a refused input)."""
 
-    reason: RejectionReason = Field(description="Stable machine-readable reason code.")
-    detail: Text = Field(description="Human-readable explanation of the rejection.")
+    reason: RejectionReason = Field(
+        description="Stable machine-readable reason code.", json_schema_extra=OWNER
+    )
+    detail: Text = Field(
+        description="Human-readable explanation of the rejection.", json_schema_extra=OWNER
+    )
     field_errors: list[FieldError] = Field(
         default_factory=list,
         max_length=100,
         description="Failing field paths with messages (schema_violation, malformed).",
+        json_schema_extra=OWNER,
     )
     rejected_event_id: EventId | None = Field(
-        default=None, description="CloudEvent id of the refused input, when it could be read."
+        default=None,
+        description="CloudEvent id of the refused input, when it could be read.",
+        json_schema_extra=OWNER,
     )
-    rejected_at: AwareDatetime = Field(description="When the input was refused.")
+    rejected_at: AwareDatetime = Field(
+        description="When the input was refused.", json_schema_extra=OWNER
+    )

@@ -20,7 +20,7 @@ from contracts.events.common import (
     Slug,
     Text,
 )
-from contracts.sensitivity import PUBLIC, RESTRICTED
+from contracts.sensitivity import OWNER, PUBLIC, RESTRICTED
 
 BODY_SHA256_DESCRIPTION = (
     "SHA-256 (hex) of the RFC 8785 canonical JSON of the SubmissionFiled data as sent, "
@@ -67,23 +67,35 @@ class SubmissionAccepted(Event):
         description="Endpoint and credential reference for the evaluations.",
         json_schema_extra=RESTRICTED,
     )
-    reason: AcceptanceReason = Field(description="Why the model is covered.")
-    detail: Text = Field(description="Human-readable explanation of the decision.")
-    criteria_version: PolicyVersion = Field(
-        description="Version of the coverage criteria config that decided."
+    reason: AcceptanceReason = Field(
+        description="Why the model is covered.", json_schema_extra=OWNER
     )
-    requested_review_days: int = Field(ge=1, le=30, description="What the lab asked for.")
-    review_days: int = Field(ge=1, le=30, description="Granted window: min(requested, 30) days.")
+    detail: Text = Field(
+        description="Human-readable explanation of the decision.", json_schema_extra=OWNER
+    )
+    criteria_version: PolicyVersion = Field(
+        description="Version of the coverage criteria config that decided.", json_schema_extra=OWNER
+    )
+    requested_review_days: int = Field(
+        ge=1, le=30, description="What the lab asked for.", json_schema_extra=OWNER
+    )
+    review_days: int = Field(
+        ge=1, le=30, description="Granted window: min(requested, 30) days.", json_schema_extra=OWNER
+    )
     accepted_at: AwareDatetime = Field(
         description="Decision time; the window opens.", json_schema_extra=PUBLIC
     )
     deadline: AwareDatetime = Field(
         description="When the window closes (accepted_at + review_days).", json_schema_extra=PUBLIC
     )
-    filed_event_id: EventId = Field(description="CloudEvent id of the SubmissionFiled.")
-    body_sha256: Sha256Hex | None = Field(default=None, description=BODY_SHA256_DESCRIPTION)
+    filed_event_id: EventId = Field(
+        description="CloudEvent id of the SubmissionFiled.", json_schema_extra=OWNER
+    )
+    body_sha256: Sha256Hex | None = Field(
+        default=None, description=BODY_SHA256_DESCRIPTION, json_schema_extra=OWNER
+    )
     signature_sha256: Sha256Hex | None = Field(
-        default=None, description=SIGNATURE_SHA256_DESCRIPTION
+        default=None, description=SIGNATURE_SHA256_DESCRIPTION, json_schema_extra=OWNER
     )
 
     @model_validator(mode="after")
@@ -105,10 +117,12 @@ class _IntakeRejection(Rejection):
         json_schema_extra=PUBLIC,
     )
     lab_id: Slug | None = Field(
-        default=None, description="Lab id as claimed by the input (not verified)."
+        default=None,
+        description="Lab id as claimed by the input (not verified).",
+        json_schema_extra=OWNER,
     )
     signature_sha256: Sha256Hex | None = Field(
-        default=None, description=SIGNATURE_SHA256_DESCRIPTION
+        default=None, description=SIGNATURE_SHA256_DESCRIPTION, json_schema_extra=OWNER
     )
 
     @model_validator(mode="after")
@@ -126,6 +140,7 @@ class SubmissionRejected(_IntakeRejection):
     body_sha256: Sha256Hex | None = Field(
         default=None,
         description=BODY_SHA256_DESCRIPTION + " Set when the refused body could be read.",
+        json_schema_extra=OWNER,
     )
 
 
@@ -147,11 +162,17 @@ class SubmissionWithdrawn(Event):
         description="Model id, when the submission had been accepted.",
         json_schema_extra=PUBLIC,
     )
-    reason: Text | None = Field(default=None, description="The lab's stated reason.")
-    withdrawn_at: AwareDatetime = Field(description="When intake recorded the withdrawal.")
-    requested_event_id: EventId = Field(description="CloudEvent id of the WithdrawalRequested.")
+    reason: Text | None = Field(
+        default=None, description="The lab's stated reason.", json_schema_extra=OWNER
+    )
+    withdrawn_at: AwareDatetime = Field(
+        description="When intake recorded the withdrawal.", json_schema_extra=OWNER
+    )
+    requested_event_id: EventId = Field(
+        description="CloudEvent id of the WithdrawalRequested.", json_schema_extra=OWNER
+    )
     signature_sha256: Sha256Hex | None = Field(
-        default=None, description=SIGNATURE_SHA256_DESCRIPTION
+        default=None, description=SIGNATURE_SHA256_DESCRIPTION, json_schema_extra=OWNER
     )
 
 
@@ -168,5 +189,6 @@ class ReviewWindowClosed(Event):
     model_id: ModelId = Field(description="The model under review.", json_schema_extra=PUBLIC)
     deadline: AwareDatetime = Field(description="The scheduled deadline.", json_schema_extra=PUBLIC)
     closed_at: AwareDatetime = Field(
-        description="When the clock fired (at or shortly after the deadline)."
+        description="When the clock fired (at or shortly after the deadline).",
+        json_schema_extra=OWNER,
     )

@@ -162,4 +162,5 @@ def rejection(
         model_id=ack.model_id if owner else None,
         lab_id=ack.lab_id,
         policy_version=ack.policy_version if sender is not None else None,
+        signature_sha256=sender.signature_sha256 if sender is not None else None,
     )

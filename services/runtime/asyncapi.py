@@ -11,10 +11,13 @@ defines ``build_service()``.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +89,34 @@ def service_names() -> list[str]:
     return sorted(p.parent.name for p in SERVICES_DIR.glob("*/app.py"))
 
 
+# The documents describe the deployment (its security scheme is written above from the
+# registry), not whoever generates them: built with a fixed environment, no credentials.
+DOC_ENVIRONMENT = {"FR_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "FR_TOPIC_PREFIX": ""}
+
+
 def render(name: str) -> str:
     module = importlib.import_module(f"services.{name}.app")
-    service: Service = module.build_service()
+    with _environment(DOC_ENVIRONMENT):
+        service: Service = module.build_service()
     return yaml.safe_dump(document(service), sort_keys=True, allow_unicode=True)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    removed = {
+        key: os.environ.pop(key) for key in ("FR_KAFKA_CREDENTIALS_FILE",) if key in os.environ
+    }
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        os.environ.update(removed)
 
 
 def main(argv: list[str]) -> int:
