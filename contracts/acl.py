@@ -1,7 +1,7 @@
 """The Kafka ACLs that follow from the registry: least privilege, as data.
 
 ``grants_for(principal)`` is every ACL binding (all ALLOW, any host) one
-principal needs, derived from ``TOPICS`` (writers, readers), ``LAB_FEEDS`` and
+principal needs, derived from ``TOPICS`` (writers, readers), ``FEEDS`` and
 the naming rules of consumers and relays. Nothing else is allowed: the broker
 runs with ``allow.everyone.if.no.acl.found=false``, so a binding missing here
 is an authorization error, never a silent permission.
@@ -17,7 +17,8 @@ Per role:
   those bindings are part of each lab's grants (below), LITERAL per lab.
 - lab ``L``: WRITE on ``lab.submissions`` and ``lab.compliance``; READ on the
   topics and consumer groups PREFIXED ``labs.L.``. It reads no agency topic.
-- evaluator / reviewer: WRITE on its signed input topic only.
+- evaluator / reviewer ``T``: WRITE on its signed input topic; READ on its own
+  answers feed (topics and groups PREFIXED ``evaluator.T.`` / ``reviewer.T.``).
 - government subscriber ``G``: READ on ``gov.findings``, groups PREFIXED
   ``government.G.``.
 - test: ALL on topics, groups and transactional ids PREFIXED ``test.``.
@@ -45,13 +46,12 @@ from contracts.principals import (
     Role,
 )
 from contracts.registry import (
-    LAB_FEEDS,
     OUTBOX_CHECKPOINT_TOPIC,
     TOPICS,
     consumer_group,
+    feeds_of,
     relay_transactional_id,
 )
-from contracts.topic import lab_namespace
 
 
 class ResourceType(StrEnum):
@@ -150,35 +150,9 @@ def _agency_grants(role: Role, scope: AclScope) -> set[Grant]:
     return grants
 
 
-def _lab_grants(lab: Principal, scope: AclScope) -> set[Grant]:
-    assert lab.tenant is not None
-    namespace = lab_namespace(lab.tenant)
-    grants = {
-        _grant(scope, lab, ResourceType.TOPIC, topic.name, Operation.WRITE)
-        for topic in TOPICS
-        if Role.LAB in topic.writers
-    }
-    grants |= {
-        _grant(scope, lab, kind, namespace, Operation.READ, PatternType.PREFIXED)
-        for kind in (ResourceType.TOPIC, ResourceType.GROUP)
-    }
-    # The agency's side of the lab's feeds: LITERAL per lab, so that a service
-    # can write exactly the feeds the registry names it a writer of.
-    for feed in LAB_FEEDS:
-        for writer in feed.writers:
-            grants.add(
-                _grant(
-                    scope,
-                    Principal(writer),
-                    ResourceType.TOPIC,
-                    feed.topic(lab.tenant),
-                    Operation.WRITE,
-                )
-            )
-    return grants
-
-
 def _tenant_grants(tenant: Principal, scope: AclScope) -> set[Grant]:
+    """What a tenant's own principal may do, plus the agency's side of its feeds."""
+    assert tenant.tenant is not None
     grants: set[Grant] = set()
     for topic in TOPICS:
         if tenant.role in topic.writers:
@@ -186,12 +160,26 @@ def _tenant_grants(tenant: Principal, scope: AclScope) -> set[Grant]:
         if tenant.role in topic.readers:
             grants.add(_grant(scope, tenant, ResourceType.TOPIC, topic.name, Operation.READ))
     namespace = tenant.namespace()
+    feeds = feeds_of(tenant.role)
     if namespace is not None:
-        grants.add(
-            _grant(
-                scope, tenant, ResourceType.GROUP, namespace, Operation.READ, PatternType.PREFIXED
+        kinds = (ResourceType.TOPIC, ResourceType.GROUP) if feeds else (ResourceType.GROUP,)
+        grants |= {
+            _grant(scope, tenant, kind, namespace, Operation.READ, PatternType.PREFIXED)
+            for kind in kinds
+        }
+    # The agency's side of the tenant's feeds: LITERAL per tenant, so that a service
+    # can write exactly the feeds the registry names it a writer of.
+    for feed in feeds:
+        for writer in feed.writers:
+            grants.add(
+                _grant(
+                    scope,
+                    Principal(writer),
+                    ResourceType.TOPIC,
+                    feed.topic(tenant.tenant),
+                    Operation.WRITE,
+                )
             )
-        )
     return grants
 
 
@@ -209,8 +197,6 @@ def grants_for(principal: Principal, scope: AclScope | None = None) -> frozenset
     scope = scope or AclScope()
     if principal.role in AGENCY_SERVICES:
         return frozenset(_agency_grants(principal.role, scope))
-    if principal.role is Role.LAB:
-        return frozenset(_lab_grants(principal, scope))
     if principal.role is Role.TEST:
         return frozenset(_test_grants(scope))
     if principal.role is Role.OPERATOR:

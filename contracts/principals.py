@@ -64,12 +64,22 @@ TEST_NAMESPACE = "test."
 
 LAB_NAMESPACE_ROOT = "labs"
 GOVERNMENT_NAMESPACE_ROOT = "government"
+EVALUATOR_NAMESPACE_ROOT = "evaluator"
+REVIEWER_NAMESPACE_ROOT = "reviewer"
 
 NAMESPACE_ROOTS: dict[Role, str] = {
     Role.LAB: LAB_NAMESPACE_ROOT,
     Role.GOVERNMENT: GOVERNMENT_NAMESPACE_ROOT,
+    Role.EVALUATOR: EVALUATOR_NAMESPACE_ROOT,
+    Role.REVIEWER: REVIEWER_NAMESPACE_ROOT,
 }
-"""Tenant roles that own names (feed topics, consumer groups): ``<root>.<id>.``."""
+"""Tenant roles that own names (feed topics, consumer groups): ``<root>.<id>.``.
+
+The roots are chosen so that no root followed by a dot begins a registry topic:
+``labs`` because the agency's lab input topics are ``lab.*``; ``evaluator`` and
+``reviewer`` (singular) because their input topics are ``evaluators.findings`` and
+``reviewers.decisions`` (an evaluator named ``findings`` would otherwise own
+``evaluators.findings.`` and with it that topic's DLQ)."""
 
 
 class InvalidTenantId(ValueError):
@@ -118,6 +128,11 @@ class Principal:
 
 def lab(lab_id: str) -> Principal:
     return Principal(Role.LAB, lab_id)
+
+
+def tenant_namespace(role: Role, tenant_id: str) -> str:
+    """``<root>.<tenant id>.``: the prefix of every name a tenant of ``role`` owns."""
+    return f"{NAMESPACE_ROOTS[role]}.{check_tenant_id(tenant_id)}."
 
 
 def parse_principal(name: str) -> Principal | None:

@@ -9,7 +9,7 @@ names the data field that holds it; ``subject_for(data)`` reads it.
 and consume from a topic; ``contracts.acl`` derives the broker's ACLs from
 them, so this table *is* the access policy. Internal topics are the agency's
 alone: labs write only their signed input topics and read only their own
-feeds (``LAB_FEEDS``, ``labs.<lab id>.*``), because Kafka authorizes per topic,
+feeds (``FEEDS``, ``labs.<lab id>.*``), because Kafka authorizes per topic,
 not per record, and the internal topics carry every lab's pre-release data.
 """
 
@@ -49,7 +49,7 @@ from contracts.events import (
     WithdrawalRequested,
 )
 from contracts.principals import Role
-from contracts.topic import DAY_MS, LabFeed, Topic
+from contracts.topic import DAY_MS, TenantFeed, Topic
 
 SUBMISSION_ID = "submission_id"
 MODEL_ID = "model_id"
@@ -208,8 +208,9 @@ TOPICS: tuple[Topic, ...] = (
     ),
 )
 
-LAB_FEEDS: tuple[LabFeed, ...] = (
-    LabFeed(
+FEEDS: tuple[TenantFeed, ...] = (
+    TenantFeed(
+        owner=Role.LAB,
         suffix="answers",
         key="submission_id (submission answers), model_id (compliance answers)",
         writers=(Role.INTAKE, Role.RISK, Role.ACCESS),
@@ -226,7 +227,8 @@ LAB_FEEDS: tuple[LabFeed, ...] = (
         "/ window closed (intake), the review's conclusion (risk), compliance answers "
         "(access), with agency-internal fields redacted. Readable by that lab only.",
     ),
-    LabFeed(
+    TenantFeed(
+        owner=Role.LAB,
         suffix="policies",
         key=MODEL_ID,
         writers=(Role.ACCESS,),
@@ -236,8 +238,44 @@ LAB_FEEDS: tuple[LabFeed, ...] = (
         description="The current access policy of each of the lab's models (compacted, "
         "kept forever): an enforcement point rebuilds its state by reading from the start.",
     ),
+    TenantFeed(
+        owner=Role.EVALUATOR,
+        suffix="answers",
+        key="submission_id, or the refused input's event id",
+        writers=(Role.EVALUATION,),
+        events=(FindingRecorded, ExternalFindingRejected),
+        description="What evaluation answers one external evaluator: its finding recorded, "
+        "or refused and why. Readable by that evaluator only.",
+    ),
+    TenantFeed(
+        owner=Role.REVIEWER,
+        suffix="answers",
+        key="submission_id, or the refused input's event id",
+        writers=(Role.RISK,),
+        events=(EscalationDecided, ReviewerDecisionRejected),
+        description="What risk answers one reviewer: its signed decision accepted (and "
+        "whether it completed the quorum), or refused and why. Readable by that reviewer only.",
+    ),
 )
-LAB_FEED_BY_SUFFIX: dict[str, LabFeed] = {feed.suffix: feed for feed in LAB_FEEDS}
+LAB_FEEDS: tuple[TenantFeed, ...] = tuple(f for f in FEEDS if f.owner is Role.LAB)
+LAB_FEED_BY_SUFFIX: dict[str, TenantFeed] = {feed.suffix: feed for feed in LAB_FEEDS}
+_FEED_BY_EVENT: dict[type[Event], TenantFeed] = {
+    event: feed for feed in FEEDS for event in feed.events
+}
+
+
+def feeds_of(role: Role) -> tuple[TenantFeed, ...]:
+    """The feeds every tenant of ``role`` has (none for a role without any)."""
+    return tuple(feed for feed in FEEDS if feed.owner is role)
+
+
+def feed_for(event_type: type[Event]) -> TenantFeed:
+    """The one tenant feed an event type's owner copy travels on (KeyError if none)."""
+    try:
+        return _FEED_BY_EVENT[event_type]
+    except KeyError:
+        raise KeyError(f"{event_type.__name__} is on no tenant feed") from None
+
 
 # The outbox relay of every agency service commits its checkpoint (the batch
 # number) as the offset of this topic's partition 0 for the group named like

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from contracts.envelope import Event
-from contracts.principals import LAB_NAMESPACE_ROOT, Role, check_tenant_id
+from contracts.principals import Role, tenant_namespace
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -58,21 +58,24 @@ class Topic:
 
 
 @dataclass(frozen=True)
-class LabFeed:
-    """A topic every lab has one of, ``labs.<lab id>.<suffix>``: its own answers
-    and policies, readable by that lab alone (a lab can read no agency topic)."""
+class TenantFeed:
+    """A topic every tenant of ``owner``'s role has one of, ``<root>.<tenant id>.<suffix>``
+    (``labs.acme.answers``): what the agency answers that tenant, readable by it alone
+    (a tenant reads no agency topic). Its events travel as owner copies
+    (``contracts.sensitivity.owner_copy``)."""
 
+    owner: Role
     suffix: str
     key: str  # what the record key is (a feed may carry several, see description)
-    writers: tuple[Role, ...]  # agency roles that publish to every lab's feed
+    writers: tuple[Role, ...]  # agency roles that publish to every such feed
     events: tuple[type[Event], ...] = ()
     partitions: int = 3
     compacted: bool = False
     retention_ms: int = 90 * DAY_MS
     description: str = ""
 
-    def topic(self, lab_id: str) -> str:
-        return f"{lab_namespace(lab_id)}{self.suffix}"
+    def topic(self, tenant_id: str) -> str:
+        return f"{tenant_namespace(self.owner, tenant_id)}{self.suffix}"
 
     def kafka_config(self) -> dict[str, str]:
         config = {"retention.ms": str(-1 if self.compacted else self.retention_ms)}
@@ -83,4 +86,4 @@ class LabFeed:
 
 def lab_namespace(lab_id: str) -> str:
     """``labs.<lab id>.``: the prefix of every topic and consumer group a lab owns."""
-    return f"{LAB_NAMESPACE_ROOT}.{check_tenant_id(lab_id)}."
+    return tenant_namespace(Role.LAB, lab_id)

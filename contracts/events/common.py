@@ -220,19 +220,27 @@ class Signature(Part):
     cannot be swapped to replay a captured event). See ``signing_input``.
     """
 
-    key_id: KeyId = Field(description="Id of the registered public key that verifies the value.")
-    algorithm: Literal["ed25519"] = Field(description="Signature algorithm; only Ed25519.")
+    key_id: KeyId = Field(
+        description="Id of the registered public key that verifies the value.",
+        json_schema_extra=OWNER,
+    )
+    algorithm: Literal["ed25519"] = Field(
+        description="Signature algorithm; only Ed25519.", json_schema_extra=OWNER
+    )
     issued_at: AwareDatetime = Field(
-        description="When the signer signed; the verifier refuses it outside its clock skew."
+        description="When the signer signed; the verifier refuses it outside its clock skew.",
+        json_schema_extra=OWNER,
     )
     nonce: str = Field(
         min_length=16,
         max_length=128,
         pattern=r"^[A-Za-z0-9_-]+$",
         description="Random base64url string (>= 96 bits), never reused with the same key.",
+        json_schema_extra=OWNER,
     )
     value: Base64Ed25519Signature = Field(
-        description="The 64-byte Ed25519 signature, standard base64 with padding."
+        description="The 64-byte Ed25519 signature, standard base64 with padding.",
+        json_schema_extra=OWNER,
     )
 
 

@@ -21,7 +21,7 @@ from contracts.events.common import (
     Slug,
     Text,
 )
-from contracts.sensitivity import PUBLIC, RESTRICTED
+from contracts.sensitivity import OWNER, PUBLIC, RESTRICTED
 
 SuiteVersion = PolicyVersion
 
@@ -109,7 +109,11 @@ class FindingRecorded(Event):
         description="What the score measures, e.g. accuracy.", json_schema_extra=PUBLIC
     )
     stderr: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="Standard error of the score."
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Standard error of the score.",
+        json_schema_extra=OWNER,
     )
     samples_total: int | None = Field(
         default=None, ge=0, description="Samples in the suite.", json_schema_extra=PUBLIC
@@ -121,7 +125,8 @@ class FindingRecorded(Event):
         description="Automated suite or manual red teaming.", json_schema_extra=PUBLIC
     )
     evaluator: Slug = Field(
-        description="'agency' for automated suites, else the external evaluator id."
+        description="'agency' for automated suites, else the external evaluator id.",
+        json_schema_extra=OWNER,
     )
     evidence_ref: ShortText = Field(
         description="Where the evidence is (Inspect log path or blob URI).",
@@ -140,6 +145,7 @@ class FindingRecorded(Event):
     external_finding_id: UUID | None = Field(
         default=None,
         description="ExternalFindingSubmitted.external_finding_id, for manual findings.",
+        json_schema_extra=OWNER,
     )
     recorded_at: AwareDatetime = Field(
         description="When the finding was recorded.", json_schema_extra=PUBLIC
@@ -236,9 +242,13 @@ class ExternalFindingRejected(Rejection):
         description="The submission named, when readable; else the key is rejected_event_id.",
         json_schema_extra=PUBLIC,
     )
-    evaluator_id: Slug | None = Field(default=None, description="Evaluator id as claimed.")
+    evaluator_id: Slug | None = Field(
+        default=None, description="Evaluator id as claimed.", json_schema_extra=OWNER
+    )
     external_finding_id: UUID | None = Field(
-        default=None, description="The evaluator's finding id, when readable."
+        default=None,
+        description="The evaluator's finding id, when readable.",
+        json_schema_extra=OWNER,
     )
 
     @model_validator(mode="after")

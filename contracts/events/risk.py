@@ -31,7 +31,7 @@ from contracts.events.common import (
     Slug,
     Text,
 )
-from contracts.sensitivity import INTERNAL, PUBLIC, RESTRICTED
+from contracts.sensitivity import INTERNAL, OWNER, PUBLIC, RESTRICTED
 
 MAX_FINDINGS = 1000
 
@@ -273,9 +273,12 @@ class EscalationDecided(Event):
     escalation_id: UUID = Field(description="The escalation decided.", json_schema_extra=PUBLIC)
     submission_id: UUID = Field(description="The submission.", json_schema_extra=PUBLIC)
     model_id: ModelId = Field(description="The model.", json_schema_extra=PUBLIC)
-    reviewer_id: Slug = Field(description="The deciding reviewer (key owner).")
+    reviewer_id: Slug = Field(
+        description="The deciding reviewer (key owner).", json_schema_extra=OWNER
+    )
     decision: EscalationDecision = Field(
-        description="restrict, no_restriction (dismiss), monitor or lift_interim."
+        description="restrict, no_restriction (dismiss), monitor or lift_interim.",
+        json_schema_extra=OWNER,
     )
     rationale: Text = Field(
         description="The reviewer's written justification.", json_schema_extra=RESTRICTED
@@ -284,34 +287,49 @@ class EscalationDecided(Event):
         default=None,
         description="restrict only: the id the signed order gets as a RestrictionOrdered once "
         "its quorum is met (derived from the escalation and the order's content hash).",
+        json_schema_extra=OWNER,
     )
-    decided_at: AwareDatetime = Field(description="When the risk service accepted it.")
+    decided_at: AwareDatetime = Field(
+        description="When the risk service accepted it.", json_schema_extra=OWNER
+    )
     signature: ReviewerSignature = Field(
-        description="The reviewer's signature over the ReviewerDecisionSubmitted data."
+        description="The reviewer's signature over the ReviewerDecisionSubmitted data.",
+        json_schema_extra=OWNER,
     )
     decision_id: UUID | None = Field(
-        default=None, description="The reviewer's id for the decision (its idempotency key)."
+        default=None,
+        description="The reviewer's id for the decision (its idempotency key).",
+        json_schema_extra=OWNER,
     )
     order_sha256: Sha256Hex | None = Field(
         default=None,
         description="restrict only: SHA-256 of the RFC 8785 form of the canonical order; "
         "signatures count toward the same order only when these are equal.",
+        json_schema_extra=OWNER,
     )
     reviewers_required: int | None = Field(
-        default=None, ge=1, le=20, description="Distinct signatures the decision needs."
+        default=None,
+        ge=1,
+        le=20,
+        description="Distinct signatures the decision needs.",
+        json_schema_extra=OWNER,
     )
     signed_by: list[Slug] = Field(
         default_factory=list,
         max_length=20,
         description="Reviewers who have signed this same decision so far, this one included.",
+        json_schema_extra=OWNER,
     )
     quorum_met: bool | None = Field(
-        default=None, description="This signature completed the quorum: the decision takes effect."
+        default=None,
+        description="This signature completed the quorum: the decision takes effect.",
+        json_schema_extra=OWNER,
     )
     lifted_order_id: UUID | None = Field(
         default=None,
         description="The interim order this decision lifts (quorum met on lift_interim, "
         "no_restriction or monitor while an interim order is in force).",
+        json_schema_extra=OWNER,
     )
 
     @model_validator(mode="after")
@@ -576,9 +594,15 @@ class ReviewerDecisionRejected(Rejection):
         "the key is rejected_event_id.",
         json_schema_extra=PUBLIC,
     )
-    escalation_id: UUID | None = Field(default=None, description="The escalation named.")
-    reviewer_id: Slug | None = Field(default=None, description="Reviewer id as claimed.")
-    decision_id: UUID | None = Field(default=None, description="The decision id, when readable.")
+    escalation_id: UUID | None = Field(
+        default=None, description="The escalation named.", json_schema_extra=OWNER
+    )
+    reviewer_id: Slug | None = Field(
+        default=None, description="Reviewer id as claimed.", json_schema_extra=OWNER
+    )
+    decision_id: UUID | None = Field(
+        default=None, description="The decision id, when readable.", json_schema_extra=OWNER
+    )
 
     @model_validator(mode="after")
     def _addressable(self) -> Self:

@@ -33,7 +33,7 @@ from contracts.principals import (
     Role,
     parse_principal,
 )
-from contracts.registry import LAB_FEEDS
+from contracts.registry import feeds_of
 from services.runtime.kafka import KafkaSettings, principal_name
 from services.runtime.kafka_admin import KafkaAdmin
 
@@ -174,9 +174,11 @@ async def _missing_on_topics(
         if grant.resource_type is not ResourceType.TOPIC:
             continue
         names = [grant.name]
-        if grant.pattern is PatternType.PREFIXED and principal.role is Role.LAB:
+        if grant.pattern is PatternType.PREFIXED and feeds_of(principal.role):
             assert principal.tenant is not None
-            names = [scope.prefix + feed.topic(principal.tenant) for feed in LAB_FEEDS]
+            names = [
+                scope.prefix + feed.topic(principal.tenant) for feed in feeds_of(principal.role)
+            ]
         elif grant.pattern is PatternType.PREFIXED:
             names = [_probe_name(grant)]
             samples.update(names)

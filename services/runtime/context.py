@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from contracts import CONTENT_TYPE, CloudEvent, ContractViolation, Event, encode, make_event
-from contracts.registry import subject_for, topic_for
+from contracts.registry import feed_for, subject_for, topic_for
+from contracts.sensitivity import owner_copy
 from services.runtime import timers
 from services.runtime.errors import PermanentError
 from services.runtime.telemetry import current_trace_headers
@@ -88,6 +89,14 @@ class TxContext:
         """Queue ``data`` on its registry topic, keyed by its registry key field."""
         topic = self.settings.topic(topic_for(type(data)).name)
         return self.publish_to(topic, data, subject=subject or subject_for(data), event_id=event_id)
+
+    def publish_to_owner(
+        self, lab_id: str, data: Event, *, subject: str | None = None
+    ) -> CloudEvent[Event]:
+        """Queue the owner's copy of ``data`` (its internal fields dropped) on the
+        feed of lab ``lab_id`` that carries its type: what that lab alone may read."""
+        topic = self.settings.topic(feed_for(type(data)).topic(lab_id))
+        return self.publish_to(topic, owner_copy(data), subject=subject or subject_for(data))
 
     def publish_to(
         self,

@@ -39,7 +39,7 @@ from pydantic import SecretStr
 
 from contracts.acl import AclScope, grants_for
 from contracts.principals import Principal, Role, check_tenant_id, parse_principal
-from contracts.registry import LAB_FEEDS
+from contracts.registry import LAB_FEEDS, feeds_of
 from services.runtime.acls import (
     FIXED_PRINCIPALS,
     PROPAGATION_TIMEOUT_S,
@@ -151,22 +151,25 @@ async def bootstrap(
         return await apply_acls(admin, scope=scope)
 
 
-def feed_plans(lab_id: str, scope: AclScope | None = None) -> list[TopicPlan]:
+def feed_plans(principal: Principal, scope: AclScope | None = None) -> list[TopicPlan]:
+    """The feed topics a tenant owns (a lab's answers and policies, an evaluator's and a
+    reviewer's answers; none for a government subscriber)."""
     prefix = (scope or AclScope()).prefix
+    if principal.tenant is None:
+        return []
     return [
-        TopicPlan(prefix + feed.topic(lab_id), feed.partitions, feed.kafka_config())
-        for feed in LAB_FEEDS
+        TopicPlan(prefix + feed.topic(principal.tenant), feed.partitions, feed.kafka_config())
+        for feed in feeds_of(principal.role)
     ]
 
 
 async def provision_tenant(
     settings: KafkaSettings, principal: Principal, file: Path, scope: AclScope | None = None
 ) -> KafkaCredentials:
-    """A tenant's ACLs, then its credential (for a lab: its feed topics first)."""
+    """A tenant's feed topics, its ACLs, then its credential."""
     scope = scope or AclScope()
-    if principal.role is Role.LAB:
-        assert principal.tenant is not None
-        await ensure_topics(settings, feed_plans(principal.tenant, scope))
+    if plans := feed_plans(principal, scope):
+        await ensure_topics(settings, plans)
     grants = grants_for(principal, scope)
     async with KafkaAdmin(settings) as admin:
         await add_grants(admin, grants)
@@ -193,9 +196,8 @@ async def deprovision_tenant(
         # dropped the user too.
         await admin.delete_scram_user(scope.principal_prefix + principal.name)
         await remove_grants(admin, grants_for(principal, scope))
-    if delete_feeds and principal.role is Role.LAB:
-        assert principal.tenant is not None
-        topics = [plan.name for plan in feed_plans(principal.tenant, scope)]
+    topics = [plan.name for plan in feed_plans(principal, scope)]
+    if delete_feeds and topics:
         client = AIOKafkaAdminClient(**aiokafka_options(settings))
         await client.start()
         try:

@@ -9,11 +9,11 @@ import pytest
 from pydantic import BaseModel
 
 from contracts import Event
-from contracts.registry import LAB_FEEDS
+from contracts.registry import FEEDS
 from contracts.sensitivity import OWNER_FEED, Sensitivity, label_of, owner_copy, redact
 from tests.contracts.examples import example
 
-FEED_EVENTS = sorted({e for feed in LAB_FEEDS for e in feed.events}, key=lambda e: e.__name__)
+FEED_EVENTS = sorted({e for feed in FEEDS for e in feed.events}, key=lambda e: e.__name__)
 
 
 def _internal_paths(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -27,7 +27,13 @@ from contracts.principals import (
     lab,
     parse_principal,
 )
-from contracts.registry import LAB_FEEDS, OUTBOX_CHECKPOINT_TOPIC, TOPIC_BY_NAME, TOPICS
+from contracts.registry import (
+    LAB_FEEDS,
+    OUTBOX_CHECKPOINT_TOPIC,
+    TOPIC_BY_NAME,
+    TOPICS,
+    feeds_of,
+)
 from contracts.topic import lab_namespace
 from services.runtime.relay import CHECKPOINT_TOPIC
 
@@ -112,22 +118,36 @@ def test_a_lab_feed_is_written_by_the_agency_roles_the_registry_names() -> None:
     )
 
 
-def test_government_subscribers_read_gov_findings_only() -> None:
+def test_government_subscribers_read_the_findings_feed_and_the_audit_log_only() -> None:
     grants = own_grants(Principal(Role.GOVERNMENT, "cisa"))
     topics = {(g.name, g.operation) for g in grants if g.resource_type is ResourceType.TOPIC}
-    assert topics == {("gov.findings", Operation.READ)}
+    assert topics == {("gov.findings", Operation.READ), ("gov.audit", Operation.READ)}
 
 
-def test_external_evaluators_write_evaluators_findings_only() -> None:
-    assert own_grants(Principal(Role.EVALUATOR, "aisi")) == {
-        Grant(
-            "User:evaluator.aisi",
-            ResourceType.TOPIC,
-            "evaluators.findings",
-            PatternType.LITERAL,
-            Operation.WRITE,
-        )
+@pytest.mark.parametrize(
+    ("role", "input_topic", "writer"),
+    [
+        (Role.EVALUATOR, "evaluators.findings", "User:evaluation"),
+        (Role.REVIEWER, "reviewers.decisions", "User:risk"),
+    ],
+)
+def test_evaluators_and_reviewers_write_their_input_and_read_only_their_answers(
+    role: Role, input_topic: str, writer: str
+) -> None:
+    me = Principal(role, "aisi")
+    user = f"User:{me.name}"
+    assert own_grants(me) == {
+        Grant(user, ResourceType.TOPIC, input_topic, PatternType.LITERAL, Operation.WRITE),
+        Grant(user, ResourceType.TOPIC, f"{role}.aisi.", PatternType.PREFIXED, Operation.READ),
+        Grant(user, ResourceType.GROUP, f"{role}.aisi.", PatternType.PREFIXED, Operation.READ),
     }
+    (answers,) = (feed.topic("aisi") for feed in feeds_of(role))
+    assert answers == f"{role}.aisi.answers"
+    everyone = desired_grants([*EVERYONE, me])
+    writers = {
+        g.principal for g in everyone if g.operation is Operation.WRITE and g.name == answers
+    }
+    assert writers == {writer}
 
 
 def test_reviewers_write_their_decisions_topic_which_risk_reads() -> None:
