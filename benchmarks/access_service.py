@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import re
 import shutil
@@ -76,9 +77,7 @@ def pct(values: list[float], p: float) -> float:
 
 async def propagation(rig: Rig, enforcers: int, publications: int) -> dict[str, float]:
     timed = [Timed(lab_id=LAB) for _ in range(enforcers)]
-    feeds = [
-        PolicyFeed(e, bootstrap=rig.settings.kafka_bootstrap, topic=rig.policy_topic) for e in timed
-    ]
+    feeds = [PolicyFeed(e, rig.lab_settings(LAB)) for e in timed]
     for feed in feeds:
         await feed.__aenter__()
     try:
@@ -202,8 +201,6 @@ async def http_vs_in_process(
             LAB,
             "--bootstrap",
             rig.settings.kafka_bootstrap,
-            "--policy-topic",
-            rig.policy_topic,
             "decision-api",
             "--tokens",
             str(folder / "tokens"),
@@ -212,6 +209,7 @@ async def http_vs_in_process(
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=os.environ | {"FR_TOPIC_PREFIX": rig.settings.topic_prefix},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -257,7 +255,7 @@ async def http_vs_in_process(
         sidecar.wait(30)
     # the same questions, in process, on an enforcer that followed the same feed
     enforcer = Enforcer(lab_id=LAB)
-    async with PolicyFeed(enforcer, bootstrap=rig.settings.kafka_bootstrap, topic=rig.policy_topic):
+    async with PolicyFeed(enforcer, rig.lab_settings(LAB)):
         await applied(enforcer, model, 2)
         for p, r in rows:  # warm, as the server's cache was
             enforcer.check(p, model, Action.INVOKE, r)

@@ -48,7 +48,7 @@ from contracts.events import (
     WithdrawalRejected,
     WithdrawalRequested,
 )
-from contracts.principals import Role
+from contracts.principals import NAMESPACE_ROOTS, Role
 from contracts.topic import DAY_MS, TenantFeed, Topic
 
 SUBMISSION_ID = "submission_id"
@@ -267,6 +267,16 @@ _FEED_BY_EVENT: dict[type[Event], TenantFeed] = {
 def feeds_of(role: Role) -> tuple[TenantFeed, ...]:
     """The feeds every tenant of ``role`` has (none for a role without any)."""
     return tuple(feed for feed in FEEDS if feed.owner is role)
+
+
+def is_feed_topic(name: str) -> bool:
+    """Whether ``name`` is some tenant's feed (``labs.acme.answers``): a topic that exists
+    only once its tenant was provisioned, unlike the registry's topics."""
+    root, _, rest = name.partition(".")
+    tenant, _, suffix = rest.partition(".")
+    return bool(tenant) and any(
+        feed.suffix == suffix and NAMESPACE_ROOTS[feed.owner] == root for feed in FEEDS
+    )
 
 
 def feed_for(event_type: type[Event]) -> TenantFeed:

@@ -40,6 +40,8 @@ from contracts.events.intake import ReviewWindowClosed, SubmissionAccepted, Subm
 from contracts.registry import TOPIC_BY_NAME
 from services.labclient.client import LabClient
 from services.labclient.keys import generate_key, load_private_key, save_private_key
+from services.labclient.settings import LabSettings
+from services.runtime.kafka import KafkaSettings, aiokafka_options
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / ".local" / "demo"
@@ -110,7 +112,21 @@ def manifest(model_url: str, profile: str) -> dict[str, Any]:
     }
 
 
-async def watch(bootstrap: str, submission_id: str, until: float) -> list[tuple[float, Any]]:
+def lab_settings() -> LabSettings:
+    """The demo lab's own Kafka principal: the credentials `lab register` issued it."""
+    tenants = Path(os.environ.get("FR_TENANT_CREDENTIALS_DIR", ROOT / ".local/kafka/tenants"))
+    return LabSettings(lab_id=LAB, kafka_credentials_file=tenants / f"lab.{LAB}.json")
+
+
+def observer_settings() -> KafkaSettings:
+    """The agency's view of its internal topics (the operator's principal)."""
+    if os.environ.get("FR_KAFKA_SECURITY_PROTOCOL") == "PLAINTEXT":
+        return KafkaSettings()
+    operator = os.environ["FR_KAFKA_OPERATOR_CREDENTIALS_FILE"]
+    return KafkaSettings(kafka_credentials_file=Path(operator))
+
+
+async def watch(submission_id: str, until: float) -> list[tuple[float, Any]]:
     """Every event about the submission on intake.events and evaluation.events."""
     topics = ["intake.events", "evaluation.events"]
     types = {
@@ -119,7 +135,7 @@ async def watch(bootstrap: str, submission_id: str, until: float) -> list[tuple[
     }
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=bootstrap,
+        **aiokafka_options(observer_settings()),
         group_id=None,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
@@ -177,14 +193,16 @@ def spans_in(trace_id: str) -> Counter[str]:
     return services
 
 
-async def main(model_url: str, bootstrap: str, timeout_s: float) -> int:
+async def main(model_url: str, timeout_s: float) -> int:
     key = register_lab()
-    async with LabClient(lab_id=LAB, key_id=KEY_ID, key=key, bootstrap=bootstrap) as lab:
+    settings = lab_settings()
+    async with LabClient(lab_id=LAB, key_id=KEY_ID, key=key, settings=settings) as lab:
         submitted = await lab.submit(manifest(model_url, "capable"))
         submission_id = str(submitted.data.submission_id)
         say(f"lab: submitted {submission_id} (model demo-capable, 3.2e26 FLOP)")
 
-        forger = LabClient(lab_id=LAB, key_id=KEY_ID, key=generate_key(), bootstrap=bootstrap)
+        # A forger with the lab's Kafka access but not its signing key.
+        forger = LabClient(lab_id=LAB, key_id=KEY_ID, key=generate_key(), settings=settings)
         async with forger:
             forged = await forger.submit(manifest(model_url, "capable"))
             outcome = await forger.outcome(forged, within_s=30)
@@ -196,7 +214,7 @@ async def main(model_url: str, bootstrap: str, timeout_s: float) -> int:
             return 1
 
     say(f"following {submission_id}:")
-    events = [e for _, e in await watch(bootstrap, submission_id, time.monotonic() + timeout_s)]
+    events = [e for _, e in await watch(submission_id, time.monotonic() + timeout_s)]
     kinds = [type(e.data) for e in events]
     missing = [
         k.__name__
@@ -231,9 +249,6 @@ async def main(model_url: str, bootstrap: str, timeout_s: float) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="frontier-review end-to-end scenario")
     parser.add_argument("--model-url", default="http://127.0.0.1:8900/v1")
-    parser.add_argument(
-        "--bootstrap", default=os.environ.get("FR_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
-    )
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.model_url, args.bootstrap, args.timeout)))
+    sys.exit(asyncio.run(main(args.model_url, args.timeout)))

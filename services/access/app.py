@@ -26,7 +26,6 @@ from contracts.events.risk import (
 from contracts.registry import TOPIC_BY_NAME
 from services.access.api import agency_api
 from services.access.country_groups import load_country_groups
-from services.access.feeds import EVENTS, POLICIES
 from services.access.handlers import AccessHandlers
 from services.access.policies import COMPLIANCE_OVERDUE, ORDER_EFFECTIVE, ORDER_EXPIRY
 from services.access.settings import AccessSettings
@@ -37,6 +36,8 @@ from services.trust.nonces import NoncePurge
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 RISK_EVENTS = TOPIC_BY_NAME["risk.events"]
+POLICIES = TOPIC_BY_NAME["access.policies"]
+EVENTS = TOPIC_BY_NAME["access.events"]
 COMPLIANCE = TOPIC_BY_NAME["lab.compliance"]
 
 

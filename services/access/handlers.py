@@ -18,11 +18,9 @@ from contracts.events.access import ComplianceRejected
 from contracts.events.common import RejectionReason, field_errors
 from contracts.events.lab import ComplianceAcknowledged
 from contracts.events.risk import RestrictionLiftOrdered, RestrictionOrdered
-from contracts.registry import subject_for
 from services.access import repository
 from services.access.compliance import check_acknowledgement, overdue, overdue_event_id, rejection
 from services.access.country_groups import CountryGroups
-from services.access.feeds import answer_feed, policy_feed
 from services.access.model import ModelPolicy, OrderRecord, lab_of
 from services.access.policies import (
     Duplicate,
@@ -164,9 +162,7 @@ class AccessHandlers:
             rejected_at=ctx.now(),
             lab_id=addressing.principal_id,
         )
-        ctx.publish_to(
-            answer_feed(self.settings, addressing.principal_id), answer, subject=subject_for(answer)
-        )
+        ctx.publish(answer)  # the agency's record only: nothing here is the lab's word
         return True
 
     # --- timers -------------------------------------------------------------------------
@@ -260,12 +256,11 @@ class AccessHandlers:
             # it says until the table or the order is corrected (README).
             log.error("%s version %d compiled fail closed: %s", model, result.version, problem)
         await repository.save_policy(ctx.conn, result)
-        ctx.publish_to(
-            policy_feed(self.settings, result.lab_id),
-            result.published(),
-            subject=model,
-            event_id=policy_event_id(model, result.version),
-        )
+        published = result.published()
+        # The agency's record (access.policies, every lab's), and the lab's own feed
+        # (labs.<lab>.policies), the one its enforcement points follow.
+        ctx.publish(published, subject=model, event_id=policy_event_id(model, result.version))
+        ctx.publish_to_owner(result.lab_id, published, subject=model)
         deadline = overdue_deadline(result, self.settings.overdue_grace)
         await ctx.schedule(deadline.kind, deadline.key, deadline.due_at, deadline.payload)
         return result
@@ -279,8 +274,11 @@ class AccessHandlers:
         sender: Authenticated | None,
     ) -> None:
         answer = rejection(ack, refusal, event_id=ctx.event.id, now=ctx.now(), sender=sender)
-        lab = sender.principal_id if sender is not None else None
-        ctx.publish_to(answer_feed(self.settings, lab), answer, subject=subject_for(answer))
+        ctx.publish(answer)
+        if sender is not None:
+            # The lab's own feed gets what its authenticated principal sent: a forger's
+            # input (unauthenticated) never reaches the feed of the lab it names.
+            ctx.publish_to_owner(sender.principal_id, answer)
 
 
 _WHAT = {

@@ -8,7 +8,11 @@
     python -m services.intake.cli refusals [--hours 24]
 
 The lab registry commands are the trust library's (services/trust/cli.py), mounted
-under ``lab``: intake owns the registry of labs and their keys.
+under ``lab``: intake owns the registry of labs and their keys. ``lab register``
+also provisions the lab's Kafka side (its feeds labs.<id>.answers and
+labs.<id>.policies, its ACLs, its SCRAM credential written to
+FR_TENANT_CREDENTIALS_DIR/lab.<id>.json), as the operator
+(FR_KAFKA_OPERATOR_CREDENTIALS_FILE); ``lab remove`` revokes it.
 
 Settings come from FR_* variables (FR_DATABASE_URL, FR_DB_SCHEMA); the
 intake schema is migrated first, so the registry can be filled before the
@@ -30,11 +34,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts.principals import Role
 from services.intake import queries
 from services.intake.app import SCHEMA
 from services.intake.settings import IntakeSettings
 from services.intake.status import SubmissionStatus
 from services.runtime.database import connect
+from services.runtime.onboarding import KafkaOnboarding
 from services.trust.cli import principal_commands
 from services.trust.principals import LAB
 
@@ -51,7 +57,11 @@ def _database() -> contextlib.AbstractAsyncContextManager[asyncpg.Connection[asy
     return connect(IntakeSettings(), SCHEMA)
 
 
-app.add_typer(principal_commands(LAB, connect=_database), name="lab")
+def _onboarding() -> KafkaOnboarding:
+    return KafkaOnboarding.from_settings(Role.LAB, IntakeSettings())
+
+
+app.add_typer(principal_commands(LAB, connect=_database, onboarding=_onboarding), name="lab")
 
 
 def _run(work: Callable[[asyncpg.Connection[asyncpg.Record]], Awaitable[T]]) -> T:

@@ -36,6 +36,7 @@ from services.trust.endpoints import EndpointPolicy, Resolver, check_endpoint, s
 from services.trust.freshness import received
 from services.trust.principals import LAB
 from services.trust.refusal import Refusal
+from services.trust.registry import registered
 from services.trust.unverified import SignedInput, check_subject, read_addressing, read_signed
 from services.trust.verifier import Authenticated, authenticate
 
@@ -106,6 +107,7 @@ class IntakeHandlers:
             # The window's durable clock, in this transaction and this trace.
             await ctx.schedule(REVIEW_WINDOW, str(decision.submission_id), decision.deadline)
             ctx.publish(decision)
+            ctx.publish_to_owner(decision.lab_id, decision)
             return
         await repository.record_content_rejection(
             ctx.conn,
@@ -145,15 +147,15 @@ class IntakeHandlers:
             reason=None,
             detail=withdrawn_detail(request),
         )
-        ctx.publish(
-            withdrawn(
-                request,
-                existing,
-                event_id=ctx.event.id,
-                signature_sha256=sender.signature_sha256,
-                now=now,
-            )
+        answer = withdrawn(
+            request,
+            existing,
+            event_id=ctx.event.id,
+            signature_sha256=sender.signature_sha256,
+            now=now,
         )
+        ctx.publish(answer)
+        ctx.publish_to_owner(request.lab_id, answer)
 
     async def invalid(self, ctx: InvalidContext) -> bool:
         """Answer decodable-but-wrong input; False sends it to the DLQ.
@@ -180,7 +182,9 @@ class IntakeHandlers:
             now=ctx.now(),
             trusted=False,
         )
-        await self._answer(ctx, answer, HistoryKind.REJECTED, refusal, trusted=False)
+        await self._answer(
+            ctx, answer, HistoryKind.REJECTED, refusal, trusted=False, authenticated=False
+        )
         return True
 
     # --- the review-window clock --------------------------------------------------------
@@ -190,12 +194,11 @@ class IntakeHandlers:
         closed = await repository.close_window(ctx.conn, UUID(timer.key), ctx.now())
         if closed is None:  # not open any more (a withdrawal cancels the timer, too)
             return
-        ctx.publish(
-            window_closed(
-                closed.submission_id, closed.lab_id, closed.model_id, closed.deadline, ctx.now()
-            ),
-            event_id=ctx.event_id("review-window-closed"),
+        event = window_closed(
+            closed.submission_id, closed.lab_id, closed.model_id, closed.deadline, ctx.now()
         )
+        ctx.publish(event, event_id=ctx.event_id("review-window-closed"))
+        ctx.publish_to_owner(closed.lab_id, event)
 
     # --- internals ----------------------------------------------------------------------
 
@@ -248,7 +251,12 @@ class IntakeHandlers:
             trusted=trusted and sender is not None,
         )
         await self._answer(
-            ctx, answer, HistoryKind.REJECTED, refusal, trusted=trusted and sender is not None
+            ctx,
+            answer,
+            HistoryKind.REJECTED,
+            refusal,
+            trusted=trusted and sender is not None,
+            authenticated=sender is not None,
         )
 
     async def _reject_withdrawal(
@@ -270,7 +278,14 @@ class IntakeHandlers:
             now=ctx.now(),
             trusted=trusted,
         )
-        await self._answer(ctx, answer, HistoryKind.WITHDRAWAL_REJECTED, refusal, trusted=trusted)
+        await self._answer(
+            ctx,
+            answer,
+            HistoryKind.WITHDRAWAL_REJECTED,
+            refusal,
+            trusted=trusted,
+            authenticated=sender is not None,
+        )
 
     async def _answer(
         self,
@@ -280,6 +295,7 @@ class IntakeHandlers:
         refusal: Refusal,
         *,
         trusted: bool,
+        authenticated: bool,
     ) -> None:
         """Record the refusal and tell the sender.
 
@@ -289,6 +305,11 @@ class IntakeHandlers:
         kept one by one, and answered up to ``intake_refusals_answered_per_hour``
         per claimed sender: a flood of junk costs a counter, not rows and records. The
         count keeps the precise reason (the operator's view: ``intake.cli refusals``).
+
+        The lab reads the answer on its own feed: the authenticated sender's, or for
+        input that did not authenticate, the feed of the lab it claims to be if that
+        lab is registered (it learns that someone, perhaps itself with a wrong key,
+        sends as it; the answer says no more than ``authentication_failed``).
         """
         if not trusted:
             count = await repository.count_refusal(
@@ -318,3 +339,6 @@ class IntakeHandlers:
                 detail=answer.detail,
             )
         ctx.publish(answer)
+        owner = answer.lab_id
+        if owner is not None and (authenticated or await registered(ctx.conn, LAB, owner)):
+            ctx.publish_to_owner(owner, answer)

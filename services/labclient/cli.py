@@ -18,11 +18,11 @@
 (``Enforcer.applied``): with ``--decision-api`` that running enforcement
 point's view (its /v1/status), else an enforcer of its own that reads the policy
 feed to its end first. ``decision-api`` runs the HTTP decision API beside the
-gateway, following the policy feed (FR_LAB_POLICY_TOPIC, default
-access.policies).
+gateway, following the lab's policy feed (labs.<lab id>.policies).
 
-Identity and broker also come from FR_LAB_ID, FR_LAB_KEY, FR_LAB_KEY_ID and
-FR_KAFKA_BOOTSTRAP.
+Identity and broker also come from FR_LAB_ID, FR_LAB_KEY, FR_LAB_KEY_ID and the
+connection settings FR_KAFKA_BOOTSTRAP, FR_KAFKA_CREDENTIALS_FILE (the file the
+agency issued the lab) and FR_KAFKA_CA_FILE.
 """
 
 from __future__ import annotations
@@ -32,30 +32,36 @@ import json
 import logging
 import sys
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
 import yaml
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from rich.console import Console
 
 from contracts import CloudEvent, ContractViolation, decode
 from contracts.registry import TOPIC_BY_NAME
-from services.labclient.client import LabClient, Outcome, describe
+from services.labclient.client import FeedMissing, LabClient, Outcome, describe
 from services.labclient.enforcer import AppliedVersion, Enforcer
-from services.labclient.feed import DEFAULT_TOPIC, PolicyFeed
+from services.labclient.feed import PolicyFeed
 from services.labclient.keys import (
     generate_key,
     load_private_key,
     public_key_base64,
     save_private_key,
 )
+from services.labclient.settings import LabSettings
 from services.labclient.sidecar import SidecarConfig, serve
 from services.labclient.signing import ManifestError, acknowledgement_fields, load_manifest
+from services.runtime.kafka import KafkaSecurityError
+
+T = TypeVar("T")
 
 app = typer.Typer(help="frontier-review lab client: sign and submit models for review.")
 console = Console(stderr=True)
@@ -69,29 +75,27 @@ class Profile:
     lab_id: str | None
     key_path: Path | None
     key_id: str | None
-    bootstrap: str
-    submissions_topic: str
-    events_topic: str
-    compliance_topic: str
-    policy_topic: str = DEFAULT_TOPIC
+    settings: LabSettings
 
-    def client(self, lab_id: str | None = None) -> LabClient:
+    def lab(self, lab_id: str | None = None) -> str:
         lab = lab_id or self.lab_id
-        if lab is None or self.key_path is None or self.key_id is None:
-            _fail(
-                "--lab-id, --key and --key-id (or FR_LAB_ID, FR_LAB_KEY, FR_LAB_KEY_ID) are needed"
-            )
+        if lab is None:
+            _fail("--lab-id (or FR_LAB_ID) is needed")
         if lab_id and self.lab_id and lab_id != self.lab_id:
             _fail(f"the manifest's lab_id {lab_id!r} is not --lab-id {self.lab_id!r}")
-        assert lab is not None and self.key_path is not None and self.key_id is not None
+        assert lab is not None
+        return lab
+
+    def client(self, lab_id: str | None = None) -> LabClient:
+        lab = self.lab(lab_id)
+        if self.key_path is None or self.key_id is None:
+            _fail("--key and --key-id (or FR_LAB_KEY, FR_LAB_KEY_ID) are needed")
+        assert self.key_path is not None and self.key_id is not None
         return LabClient(
             lab_id=lab,
             key_id=self.key_id,
             key=load_private_key(self.key_path),
-            bootstrap=self.bootstrap,
-            submissions_topic=self.submissions_topic,
-            events_topic=self.events_topic,
-            compliance_topic=self.compliance_topic,
+            settings=self.settings,
         )
 
 
@@ -116,26 +120,33 @@ def main(
     key_id: Annotated[
         str | None, typer.Option(envvar="FR_LAB_KEY_ID", help="The key id the agency registered.")
     ] = None,
-    bootstrap: Annotated[str, typer.Option(envvar="FR_KAFKA_BOOTSTRAP")] = "127.0.0.1:19092",
-    submissions_topic: Annotated[str, typer.Option(envvar="FR_LAB_SUBMISSIONS_TOPIC")] = (
-        "lab.submissions"
-    ),
-    events_topic: Annotated[str, typer.Option(envvar="FR_LAB_EVENTS_TOPIC")] = "intake.events",
-    compliance_topic: Annotated[str, typer.Option(envvar="FR_LAB_COMPLIANCE_TOPIC")] = (
-        "lab.compliance"
-    ),
-    policy_topic: Annotated[str, typer.Option(envvar="FR_LAB_POLICY_TOPIC")] = DEFAULT_TOPIC,
+    bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka host:port (default FR_KAFKA_BOOTSTRAP).")
+    ] = None,
+    kafka_credentials: Annotated[
+        Path | None,
+        typer.Option(
+            help="The Kafka credentials file the agency issued your lab "
+            "(default FR_KAFKA_CREDENTIALS_FILE)."
+        ),
+    ] = None,
+    kafka_ca: Annotated[
+        Path | None,
+        typer.Option(help="CA bundle of the agency's broker (default FR_KAFKA_CA_FILE)."),
+    ] = None,
 ) -> None:
-    ctx.obj = Profile(
-        lab_id,
-        key,
-        key_id,
-        bootstrap,
-        submissions_topic,
-        events_topic,
-        compliance_topic,
-        policy_topic,
-    )
+    overrides: dict[str, Any] = {
+        "lab_id": lab_id,
+        "kafka_bootstrap": bootstrap,
+        "kafka_credentials_file": kafka_credentials,
+        "kafka_ca_file": kafka_ca,
+    }
+    try:
+        settings = LabSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        _fail(f"settings: {exc}")
+        raise
+    ctx.obj = Profile(lab_id or settings.lab_id, key, key_id, settings)
 
 
 @app.command()
@@ -200,6 +211,17 @@ def _print_outcome(outcome: Outcome) -> None:
         )
 
 
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run broker work; a connection problem is one line and exit 1, never a traceback."""
+    try:
+        return asyncio.run(work)
+    except (FeedMissing, KafkaSecurityError) as exc:
+        _fail(str(exc))
+    except KafkaError as exc:
+        _fail(f"Kafka: {type(exc).__name__}: {exc} (check the bootstrap, CA and credentials)")
+    raise AssertionError  # _fail exits
+
+
 async def _send_and_wait(
     client: LabClient, event: CloudEvent[Any], wait: bool, wait_s: float
 ) -> Outcome | None:
@@ -257,7 +279,7 @@ def publish(
     lab_id = getattr(event.data, "lab_id", None)
     client = _profile(ctx).client(lab_id)
     compliance = event.type in TOPIC_BY_NAME["lab.compliance"].event_types
-    _exit_for(asyncio.run(_send_and_wait(client, event, wait and not compliance, timeout)))
+    _exit_for(_run(_send_and_wait(client, event, wait and not compliance, timeout)))
 
 
 @app.command()
@@ -269,7 +291,7 @@ def submit(
 ) -> None:
     """Build, sign and publish a submission; wait for the decision."""
     client, event = _signed_event(ctx, _load(manifest))
-    _exit_for(asyncio.run(_send_and_wait(client, event, wait, timeout)))
+    _exit_for(_run(_send_and_wait(client, event, wait, timeout)))
 
 
 @app.command()
@@ -283,7 +305,7 @@ def withdraw(
     """Withdraw a submission (allowed while its review window is open)."""
     client = _profile(ctx).client()
     event = client.envelope(client.withdrawal(submission_id, reason))
-    _exit_for(asyncio.run(_send_and_wait(client, event, wait, timeout)))
+    _exit_for(_run(_send_and_wait(client, event, wait, timeout)))
 
 
 @app.command()
@@ -303,9 +325,7 @@ def follow(
 ) -> None:
     """Print intake's events about a submission as they arrive (from the first)."""
     profile = _profile(ctx)
-    client = LabClient(  # following signs nothing: no key needed
-        lab_id=profile.lab_id or "-", bootstrap=profile.bootstrap, events_topic=profile.events_topic
-    )
+    client = LabClient(lab_id=profile.lab(), settings=profile.settings)  # no key needed
 
     async def run() -> None:
         async for event in client.follow(
@@ -317,7 +337,7 @@ def follow(
                 print(f"{event.time.isoformat()}  {describe(event)}")
             sys.stdout.flush()
 
-    asyncio.run(run())
+    _run(run())
 
 
 @app.command()
@@ -355,7 +375,7 @@ def acknowledge(
         if decision_api is not None:
             applied = _applied_from_api(decision_api, api_token_file, model_id)
         else:
-            applied = asyncio.run(_applied_from_feed(profile, lab, model_id, timeout))
+            applied = _run(_applied_from_feed(profile, lab, model_id, timeout))
         try:
             fields = acknowledgement_fields(applied, lab, enforcement_points)
         except ManifestError as exc:
@@ -372,7 +392,7 @@ def acknowledge(
         _fail(str(exc))
         raise
     if send:
-        asyncio.run(_send_and_wait(client, event, False, 0))
+        _run(_send_and_wait(client, event, False, 0))
     print(json.dumps(json.loads(event.model_dump_json(exclude_none=True)), indent=2))
 
 
@@ -380,12 +400,12 @@ async def _applied_from_feed(
     profile: Profile, lab_id: str, model_id: str, within_s: float
 ) -> AppliedVersion:
     enforcer = Enforcer(lab_id=lab_id)
-    async with PolicyFeed(enforcer, bootstrap=profile.bootstrap, topic=profile.policy_topic):
+    async with PolicyFeed(enforcer, profile.settings) as feed:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
         while not enforcer.ready:
             if loop.time() > deadline:
-                _fail(f"the policy feed {profile.policy_topic} was not read to its end in time")
+                _fail(f"the policy feed {feed.topic} was not read to its end in time")
             await asyncio.sleep(0.05)
     applied = enforcer.applied(model_id)
     if applied is None:
@@ -441,10 +461,9 @@ def decision_api_command(
     profile = _profile(ctx)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = SidecarConfig(
-        lab_id=profile.lab_id,
-        bootstrap=profile.bootstrap,
+        lab_id=profile.lab(),
+        settings=profile.settings,
         tokens_file=tokens,
-        topic=profile.policy_topic,
         host=host,
         port=port,
         max_view_age_s=max_view_age_s,

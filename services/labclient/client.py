@@ -1,20 +1,23 @@
-"""Publish signed lab input to Kafka and follow what intake answered."""
+"""Publish signed lab input to Kafka and follow what the agency answered on the lab's
+own answers feed."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contracts import CloudEvent, ContractViolation, Event, decode, encode, make_event
+from contracts.events.access import ComplianceRejected
 from contracts.events.common import RejectionReason, SignedEvent
 from contracts.events.intake import (
     ReviewWindowClosed,
@@ -24,15 +27,18 @@ from contracts.events.intake import (
     WithdrawalRejected,
 )
 from contracts.events.lab import ComplianceAcknowledged, SubmissionFiled, WithdrawalRequested
-from contracts.registry import TOPIC_BY_NAME, subject_for
+from contracts.events.risk import ReviewConcluded
+from contracts.registry import LAB_FEED_BY_SUFFIX, subject_for
+from services.labclient.settings import LabSettings
 from services.labclient.signing import (
     body_sha256,
     build_acknowledgement,
     build_submission,
     build_withdrawal,
 )
+from services.runtime.kafka import aiokafka_options
 
-INTAKE_EVENT_TYPES = TOPIC_BY_NAME["intake.events"].event_types
+ANSWER_TYPES = {event.TYPE: event for event in LAB_FEED_BY_SUFFIX["answers"].events}
 # Rejections on a submission's content bind its id to that body, like an acceptance:
 # re-sending the same body is a duplicate of that decision.
 BINDING_REJECTIONS = frozenset(
@@ -64,7 +70,7 @@ def signature_sha256(sent: CloudEvent[Any]) -> str:
 
 
 def describe(event: CloudEvent[Event]) -> str:
-    """One line for a human, for any intake event."""
+    """One line for a human, for any answer on the lab's feed."""
     data = event.data
     if isinstance(data, SubmissionAccepted):
         return (
@@ -79,6 +85,11 @@ def describe(event: CloudEvent[Event]) -> str:
         return f"withdrawn at {data.withdrawn_at.isoformat()}"
     if isinstance(data, ReviewWindowClosed):
         return f"review window closed at {data.closed_at.isoformat()}"
+    if isinstance(data, ReviewConcluded):
+        level = f", overall level {data.overall_level}" if data.overall_level else ""
+        return f"review concluded: {data.outcome}{level}"
+    if isinstance(data, ComplianceRejected):
+        return f"compliance acknowledgement rejected ({data.reason}): {data.detail}"
     return event.type
 
 
@@ -119,11 +130,20 @@ def answer_to(sent: CloudEvent[Any], event: CloudEvent[Event]) -> Outcome | None
     return None
 
 
+UNBOUND_GRACE_S = 5.0
+
+
+class FeedMissing(RuntimeError):
+    """The lab's answers feed does not exist (or this principal may not see it)."""
+
+
 class LabClient:
     """One lab's identity (lab id, key id, private key) and its Kafka connection.
 
     Use as ``async with LabClient(...) as client:``; building and signing work
-    without a broker, following works without a key.
+    without a broker, following works without a key. The connection is the lab's
+    own principal (``LabSettings``, from ``FR_*`` when not given): it writes the lab
+    input topics and reads its answers on ``labs.<lab id>.answers``, nothing else.
     """
 
     def __init__(
@@ -132,18 +152,15 @@ class LabClient:
         lab_id: str,
         key_id: str | None = None,
         key: Ed25519PrivateKey | None = None,
-        bootstrap: str = "127.0.0.1:19092",
-        submissions_topic: str = "lab.submissions",
-        events_topic: str = "intake.events",
-        compliance_topic: str = "lab.compliance",
+        settings: LabSettings | None = None,
     ) -> None:
         self.lab_id = lab_id
         self.key_id = key_id
         self.key = key
-        self.bootstrap = bootstrap
-        self.submissions_topic = submissions_topic
-        self.events_topic = events_topic
-        self.compliance_topic = compliance_topic
+        self.settings = settings or LabSettings()
+        self.submissions_topic = self.settings.topic("lab.submissions")
+        self.compliance_topic = self.settings.topic("lab.compliance")
+        self.answers_topic = self.settings.feed("answers", lab_id)
         self.source = f"/labs/{lab_id}"
         self._producer: AIOKafkaProducer | None = None
 
@@ -215,36 +232,57 @@ class LabClient:
     async def _started_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all"
+                **aiokafka_options(self.settings), enable_idempotence=True, acks="all"
             )
             await producer.start()
             self._producer = producer
         return self._producer
 
     # following ------------------------------------------------------------------------
-    async def follow(
-        self, submission_id: UUID, *, seconds: float = 30.0, event_ids: tuple[str, ...] = ()
-    ) -> AsyncIterator[CloudEvent[Event]]:
-        """Intake's events about ``submission_id``, oldest first, for ``seconds``.
-
-        Reads only the partitions the keys hash to (the producer's default
-        partitioner), from their beginning, committed records only. Intake keys
-        an answer by the input's event id instead of the submission id when the
-        input may not speak for the submission (it failed authentication, or
-        the submission is another lab's): pass those event ids to see them too.
-        """
-        keys = {str(key).encode() for key in (submission_id, *event_ids)}
-        # The partitions the producer's default partitioner picked for these keys.
+    async def _answer_partitions(self, keys: Iterable[str]) -> list[TopicPartition]:
+        """The partitions of the answers feed that ``keys`` hash to (the default
+        partitioner, which the agency's relay uses too)."""
         producer = await self._started_producer()
-        available = sorted(await producer.partitions_for(self.events_topic))
-        partitions = sorted(
+        try:
+            available = sorted(
+                await asyncio.wait_for(producer.partitions_for(self.answers_topic), 30)
+            )
+        except (TimeoutError, KafkaError) as exc:
+            raise FeedMissing(
+                f"cannot read {self.answers_topic}: is lab {self.lab_id!r} registered with "
+                "the agency, and are these its Kafka credentials?"
+            ) from exc
+        return sorted(
             {
-                TopicPartition(self.events_topic, DefaultPartitioner()(key, available, available))
+                TopicPartition(
+                    self.answers_topic, DefaultPartitioner()(key.encode(), available, available)
+                )
                 for key in keys
             }
         )
+
+    async def follow(
+        self,
+        submission_id: UUID,
+        *,
+        seconds: float = 30.0,
+        event_ids: tuple[str, ...] = (),
+        deadline: Callable[[], float] | None = None,
+    ) -> AsyncIterator[CloudEvent[Event]]:
+        """The agency's answers about ``submission_id``, oldest first, for ``seconds``.
+
+        Reads the lab's answers feed (its own answers only, so short), only the
+        partitions the keys hash to, from their beginning, committed records only. Intake keys an
+        answer by the input's event id instead of the submission id when the input
+        may not speak for the submission (it failed authentication, or the
+        submission is another lab's): pass those event ids to see them too.
+        ``deadline`` (the loop time to stop at, asked again at every poll) may end it sooner.
+        """
+        keys = {str(key) for key in (submission_id, *event_ids)}
+        partitions = await self._answer_partitions(keys)
+        wanted = {key.encode() for key in keys}
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **aiokafka_options(self.settings),
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",
@@ -254,15 +292,15 @@ class LabClient:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + seconds
-            while (left := deadline - loop.time()) > 0:
+            end = loop.time() + seconds
+            while (left := min(end, deadline() if deadline else end) - loop.time()) > 0:
                 batch = await consumer.getmany(*partitions, timeout_ms=int(min(left, 0.5) * 1000))
                 for records in batch.values():
                     for record in records:
-                        if record.key not in keys or record.value is None:
+                        if record.key not in wanted or record.value is None:
                             continue
                         try:
-                            yield decode(record.value, INTAKE_EVENT_TYPES)
+                            yield decode(record.value, ANSWER_TYPES)
                         except ContractViolation:
                             continue  # a newer event type this client doesn't know
         finally:
@@ -272,15 +310,24 @@ class LabClient:
         """Wait for intake's answer to ``sent`` (a filing or a withdrawal).
 
         The answer is keyed by the submission id, or by ``sent.id`` when intake
-        could not trust the input for that submission: both are followed.
+        could not trust the input for that submission: both are followed. A
+        duplicate gets no answer of its own: the original's answer is the outcome.
         """
         submission_id: UUID = sent.data.submission_id
         unbound: Outcome | None = None
-        async for event in self.follow(submission_id, seconds=within_s, event_ids=(sent.id,)):
+        loop = asyncio.get_running_loop()
+        end = [loop.time() + within_s]  # moved sooner by an unbound answer
+        async for event in self.follow(
+            submission_id, seconds=within_s, event_ids=(sent.id,), deadline=lambda: end[0]
+        ):
             answer = answer_to(sent, event)
             if answer is not None and answer.bound:
                 return answer
-            unbound = unbound or answer
+            if answer is not None and unbound is None:
+                # A bound answer (to our record, if the unbound one answered a copy of
+                # it) comes within moments, from the same consumer: wait that long only.
+                unbound = answer
+                end[0] = min(end[0], loop.time() + UNBOUND_GRACE_S)
         if unbound is not None:
             return unbound  # nothing bound to our signature came: report what did
         raise TimeoutError(f"no answer to event {sent.id} within {within_s:g} s")

@@ -1,4 +1,5 @@
-"""The policy feed reader: follows the lab's compacted policy feed into an ``Enforcer``.
+"""The policy feed reader: follows the lab's compacted policy feed
+(``labs.<lab id>.policies``) into an ``Enforcer``.
 
 It reads every partition of the feed from the beginning (``read_committed``:
 never a record of an aborted agency transaction), captures the end offsets when
@@ -29,11 +30,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts import ContractViolation, decode
 from contracts.events.access import AccessPolicyPublished
 from services.labclient.enforcer import ApplyResult, Enforcer
+from services.labclient.settings import LabSettings
+from services.runtime.kafka import aiokafka_options
 
 log = logging.getLogger(__name__)
 
 POLICY_TYPES = {AccessPolicyPublished.TYPE: AccessPolicyPublished}
-DEFAULT_TOPIC = "access.policies"
 
 
 @dataclass
@@ -49,20 +51,22 @@ class PolicyFeed:
     def __init__(
         self,
         enforcer: Enforcer,
+        settings: LabSettings,
         *,
-        bootstrap: str,
-        topic: str = DEFAULT_TOPIC,
+        topic: str | None = None,
         poll_ms: int = 200,
         refresh_s: float = 0.5,
         consumer_options: dict[str, Any] | None = None,
     ) -> None:
+        """Follows ``topic``, by default the policy feed of the enforcer's lab
+        (``labs.<lab id>.policies``), as the lab's principal in ``settings``."""
         self.enforcer = enforcer
-        self.topic = topic
+        self.topic = topic or settings.feed("policies", enforcer.lab_id)
         self.poll_ms = poll_ms
         self.refresh_s = refresh_s
         self.counts = FeedCounts()
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **aiokafka_options(settings),
             group_id=None,  # every enforcement point reads the whole feed itself
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -24,17 +24,17 @@ from services.labclient.decision_api import (
     create_app,
 )
 from services.labclient.enforcer import Enforcer
-from services.labclient.feed import DEFAULT_TOPIC, PolicyFeed
+from services.labclient.feed import PolicyFeed
+from services.labclient.settings import LabSettings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SidecarConfig:
-    lab_id: str | None
-    bootstrap: str
+    lab_id: str
+    settings: LabSettings
     tokens_file: Path
-    topic: str = DEFAULT_TOPIC
     host: str = "127.0.0.1"
     port: int = 8181
     max_view_age_s: float | None = 30.0
@@ -58,11 +58,11 @@ async def serve(config: SidecarConfig) -> None:
         max_batch=config.max_batch,
         max_view_age_s=config.max_view_age_s,
     )
-    feed = PolicyFeed(enforcer, bootstrap=config.bootstrap, topic=config.topic)
+    feed = PolicyFeed(enforcer, config.settings)
 
     async def follow() -> None:
         await feed.start()
-        log.info("following %s from its beginning", config.topic)
+        log.info("following %s from its beginning", feed.topic)
         await feed.run()
 
     reader = asyncio.create_task(follow(), name="policy-feed")

@@ -7,17 +7,21 @@ id order. A whole run of records writes its rows with one statement.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import json
+import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 from services.runtime.context import Outgoing, TxContext
+from services.runtime.database import connect
+from services.runtime.settings import RuntimeSettings
 
 if TYPE_CHECKING:
     from services.runtime.clock import Clock
     from services.runtime.database import Connection
-    from services.runtime.settings import RuntimeSettings
 
 # WITH ORDINALITY + ORDER BY: the ids (and so the publishing order) follow the
 # order in which the handlers queued the rows.
@@ -58,3 +62,61 @@ async def publishing(
         ctx = TxContext(conn, settings, clock)
         yield ctx
         await write(conn, ctx.outgoing)
+
+
+# Parked rows (relay.py: a tenant feed that did not exist) go back to the end of the
+# outbox in their original order, under new ids; the relay delivers them next.
+_REQUEUE = """
+WITH moved AS (
+    DELETE FROM outbox_parked WHERE ($1::text IS NULL OR topic = $1)
+    RETURNING id, topic, key, event_id, event_type, payload, headers, traceparent, tracestate
+), queued AS (
+    INSERT INTO outbox (topic, key, event_id, event_type, payload, headers, traceparent,
+                        tracestate)
+    SELECT topic, key, event_id, event_type, payload, headers, traceparent, tracestate
+    FROM moved ORDER BY id
+    RETURNING 1
+)
+SELECT count(*) FROM queued
+"""
+
+
+async def parked(conn: Connection) -> list[tuple[str, int, str]]:
+    """(topic, rows, reason) of what the relay parked."""
+    rows = await conn.fetch(
+        "SELECT topic, count(*) AS n, max(reason) AS reason FROM outbox_parked "
+        "GROUP BY topic ORDER BY topic"
+    )
+    return [(r["topic"], r["n"], r["reason"]) for r in rows]
+
+
+async def requeue(conn: Connection, topic: str | None = None) -> int:
+    """Move parked rows (of ``topic``, or all) back into the outbox; how many."""
+    async with conn.transaction():
+        return int(await conn.fetchval(_REQUEUE, topic))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m services.runtime.outbox parked|requeue --schema S [--topic T]``."""
+    parser = argparse.ArgumentParser(prog="python -m services.runtime.outbox")
+    parser.add_argument("command", choices=["parked", "requeue"])
+    parser.add_argument("--schema", required=True, help="the service's schema (e.g. intake)")
+    parser.add_argument("--topic", help="requeue only this topic's rows")
+    args = parser.parse_args(argv)
+    settings = RuntimeSettings(db_schema=args.schema)
+
+    async def run() -> int:
+        async with connect(settings) as conn:
+            if args.command == "parked":
+                for topic, count, reason in await parked(conn):
+                    print(f"{topic}\t{count}\t{reason}")
+                return 0
+            moved = await requeue(conn, args.topic)
+            print(f"requeued {moved} rows", file=sys.stderr)
+            return 0
+
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

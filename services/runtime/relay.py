@@ -44,8 +44,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from contracts.registry import OUTBOX_CHECKPOINT_TOPIC, relay_transactional_id
+from contracts.registry import OUTBOX_CHECKPOINT_TOPIC, is_feed_topic, relay_transactional_id
 from services.runtime import timers
+from services.runtime.kafka_admin import KafkaAdmin
 from services.runtime.notify import listening
 from services.runtime.settings import RuntimeSettings
 from services.runtime.telemetry import continue_trace
@@ -109,6 +110,23 @@ SELECT (SELECT count(*) FROM marked) AS marked, (SELECT count(*) FROM leader) AS
 FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true
 """
 
+# Claimed rows for a topic that cannot be delivered leave the outbox in one statement.
+_PARK = """
+WITH moved AS (
+    DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND published_at IS NULL
+    RETURNING id, topic, key, event_id, event_type, payload, headers, traceparent,
+              tracestate, created_at
+), parked AS (
+    INSERT INTO outbox_parked (id, topic, key, event_id, event_type, payload, headers,
+                               traceparent, tracestate, created_at, reason)
+    SELECT id, topic, key, event_id, event_type, payload, headers, traceparent, tracestate,
+           created_at, $2
+    FROM moved
+    RETURNING 1
+)
+SELECT count(*) FROM parked
+"""
+
 
 class OutboxRelay:
     def __init__(
@@ -131,6 +149,8 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
+        self.parked = 0
+        self._deliverable: set[str] = set()  # feed topics the broker said exist for us
         self.leading = asyncio.Event()
 
     # lifecycle -------------------------------------------------------------
@@ -227,7 +247,9 @@ class OutboxRelay:
             batch, rows = await self._claim(leadership, pending)
             pending = None
             if rows:
-                await self._send(producer, batch, rows, leadership)
+                rows = await self._park_undeliverable(rows)
+                if rows:
+                    await self._send(producer, batch, rows, leadership)
                 pending = (batch, len(rows))
                 self.published += len(rows)
                 continue
@@ -271,6 +293,48 @@ class OutboxRelay:
             key=lambda row: row.id,
         )
         return (records[0]["batch"] or 0), rows
+
+    async def _park_undeliverable(self, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """``rows`` without those for a tenant feed the broker says it cannot take
+        (unknown topic, or no ACL for it: a tenant never provisioned, or removed with its
+        feeds), which move to ``outbox_parked``: one tenant's missing feed must not stop
+        the outbox for everyone. Registry topics are never parked: a missing one stops
+        the relay (and says so) until ops create it. Broker errors raise, parking nothing."""
+        unchecked = {
+            row.topic
+            for row in rows
+            if row.topic not in self._deliverable
+            and is_feed_topic(row.topic.removeprefix(self.settings.topic_prefix))
+        }
+        if not unchecked:
+            return rows
+        async with KafkaAdmin(self.settings) as admin:
+            access = await admin.topic_access(unchecked)
+        refused: dict[str, str] = {}
+        for topic in unchecked:
+            answer = access.get(topic)
+            if answer is None or answer.error is not None:
+                refused[topic] = (
+                    answer.error if answer is not None and answer.error else "no answer"
+                )
+        self._deliverable |= unchecked - refused.keys()
+        parked = [row.id for row in rows if row.topic in refused]
+        if not parked:
+            return rows
+        async with self.pool.acquire() as conn:
+            for topic, error in sorted(refused.items()):
+                moved = await conn.fetchval(_PARK, [r.id for r in rows if r.topic == topic], error)
+                log.error(
+                    "parked %d outbox rows for %s (%s): requeue them once the feed exists "
+                    "(python -m services.runtime.outbox requeue --schema %s --topic %s)",
+                    moved,
+                    topic,
+                    error,
+                    self.schema,
+                    topic,
+                )
+        self.parked += len(parked)
+        return [row for row in rows if row.topic not in refused]
 
     async def _send(
         self, producer: AIOKafkaProducer, batch: int, rows: list[OutboxRow], leadership: Leadership

@@ -29,6 +29,12 @@ class RuntimeSettings(KafkaSettings):
     service_name: str = "frontier-review"
     db_schema: str = "public"
     topic_prefix: str = ""
+    # Registering a tenant (a lab, evaluator or reviewer) with a service's CLI also
+    # provisions its Kafka principal (services/runtime/onboarding.py): as the operator,
+    # writing the tenant's credentials file into tenant_credentials_dir.
+    kafka_operator_credentials_file: Path | None = None
+    tenant_credentials_dir: Path = Path(".local/kafka/tenants")
+    principal_prefix: str = ""  # in front of tenant principals' names (a test rig's)
 
     database_url: str = "postgresql://frontier:frontier@127.0.0.1:15432/frontier_review"
     db_pool_min: int = 1

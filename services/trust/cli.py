@@ -13,6 +13,9 @@ A service's CLI mounts them under the kind's name::
     <cli> lab key list [example-lab] [--json]
 
 ``connect`` opens a connection to the service's migrated schema (search_path set).
+``onboarding`` (optional) gives a registered principal the rest of what it needs
+beyond its key entry (its Kafka principal, ACLs and feeds): ``register`` runs it
+before the registry row is written, ``remove`` after the keys are revoked.
 Every refusal prints ``error: ...`` on stderr and exits 1; bad arguments exit 2.
 """
 
@@ -22,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -45,6 +48,17 @@ PUBLIC_KEY_HELP = (
     "or the base64 of its 32 raw bytes."
 )
 TIME_HELP = "ISO 8601 time, e.g. 2026-07-01T00:00:00+00:00 (no offset means UTC)"
+
+
+class Onboarding(Protocol):
+    """What else a principal gets when it is registered, and loses when removed.
+
+    Both are idempotent and raise (with a message for the operator) on failure;
+    both return one line saying what they did."""
+
+    async def register(self, principal_id: str) -> str: ...
+
+    async def remove(self, principal_id: str) -> str: ...
 
 
 def system_now() -> datetime:
@@ -90,6 +104,7 @@ def principal_commands(
     *,
     connect: Connect,
     clock: Callable[[], datetime] = system_now,
+    onboarding: Callable[[], Onboarding] | None = None,
 ) -> typer.Typer:
     """``register``, ``list``, ``remove`` and ``key add|rotate|revoke|list`` for ``kind``."""
     noun = kind.noun
@@ -134,6 +149,18 @@ def principal_commands(
 
         return asyncio.run(main())
 
+    def onboarding_failed(exc: Exception) -> NoReturn:
+        detail = escape(f"{type(exc).__name__}: {exc}")
+        err.print(f"[red]error:[/red] onboarding: {detail}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+    def onboard() -> Onboarding:
+        assert onboarding is not None
+        try:
+            return onboarding()
+        except Exception as exc:  # its settings: say why and stop
+            onboarding_failed(exc)
+
     def fail(refusal: Refusal) -> NoReturn:
         detail = escape(refusal.detail)  # "[::1]:8900" is not markup
         err.print(f"[red]error:[/red] {detail}", highlight=False, soft_wrap=True)
@@ -151,10 +178,25 @@ def principal_commands(
     ) -> None:
         now = clock()
         display = name or principal_id
-        refusal = run(lambda conn: registry.register(conn, kind, principal_id, display, now))
+
+        async def register_all(conn: "Connection") -> tuple[Refusal | None, str | None]:
+            refusal = await registry.registrable(conn, kind, principal_id, display)
+            if refusal is not None:
+                return refusal, None
+            # The rest first: once the registry row exists, the principal's input is
+            # accepted and answered, and its answers need its feeds.
+            try:
+                done = await onboard().register(principal_id) if onboarding else None
+            except Exception as exc:  # nothing is registered: the operator may retry
+                onboarding_failed(exc)
+            return await registry.register(conn, kind, principal_id, display, now), done
+
+        refusal, done = run(register_all)
         if refusal is not None:
             fail(refusal)
         out.print(f"registered {noun} {principal_id}", highlight=False, soft_wrap=True)
+        if done:
+            out.print(done, highlight=False, soft_wrap=True)
 
     @app.command("list", help=f"The registered {noun}s and how many keys each was given.")
     def list_principals(
@@ -204,6 +246,12 @@ def principal_commands(
             fail(result)
         revoked = f"; revoked keys: {', '.join(result)}" if result else ""
         out.print(f"removed {noun} {principal_id}{revoked}", highlight=False, soft_wrap=True)
+        if onboarding:
+            try:
+                done = asyncio.run(onboard().remove(principal_id))
+            except Exception as exc:  # the keys are revoked; `principals remove` finishes it
+                onboarding_failed(exc)
+            out.print(done, highlight=False, soft_wrap=True)
 
     @keys.command(
         "add", help=f"Register a public key for a {noun} (a new key id and a new key pair)."

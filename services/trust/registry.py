@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from contracts.events.common import RejectionReason
+from contracts.principals import TENANT_ID
 from services.trust import repository
 from services.trust.principals import Principal, PrincipalKey, PrincipalKind
 from services.trust.public_keys import public_key_problem
@@ -53,18 +54,40 @@ def check_ids(kind: PrincipalKind, principal_id: str, key_id: str | None = None)
     return None
 
 
-async def register(
-    conn: Connection, kind: PrincipalKind, principal_id: str, name: str, now: datetime
+async def registered(conn: Connection, kind: PrincipalKind, principal_id: str) -> bool:
+    """Whether ``principal_id`` is a registered (not removed) principal of ``kind``."""
+    if check_ids(kind, principal_id) is not None:
+        return False
+    return await repository.is_registered(conn, kind.name, principal_id)
+
+
+async def registrable(
+    conn: Connection, kind: PrincipalKind, principal_id: str, name: str
 ) -> Refusal | None:
+    """Why ``principal_id`` cannot be registered now, if it cannot (``register`` checks
+    again: this is for work to do before, such as onboarding)."""
+    refusal = _check_new(kind, principal_id, name)
+    if refusal is not None:
+        return refusal
+    existing = await repository.lock_principal(conn, kind.name, principal_id)
+    return None if existing is None else _taken(kind, principal_id, existing)
+
+
+def _check_new(kind: PrincipalKind, principal_id: str, name: str) -> Refusal | None:
     refusal = check_ids(kind, principal_id)
     if refusal is not None:
         return refusal
+    if not TENANT_ID.fullmatch(principal_id):  # stricter than a slug: it names Kafka resources
+        return _malformed(
+            f"{principal_id!r} cannot be a new {kind.noun} id: it names the {kind.noun}'s "
+            "Kafka principal and feeds, so 1-63 characters of a-z, 0-9 and '-' (no '.' or '_')"
+        )
     if not 0 < len(name) <= MAX_NAME:
         return _malformed(f"a {kind.noun}'s name has 1 to {MAX_NAME} characters")
-    async with conn.transaction():
-        if await repository.insert_principal(conn, kind.name, principal_id, name, now):
-            return None
-        existing = await repository.lock_principal(conn, kind.name, principal_id)
+    return None
+
+
+def _taken(kind: PrincipalKind, principal_id: str, existing: Principal | None) -> Refusal:
     if existing is not None and existing.removed_at is not None:
         return Refusal(
             RejectionReason.CONFLICT,
@@ -72,6 +95,19 @@ async def register(
             "a removed id is never registered again: choose a new id",
         )
     return Refusal(RejectionReason.CONFLICT, f"{kind.noun} {principal_id} is registered already")
+
+
+async def register(
+    conn: Connection, kind: PrincipalKind, principal_id: str, name: str, now: datetime
+) -> Refusal | None:
+    refusal = _check_new(kind, principal_id, name)
+    if refusal is not None:
+        return refusal
+    async with conn.transaction():
+        if await repository.insert_principal(conn, kind.name, principal_id, name, now):
+            return None
+        existing = await repository.lock_principal(conn, kind.name, principal_id)
+    return _taken(kind, principal_id, existing)
 
 
 async def _live_principal(

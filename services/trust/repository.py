@@ -91,6 +91,17 @@ async def insert_principal(
     return bool(inserted)
 
 
+async def is_registered(conn: Connection, kind: str, principal_id: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            """SELECT true FROM trust_principals
+               WHERE kind = $1 AND principal_id = $2 AND removed_at IS NULL""",
+            kind,
+            principal_id,
+        )
+    )
+
+
 async def lock_principal(conn: Connection, kind: str, principal_id: str) -> Principal | None:
     """The principal, locked until the transaction ends: key changes serialise on it."""
     row = await conn.fetchrow(

@@ -21,11 +21,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from contracts import CloudEvent, Event, encode, make_event
 from contracts.events.access import AccessPolicyPublished
 from contracts.events.lab import ComplianceAcknowledged
+from contracts.principals import Role
 from contracts.registry import subject_for, topic_for
 from services.access.app import MIGRATIONS, build_service
 from services.access.settings import AccessSettings
 from services.labclient.enforcer import AppliedVersion, Enforcer
 from services.labclient.feed import PolicyFeed
+from services.labclient.settings import LabSettings
 from services.labclient.signing import acknowledgement_fields, build_acknowledgement
 from services.runtime import RuntimeSettings, Service
 from services.runtime.database import connect
@@ -35,9 +37,11 @@ from tests.kit import (
     MovableClock,
     Producer,
     TopicWatcher,
+    create_feeds,
     create_registry_topics,
     drop_schema,
     isolated,
+    lab_settings,
 )
 
 TOPICS = ("risk.events", "lab.compliance", "access.events", "access.policies")
@@ -71,7 +75,9 @@ class Lab:
 
 
 async def register_labs(settings: AccessSettings, labs: list[Lab]) -> None:
-    """The operator's `cli lab register` / `lab key add`, in access's own schema."""
+    """The operator's `cli lab register` / `lab key add`, in access's own schema (and the
+    labs' feeds, which registering provisions)."""
+    await create_feeds(settings, Role.LAB, *sorted({lab.lab_id for lab in labs}))
     now = datetime.now(UTC) - timedelta(days=1)
     async with connect(settings, [TRUST_SQL, MIGRATIONS]) as conn:
         for lab in labs:
@@ -146,16 +152,17 @@ class Rig:
     async def enforcer(
         self, lab_id: str, *, clock: Callable[[], datetime] | None = None
     ) -> AsyncIterator[Enforcer]:
-        """An enforcer following the rig's policy feed, as a lab's gateway runs it."""
+        """An enforcer following its lab's policy feed, as the lab's gateway runs it."""
         enforcer = Enforcer(lab_id=lab_id, clock=clock or self.clock.now)
-        async with PolicyFeed(
-            enforcer, bootstrap=self.settings.kafka_bootstrap, topic=self.policy_topic
-        ):
+        async with PolicyFeed(enforcer, self.lab_settings(lab_id)):
             yield enforcer
 
-    @property
-    def policy_topic(self) -> str:
-        return self.settings.topic("access.policies")
+    def lab_settings(self, lab_id: str) -> LabSettings:
+        return lab_settings(self.settings, lab_id)
+
+    def policy_feed(self, lab_id: str) -> str:
+        """The lab's own policy feed (``labs.<lab>.policies`` under the rig's prefix)."""
+        return self.lab_settings(lab_id).feed("policies")
 
 
 async def applied(enforcer: Enforcer, model_id: str, version: int, timeout: float = 30.0) -> None:

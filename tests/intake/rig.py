@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from contracts import CloudEvent, Event
+from contracts.principals import Role
 from services.intake.app import SCHEMA, build_service
 from services.intake.settings import IntakeSettings
 from services.runtime import RuntimeSettings, Service
@@ -24,6 +25,7 @@ from tests.kit import (
     MovableClock,
     Producer,
     TopicWatcher,
+    create_feeds,
     create_registry_topics,
     drop_schema,
     free_port,
@@ -117,6 +119,8 @@ async def register(
 
 
 async def register_labs(settings: IntakeSettings, signers: list[Signer], **windows: Any) -> None:
+    """What onboarding does for each lab: its feeds, then its registry entry and keys."""
+    await create_feeds(settings, Role.LAB, *sorted({s.lab_id for s in signers}))
     async with connect(settings, SCHEMA) as conn:
         await register(conn, signers, **windows)
 

@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import sys
+import uuid
 from pathlib import Path
 
 import yaml
@@ -36,21 +37,28 @@ async def run(env: dict[str, str], module: str, *args: str) -> tuple[int, str, s
 
 
 async def test_operator_and_lab_command_lines(rig: Rig, tmp_path: Path) -> None:
+    """The whole onboarding as people run it: registering the lab gives it a Kafka
+    principal of its own, and the lab's CLI works with that principal alone."""
+    principal_prefix = f"rig-{uuid.uuid4().hex[:8]}."
+    tenants = tmp_path / "tenants"
     env = os.environ | {
         "FR_DATABASE_URL": rig.settings.database_url,
         "FR_DB_SCHEMA": rig.settings.db_schema,
         "FR_KAFKA_BOOTSTRAP": rig.settings.kafka_bootstrap,
-        "FR_LAB_SUBMISSIONS_TOPIC": rig.settings.topic("lab.submissions"),
-        "FR_LAB_EVENTS_TOPIC": rig.settings.topic("intake.events"),
+        "FR_TOPIC_PREFIX": rig.settings.topic_prefix,
+        "FR_PRINCIPAL_PREFIX": principal_prefix,
+        "FR_TENANT_CREDENTIALS_DIR": str(tenants),
         "COLUMNS": "250",
     }
+    lab_credentials = tenants / f"{principal_prefix}lab.cli-lab.json"
+    lab_env = env | {"FR_KAFKA_CREDENTIALS_FILE": str(lab_credentials)}
 
     async def intake(*args: str) -> tuple[int, str, str]:
         return await run(env, "services.intake.cli", *args)
 
     async def lab(*args: str, key: str = "lab.key", key_id: str = "k1") -> tuple[int, str, str]:
         identity = ["--lab-id", "cli-lab", "--key", str(tmp_path / key), "--key-id", key_id]
-        return await run(env, "services.labclient.cli", *identity, *args)
+        return await run(lab_env, "services.labclient.cli", *identity, *args)
 
     # The lab makes a key pair; the agency registers the lab and the public key.
     code, public, _ = await run(
@@ -59,7 +67,10 @@ async def test_operator_and_lab_command_lines(rig: Rig, tmp_path: Path) -> None:
     assert code == 0
     assert stat.S_IMODE((tmp_path / "lab.key").stat().st_mode) == 0o600
     assert (tmp_path / "lab.key.pub").read_text().strip() == public.strip()
-    assert (await intake("lab", "register", "cli-lab", "--name", "CLI Lab"))[0] == 0
+    code, out, err = await intake("lab", "register", "cli-lab", "--name", "CLI Lab")
+    assert code == 0, err
+    assert f"Kafka principal {principal_prefix}lab.cli-lab" in out, out
+    assert stat.S_IMODE(lab_credentials.stat().st_mode) == 0o600
     code, _, err = await intake("lab", "register", "cli-lab")
     assert code == 1 and "registered already" in err
     public_key = str(tmp_path / "lab.key.pub")
@@ -145,3 +156,9 @@ async def test_operator_and_lab_command_lines(rig: Rig, tmp_path: Path) -> None:
     verifier = Ed25519PublicKey.from_public_bytes(base64.b64decode(public))
     verifier.verify(signature, signing_input(event["data"]))  # raises if it doesn't verify
     assert event["subject"] == "cli-lab/frontier-1@2026-01-10"
+
+    # Removal: the keys are revoked and the Kafka principal with them.
+    code, out, err = await intake("lab", "remove", "cli-lab", "--reason", "test", "--yes")
+    assert code == 0 and "revoked" in out, err
+    code, _, err = await lab("follow", submission_id, "--timeout", "2")
+    assert code == 1 and "error" in err and "Traceback" not in err, err

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -245,7 +247,7 @@ def test_manifest_errors_name_the_fields() -> None:
     assert any(e.startswith("requested_review_days") for e in caught.value.errors)
 
 
-def test_the_lab_client_imports_no_agency_code() -> None:
+def test_the_lab_client_imports_no_agency_code_but_how_to_connect() -> None:
     package = Path(__file__).parents[2] / "services" / "labclient"
     for path in package.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -257,9 +259,20 @@ def test_the_lab_client_imports_no_agency_code() -> None:
                 else []
             )
             for name in names:
-                assert not name.startswith(("services.intake", "services.runtime")), (
+                allowed = name == "services.runtime.kafka" or name.startswith("services.labclient")
+                assert allowed or not name.startswith(("services.", "asyncpg")), (
                     f"{path.name}: {name}"
                 )
+    # And loading it loads nothing else of the agency's (services.runtime is lazy).
+    probe = (
+        "import sys, services.labclient.cli; "
+        "print(sorted(m for m in sys.modules if m.startswith(('services.', 'asyncpg'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    modules = [m for m in ast.literal_eval(loaded) if not m.startswith("services.labclient")]
+    assert modules == ["services.runtime", "services.runtime.kafka"]
 
 
 @pytest.mark.parametrize(

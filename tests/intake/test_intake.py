@@ -20,6 +20,7 @@ from contracts.events.intake import (
     WithdrawalRejected,
 )
 from contracts.events.lab import SubmissionFiled
+from contracts.principals import Role
 from services.labclient import LabClient, body_sha256
 from services.labclient.client import answer_to, signature_sha256
 from services.runtime import RuntimeSettings
@@ -28,6 +29,7 @@ from services.trust.principals import LAB, PrincipalKey
 from services.trust.refusal import AUTHENTICATION_FAILED_DETAIL, Refusal
 from tests.intake.rig import MAX_MESSAGE_BYTES, Rig, running_rig
 from tests.intake.support import Signer, envelope, manifest, mutated, public_bytes, raw
+from tests.kit import create_feeds, lab_settings
 
 R = RejectionReason
 
@@ -360,6 +362,7 @@ async def test_forged_signature_with_another_labs_key_id(rig: Rig) -> None:
 async def test_key_rotation_old_key_valid_in_its_window_revoked_key_refused(rig: Rig) -> None:
     old, new = Signer("rot-lab", "r-old"), Signer("rot-lab", "r-new")
     now = datetime.now(UTC)
+    await create_feeds(rig.settings, Role.LAB, "rot-lab")
     async with rig.service.pool.acquire() as conn:
         assert await registry.register(conn, LAB, "rot-lab", "Rotating Lab", now) is None
         key = PrincipalKey(LAB.name, "rot-lab", "r-old", public_bytes(old.key), now, None, None)
@@ -581,9 +584,7 @@ async def test_another_labs_or_unauthenticated_input_leaves_a_submission_alone(r
         lab_id=other.lab_id,
         key_id=other.key_id,
         key=other.key,
-        bootstrap=rig.settings.kafka_bootstrap,
-        submissions_topic=rig.settings.topic("lab.submissions"),
-        events_topic=rig.settings.topic("intake.events"),
+        settings=lab_settings(rig.settings, other.lab_id),
     ) as client:
         sent = await client.withdraw(submission_id, "not ours")
         outcome = await client.outcome(sent, within_s=20)

@@ -10,8 +10,13 @@ from typing import Any, Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from contracts import CloudEvent, ContractViolation, Event, Topic, decode
+from contracts.acl import AclScope
+from contracts.principals import Principal, Role
 from contracts.registry import OUTBOX_CHECKPOINT_TOPIC as CHECKPOINT_TOPIC
 from contracts.registry import TOPIC_BY_NAME
+from services.labclient.settings import LabSettings
+from services.runtime.kafka import KafkaSettings
+from services.runtime.principals import feed_plans
 from services.runtime.settings import RuntimeSettings
 from services.runtime.topics import TopicPlan, dlq_plan, ensure_topics, planned_topics
 
@@ -42,6 +47,21 @@ async def create_registry_topics(settings: RuntimeSettings, *names: str) -> None
     prefix = settings.topic_prefix
     plans = [p for p in planned_topics(prefix) if p.name.removeprefix(prefix) in wanted]
     await ensure_topics(settings, plans)
+
+
+async def create_feeds(settings: RuntimeSettings, role: Role, *tenant_ids: str) -> None:
+    """The feed topics of tenants ``tenant_ids`` of ``role`` (``labs.<id>.answers`` ...),
+    under ``settings.topic_prefix``: what provisioning a tenant creates."""
+    scope = AclScope(prefix=settings.topic_prefix)
+    plans = [plan for t in tenant_ids for plan in feed_plans(Principal(role, t), scope)]
+    await ensure_topics(settings, plans)
+
+
+def lab_settings(settings: RuntimeSettings, lab_id: str) -> LabSettings:
+    """A lab client's connection on the rig's broker and under its topic prefix (as the
+    test principal: a test of what a lab's own principal may do provisions one)."""
+    connection = {name: getattr(settings, name) for name in KafkaSettings.model_fields}
+    return LabSettings(**connection, lab_id=lab_id, topic_prefix=settings.topic_prefix)
 
 
 class Producer:

@@ -55,7 +55,7 @@ async def test_an_enforcer_started_late_is_not_ready_until_it_has_read_the_whole
         await rig.version(model, 1)
     late = Recording(lab_id=LAB)
     assert late.check(CN, models[0]).basis is DecisionBasis.NOT_READY
-    feed = PolicyFeed(late, bootstrap=rig.settings.kafka_bootstrap, topic=rig.policy_topic)
+    feed = PolicyFeed(late, rig.lab_settings(LAB))
     await feed.start()
     try:
         reader = asyncio.create_task(feed.run())
@@ -141,7 +141,7 @@ async def test_an_unreadable_record_makes_its_model_fail_closed_until_a_later_ve
     published: AccessPolicyPublished = await rig.version(model, 1)
     async with rig.enforcer(LAB) as enforcer:
         await applied(enforcer, model, 1)
-        feed = PolicyFeed(enforcer, bootstrap=rig.settings.kafka_bootstrap, topic=rig.policy_topic)
+        feed = PolicyFeed(enforcer, rig.lab_settings(LAB))
         assert (
             feed.apply(model.encode(), published.model_dump_json().encode()) is None
         )  # no envelope

@@ -5,6 +5,7 @@ accepted by the running service (real Kafka + PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -46,10 +47,14 @@ def lab_cli(rig: Rig, key: Path, *args: str) -> list[str]:
         sys.executable, "-m", "services.labclient.cli",
         "--lab-id", "example-lab", "--key", str(key), "--key-id", "k1",
         "--bootstrap", rig.settings.kafka_bootstrap,
-        "--policy-topic", rig.policy_topic,
-        "--compliance-topic", rig.settings.topic("lab.compliance"),
         *args,
     ]  # fmt: skip
+
+
+def lab_env(rig: Rig) -> dict[str, str]:
+    """The lab's process environment: the rig's topic prefix (the connection is the
+    test principal's, from the environment)."""
+    return os.environ | {"FR_TOPIC_PREFIX": rig.settings.topic_prefix}
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +66,7 @@ def sidecar(rig: Rig, files: dict[str, Path]) -> Iterator[str]:
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=lab_env(rig),
     )
     try:
         yield f"http://127.0.0.1:{port}"
@@ -143,6 +149,7 @@ async def test_acknowledge_signs_the_applied_version_and_the_service_accepts_it(
         capture_output=True,
         timeout=120,
         check=False,
+        env=lab_env(rig),
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
 

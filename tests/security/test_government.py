@@ -1,4 +1,5 @@
-"""A government subscriber reads the redacted findings feed and nothing else."""
+"""A government subscriber reads the redacted findings feed and the audit log's
+checkpoints, and nothing else."""
 
 from __future__ import annotations
 
@@ -22,7 +23,12 @@ from tests.security.support import (
 )
 
 DENIED = "TopicAuthorizationFailedError"
-OTHER_TOPICS = [t.name for t in TOPICS if t.name != "gov.findings"]
+GOVERNMENT_READS = {t.name for t in TOPICS if Role.GOVERNMENT in t.readers}
+OTHER_TOPICS = [t.name for t in TOPICS if t.name not in GOVERNMENT_READS]
+
+
+def test_government_reads_the_findings_feed_and_the_audit_checkpoints() -> None:
+    assert GOVERNMENT_READS == {"gov.findings", "gov.audit"}
 
 
 @pytest.fixture
