@@ -42,7 +42,7 @@ def _malformed(detail: str) -> Refusal:
 def check_ids(kind: PrincipalKind, principal_id: str, key_id: str | None = None) -> Refusal | None:
     if slug(principal_id) is None:
         return _malformed(
-            f"{principal_id!r} is not a {kind.noun} id: lower-case letters, digits, '.', '_' "
+            f"{principal_id!r} is not {kind.a_noun} id: lower-case letters, digits, '.', '_' "
             "and '-', starting with a letter or digit, at most 64 characters"
         )
     if key_id is not None and not KEY_ID.fullmatch(key_id):
@@ -60,7 +60,7 @@ async def register(
     if refusal is not None:
         return refusal
     if not 0 < len(name) <= MAX_NAME:
-        return _malformed(f"a {kind.noun}'s name has 1 to {MAX_NAME} characters")
+        return _malformed(f"{kind.a_noun}'s name has 1 to {MAX_NAME} characters")
     async with conn.transaction():
         if await repository.insert_principal(conn, kind.name, principal_id, name, now):
             return None
