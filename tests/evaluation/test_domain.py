@@ -437,11 +437,15 @@ def authenticated_sender() -> Authenticated:
     return Authenticated("evaluator", EVALUATOR_ID, EXAMPLE_KEY_ID, "n", NOW, "0" * 64)
 
 
-def test_a_sender_that_did_not_authenticate_learns_only_that_and_names_no_submission() -> None:
+def addressed_finding() -> tuple[ExternalFindingSubmitted, Addressing]:
+    """A finding and where its answer goes (as the handler reads it off the event)."""
     finding = example(ExternalFindingSubmitted)
-    where = Addressing(
-        "event-1", ExternalFindingSubmitted.TYPE, EVALUATOR_ID, str(finding.submission_id)
-    )
+    kind = ExternalFindingSubmitted.TYPE
+    return finding, Addressing("event-1", kind, EVALUATOR_ID, str(finding.submission_id))
+
+
+def test_a_sender_that_did_not_authenticate_learns_only_that_and_names_no_submission() -> None:
+    finding, where = addressed_finding()
     revoked = Refusal(RejectionReason.REVOKED_KEY, "key k1 of evaluator x was revoked at ...")
     told = rejection(
         revoked, NOW, where=where, sender=None, external_finding_id=finding.external_finding_id
@@ -460,10 +464,7 @@ def test_a_sender_that_did_not_authenticate_learns_only_that_and_names_no_submis
 
 
 def test_an_authenticated_evaluator_hears_the_precise_reason_about_its_finding() -> None:
-    finding = example(ExternalFindingSubmitted)
-    where = Addressing(
-        "event-1", ExternalFindingSubmitted.TYPE, EVALUATOR_ID, str(finding.submission_id)
-    )
+    finding, where = addressed_finding()
     refusal = Refusal(RejectionReason.NOT_ASSIGNED, "evaluator x is not assigned to ...")
     told = rejection(
         refusal,

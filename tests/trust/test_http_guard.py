@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -19,6 +20,9 @@ from tests.trust.local_servers import (
     redirect,
     serving,
 )
+
+if TYPE_CHECKING:
+    from inspect_ai.model import Model
 
 
 def resolver(names: dict[str, Sequence[str]], calls: list[str] | None = None):  # type: ignore[no-untyped-def]
@@ -182,23 +186,13 @@ async def test_urls_the_policy_refuses_never_resolve(url: str) -> None:
 
 async def test_inspect_calls_the_lab_through_the_guarded_client(certificate: Certificate) -> None:
     """The wiring for the Inspect child: get_model(..., http_client=guarded_client(...))."""
-    from inspect_ai.model import GenerateConfig, get_model
-
     async with serving(chat_completion("4"), tls=certificate.server_context()) as (port, seen):
         client = guarded_client(
             EndpointPolicy.from_entries([f"lab.test:{port}"]),
             resolve=resolver({"lab.test": ["127.0.0.1"]}),
             verify=certificate.client_context(),
         )
-        model = get_model(
-            "openai-api/lab/demo",
-            base_url=f"https://lab.test:{port}/v1",
-            api_key="secret",
-            memoize=False,
-            max_retries=0,
-            http_client=client,
-            config=GenerateConfig(max_retries=0, timeout=10),
-        )
+        model = lab_model(f"https://lab.test:{port}/v1", client)
         output = await model.generate("2 + 2?")
         await client.aclose()
     assert output.completion == "4"
@@ -207,8 +201,6 @@ async def test_inspect_calls_the_lab_through_the_guarded_client(certificate: Cer
 
 
 async def test_inspect_cannot_be_redirected_to_a_private_address(certificate: Certificate) -> None:
-    from inspect_ai.model import GenerateConfig, get_model
-
     async with serving(chat_completion("metadata")) as (private_port, private):
         target = f"http://127.0.0.1:{private_port}/latest/meta-data/"
         async with serving(redirect(target), tls=certificate.server_context()) as (port, lab):
@@ -217,15 +209,7 @@ async def test_inspect_cannot_be_redirected_to_a_private_address(certificate: Ce
                 resolve=resolver({"lab.test": ["127.0.0.1"]}),
                 verify=certificate.client_context(),
             )
-            model = get_model(
-                "openai-api/lab/demo",
-                base_url=f"https://lab.test:{port}/v1",
-                api_key="secret",
-                memoize=False,
-                max_retries=0,
-                http_client=client,
-                config=GenerateConfig(max_retries=0, timeout=10),
-            )
+            model = lab_model(f"https://lab.test:{port}/v1", client)
             with pytest.raises(Exception) as failed:
                 await model.generate("2 + 2?")
             await client.aclose()
@@ -287,7 +271,6 @@ async def test_inspect_sees_a_refusal_as_a_connection_error_caused_by_it(
     wraps that), ``on_refusal`` keeps it."""
     import openai
     import tenacity
-    from inspect_ai.model import GenerateConfig, get_model
 
     told: list[Refusal] = []
     async with serving(redirect("http://169.254.169.254/latest/meta-data/")) as (port, lab):
@@ -296,15 +279,7 @@ async def test_inspect_sees_a_refusal_as_a_connection_error_caused_by_it(
             refuse_redirects=True,
             on_refusal=told.append,
         )
-        model = get_model(
-            "openai-api/lab/demo",
-            base_url=f"http://127.0.0.1:{port}/v1",
-            api_key="secret",
-            memoize=False,
-            max_retries=0,
-            http_client=client,
-            config=GenerateConfig(max_retries=0, timeout=10),
-        )
+        model = lab_model(f"http://127.0.0.1:{port}/v1", client)
         assert model.api.http_client is client  # type: ignore[attr-defined]
         with pytest.raises(tenacity.RetryError) as failed:
             await model.generate("2 + 2?")
@@ -314,3 +289,18 @@ async def test_inspect_sees_a_refusal_as_a_connection_error_caused_by_it(
     assert isinstance(error.__cause__, EndpointNotAllowed)
     assert told == [error.__cause__.refusal]
     assert len(lab.requests) == 1
+
+
+def lab_model(base_url: str, client: httpx.AsyncClient) -> Model:
+    """Inspect's openai-api model on ``client``, as the evaluation's Inspect process builds it."""
+    from inspect_ai.model import GenerateConfig, get_model
+
+    return get_model(
+        "openai-api/lab/demo",
+        base_url=base_url,
+        api_key="secret",
+        memoize=False,
+        max_retries=0,
+        http_client=client,
+        config=GenerateConfig(max_retries=0, timeout=10),
+    )
