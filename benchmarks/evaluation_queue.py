@@ -36,7 +36,7 @@ from inspect_ai.solver import generate
 from benchmarks.common import BENCH_PREFIX, machine
 from contracts.events import SubmissionAccepted
 from services.evaluation import repository as repo
-from services.evaluation.app import MIGRATIONS, inspect_runner
+from services.evaluation.app import SCHEMA, inspect_runner
 from services.evaluation.credentials import env_name
 from services.evaluation.model import Failure
 from services.evaluation.planning import plan_evaluation
@@ -48,7 +48,7 @@ from services.evaluation.worker import Worker
 from services.runtime import SYSTEM_CLOCK
 from services.runtime.database import create_pool, migrate_schema
 from tests.contracts.examples import example
-from tests.evaluation.rig import demo_model_server
+from tests.evaluation.rig import demo_model_server, endpoint_of
 
 if TYPE_CHECKING:
     from services.runtime.database import Pool
@@ -125,7 +125,7 @@ async def plan_jobs(pool: Pool, submissions: int, reg: SuiteRegistry, endpoint: 
 
 
 async def fresh_pool(settings: EvaluationSettings) -> Pool:
-    await migrate_schema(settings, [MIGRATIONS])
+    await migrate_schema(settings, SCHEMA)
     return await create_pool(settings)
 
 
@@ -202,7 +202,12 @@ async def bench_noop_jobs(
     pool = await fresh_pool(settings)
     try:
         total = await plan_jobs(pool, jobs // 10, registry(10, "m:t"), "http://127.0.0.1:1/v1")
-        tuned = settings.model_copy(update={"evaluation_worker_concurrency": concurrency})
+        tuned = settings.model_copy(
+            update={
+                "evaluation_worker_concurrency": concurrency,
+                "evaluation_endpoint_allowlist": ["127.0.0.1:1"],  # never called: no-op runs
+            }
+        )
         elapsed = await run_workers(tuned, pool, NoopRunner(), workers, total)
         return total / elapsed
     finally:
@@ -216,7 +221,12 @@ async def bench_inspect_overhead(settings: EvaluationSettings, jobs: int) -> dic
         try:
             reg = registry(1, "benchmarks.evaluation_queue:trivial_task")
             total = await plan_jobs(pool, jobs, reg, url)
-            tuned = settings.model_copy(update={"evaluation_worker_concurrency": 1})
+            tuned = settings.model_copy(
+                update={
+                    "evaluation_worker_concurrency": 1,
+                    "evaluation_endpoint_allowlist": [endpoint_of(url)],  # the demo server
+                }
+            )
             await run_workers(tuned, pool, inspect_runner(tuned), 1, total)
             async with pool.acquire() as conn:
                 rows = await conn.fetch(

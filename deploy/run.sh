@@ -19,9 +19,11 @@ step "infrastructure up (Kafka, PostgreSQL, topics)"
 eval "$(bash deploy/stack.sh up)"
 export FR_KAFKA_BOOTSTRAP FR_DATABASE_URL
 # Demo settings (local development only): a "day" of the review window lasts
-# 1 s, and the demo lab model server speaks plain http on :8900 with this key.
+# 1 s, and the demo lab model server speaks plain http on loopback :8900 with this
+# key; endpoints must be public https hosts, so intake and evaluation allowlist it.
 export FR_INTAKE_SECONDS_PER_DAY=${FR_INTAKE_SECONDS_PER_DAY:-1}
-export FR_INTAKE_ALLOW_HTTP_ENDPOINTS=true
+export FR_INTAKE_ENDPOINT_ALLOWLIST='["127.0.0.1:8900"]'
+export FR_EVALUATION_ENDPOINT_ALLOWLIST='["127.0.0.1:8900"]'
 export DEMO_LAB_API_KEY=${DEMO_LAB_API_KEY:-demo-key}
 step "services and the demo lab model server"
 bash deploy/services.sh start

@@ -47,6 +47,9 @@ class FailureKind(StrEnum):
     CREDENTIAL_UNAVAILABLE = "credential_unavailable"
     # credential_ref names a secret outside labs/<the submitting lab>/: refused unread, no retry
     CREDENTIAL_NOT_OWNED = "credential_not_owned"
+    # the endpoint is not a public https host (checked before the run and at every
+    # connection), or it answered with a redirect, which is never followed: no retry
+    ENDPOINT_NOT_ALLOWED = "endpoint_not_allowed"
     WORKER_LOST = "worker_lost"  # the worker stopped heartbeating (crashed) on the last attempt
 
 

@@ -10,7 +10,7 @@ service process, or worker processes of their own) run the jobs.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from contracts.events import (
@@ -24,14 +24,17 @@ from contracts.events import (
 from contracts.registry import TOPIC_BY_NAME
 from services.evaluation import isolation
 from services.evaluation.handlers import EvaluationHandlers
-from services.evaluation.housekeeping import NoncePurger
 from services.evaluation.runner import InspectRunner, Runner
 from services.evaluation.settings import EvaluationSettings
 from services.evaluation.suite_registry import load_registry
 from services.evaluation.worker import Worker
 from services.runtime import Clock, Service
+from services.trust import TRUST_SQL
+from services.trust.endpoints import Resolver, system_resolver
+from services.trust.nonces import NoncePurge
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SCHEMA = (TRUST_SQL, MIGRATIONS)  # the trust library's tables, then evaluation's
 INTAKE_EVENTS = TOPIC_BY_NAME["intake.events"]
 EXTERNAL_FINDINGS = TOPIC_BY_NAME["evaluators.findings"]
 EVALUATION_EVENTS = TOPIC_BY_NAME["evaluation.events"]
@@ -43,11 +46,13 @@ def build_service(
     clock: Clock | None = None,
     runner: Runner | None = None,
     secrets: Mapping[str, str] | None = None,
+    resolver: Resolver = system_resolver,
 ) -> Service:
     """Consumers, the relay, the nonce purge, and (unless ``evaluation_worker_enabled``
-    is off) a worker in the same process."""
+    is off) a worker in the same process. ``resolver`` answers the worker's endpoint
+    checks (tests give a fixed one)."""
     settings = settings or EvaluationSettings()
-    service = Service(settings, migrations=[MIGRATIONS], clock=clock, description=__doc__)
+    service = Service(settings, migrations=SCHEMA, clock=clock, description=__doc__)
     handlers = EvaluationHandlers(settings, load_registry(settings.evaluation_suite_registry))
     service.consume(
         INTAKE_EVENTS,
@@ -64,9 +69,16 @@ def build_service(
         on_invalid=handlers.invalid_external_finding,
     )
     service.publishes(EVALUATION_EVENTS)
-    service.background(NoncePurger(lambda: service.pool, settings, service.clock).run)
+    service.background(
+        NoncePurge(
+            lambda: service.pool,
+            service.clock.now,
+            settings.evaluation_freshness,
+            interval_s=settings.evaluation_nonce_purge_interval_s,
+        )
+    )
     if settings.evaluation_worker_enabled:
-        service.background(attach_worker(service, settings, runner, secrets).run)
+        service.background(attach_worker(service, settings, runner, secrets, resolver).run)
     return service
 
 
@@ -76,15 +88,14 @@ def build_worker(
     clock: Clock | None = None,
     runner: Runner | None = None,
     secrets: Mapping[str, str] | None = None,
+    resolver: Resolver = system_resolver,
 ) -> Service:
     """A worker-only process: no consumers and no relay (the service's relay, or the
     standalone one, publishes what workers write to the outbox; its NOTIFY trigger
     wakes it), so a worker needs PostgreSQL, not Kafka."""
     settings = settings or EvaluationSettings()
-    service = Service(
-        settings, migrations=[MIGRATIONS], clock=clock, relay=False, description=__doc__
-    )
-    service.background(attach_worker(service, settings, runner, secrets).run)
+    service = Service(settings, migrations=SCHEMA, clock=clock, relay=False, description=__doc__)
+    service.background(attach_worker(service, settings, runner, secrets, resolver).run)
     return service
 
 
@@ -93,6 +104,7 @@ def attach_worker(
     settings: EvaluationSettings,
     runner: Runner | None = None,
     secrets: Mapping[str, str] | None = None,
+    resolver: Resolver = system_resolver,
 ) -> Worker:
     """A worker on ``service``'s pool and clock; ``secrets`` defaults to the ``$<prefix>*``
     variables of the environment now (the process entry point takes them out of it)."""
@@ -106,12 +118,15 @@ def attach_worker(
         runner=runner or inspect_runner(settings),
         secrets=secrets,
         tracer_provider=service.tracer_provider,
+        resolver=resolver,
     )
 
 
-def inspect_runner(settings: EvaluationSettings) -> InspectRunner:
+def inspect_runner(
+    settings: EvaluationSettings, *, hosts: Mapping[str, Iterable[str]] | None = None
+) -> InspectRunner:
     """The runner of real Inspect processes, isolated (isolation.py), or an error saying
-    which mechanism is missing."""
+    which mechanism is missing. ``hosts``: names its processes resolve without DNS (tests)."""
     isolation.require_isolation()
     isolation.prepare_secrets_dir(settings.evaluation_secrets_dir)
     return InspectRunner(
@@ -120,6 +135,7 @@ def inspect_runner(settings: EvaluationSettings) -> InspectRunner:
         secret_env_prefix=settings.evaluation_secret_env_prefix,
         env_passthrough=settings.evaluation_inspect_env_passthrough,
         connect_ports=settings.evaluation_child_connect_ports,
+        hosts=hosts,
     )
 
 

@@ -4,13 +4,17 @@
     jobs list [--submission ID] [--state S] / jobs show JOB_ID
     findings list [--submission ID]
     findings submit ...                   sign + publish an ExternalFindingSubmitted (red teams)
-    evaluators keygen / add-key / revoke-key
+    evaluators register|list|remove       the registry of external evaluators
+    evaluators key add|rotate|revoke|list their Ed25519 signing keys
+    evaluators keygen --out key.pem       a key pair for an evaluator (prints the public key)
     evaluators assign EVALUATOR SUBMISSION / unassign / assignments [--submission ID]
     evidence verify FINDING_ID            the kept Inspect log still matches its sha256
 
-Manual findings go through Kafka like any evaluator's signed event, so the
-service validates them exactly as it validates events sent by other means; they
-are accepted only from evaluators an operator assigned to the submission.
+The registry commands are the trust library's (services/trust/cli.py), mounted
+under ``evaluators``: key ids are never reused, revocation is final. Manual
+findings go through Kafka like any evaluator's signed event, so the service
+validates them exactly as it validates events sent by other means; they are
+accepted only from evaluators an operator assigned to the submission.
 Settings come from the environment (FR_DATABASE_URL, FR_DB_SCHEMA,
 FR_TOPIC_PREFIX, FR_EVALUATION_...); the schema is migrated first.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import getpass
 import hashlib
 import secrets
@@ -45,34 +50,46 @@ from contracts import encode, make_event
 from contracts.events import ExternalFindingSubmitted
 from services.evaluation import queries
 from services.evaluation import repository as repo
-from services.evaluation.app import MIGRATIONS
+from services.evaluation.app import SCHEMA
 from services.evaluation.findings import EVIDENCE_PREFIX
 from services.evaluation.model import Assignment
 from services.evaluation.settings import EvaluationSettings
 from services.runtime import SYSTEM_CLOCK
 from services.runtime.database import connect
+from services.trust import repository as trust_repository
+from services.trust.cli import principal_commands
+from services.trust.principals import EVALUATOR
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 evaluations_app = typer.Typer(no_args_is_help=True, help="Evaluations of accepted submissions.")
 jobs_app = typer.Typer(no_args_is_help=True, help="The leased job queue.")
 findings_app = typer.Typer(no_args_is_help=True, help="Automated and manual findings.")
-evaluators_app = typer.Typer(
-    no_args_is_help=True, help="External evaluators: signing keys and assignments."
-)
 evidence_app = typer.Typer(no_args_is_help=True, help="Evidence kept for findings.")
-app.add_typer(evaluations_app, name="evaluations")
-app.add_typer(jobs_app, name="jobs")
-app.add_typer(findings_app, name="findings")
-app.add_typer(evaluators_app, name="evaluators")
-app.add_typer(evidence_app, name="evidence")
-
 console = Console()
 T = TypeVar("T")
 
 
+def _database() -> contextlib.AbstractAsyncContextManager[asyncpg.Connection[asyncpg.Record]]:
+    return connect(EvaluationSettings(), SCHEMA)
+
+
+# The trust library's registry commands (register, list, remove, key add|rotate|revoke|
+# list), with evaluation's own beside them (keygen, assign, unassign, assignments).
+evaluators_app = principal_commands(EVALUATOR, connect=_database)
+app.add_typer(evaluations_app, name="evaluations")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(findings_app, name="findings")
+app.add_typer(
+    evaluators_app,
+    name="evaluators",
+    help="External evaluators: the registry, their signing keys, and their assignments.",
+)
+app.add_typer(evidence_app, name="evidence")
+
+
 def _db(action: Callable[[asyncpg.Connection[asyncpg.Record]], Awaitable[T]]) -> T:
     async def run() -> T:
-        async with connect(EvaluationSettings(), [MIGRATIONS]) as conn, conn.transaction():
+        async with _database() as conn, conn.transaction():
             return await action(conn)
 
     return asyncio.run(run())
@@ -215,30 +232,14 @@ def findings_submit(
 
 @evaluators_app.command("keygen")
 def evaluators_keygen(out: Annotated[Path, typer.Option(help="Private key file (PEM).")]) -> None:
-    """Create an Ed25519 key pair; prints the public key to register with add-key."""
+    """Create an Ed25519 key pair (the private key in a 0600 file); prints the public key
+    (base64) for the operator's `evaluators key add EVALUATOR KEY_ID --public-key ...`."""
     key = Ed25519PrivateKey.generate()
-    out.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    out.touch(mode=0o600)
     out.chmod(0o600)
+    out.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     console.print(base64.b64encode(public).decode())
-
-
-@evaluators_app.command("add-key")
-def evaluators_add_key(evaluator_id: str, key_id: str, public_key_base64: str) -> None:
-    """Register (or replace) an evaluator's public key."""
-    public = base64.b64decode(public_key_base64, validate=True)
-    if len(public) != 32:
-        raise typer.BadParameter("an Ed25519 public key has 32 bytes")
-    _db(lambda conn: repo.add_evaluator_key(conn, evaluator_id, key_id, public))
-    console.print(f"key {key_id} registered for {evaluator_id}")
-
-
-@evaluators_app.command("revoke-key")
-def evaluators_revoke_key(key_id: str) -> None:
-    if not _db(lambda conn: repo.revoke_evaluator_key(conn, key_id)):
-        console.print(f"[red]no active key {key_id}[/red]")
-        raise typer.Exit(1)
-    console.print(f"key {key_id} revoked")
 
 
 @evaluators_app.command("assign")
@@ -250,8 +251,10 @@ def evaluators_assign(
     """Allow an evaluator's findings about a submission (while its window is open)."""
 
     async def assign(conn: asyncpg.Connection[asyncpg.Record]) -> str | None:
-        if not await repo.evaluator_known(conn, evaluator_id):
-            return f"evaluator {evaluator_id!r} has no registered key: add-key first"
+        # Locked: a concurrent `evaluators remove` waits for this assignment, or wins.
+        evaluator = await trust_repository.lock_principal(conn, EVALUATOR.name, evaluator_id)
+        if evaluator is None or evaluator.removed_at is not None:
+            return f"evaluator {evaluator_id!r} is not registered: `evaluators register` first"
         if not await repo.evaluation_exists(conn, submission):
             return f"submission {submission} is not under evaluation"
         assignment = Assignment(

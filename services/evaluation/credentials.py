@@ -9,7 +9,8 @@ other than a letter or digit replaced by ``_``) or a file ``<secrets_dir>/<ref>`
 A lab may only use its own secrets: the worker sends the secret to the endpoint
 the lab names, so a ref outside ``labs/<lab_id>/`` would hand another lab's key
 to the submitter. Intake refuses such refs too, but this module does not rely on
-it: a foreign ref is refused before anything is looked up.
+it: a foreign ref is refused before anything is looked up, by the same rule
+(``services.trust.credentials``), so the two checks can't drift apart.
 
 The environment-variable name is ambiguous across labs: ``labs/acme/eval-api-key``
 and ``labs/acme-eval/api-key`` both map to ``..._LABS_ACME_EVAL_API_KEY``. So the
@@ -25,6 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import SecretStr
+
+from services.trust.credentials import check_credential_ref
 
 
 class CredentialUnavailable(Exception):
@@ -44,20 +47,6 @@ def env_name(prefix: str, ref: str) -> str:
     return prefix + re.sub(r"[^A-Za-z0-9]", "_", ref).upper()
 
 
-def lab_namespace(lab_id: str) -> str:
-    return f"labs/{lab_id}/"
-
-
-def owned_by(ref: str, lab_id: str) -> bool:
-    """``labs/<lab_id>/<name>``, without empty, ``.`` or ``..`` segments (as intake checks)."""
-    segments = ref.split("/")
-    return (
-        ref.startswith(lab_namespace(lab_id))
-        and len(segments) > 2
-        and not set(segments) & {"", ".", ".."}
-    )
-
-
 def env_lookup_allowed(lab_id: str) -> bool:
     """Only then is ``<prefix>LABS_<LAB>_...`` a name no other lab's ref maps to."""
     return lab_id.isascii() and lab_id.isalnum()
@@ -72,11 +61,9 @@ def resolve_credential(
     environ: Mapping[str, str] | None = None,
 ) -> SecretStr:
     """The secret ``ref`` of lab ``lab_id``; raises CredentialNotOwned / CredentialUnavailable."""
-    if not owned_by(ref, lab_id):
-        raise CredentialNotOwned(
-            f"credential_ref {ref!r} is not a credential of lab {lab_id!r}: it must be a name "
-            f"under {lab_namespace(lab_id)} (no empty, '.' or '..' segments); not looked up"
-        )
+    refusal = check_credential_ref(ref, lab_id)
+    if refusal is not None:
+        raise CredentialNotOwned(f"{refusal.detail}; not looked up")
     if env_lookup_allowed(lab_id):
         variable = env_name(env_prefix, ref)
         environ = os.environ if environ is None else environ

@@ -9,32 +9,25 @@ classification, never the sender's: an external evaluator's report is
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import re
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 from uuid import UUID
-
-import rfc8785
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts.events import (
     ExternalFindingRejected,
     ExternalFindingSubmitted,
     FindingRecorded,
     RejectionReason,
-    signing_input,
 )
-from contracts.events.common import EvaluationMethod, FieldError
+from contracts.events.common import EvaluationMethod
 from contracts.events.evaluation import EvaluationEnd
-from services.evaluation.model import Assignment, Evaluation, EvaluatorKey, JobContext
+from services.evaluation.model import Assignment, Evaluation, JobContext
 from services.evaluation.runs import MetricResult, RunResult
+from services.trust.refusal import Refusal, answer_fields, field_error
+from services.trust.unverified import Addressing
+from services.trust.verifier import Authenticated
 
 FINDING_NAMESPACE = UUID("2c9a7f41-5e3b-4d6c-8a1f-9b0e7d6c5a43")
 AGENCY = "agency"
@@ -106,75 +99,22 @@ def automated_findings(job: JobContext, run: RunResult, now: datetime) -> list[F
 
 
 # --- external findings -----------------------------------------------------------
+#
+# Who sent one (signature, key, freshness at the broker's append time, nonce) is the
+# trust library's to say (services.trust.verifier.authenticate); these are the
+# evaluation's own rules for an authenticated evaluator's finding.
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """Why an external finding is refused: reason code, a human text, failing fields."""
-
-    reason: RejectionReason
-    detail: str
-    field_errors: tuple[FieldError, ...] = ()
-
-    def __str__(self) -> str:
-        return f"{self.reason.value}: {self.detail}"
-
-
-def verify_external(
-    submitted: ExternalFindingSubmitted,
-    data: dict[str, Any],
-    subject: str,
-    evaluator_known: bool,
-    key: EvaluatorKey | None,
-    now: datetime,
-    max_age: timedelta,
-    max_future: timedelta,
-) -> Refusal | None:
-    """Authenticity and freshness; None when both hold. Replay (nonce) is checked by the
-    caller, with the nonce store.
-
-    ``evaluator_known``: some key was ever registered for ``submitted.evaluator_id``.
-    """
-    if subject != str(submitted.submission_id):
-        return Refusal(
-            RejectionReason.SUBJECT_MISMATCH,
-            f"CloudEvent subject {subject!r} is not the signed submission id",
-        )
-    signature = submitted.signature
-    if not evaluator_known:
-        return Refusal(
-            RejectionReason.UNKNOWN_EVALUATOR,
-            f"evaluator {submitted.evaluator_id!r} has no registered key",
-        )
-    if key is None or key.evaluator_id != submitted.evaluator_id:
-        return Refusal(
-            RejectionReason.UNKNOWN_KEY,
-            f"key {signature.key_id!r} is not registered for evaluator {submitted.evaluator_id!r}",
-        )
-    if key.revoked:
-        return Refusal(RejectionReason.REVOKED_KEY, f"key {key.key_id!r} is revoked")
-    try:
-        Ed25519PublicKey.from_public_bytes(key.public_key).verify(
-            base64.b64decode(signature.value, validate=True), signing_input(data)
-        )
-    except (InvalidSignature, ValueError, binascii.Error):
-        return Refusal(
-            RejectionReason.BAD_SIGNATURE,
-            f"the signature does not verify with key {key.key_id!r}",
-        )
-    if signature.issued_at < now - max_age:
-        return Refusal(RejectionReason.STALE_ISSUED_AT, f"issued_at {signature.issued_at} is stale")
-    if signature.issued_at > now + max_future:
-        return Refusal(
-            RejectionReason.FUTURE_ISSUED_AT, f"issued_at {signature.issued_at} is in the future"
-        )
-    if submitted.observed_at > now + max_future:
-        return Refusal(
-            RejectionReason.MALFORMED,
-            "observed_at is in the future",
-            (FieldError(path="data.observed_at", message="must not be in the future"),),
-        )
-    return None
+def check_observation(submitted: ExternalFindingSubmitted, latest: datetime) -> Refusal | None:
+    """``observed_at`` may not lie after ``latest`` (when the record was appended, plus
+    the signer's accepted clock lead): nobody reports what they have not observed yet."""
+    if submitted.observed_at <= latest:
+        return None
+    return Refusal(
+        RejectionReason.MALFORMED,
+        f"observed_at {submitted.observed_at.isoformat()} is in the future",
+        (field_error("data.observed_at", "must not be in the future"),),
+    )
 
 
 def may_record(
@@ -201,12 +141,6 @@ def may_record(
             f"{closed.isoformat()}: findings are accepted only while it is open",
         )
     return None
-
-
-def content_hash(data: dict[str, Any]) -> str:
-    """What the finding says, without its signature: tells a re-send from a conflict."""
-    body = {k: v for k, v in data.items() if k != "signature"}
-    return hashlib.sha256(rfc8785.dumps(body)).hexdigest()
 
 
 def manual_finding(
@@ -236,31 +170,28 @@ def rejection(
     refusal: Refusal,
     now: datetime,
     *,
-    rejected_event_id: str | None,
-    data: object = None,
+    where: Addressing,
+    sender: Authenticated | None,
+    external_finding_id: UUID | None = None,
 ) -> ExternalFindingRejected | None:
-    """The evaluator's answer; None when the input names nothing to address it to."""
-    data = data if isinstance(data, dict) else {}
-    submission_id = _uuid(data.get("submission_id"))
-    if submission_id is None and not rejected_event_id:
+    """The evaluator's answer, addressed to the refused event's id; None when the input
+    has no usable event id (the dead-letter topic keeps it for an operator).
+
+    A sender that did not authenticate (``sender`` None) is told the precise reason
+    only for shape errors, anything else as ``authentication_failed``
+    (``answer_fields``), and its answer does not name the submission it claims, so it
+    is keyed by the event id: unauthenticated input never puts a record on a
+    submission's partition. An authenticated evaluator hears the precise reason,
+    about the submission and the finding it named.
+    """
+    if where.event_id is None:
         return None
-    evaluator = data.get("evaluator_id")
+    authenticated = sender is not None
     return ExternalFindingRejected(
-        reason=refusal.reason,
-        detail=refusal.detail[:4000] or refusal.reason.value,
-        field_errors=list(refusal.field_errors[:100]),
-        rejected_event_id=rejected_event_id,
+        **answer_fields(refusal, sender),
+        rejected_event_id=where.event_id,
         rejected_at=now,
-        submission_id=submission_id,
-        evaluator_id=evaluator
-        if isinstance(evaluator, str) and re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", evaluator)
-        else None,
-        external_finding_id=_uuid(data.get("external_finding_id")),
+        submission_id=UUID(where.subject_id) if authenticated and where.subject_id else None,
+        evaluator_id=where.principal_id,
+        external_finding_id=external_finding_id if authenticated else None,
     )
-
-
-def _uuid(value: object) -> UUID | None:
-    try:
-        return UUID(str(value)) if value is not None else None
-    except ValueError:
-        return None

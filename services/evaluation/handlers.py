@@ -1,11 +1,16 @@
-"""Thin adapters: a consumed event -> the workflow step it starts (no evaluation runs here)."""
+"""Thin adapters: a consumed event -> the workflow step it starts (no evaluation runs here).
+
+External findings are signed input from outside: the trust library (services/trust)
+decides who sent one — the data as received, the evaluator's key, the signature,
+freshness against the broker's append time, the nonce — before evaluation's own
+rules run. Only an authenticated evaluator is told a precise reason; anyone else
+hears ``authentication_failed`` for everything but a shape error, and the precise
+reason goes to the service log.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import timedelta
-from typing import Any
 
 from contracts.events import (
     ExternalFindingSubmitted,
@@ -16,13 +21,17 @@ from contracts.events import (
     field_errors,
 )
 from contracts.events.evaluation import EvaluationEnd
-from services.evaluation import repository as repo
 from services.evaluation import workflow
-from services.evaluation.findings import Refusal, rejection, verify_external
+from services.evaluation.findings import check_observation, rejection
 from services.evaluation.planning import NothingToPlan, plan_evaluation
 from services.evaluation.settings import EvaluationSettings
 from services.evaluation.suite_registry import SuiteRegistry
 from services.runtime import Context, InvalidContext
+from services.trust.freshness import received
+from services.trust.principals import EVALUATOR
+from services.trust.refusal import Refusal, field_error
+from services.trust.unverified import Addressing, check_subject, read_addressing, read_signed
+from services.trust.verifier import Authenticated, authenticate
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +40,7 @@ class EvaluationHandlers:
     def __init__(self, settings: EvaluationSettings, registry: SuiteRegistry) -> None:
         self.settings = settings
         self.registry = registry
-        self.max_age = timedelta(seconds=settings.evaluation_signature_max_age_s)
-        self.max_future = timedelta(seconds=settings.evaluation_signature_max_future_s)
+        self.freshness = settings.evaluation_freshness
 
     # --- intake.events --------------------------------------------------------------
 
@@ -58,59 +66,78 @@ class EvaluationHandlers:
     # --- evaluators.findings --------------------------------------------------------
 
     async def external_finding(self, ctx: Context, submitted: ExternalFindingSubmitted) -> None:
-        data: dict[str, Any] = json.loads(ctx.raw)["data"]  # the data as signed
-        refusal = await self._authenticate(ctx, submitted, data)
-        if refusal is None:
-            refusal = await workflow.record_external_finding(ctx, submitted, data)
-        if refusal is None:
-            return
-        log.info("external finding %s refused: %s", submitted.external_finding_id, refusal)
-        answer = rejection(refusal, ctx.now(), rejected_event_id=ctx.event.id, data=data)
-        assert answer is not None  # a decoded event always has an id
-        ctx.publish(answer)
-
-    async def _authenticate(
-        self, ctx: Context, submitted: ExternalFindingSubmitted, data: dict[str, Any]
-    ) -> Refusal | None:
-        """Subject, evaluator, key, signature, freshness, nonce: the first failure."""
-        now = ctx.now()
-        signature = submitted.signature
-        refusal = verify_external(
-            submitted,
-            data,
-            ctx.event.subject,
-            await repo.evaluator_known(ctx.conn, submitted.evaluator_id),
-            await repo.evaluator_key(ctx.conn, signature.key_id),
-            now,
-            max_age=self.max_age,
-            max_future=self.max_future,
+        """Authenticate (spends the nonce), then record the finding or refuse it."""
+        where = Addressing(
+            event_id=ctx.event.id,
+            event_type=ctx.event.type,
+            principal_id=submitted.evaluator_id,
+            subject_id=str(submitted.submission_id),
         )
+        signed = read_signed(ctx.raw, principal_field="evaluator_id")
+        if isinstance(signed, Refusal):  # a shape error: told as it is
+            self._refuse(ctx, signed, where, sender=None)
+            return
+        refusal = check_subject(ctx.event.subject, signed, "submission_id")
         if refusal is not None:
-            return refusal
-        if not await repo.claim_nonce(ctx.conn, signature.key_id, signature.nonce, now):
-            return Refusal(RejectionReason.REPLAYED_NONCE, "this signature nonce was used before")
-        return None
+            self._refuse(ctx, refusal, where, sender=None)
+            return
+        receipt = received(ctx)  # judged at the broker's append time (LogAppendTime)
+        sender = await authenticate(
+            ctx.conn, signed, kind=EVALUATOR, received=receipt, policy=self.freshness
+        )
+        if isinstance(sender, Refusal):
+            self._refuse(ctx, sender, where, sender=None)
+            return
+        refusal = check_observation(
+            submitted, receipt.reference + self.freshness.max_future
+        ) or await workflow.record_external_finding(ctx, submitted, signed.digest)
+        if refusal is not None:
+            self._refuse(ctx, refusal, where, sender=sender, submitted=submitted)
 
     async def invalid_external_finding(self, ctx: InvalidContext) -> bool:
-        """Answer a finding that failed decoding; bytes that aren't JSON go to the DLQ."""
-        try:
-            document = json.loads(ctx.raw)
-        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
-            return False
-        if not isinstance(document, dict):
-            return False
-        event_id = document.get("id")
-        if not (isinstance(event_id, str) and 0 < len(event_id) <= 200):
-            event_id = None
+        """Answer a finding that failed decoding (a shape error, told as it is) to its
+        event id; input without a usable event id goes to the DLQ."""
+        where = read_addressing(
+            ctx.raw, principal_field="evaluator_id", subject_field="submission_id"
+        )
         try:
             reason = RejectionReason(ctx.violation.reason)
         except ValueError:  # a decode reason the contract has no rejection code for
             reason = RejectionReason.MALFORMED
-        refusal = Refusal(reason, ctx.violation.detail, tuple(field_errors(ctx.violation)))
+        errors = tuple(field_error(e.path, e.message) for e in field_errors(ctx.violation))
         answer = rejection(
-            refusal, ctx.now(), rejected_event_id=event_id, data=document.get("data")
+            Refusal(reason, ctx.violation.detail, errors), ctx.now(), where=where, sender=None
         )
         if answer is None:
             return False
         ctx.publish(answer)
         return True
+
+    def _refuse(
+        self,
+        ctx: Context,
+        refusal: Refusal,
+        where: Addressing,
+        *,
+        sender: Authenticated | None,
+        submitted: ExternalFindingSubmitted | None = None,
+    ) -> None:
+        """Log the precise refusal for the operator; publish what the sender may learn."""
+        log.info(
+            "refused external finding %s (event %s) claiming evaluator %s%s: %s",
+            submitted.external_finding_id if submitted else "-",
+            ctx.event.id,
+            where.principal_id,
+            "" if sender is not None else " (not authenticated)",
+            refusal,
+            extra={"event_id": ctx.event.id},
+        )
+        answer = rejection(
+            refusal,
+            ctx.now(),
+            where=where,
+            sender=sender,
+            external_finding_id=submitted.external_finding_id if submitted else None,
+        )
+        if answer is not None:
+            ctx.publish(answer)

@@ -4,7 +4,17 @@ Reads a ChildRequest (JSON) on stdin, walls itself off from the worker's
 secrets, the evidence and the other runs (isolation.restrict_self: Landlock,
 no_new_privs, non-dumpable) before anything of the task is imported, runs the
 task with ``eval_async`` against the lab's endpoint through Inspect's
-OpenAI-compatible provider, and writes a RunResult (JSON) to its stdout. Why
+OpenAI-compatible provider, and writes a RunResult (JSON) to its stdout.
+
+Every request to the lab goes through the trust library's guarded HTTP client
+(``services.trust.http_guard``), handed to the provider as its ``http_client``:
+the URL is checked, the host resolved and checked again at each connection
+(DNS rebinding after the worker's check is caught there), the connection made
+to exactly the address checked, and a redirect refused unread. A refusal
+reaches Inspect as the SDK's ``APIConnectionError`` (its ``__cause__`` the
+guard's ``EndpointNotAllowed``) and Inspect keeps only a message, so the guard
+reports each refusal to this process too (``on_refusal``), which returns the
+first in ``RunResult.endpoint_refusal``. Why
 a process per run: Inspect allows only one ``eval_async`` per process, a worker
 runs several jobs at once, and a run that overstays its timeout, loses its
 lease or is stopped by the window closing must stop for real — the worker kills
@@ -20,11 +30,15 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.evaluation.isolation import drop_capabilities, restrict_self
 from services.evaluation.runs import ChildRequest, MetricResult, RunResult
+from services.trust.endpoints import EndpointPolicy, Resolver, system_resolver
+from services.trust.http_guard import guarded_client
+from services.trust.refusal import Refusal
 
 if TYPE_CHECKING:
     from inspect_ai import Task
@@ -73,6 +87,16 @@ def metrics_of(log: EvalLog) -> list[MetricResult]:
     return results
 
 
+def hosts_resolver(hosts: Mapping[str, Sequence[str]]) -> Resolver:
+    """Names in ``hosts`` resolve to their addresses, others through DNS (a hosts file)."""
+
+    async def resolve(host: str, port: int) -> Sequence[str]:
+        listed = hosts.get(host)
+        return listed if listed is not None else await system_resolver(host, port)
+
+    return resolve
+
+
 async def run(request: ChildRequest) -> RunResult:
     from inspect_ai import eval_async
     from inspect_ai.model import GenerateConfig, get_model
@@ -80,25 +104,40 @@ async def run(request: ChildRequest) -> RunResult:
 
     display_type()  # initialises from INSPECT_DISPLAY=none before eval_async can pick "plain"
     task = load_task(request.task)
-    model = get_model(
-        f"openai-api/{PROVIDER_SERVICE}/{request.api_model}",
-        base_url=request.base_url,
-        api_key=request.api_key.get_secret_value(),
-        memoize=False,
-        max_retries=0,  # the OpenAI SDK's own retries: Inspect's config below owns retrying
-        config=GenerateConfig(max_retries=request.max_retries, timeout=request.request_timeout_s),
+    refusals: list[Refusal] = []
+    client = guarded_client(
+        EndpointPolicy.from_entries(request.endpoint_allowlist),
+        resolve=hosts_resolver(request.hosts),
+        refuse_redirects=True,
+        on_refusal=refusals.append,
     )
-    started = time.perf_counter()
-    logs = await eval_async(
-        task,
-        model=model,
-        log_dir=str(request.log_dir),
-        log_format="eval",
-        log_level="error",
-        ctl_server=False,
-        score_display=False,
-    )
-    seconds = time.perf_counter() - started
+    try:  # open until the evaluation ends: Inspect replaces a closed client with its own
+        model = get_model(
+            f"openai-api/{PROVIDER_SERVICE}/{request.api_model}",
+            base_url=request.base_url,
+            api_key=request.api_key.get_secret_value(),
+            memoize=False,
+            max_retries=0,  # the OpenAI SDK's own retries: Inspect's config below owns retrying
+            http_client=client,
+            config=GenerateConfig(
+                max_retries=request.max_retries, timeout=request.request_timeout_s
+            ),
+        )
+        if getattr(model.api, "http_client", None) is not client:
+            raise RuntimeError("Inspect's provider did not take the guarded HTTP client")
+        started = time.perf_counter()
+        logs = await eval_async(
+            task,
+            model=model,
+            log_dir=str(request.log_dir),
+            log_format="eval",
+            log_level="error",
+            ctl_server=False,
+            score_display=False,
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        await client.aclose()
     log = logs[0]
     return RunResult(
         status=log.status,
@@ -108,6 +147,7 @@ async def run(request: ChildRequest) -> RunResult:
         samples_total=log.results.total_samples if log.results else 0,
         samples_completed=log.results.completed_samples if log.results else 0,
         metrics=metrics_of(log),
+        endpoint_refusal=refusals[0].detail if refusals else None,
     )
 
 

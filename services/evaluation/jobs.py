@@ -35,7 +35,7 @@ class GiveUp:
 
 
 # Failures that another attempt cannot change: the suite fails at once.
-NOT_RETRYABLE = frozenset({FailureKind.CREDENTIAL_NOT_OWNED})
+NOT_RETRYABLE = frozenset({FailureKind.CREDENTIAL_NOT_OWNED, FailureKind.ENDPOINT_NOT_ALLOWED})
 
 
 def after_failure(
@@ -200,6 +200,18 @@ def not_started(exc: BaseException) -> Failure:
         FailureKind.ERROR,
         f"the Inspect process could not be started ({type(exc).__name__})",
         str(exc),
+    )
+
+
+def endpoint_not_allowed(detail: str, *, at_connection: bool) -> Failure:
+    """The endpoint policy refused the lab's endpoint (``detail``: the refusal, which names
+    the URL and the address it resolved to: for the service log)."""
+    when = "when the Inspect process connected" if at_connection else "before the run"
+    return Failure(
+        FailureKind.ENDPOINT_NOT_ALLOWED,
+        f"the model endpoint is not allowed ({when}): the agency connects only to public "
+        "https hosts and follows no redirects; details are in the service log",
+        detail,
     )
 
 

@@ -1,5 +1,6 @@
-r"""Evaluation's state: evaluations, their jobs (one per planned suite), leases,
-evaluator keys and assignments. Plain values, returned by repository.py.
+r"""Evaluation's state: evaluations, their jobs (one per planned suite), leases and
+assignments of external evaluators (the evaluators and their keys are the trust
+library's registry). Plain values, returned by repository.py.
 
 A job's life (jobs.py holds the decisions that move it)::
 
@@ -17,7 +18,7 @@ window closed, the submission was withdrawn, or no suite applied.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
@@ -124,16 +125,8 @@ class ClaimedJob:
 
     @property
     def context(self) -> JobContext:
-        return JobContext(
-            job_id=self.job_id,
-            submission_id=self.submission_id,
-            model_id=self.model_id,
-            suite_id=self.suite_id,
-            suite_version=self.suite_version,
-            domain=self.domain,
-            capability=self.capability,
-            attempt=self.attempt,
-        )
+        """The job a result of this attempt belongs to (JobContext's fields, from here)."""
+        return JobContext(**{f.name: getattr(self, f.name) for f in fields(JobContext)})
 
 
 @dataclass(frozen=True)
@@ -177,14 +170,6 @@ class JobContext:
     domain: RiskDomain
     capability: str
     attempt: int
-
-
-@dataclass(frozen=True)
-class EvaluatorKey:
-    key_id: str
-    evaluator_id: str
-    public_key: bytes
-    revoked: bool
 
 
 @dataclass(frozen=True)

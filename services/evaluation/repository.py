@@ -10,8 +10,9 @@ Claiming takes job rows only, with SKIP LOCKED, so it never waits.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -23,7 +24,6 @@ from services.evaluation.model import (
     Assignment,
     ClaimedJob,
     Evaluation,
-    EvaluatorKey,
     Failure,
     JobState,
     JobView,
@@ -33,12 +33,23 @@ from services.evaluation.model import (
 from services.evaluation.planning import EvaluationPlan
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
     from services.runtime.database import Connection
+
+D = TypeVar("D", bound="DataclassInstance")
 
 
 def jobs_channel(schema: str) -> str:
     """The NOTIFY channel that wakes the workers of a schema."""
     return f"{schema}_jobs"
+
+
+def _from_row(cls: type[D], row: asyncpg.Record, **converted: Any) -> D:
+    """The state type ``cls`` from the row's columns named as its fields; ``converted``
+    gives the fields whose values need more than the column (an enum, another name)."""
+    columns = {f.name: row[f.name] for f in fields(cls) if f.name not in converted}
+    return cls(**columns, **converted)
 
 
 # --- evaluations ------------------------------------------------------------------
@@ -101,15 +112,8 @@ async def wake_workers(conn: Connection) -> None:
 
 
 def _evaluation(row: asyncpg.Record) -> Evaluation:
-    return Evaluation(
-        submission_id=row["submission_id"],
-        lab_id=row["lab_id"],
-        model_id=row["model_id"],
-        registry_version=row["registry_version"],
-        deadline=row["deadline"],
-        ended_by=EvaluationEnd(row["ended_by"]) if row["ended_by"] else None,
-        window_closed_at=row["window_closed_at"],
-    )
+    ended_by = row["ended_by"]
+    return _from_row(Evaluation, row, ended_by=EvaluationEnd(ended_by) if ended_by else None)
 
 
 async def lock_evaluation(conn: Connection, submission_id: UUID) -> Evaluation | None:
@@ -151,13 +155,11 @@ async def job_views(conn: Connection, submission_id: UUID) -> list[JobView]:
         submission_id,
     )
     return [
-        JobView(
-            job_id=r["job_id"],
-            suite_id=r["suite_id"],
-            suite_version=r["suite_version"],
+        _from_row(
+            JobView,
+            r,
             domain=RiskDomain(r["domain"]),
             state=JobState(r["state"]),
-            attempts=r["attempts"],
             finding_ids=list(r["finding_ids"]),
         )
         for r in rows
@@ -199,29 +201,17 @@ async def claim_jobs(
                VALUES ($1, $2, $3, $4, $5)""",
             [(r["job_id"], r["attempts"], worker, r["lease_token"], now) for r in rows],
         )
-    return [
-        ClaimedJob(
-            job_id=r["job_id"],
-            submission_id=r["submission_id"],
-            lab_id=r["lab_id"],
-            model_id=r["model_id"],
-            suite_id=r["suite_id"],
-            suite_version=r["suite_version"],
-            domain=RiskDomain(r["domain"]),
-            capability=r["capability"],
-            task_ref=r["task_ref"],
-            timeout_seconds=r["timeout_seconds"],
-            max_attempts=r["max_attempts"],
-            attempt=r["attempts"],
-            lease_token=r["lease_token"],
-            endpoint=r["endpoint"],
-            api_model=r["api_model"],
-            credential_ref=r["credential_ref"],
-            deadline=r["deadline"],
-            traceparent=r["traceparent"],
-        )
-        for r in rows
-    ]
+    return [_claimed(r) for r in rows]
+
+
+def _claimed(row: asyncpg.Record) -> ClaimedJob:
+    """A claimed job from its row (``j.*`` and the evaluation's columns the run needs)."""
+    return _from_row(
+        ClaimedJob,
+        row,
+        domain=RiskDomain(row["domain"]),
+        attempt=row["attempts"],  # the attempt this claim started
+    )
 
 
 async def heartbeat(conn: Connection, lease: Lease, lease_s: float, now: datetime) -> bool:
@@ -252,17 +242,7 @@ async def expired_jobs(conn: Connection, now: datetime, limit: int = 50) -> list
 
 
 def _locked(row: asyncpg.Record) -> LockedJob:
-    return LockedJob(
-        job_id=row["job_id"],
-        submission_id=row["submission_id"],
-        suite_id=row["suite_id"],
-        suite_version=row["suite_version"],
-        domain=RiskDomain(row["domain"]),
-        state=JobState(row["state"]),
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        lease_token=row["lease_token"],
-    )
+    return _from_row(LockedJob, row, domain=RiskDomain(row["domain"]), state=JobState(row["state"]))
 
 
 async def lock_leased_job(conn: Connection, lease: Lease) -> LockedJob | None:
@@ -442,49 +422,7 @@ async def external_finding_hash(conn: Connection, external_finding_id: UUID) -> 
     return value
 
 
-# --- evaluator keys, assignments and nonces ------------------------------------------------
-
-
-async def evaluator_key(conn: Connection, key_id: str) -> EvaluatorKey | None:
-    row = await conn.fetchrow("SELECT * FROM evaluator_keys WHERE key_id = $1", key_id)
-    if row is None:
-        return None
-    return EvaluatorKey(
-        key_id=row["key_id"],
-        evaluator_id=row["evaluator_id"],
-        public_key=bytes(row["public_key"]),
-        revoked=row["revoked_at"] is not None,
-    )
-
-
-async def add_evaluator_key(
-    conn: Connection, evaluator_id: str, key_id: str, public_key: bytes
-) -> None:
-    await conn.execute(
-        """INSERT INTO evaluator_keys (key_id, evaluator_id, public_key) VALUES ($1, $2, $3)
-           ON CONFLICT (key_id) DO UPDATE SET evaluator_id = excluded.evaluator_id,
-               public_key = excluded.public_key, revoked_at = NULL, added_at = now()""",
-        key_id,
-        evaluator_id,
-        public_key,
-    )
-
-
-async def revoke_evaluator_key(conn: Connection, key_id: str) -> bool:
-    revoked = await conn.fetchval(
-        """UPDATE evaluator_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL
-           RETURNING true""",
-        key_id,
-    )
-    return bool(revoked)
-
-
-async def evaluator_known(conn: Connection, evaluator_id: str) -> bool:
-    """Some key (revoked or not) was ever registered for the evaluator."""
-    known = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM evaluator_keys WHERE evaluator_id = $1)", evaluator_id
-    )
-    return bool(known)
+# --- assignments -----------------------------------------------------------------
 
 
 async def evaluation_exists(conn: Connection, submission_id: UUID) -> bool:
@@ -527,30 +465,4 @@ async def lock_assignment(
         evaluator_id,
         submission_id,
     )
-    if row is None:
-        return None
-    return Assignment(
-        row["evaluator_id"], row["submission_id"], row["assigned_at"], row["assigned_by"]
-    )
-
-
-async def claim_nonce(conn: Connection, key_id: str, nonce: str, seen_at: datetime) -> bool:
-    """False when the nonce was seen with this key before (a replay).
-
-    ``seen_at`` comes from the clock that judged the signature fresh, which is the
-    clock the purge measures against too.
-    """
-    inserted = await conn.fetchval(
-        """INSERT INTO signature_nonces (key_id, nonce, seen_at) VALUES ($1, $2, $3)
-           ON CONFLICT DO NOTHING RETURNING true""",
-        key_id,
-        nonce,
-        seen_at,
-    )
-    return bool(inserted)
-
-
-async def purge_nonces(conn: Connection, *, seen_before: datetime) -> int:
-    """Forget nonces no fresh signature can carry any more; returns how many."""
-    status = await conn.execute("DELETE FROM signature_nonces WHERE seen_at < $1", seen_before)
-    return int(status.split()[-1])  # "DELETE <n>"
+    return _from_row(Assignment, row) if row is not None else None

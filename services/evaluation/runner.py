@@ -128,7 +128,10 @@ class InspectRunner:
         secret_env_prefix: str = "FR_SECRET_",
         env_passthrough: Iterable[str] = (),
         connect_ports: Iterable[int] = (),
+        hosts: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
+        """``hosts``: names the Inspect processes resolve without DNS (tests only; the
+        endpoint guard checks those addresses like any other)."""
         self.run_root = run_dir.absolute()
         self.hidden = [Path(p).absolute() for p in hidden]
         self.readable: list[Path] = []
@@ -141,6 +144,7 @@ class InspectRunner:
         self.secret_env_prefix = secret_env_prefix
         self.env_passthrough = tuple(env_passthrough)
         self.connect_ports = tuple(connect_ports)
+        self.hosts = {name: list(addresses) for name, addresses in (hosts or {}).items()}
 
     async def run(self, request: RunRequest, timeout_s: float) -> RunResult | Failure:
         try:
@@ -161,7 +165,7 @@ class InspectRunner:
             writable=[workdir],
             connect_ports=[endpoint_port(request.base_url), *self.connect_ports],
         )
-        child = ChildRequest.of(request, workdir / "logs", sandbox)
+        child = ChildRequest.of(request, workdir / "logs", sandbox, self.hosts)
         try:
             process = await asyncio.create_subprocess_exec(
                 self.python,
@@ -198,8 +202,10 @@ class InspectRunner:
             result = RunResult.model_validate_json(stdout)
         except (ValidationError, ValueError) as exc:
             return unreadable_result(redact(f"{exc}\nstderr: {tail}", request.api_key))
-        if result.error:
-            result = result.model_copy(update={"error": redact(result.error, request.api_key)})
+        for field in ("error", "endpoint_refusal"):
+            text = getattr(result, field)
+            if text:
+                result = result.model_copy(update={field: redact(text, request.api_key)})
         return self._keep_evidence(result, child, request.log_file)
 
     def _keep_evidence(

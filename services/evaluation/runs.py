@@ -27,6 +27,8 @@ class RunRequest(BaseModel):
     log_file: Path  # where the attempt's Inspect log is kept as evidence
     max_retries: int
     request_timeout_s: int
+    # host:port pairs exempt from the endpoint policy (the evaluation setting)
+    endpoint_allowlist: list[str] = []
 
 
 class Sandbox(BaseModel):
@@ -53,18 +55,27 @@ class ChildRequest(BaseModel):
     max_retries: int
     request_timeout_s: int
     sandbox: Sandbox
+    endpoint_allowlist: list[str] = []
+    # Names the process resolves to these addresses instead of asking DNS, like a hosts
+    # file (tests: a name that rebinds to a private address); the guard checks them as
+    # it checks any answer. Empty in production.
+    hosts: dict[str, list[str]] = {}
 
     @classmethod
-    def of(cls, request: RunRequest, log_dir: Path, sandbox: Sandbox) -> ChildRequest:
+    def of(
+        cls,
+        request: RunRequest,
+        log_dir: Path,
+        sandbox: Sandbox,
+        hosts: dict[str, list[str]] | None = None,
+    ) -> ChildRequest:
+        """What the process is told of ``request`` (all of it but where the worker keeps
+        the log), with its own staging ``log_dir``, its ``sandbox`` and ``hosts``."""
         return cls(
-            task=request.task,
-            base_url=request.base_url,
-            api_model=request.api_model,
-            api_key=request.api_key,
+            **request.model_dump(exclude={"log_file"}),  # the api_key stays a SecretStr
             log_dir=log_dir,
-            max_retries=request.max_retries,
-            request_timeout_s=request.request_timeout_s,
             sandbox=sandbox,
+            hosts=hosts or {},
         )
 
     def to_stdin(self) -> bytes:
@@ -95,3 +106,6 @@ class RunResult(BaseModel):
     samples_total: int = 0
     samples_completed: int = 0
     metrics: list[MetricResult] = []
+    # The first refusal of the endpoint guard, if it refused a request or a connection
+    # (its detail: for the service log only); the run then failed for that reason.
+    endpoint_refusal: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.runtime.settings import RuntimeSettings
+from services.trust.freshness import FreshnessPolicy
 
 PACKAGE = Path(__file__).parent
 
@@ -48,9 +49,17 @@ class EvaluationSettings(RuntimeSettings):
     # Inspect / model API
     evaluation_model_max_retries: int = 2  # Inspect's retries of one call (the SDK's are off)
     evaluation_model_request_timeout_s: int = 120
+    # Model endpoints must be public https hosts (checked before every run and at every
+    # connection the Inspect process opens; redirects are refused); host:port pairs
+    # listed here are exempt and may use http (local development: the demo lab server,
+    # "127.0.0.1:8900"). JSON list: FR_EVALUATION_ENDPOINT_ALLOWLIST='["127.0.0.1:8900"]'.
+    evaluation_endpoint_allowlist: list[str] = []
 
-    # External findings: accepted clock skew of signature.issued_at
-    evaluation_signature_max_age_s: float = 900.0
-    evaluation_signature_max_future_s: float = 60.0
-    # Nonces of accepted signatures are kept until no signature that used them can be fresh.
-    evaluation_nonce_purge_interval_s: float = 300.0
+    # External findings (services/trust/freshness.py): signature.issued_at may precede the
+    # broker's append time by max_age and follow it by max_future; the clocks of broker
+    # and replicas agree within clock_tolerance; JSON, e.g.
+    # FR_EVALUATION_FRESHNESS='{"max_age": 300, "max_future": 60, "clock_tolerance": 300}'.
+    evaluation_freshness: FreshnessPolicy = FreshnessPolicy()
+    # Spent nonces are purged once no acceptable record can carry them
+    # (FreshnessPolicy.nonce_retention after their issued_at); how often to look.
+    evaluation_nonce_purge_interval_s: float = 3600.0

@@ -9,6 +9,11 @@ database error while recording (a restart, a killed session) retries the record
 instead of losing the result: it is lost only with the lease. Jobs of workers
 that died (SIGKILL, lost host) are taken back once their lease expires; that
 attempt counts as failed, so the job is retried with backoff or fails for good.
+
+Before an Inspect process starts, the lab's endpoint is checked against the
+endpoint policy again (``check_endpoint``: a public https host, or allowlisted);
+a refused endpoint fails the suite at once (``endpoint_not_allowed``), before its
+secret is even looked up. The Inspect process checks again at every connection.
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ from services.evaluation.credentials import (
     resolve_credential,
 )
 from services.evaluation.findings import log_file
-from services.evaluation.jobs import RetryPolicy, deadline_passed, inspect_failure
+from services.evaluation.jobs import (
+    RetryPolicy,
+    deadline_passed,
+    endpoint_not_allowed,
+    inspect_failure,
+)
 from services.evaluation.model import ClaimedJob, Failure, Lease
 from services.evaluation.runner import Runner
 from services.evaluation.runs import RunRequest, RunResult
@@ -42,6 +52,7 @@ from services.runtime import TRANSIENT_ERRORS, Clock
 from services.runtime.notify import Wakeup, listening
 from services.runtime.outbox import publishing
 from services.runtime.telemetry import continue_trace
+from services.trust.endpoints import EndpointPolicy, Resolver, check_endpoint, system_resolver
 
 if TYPE_CHECKING:
     from services.runtime.database import Pool
@@ -66,9 +77,14 @@ class Worker:
         secrets: Mapping[str, str],
         worker_id: str | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
+        """``resolver`` answers the endpoint check's DNS lookups (tests give a fixed one)."""
         self.pool = pool
         self.settings = settings
+        # A bad allowlist entry stops the worker at start, not at the first job.
+        self.endpoints = EndpointPolicy.from_entries(settings.evaluation_endpoint_allowlist)
+        self.resolver = resolver
         self.clock = clock
         self.runner = runner
         self.secrets = secrets  # $<prefix>* secrets, taken from the environment at start
@@ -195,6 +211,9 @@ class Worker:
             beat.cancel()
 
     async def _attempt(self, job: ClaimedJob) -> RunResult | Failure:
+        refusal = await check_endpoint(job.endpoint, self.endpoints, resolve=self.resolver)
+        if refusal is not None:  # never retried; the secret is not even looked up
+            return endpoint_not_allowed(refusal.detail, at_connection=False)
         try:
             secret = resolve_credential(
                 job.credential_ref,
@@ -219,11 +238,14 @@ class Worker:
             log_file=log_file(self.settings.evaluation_inspect_log_dir, job.context).absolute(),
             max_retries=self.settings.evaluation_model_max_retries,
             request_timeout_s=self.settings.evaluation_model_request_timeout_s,
+            endpoint_allowlist=self.settings.evaluation_endpoint_allowlist,
         )
         run = await self.runner.run(request, timeout)
         if isinstance(run, Failure):
             return run
         if run.status != "success":
+            if run.endpoint_refusal is not None:  # the guard refused it: what Inspect saw
+                return endpoint_not_allowed(run.endpoint_refusal, at_connection=True)
             return inspect_failure(run.error or f"the Inspect run ended with status {run.status}")
         return run
 

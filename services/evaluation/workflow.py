@@ -8,7 +8,6 @@ commit together. No SQL here (repository.py) and no rules of their own
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from contracts.events import ExternalFindingSubmitted, RejectionReason, SubmissionAccepted
@@ -16,9 +15,7 @@ from contracts.events.evaluation import EvaluationEnd, FailureKind
 from services.evaluation import repository as repo
 from services.evaluation.findings import (
     NoScores,
-    Refusal,
     automated_findings,
-    content_hash,
     evidence_ref,
     manual_finding,
     may_record,
@@ -38,6 +35,7 @@ from services.evaluation.planning import EvaluationPlan, evaluation_started, not
 from services.evaluation.runs import RunResult
 from services.runtime import TxContext
 from services.runtime.telemetry import current_trace_headers
+from services.trust.refusal import Refusal
 
 
 async def start_evaluation(
@@ -188,11 +186,13 @@ async def stop_evaluation(ctx: TxContext, submission_id: UUID, ended_by: Evaluat
 
 
 async def record_external_finding(
-    ctx: TxContext, submitted: ExternalFindingSubmitted, data: dict[str, Any]
+    ctx: TxContext, submitted: ExternalFindingSubmitted, digest: str
 ) -> Refusal | None:
     """An authenticated evaluator's finding (signature, freshness and nonce checked by
     the caller): recorded as a manual finding if the evaluator is assigned to the
-    submission and its window is open; else the refusal."""
+    submission and its window is open; else the refusal. ``digest`` is the body digest
+    of the data as signed (``services.trust.digest``): the same finding re-signed has
+    the same digest, a changed one does not."""
     now = ctx.now()
     assignment = await repo.lock_assignment(
         ctx.conn, submitted.evaluator_id, submitted.submission_id
@@ -205,7 +205,6 @@ async def record_external_finding(
     refusal = may_record(submitted, assignment, evaluation, now)
     if refusal is not None or evaluation is None:
         return refusal
-    digest = content_hash(data)
     earlier = await repo.external_finding_hash(ctx.conn, submitted.external_finding_id)
     if earlier is not None:
         if earlier != digest:

@@ -171,7 +171,7 @@ def principal_commands(
             err.print("nothing changed")
             raise typer.Exit(1)
 
-    @app.command("register", help=f"Register a {noun}; its keys are added with `key add`.")
+    @app.command("register", help=f"Register {kind.a_noun}; its keys are added with `key add`.")
     def register(
         principal_id: str = id_arg(),
         name: Annotated[str, typer.Option(help="Display name (default: the id).")] = "",
@@ -232,7 +232,7 @@ def principal_commands(
 
     @app.command(
         "remove",
-        help=f"Remove a {noun} for good: its keys are revoked, its id is never used again.",
+        help=f"Remove {kind.a_noun} for good: its keys are revoked, its id is never used again.",
     )
     def remove(
         principal_id: str = id_arg(),
@@ -254,7 +254,7 @@ def principal_commands(
             out.print(done, highlight=False, soft_wrap=True)
 
     @keys.command(
-        "add", help=f"Register a public key for a {noun} (a new key id and a new key pair)."
+        "add", help=f"Register a public key for {kind.a_noun} (a new key id and a new key pair)."
     )
     def add_key(
         principal_id: str = id_arg(),

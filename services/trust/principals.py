@@ -39,6 +39,11 @@ class PrincipalKind:
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def a_noun(self) -> str:
+        """The noun with its indefinite article: "a lab", "an evaluator"."""
+        return f"{'an' if self.noun[:1] in tuple('aeiou') else 'a'} {self.noun}"
+
 
 LAB = PrincipalKind("lab", "lab", RejectionReason.UNKNOWN_LAB)
 EVALUATOR = PrincipalKind("evaluator", "evaluator", RejectionReason.UNKNOWN_EVALUATOR)

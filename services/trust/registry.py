@@ -43,7 +43,7 @@ def _malformed(detail: str) -> Refusal:
 def check_ids(kind: PrincipalKind, principal_id: str, key_id: str | None = None) -> Refusal | None:
     if slug(principal_id) is None:
         return _malformed(
-            f"{principal_id!r} is not a {kind.noun} id: lower-case letters, digits, '.', '_' "
+            f"{principal_id!r} is not {kind.a_noun} id: lower-case letters, digits, '.', '_' "
             "and '-', starting with a letter or digit, at most 64 characters"
         )
     if key_id is not None and not KEY_ID.fullmatch(key_id):
@@ -83,7 +83,7 @@ def _check_new(kind: PrincipalKind, principal_id: str, name: str) -> Refusal | N
             "Kafka principal and feeds, so 1-63 characters of a-z, 0-9 and '-' (no '.' or '_')"
         )
     if not 0 < len(name) <= MAX_NAME:
-        return _malformed(f"a {kind.noun}'s name has 1 to {MAX_NAME} characters")
+        return _malformed(f"{kind.a_noun}'s name has 1 to {MAX_NAME} characters")
     return None
 
 

@@ -3,6 +3,7 @@ with its own topics, schema, secrets and Inspect directories."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -17,20 +18,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
 import yaml
 
 from contracts import Event, encode, make_event
-from contracts.events import ReviewWindowClosed, SubmissionAccepted, SubmissionWithdrawn
+from contracts.events import (
+    EvaluationStarted,
+    ExternalFindingRejected,
+    ReviewWindowClosed,
+    SubmissionAccepted,
+    SubmissionWithdrawn,
+)
 from contracts.registry import subject_for
 from services.evaluation import repository
-from services.evaluation.app import MIGRATIONS, build_service, build_worker
+from services.evaluation.app import SCHEMA, build_service, build_worker
 from services.evaluation.model import Assignment
 from services.evaluation.settings import PACKAGE, EvaluationSettings
 from services.runtime import RuntimeSettings, Service
 from services.runtime.database import connect
+from services.trust import registry
+from services.trust.principals import EVALUATOR, PrincipalKey
 from tests.contracts.examples import (
     EVALUATOR_ID,
     EXAMPLE_KEY_ID,
@@ -222,9 +232,14 @@ def suite_entry(suite_id: str, task: str, **fields: Any) -> dict[str, Any]:
     } | fields
 
 
+def endpoint_of(base_url: str) -> str:
+    """The ``host:port`` of a URL: what the endpoint allowlist names."""
+    return urlsplit(base_url).netloc
+
+
 def evaluation_settings(base: RuntimeSettings, directory: Path, **extra: Any) -> EvaluationSettings:
     """Settings of one rig: its own name, schema, topics, secrets and Inspect directories,
-    short leases and backoffs."""
+    short leases and backoffs (``extra``: e.g. the endpoint allowlist)."""
     secrets = directory / "secrets"
     (secrets / CREDENTIAL_REF).parent.mkdir(parents=True)
     (secrets / CREDENTIAL_REF).write_text(DEMO_API_KEY + "\n")
@@ -245,6 +260,30 @@ def evaluation_settings(base: RuntimeSettings, directory: Path, **extra: Any) ->
         "otel_file": directory / "traces.jsonl",
     }
     return isolated(base, EvaluationSettings, "evaluation", **(values | extra))
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    out: str
+    err: str
+
+
+async def evaluation_cli(settings: EvaluationSettings, *args: str) -> Ran:
+    """``python -m services.evaluation.cli ARGS`` as an operator runs it, with ``settings``
+    (without blocking the services this test runs in its event loop)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.evaluation.cli",
+        *args,
+        env=process_env(settings, COLUMNS="200"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return Ran(process.returncode, out.decode(), err.decode())
 
 
 def process_env(settings: EvaluationSettings, **extra: str) -> dict[str, str]:
@@ -362,7 +401,10 @@ class EvalRig:
 async def running_rig(
     base: RuntimeSettings, demo_url: str, directory: Path
 ) -> AsyncIterator[EvalRig]:
-    settings = evaluation_settings(base, directory)
+    # The demo lab server listens on loopback: only the allowlist lets the worker reach it.
+    settings = evaluation_settings(
+        base, directory, evaluation_endpoint_allowlist=[endpoint_of(demo_url)]
+    )
     await create_registry_topics(settings, *TOPICS)
     rig: EvalRig | None = None
     try:
@@ -380,22 +422,40 @@ async def running_rig(
         await drop_schema(settings)
 
 
+async def evaluation_started(rig: EvalRig, sid: UUID) -> None:
+    """Intake and findings are different topics: wait until the submission is known."""
+    await rig.events.wait(lambda: bool(rig.events.of(sid, EvaluationStarted)), what="planning")
+
+
+def rejections(reader: TopicWatcher) -> list[ExternalFindingRejected]:
+    """Every ExternalFindingRejected so far (an unauthenticated one is keyed by its event)."""
+    return [e.data for e in reader.events() if isinstance(e.data, ExternalFindingRejected)]
+
+
 # --- the operator's registry ------------------------------------------------------------------
 
 
 async def register_example_key(rig: EvalRig) -> None:
-    """The example evaluator's key (tests.contracts.examples signs with it)."""
-    async with connect(rig.settings, [MIGRATIONS]) as conn:
-        await repository.add_evaluator_key(conn, EVALUATOR_ID, EXAMPLE_KEY_ID, example_public_key())
+    """The example evaluator and its key (tests.contracts.examples signs with it), as
+    ``cli evaluators register`` and ``evaluators key add`` register them."""
+    now = datetime.now(UTC)
+    key = PrincipalKey(
+        EVALUATOR.name, EVALUATOR_ID, EXAMPLE_KEY_ID, example_public_key(), now, None, None
+    )
+    async with connect(rig.settings, SCHEMA) as conn:
+        assert (
+            await registry.register(conn, EVALUATOR, EVALUATOR_ID, "Example red team", now) is None
+        )
+        assert await registry.add_key(conn, EVALUATOR, key, now) is None
 
 
 async def assign(rig: EvalRig, evaluator_id: str, submission_id: UUID) -> None:
     """What ``cli evaluators assign`` does."""
-    async with connect(rig.settings, [MIGRATIONS]) as conn:
+    async with connect(rig.settings, SCHEMA) as conn:
         assignment = Assignment(evaluator_id, submission_id, datetime.now(UTC), "test")
         assert await repository.assign(conn, assignment)
 
 
 async def unassign(rig: EvalRig, evaluator_id: str, submission_id: UUID) -> None:
-    async with connect(rig.settings, [MIGRATIONS]) as conn:
+    async with connect(rig.settings, SCHEMA) as conn:
         assert await repository.unassign(conn, evaluator_id, submission_id)

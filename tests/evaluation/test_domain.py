@@ -29,12 +29,11 @@ from services.evaluation.credentials import (
 from services.evaluation.demo_model.server import completion, load_profiles
 from services.evaluation.findings import (
     NoScores,
-    Refusal,
     automated_findings,
-    content_hash,
+    check_observation,
     manual_finding,
     may_record,
-    verify_external,
+    rejection,
 )
 from services.evaluation.jobs import (
     GiveUp,
@@ -42,6 +41,7 @@ from services.evaluation.jobs import (
     RetryPolicy,
     after_failure,
     child_crashed,
+    endpoint_not_allowed,
     evaluation_completed,
     inspect_failure,
     unreadable_result,
@@ -49,7 +49,6 @@ from services.evaluation.jobs import (
 from services.evaluation.model import (
     Assignment,
     Evaluation,
-    EvaluatorKey,
     InvalidTransition,
     JobContext,
     JobState,
@@ -65,12 +64,10 @@ from services.evaluation.planning import (
 from services.evaluation.runner import child_environment
 from services.evaluation.runs import ChildRequest, MetricResult, RunRequest, RunResult, Sandbox
 from services.evaluation.suite_registry import SuiteRegistry, load_registry
-from tests.contracts.examples import (
-    EVALUATOR_ID,
-    EXAMPLE_KEY_ID,
-    example,
-    example_public_key,
-)
+from services.trust.refusal import Refusal
+from services.trust.unverified import Addressing
+from services.trust.verifier import Authenticated
+from tests.contracts.examples import EVALUATOR_ID, EXAMPLE_KEY_ID, example
 from tests.evaluation.rig import SHIPPED_REGISTRY
 
 NOW = datetime.now(UTC)
@@ -138,6 +135,10 @@ def test_retries_back_off_then_give_up() -> None:
     assert after_failure(1, 3, policy, FailureKind.CREDENTIAL_NOT_OWNED) == GiveUp(), (
         "another lab's credential stays another lab's: retrying can't help"
     )
+    assert after_failure(1, 3, policy, FailureKind.ENDPOINT_NOT_ALLOWED) == GiveUp(), (
+        "a private address or a redirect is refused again on every attempt"
+    )
+    assert after_failure(1, 3, policy, FailureKind.ENDPOINT_UNREACHABLE) == Retry(10)
     assert policy.delay(5) == 25
     check_transition(JobState.RUNNING, JobState.PENDING)
     with pytest.raises(InvalidTransition):
@@ -357,12 +358,16 @@ def test_run_request_never_shows_its_secret() -> None:
         log_file=Path("x.eval"),
         max_retries=0,
         request_timeout_s=5,
+        endpoint_allowlist=["127.0.0.1:8900"],
     )
     sandbox = Sandbox(hidden=[Path("/secrets")], readable=[], writable=[], connect_ports=[443])
     request = ChildRequest.of(run, Path("logs"), sandbox)
     for shown in (run, request):
         assert "hunter2-secret" not in repr(shown) + shown.model_dump_json()
-    assert json.loads(request.to_stdin())["api_key"] == "hunter2-secret"
+    sent = json.loads(request.to_stdin())
+    assert sent["api_key"] == "hunter2-secret"
+    assert sent["endpoint_allowlist"] == ["127.0.0.1:8900"], "the allowlist travels to the child"
+    assert sent["hosts"] == {}, "the child resolves through DNS unless a test says otherwise"
 
 
 def job_context() -> JobContext:
@@ -401,43 +406,84 @@ def test_findings_are_deterministic_and_only_for_normalised_metrics() -> None:
         automated_findings(job, run.model_copy(update={"metrics": run.metrics[1:]}), NOW)
 
 
-def test_external_finding_checks() -> None:
+def test_an_endpoint_refusal_is_published_in_our_words_only() -> None:
+    detail = (
+        "the evaluation endpoint 'https://lab.test:8443/v1/chat/completions' is not allowed: "
+        "lab.test resolves to 10.0.0.7, which is private (RFC 1918)"
+    )
+    before, at_connection = (
+        endpoint_not_allowed(detail, at_connection=when) for when in (False, True)
+    )
+    assert before.kind is at_connection.kind is FailureKind.ENDPOINT_NOT_ALLOWED
+    assert before.message == (
+        "the model endpoint is not allowed (before the run): the agency connects only to "
+        "public https hosts and follows no redirects; details are in the service log"
+    )
+    assert "when the Inspect process connected" in at_connection.message
+    for failure in (before, at_connection):
+        assert "lab.test" not in failure.message and "10.0.0.7" not in failure.message
+        assert failure.detail == detail, "the refusal itself goes to the log"
+
+
+def test_an_external_finding_observed_in_the_future_is_refused() -> None:
+    finding = example(ExternalFindingSubmitted, observed_at=NOW + timedelta(minutes=2))
+    assert check_observation(finding, NOW + timedelta(minutes=2)) is None
+    refusal = check_observation(finding, NOW + timedelta(minutes=1))
+    assert refusal is not None and refusal.reason is RejectionReason.MALFORMED
+    assert [e.path for e in refusal.field_errors] == ["data.observed_at"]
+
+
+def authenticated_sender() -> Authenticated:
+    return Authenticated("evaluator", EVALUATOR_ID, EXAMPLE_KEY_ID, "n", NOW, "0" * 64)
+
+
+def addressed_finding() -> tuple[ExternalFindingSubmitted, Addressing]:
+    """A finding and where its answer goes (as the handler reads it off the event)."""
     finding = example(ExternalFindingSubmitted)
-    data = finding.model_dump(mode="json", exclude_none=True)
-    key = EvaluatorKey(EXAMPLE_KEY_ID, EVALUATOR_ID, example_public_key(), revoked=False)
-    ok = {"max_age": timedelta(minutes=15), "max_future": timedelta(minutes=1)}
-    subject = str(finding.submission_id)
-    assert verify_external(finding, data, subject, True, key, NOW, **ok) is None
+    kind = ExternalFindingSubmitted.TYPE
+    return finding, Addressing("event-1", kind, EVALUATOR_ID, str(finding.submission_id))
 
-    def reason(**changes: object) -> RejectionReason:
-        args: dict[str, object] = {
-            "subject": subject,
-            "evaluator_known": True,
-            "key": key,
-            "now": NOW,
-            "data": data,
-        }
-        args |= changes
-        refused = verify_external(finding, **args, **ok)  # type: ignore[arg-type]
-        assert isinstance(refused, Refusal)
-        return refused.reason
 
-    assert reason(evaluator_known=False) is RejectionReason.UNKNOWN_EVALUATOR
-    assert reason(evaluator_known=False, key=None) is RejectionReason.UNKNOWN_EVALUATOR
-    assert reason(key=None) is RejectionReason.UNKNOWN_KEY
-    assert reason(key=EvaluatorKey(EXAMPLE_KEY_ID, "other", key.public_key, False)) is (
-        RejectionReason.UNKNOWN_KEY
+def test_a_sender_that_did_not_authenticate_learns_only_that_and_names_no_submission() -> None:
+    finding, where = addressed_finding()
+    revoked = Refusal(RejectionReason.REVOKED_KEY, "key k1 of evaluator x was revoked at ...")
+    told = rejection(
+        revoked, NOW, where=where, sender=None, external_finding_id=finding.external_finding_id
     )
-    assert reason(key=EvaluatorKey(EXAMPLE_KEY_ID, EVALUATOR_ID, key.public_key, True)) is (
-        RejectionReason.REVOKED_KEY
+    assert told is not None
+    assert (told.reason, told.submission_id, told.external_finding_id) == (
+        RejectionReason.AUTHENTICATION_FAILED,
+        None,
+        None,
+    ), "keyed by the event id, not the submission it claims"
+    assert "revoked" not in told.detail
+    assert (told.rejected_event_id, told.evaluator_id) == ("event-1", EVALUATOR_ID)
+    shape = Refusal(RejectionReason.SCHEMA_VIOLATION, "data.score must be <= 1")
+    told = rejection(shape, NOW, where=where, sender=None)
+    assert told is not None and told.reason is RejectionReason.SCHEMA_VIOLATION, "shape: as is"
+
+
+def test_an_authenticated_evaluator_hears_the_precise_reason_about_its_finding() -> None:
+    finding, where = addressed_finding()
+    refusal = Refusal(RejectionReason.NOT_ASSIGNED, "evaluator x is not assigned to ...")
+    told = rejection(
+        refusal,
+        NOW,
+        where=where,
+        sender=authenticated_sender(),
+        external_finding_id=finding.external_finding_id,
     )
-    assert reason(data=data | {"score": 0.99}) is RejectionReason.BAD_SIGNATURE
-    assert reason(now=NOW + timedelta(hours=1)) is RejectionReason.STALE_ISSUED_AT
-    assert reason(now=NOW - timedelta(hours=1)) is RejectionReason.FUTURE_ISSUED_AT
-    assert reason(subject="other") is RejectionReason.SUBJECT_MISMATCH
-    resigned = data | {"signature": data["signature"] | {"nonce": "x" * 20}}
-    assert content_hash(resigned) == content_hash(data)
-    assert content_hash(data | {"score": 0.1}) != content_hash(data)
+    assert told is not None and told.reason is RejectionReason.NOT_ASSIGNED
+    assert (told.submission_id, told.external_finding_id) == (
+        finding.submission_id,
+        finding.external_finding_id,
+    )
+
+
+def test_input_without_a_usable_event_id_gets_no_answer() -> None:
+    nowhere = Addressing(None, None, EVALUATOR_ID, str(uuid.uuid4()))
+    refusal = Refusal(RejectionReason.MALFORMED_JSON, "not JSON")
+    assert rejection(refusal, NOW, where=nowhere, sender=None) is None
 
 
 def test_demo_profiles_script_answers_and_report_usage() -> None:

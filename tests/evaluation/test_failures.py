@@ -15,7 +15,7 @@ from services.evaluation.suites import cyber
 from services.evaluation.suites.common import SYSTEM_PROMPT
 from tests.contracts.examples import LAB_ID
 from tests.evaluation import tasks
-from tests.evaluation.rig import DEMO_API_KEY, EvalRig, accepted, suite_entry
+from tests.evaluation.rig import DEMO_API_KEY, EvalRig, accepted, endpoint_of, suite_entry
 from tests.kit import TopicWatcher, free_port
 
 MAX_ATTEMPTS = 2
@@ -60,9 +60,14 @@ async def test_a_suite_that_times_out_is_retried_then_fails(rig: EvalRig) -> Non
 
 
 async def test_suites_that_error_are_retried_then_fail(rig: EvalRig) -> None:
-    settings = rig.configure(only={"cyber-ctf-proxy"}, suites={"max_attempts": MAX_ATTEMPTS})
+    nobody_home_url = f"http://127.0.0.1:{free_port()}/v1"  # allowed, but nothing listens
+    settings = rig.configure(
+        only={"cyber-ctf-proxy"},
+        suites={"max_attempts": MAX_ATTEMPTS},
+        evaluation_endpoint_allowlist=[endpoint_of(rig.demo_url), endpoint_of(nobody_home_url)],
+    )
     broken = accepted(rig.demo_url, "broken")  # HTTP 500 on every call, quoting the request
-    nobody_home = accepted(f"http://127.0.0.1:{free_port()}/v1", "capable")
+    nobody_home = accepted(nobody_home_url, "capable")
     no_secret = accepted(rig.demo_url, "capable", credential_ref=f"labs/{LAB_ID}/missing-key")
     cases = {
         broken.submission_id: FailureKind.ERROR,

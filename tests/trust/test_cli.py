@@ -244,3 +244,10 @@ def test_the_same_commands_serve_evaluators_with_their_own_texts(
     help_text = ok(evaluators("key", "add", "--help"))
     assert "signature.key_id" in help_text and "PEM" in help_text
     assert json.loads(ok(cli(LAB)("list", "--json"))) == []
+
+
+def test_the_texts_put_the_right_article_before_the_kind(cli: Callable[..., Invoke]) -> None:
+    evaluators, labs = cli(EVALUATOR), cli(LAB)
+    assert "Register an evaluator;" in unboxed(ok(evaluators("--help")))
+    assert "Register a lab;" in unboxed(ok(labs("--help")))
+    refused(evaluators("register", "Red Team"), "'Red Team' is not an evaluator id")

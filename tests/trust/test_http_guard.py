@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from services.trust.endpoints import EndpointPolicy, check_endpoint
 from services.trust.http_guard import EndpointNotAllowed, guarded_client
+from services.trust.refusal import Refusal
 from tests.trust.local_servers import (
     Certificate,
     Reply,
@@ -18,6 +20,9 @@ from tests.trust.local_servers import (
     redirect,
     serving,
 )
+
+if TYPE_CHECKING:
+    from inspect_ai.model import Model
 
 
 def resolver(names: dict[str, Sequence[str]], calls: list[str] | None = None):  # type: ignore[no-untyped-def]
@@ -181,23 +186,13 @@ async def test_urls_the_policy_refuses_never_resolve(url: str) -> None:
 
 async def test_inspect_calls_the_lab_through_the_guarded_client(certificate: Certificate) -> None:
     """The wiring for the Inspect child: get_model(..., http_client=guarded_client(...))."""
-    from inspect_ai.model import GenerateConfig, get_model
-
     async with serving(chat_completion("4"), tls=certificate.server_context()) as (port, seen):
         client = guarded_client(
             EndpointPolicy.from_entries([f"lab.test:{port}"]),
             resolve=resolver({"lab.test": ["127.0.0.1"]}),
             verify=certificate.client_context(),
         )
-        model = get_model(
-            "openai-api/lab/demo",
-            base_url=f"https://lab.test:{port}/v1",
-            api_key="secret",
-            memoize=False,
-            max_retries=0,
-            http_client=client,
-            config=GenerateConfig(max_retries=0, timeout=10),
-        )
+        model = lab_model(f"https://lab.test:{port}/v1", client)
         output = await model.generate("2 + 2?")
         await client.aclose()
     assert output.completion == "4"
@@ -206,8 +201,6 @@ async def test_inspect_calls_the_lab_through_the_guarded_client(certificate: Cer
 
 
 async def test_inspect_cannot_be_redirected_to_a_private_address(certificate: Certificate) -> None:
-    from inspect_ai.model import GenerateConfig, get_model
-
     async with serving(chat_completion("metadata")) as (private_port, private):
         target = f"http://127.0.0.1:{private_port}/latest/meta-data/"
         async with serving(redirect(target), tls=certificate.server_context()) as (port, lab):
@@ -216,18 +209,98 @@ async def test_inspect_cannot_be_redirected_to_a_private_address(certificate: Ce
                 resolve=resolver({"lab.test": ["127.0.0.1"]}),
                 verify=certificate.client_context(),
             )
-            model = get_model(
-                "openai-api/lab/demo",
-                base_url=f"https://lab.test:{port}/v1",
-                api_key="secret",
-                memoize=False,
-                max_retries=0,
-                http_client=client,
-                config=GenerateConfig(max_retries=0, timeout=10),
-            )
+            model = lab_model(f"https://lab.test:{port}/v1", client)
             with pytest.raises(Exception) as failed:
                 await model.generate("2 + 2?")
             await client.aclose()
     assert "307" in str(failed.value)
     assert len(lab.requests) == 1
     assert private.connections == 0
+
+
+async def test_a_caller_that_refuses_redirects_gets_a_refusal_and_nothing_of_the_body(
+    certificate: Certificate,
+) -> None:
+    told: list[Refusal] = []
+    async with serving(Reply(body=b"metadata secrets")) as (private_port, private):
+        target = f"http://127.0.0.1:{private_port}/latest/meta-data/"
+        moved = Reply(307, "Temporary Redirect", (("Location", target),), b"REDIRECT-BODY")
+        async with serving(moved, tls=certificate.server_context()) as (port, lab):
+            client = guarded_client(
+                EndpointPolicy.from_entries([f"127.0.0.1:{port}"]),
+                verify=certificate.client_context(),
+                refuse_redirects=True,
+                on_refusal=told.append,
+            )
+            async with client:
+                with pytest.raises(EndpointNotAllowed) as refused:
+                    await client.post(f"https://127.0.0.1:{port}/v1/chat/completions?k=v")
+    assert refused.value.refusal.reason == "endpoint_not_allowed"
+    assert "HTTP 307 with a redirect" in refused.value.refusal.detail
+    assert "k=v" not in refused.value.refusal.detail, "the query stays out of the refusal"
+    assert "REDIRECT-BODY" not in str(refused.value) and target not in str(refused.value)
+    assert told == [refused.value.refusal]
+    assert len(lab.requests) == 1
+    assert private.connections == 0
+
+
+async def test_a_response_that_is_not_a_redirect_is_returned_when_redirects_are_refused() -> None:
+    async with serving(Reply(404, "Not Found")) as (port, _):
+        policy = EndpointPolicy.from_entries([f"127.0.0.1:{port}"])
+        async with guarded_client(policy, refuse_redirects=True) as client:
+            response = await client.get(f"http://127.0.0.1:{port}/v1")
+    assert response.status_code == 404
+
+
+async def test_every_refusal_is_told_before_it_is_raised(certificate: Certificate) -> None:
+    told: list[Refusal] = []
+    names = resolver({"lab.test": ["10.0.0.7"]})
+    async with guarded_client(EndpointPolicy(), resolve=names, on_refusal=told.append) as client:
+        with pytest.raises(EndpointNotAllowed) as at_connect:
+            await client.get("https://lab.test/v1")
+        with pytest.raises(EndpointNotAllowed) as at_url:
+            await client.get("http://lab.test/v1")
+    assert told == [at_connect.value.refusal, at_url.value.refusal]
+    assert "private (RFC 1918)" in told[0].detail and "not https" in told[1].detail
+
+
+async def test_inspect_sees_a_refusal_as_a_connection_error_caused_by_it(
+    certificate: Certificate,
+) -> None:
+    """What the Inspect child relies on: the SDK wraps the refusal (and Inspect's retrying
+    wraps that), ``on_refusal`` keeps it."""
+    import openai
+    import tenacity
+
+    told: list[Refusal] = []
+    async with serving(redirect("http://169.254.169.254/latest/meta-data/")) as (port, lab):
+        client = guarded_client(
+            EndpointPolicy.from_entries([f"127.0.0.1:{port}"]),
+            refuse_redirects=True,
+            on_refusal=told.append,
+        )
+        model = lab_model(f"http://127.0.0.1:{port}/v1", client)
+        assert model.api.http_client is client  # type: ignore[attr-defined]
+        with pytest.raises(tenacity.RetryError) as failed:
+            await model.generate("2 + 2?")
+        await client.aclose()
+    error = failed.value.last_attempt.exception()
+    assert isinstance(error, openai.APIConnectionError)
+    assert isinstance(error.__cause__, EndpointNotAllowed)
+    assert told == [error.__cause__.refusal]
+    assert len(lab.requests) == 1
+
+
+def lab_model(base_url: str, client: httpx.AsyncClient) -> Model:
+    """Inspect's openai-api model on ``client``, as the evaluation's Inspect process builds it."""
+    from inspect_ai.model import GenerateConfig, get_model
+
+    return get_model(
+        "openai-api/lab/demo",
+        base_url=base_url,
+        api_key="secret",
+        memoize=False,
+        max_retries=0,
+        http_client=client,
+        config=GenerateConfig(max_retries=0, timeout=10),
+    )
