@@ -28,7 +28,7 @@ OTHER_TOPICS = [t.name for t in TOPICS if t.name not in GOVERNMENT_READS]
 
 
 def test_government_reads_the_findings_feed_and_the_audit_checkpoints() -> None:
-    assert GOVERNMENT_READS == {"gov.findings", "gov.audit"}
+    assert {"gov.findings", "gov.audit"} == GOVERNMENT_READS
 
 
 @pytest.fixture
