@@ -14,11 +14,11 @@ accepts it, ReviewerDecisionRejected (with a reason code) when it refuses it.
 from __future__ import annotations
 
 from typing import ClassVar, Self
-from uuid import UUID
 
 from pydantic import ConfigDict, Field, model_validator
 
-from contracts.events.common import SignedEvent, Slug, Text
+from contracts.events.common import CanonicalUuid, Slug, Text
+from contracts.events.lab import LabInput, LabSignature
 from contracts.events.risk import (
     EscalationDecision,
     Exemption,
@@ -58,13 +58,13 @@ class ReviewerOrder(RestrictionOrderSpec):
     scope: ReviewerScope = Field(description="Who is denied.")
 
 
-class ReviewerSignatureInput(ReviewerSignature):
+class ReviewerSignatureInput(LabSignature, ReviewerSignature):
     """The reviewer's signature (reviewer input: unknown fields forbidden)."""
 
     model_config = FORBID
 
 
-class ReviewerDecisionSubmitted(SignedEvent):
+class ReviewerDecisionSubmitted(LabInput):
     """A reviewer's signed decision on an escalation.
 
     - ``restrict`` (confirm) carries the ``order`` to issue; it takes effect when the
@@ -78,15 +78,15 @@ class ReviewerDecisionSubmitted(SignedEvent):
     duplicate; the same id with a different body is refused as ``conflict``.
     """
 
-    model_config = FORBID
-
     TYPE: ClassVar[str] = "frontier_review.reviewers.ReviewerDecisionSubmitted"
 
-    decision_id: UUID = Field(
+    decision_id: CanonicalUuid = Field(
         description="Reviewer-chosen UUID; the idempotency key.", json_schema_extra=PUBLIC
     )
-    escalation_id: UUID = Field(description="The escalation decided.", json_schema_extra=PUBLIC)
-    submission_id: UUID = Field(
+    escalation_id: CanonicalUuid = Field(
+        description="The escalation decided.", json_schema_extra=PUBLIC
+    )
+    submission_id: CanonicalUuid = Field(
         description="The escalation's submission (the record key).", json_schema_extra=PUBLIC
     )
     reviewer_id: Slug = Field(description="The reviewer's registered id.")
@@ -96,7 +96,7 @@ class ReviewerDecisionSubmitted(SignedEvent):
     order: ReviewerOrder | None = Field(
         default=None, description="restrict only: the order to issue (scope and times)."
     )
-    interim_order_id: UUID | None = Field(
+    interim_order_id: CanonicalUuid | None = Field(
         default=None, description="lift_interim only: the interim order to lift."
     )
     justification: Text = Field(

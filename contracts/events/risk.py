@@ -19,6 +19,7 @@ from contracts.envelope import Event
 from contracts.events.common import (
     CountryCode,
     EvaluationMethod,
+    EventId,
     ModelId,
     Part,
     PolicyVersion,
@@ -313,6 +314,12 @@ class EscalationDecided(Event):
         description="The interim order this decision lifts (quorum met on lift_interim, "
         "no_restriction or monitor while an interim order is in force).",
     )
+    decision_event_id: EventId | None = Field(
+        default=None,
+        description="CloudEvent id of the ReviewerDecisionSubmitted accepted. The reviewer's "
+        "CLI matches its answer by this id together with the signature (nonce and value) it "
+        "made: an event id alone can be copied onto any record.",
+    )
 
     @model_validator(mode="after")
     def _order(self) -> Self:
@@ -579,6 +586,13 @@ class ReviewerDecisionRejected(Rejection):
     escalation_id: UUID | None = Field(default=None, description="The escalation named.")
     reviewer_id: Slug | None = Field(default=None, description="Reviewer id as claimed.")
     decision_id: UUID | None = Field(default=None, description="The decision id, when readable.")
+    received_sha256: Sha256Hex | None = Field(
+        default=None,
+        description="SHA-256 (hex) of the RFC 8785 form of the refused record's CloudEvent "
+        "data as received, signature included, when it could be read. With "
+        "rejected_event_id it ties the answer to what the sender signed: an event id can be "
+        "copied onto a forged record by anyone, the signed data only by replaying it.",
+    )
 
     @model_validator(mode="after")
     def _addressable(self) -> Self:

@@ -41,6 +41,7 @@ from contracts.events import (
     FindingRecorded,
     FindingShared,
     RestrictionLifted,
+    RestrictionLiftOrdered,
     RestrictionOrdered,
     ReviewConcluded,
     ReviewerDecisionRejected,
@@ -442,6 +443,15 @@ _FACTORIES: dict[type[Event], Callable[[], dict[str, Any]]] = {
         "level": "high",
         "domains": ["cyber"],
         "policy_version": "thresholds-2026.1",
+    },
+    RestrictionLiftOrdered: lambda: {
+        "order_id": INTERIM_ORDER_ID,
+        "submission_id": SUBMISSION_ID,
+        "model_id": MODEL_ID,
+        "escalation_id": ESCALATION_ID,
+        "reviewer_ids": [REVIEWER_ID, "reviewer-sam"],
+        "reason": "the findings were reproduced without uplift; no restriction is warranted",
+        "lifted_at": NOW + timedelta(days=15, hours=2),
     },
     ReviewerDecisionRejected: lambda: {
         **_rejection(),
