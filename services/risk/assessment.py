@@ -288,11 +288,17 @@ def _unique(findings: Iterable[FindingRecorded]) -> list[FindingRecorded]:
     smallest canonical form: the choice never depends on arrival order."""
     chosen: dict[UUID, tuple[tuple[datetime, bytes], FindingRecorded]] = {}
     for finding in findings:
-        rank = (finding.recorded_at, rfc8785.dumps(finding.model_dump(mode="json")))
+        rank = finding_rank(finding)
         known = chosen.get(finding.finding_id)
         if known is None or rank < known[0]:
             chosen[finding.finding_id] = (rank, finding)
     return [chosen[key][1] for key in sorted(chosen, key=str)]
+
+
+def finding_rank(finding: FindingRecorded) -> tuple[datetime, bytes]:
+    """Of two bodies under one finding id, the one of lower rank is kept: the earliest
+    recorded, then the smallest canonical form (the same choice in any arrival order)."""
+    return (finding.recorded_at, rfc8785.dumps(finding.model_dump(mode="json")))
 
 
 def _ranked(items: Iterable[_Scored]) -> list[_Scored]:

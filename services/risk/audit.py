@@ -64,7 +64,8 @@ class AuditKind(StrEnum):
     DECISION_ACCEPTED = "decision_accepted"  # the reviewer's signed data, verbatim
     DECISION_REFUSED = "decision_refused"
     ESCALATION_OVERDUE = "escalation_overdue"
-    RESTRICTION_LIFTED = "restriction_lifted"
+    LIFT_ORDERED = "lift_ordered"  # RestrictionLiftOrdered: the reviewers' quorum lifts an order
+    RESTRICTION_LIFTED = "restriction_lifted"  # RestrictionLifted from access: it is lifted
     COMPLIANCE_OVERDUE = "compliance_overdue"
     REVIEW_CONCLUDED = "review_concluded"
 
@@ -150,8 +151,9 @@ def checkpoint(head: AuditEntry | None, now: datetime, key: ServiceKey) -> Audit
                 "key_id": key.key_id,
                 "algorithm": "ed25519",
                 "issued_at": now,
-                # unique per checkpoint of this key, and reproducible
-                "nonce": f"cp-{size}-{head_sha256[:32]}",
+                # unique per checkpoint of this key (one per interval, so a log that did
+                # not grow is checkpointed again at a later time), and reproducible
+                "nonce": f"cp-{size}-{head_sha256[:16]}-{_micros(now)}",
                 "value": PLACEHOLDER_SIGNATURE,
             },
         }
@@ -365,6 +367,10 @@ def _against_checkpoints(
             )
         else:
             good_below = cp.size
+
+
+def _micros(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
 
 
 def _utc(moment: datetime) -> str:

@@ -35,6 +35,7 @@ The rules:
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID
@@ -46,6 +47,7 @@ from contracts.events.reviewers import ReviewerDecisionSubmitted
 from contracts.events.risk import (
     EscalationDecided,
     EscalationDecision,
+    RestrictionLiftOrdered,
     RestrictionOrdered,
     RestrictionOrderSpec,
     ReviewerDecisionRejected,
@@ -56,6 +58,8 @@ from services.risk.orders import as_scope, order_id, order_sha256
 from services.trust.refusal import Refusal, answer_fields
 from services.trust.unverified import Addressing
 from services.trust.verifier import Authenticated
+
+DECISION_NAMESPACE = UUID("5d2b8e41-9c3a-4f67-b1d0-7e4a2c9f6b38")
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,37 @@ def decide(
         lifted_order_id=lifted,
     )
     return DecisionAccepted(state, decided, order, lifted)
+
+
+def lift_order(
+    escalation: Escalation,
+    accepted: DecisionAccepted,
+    decision: ReviewerDecisionSubmitted,
+    now: datetime,
+) -> RestrictionLiftOrdered:
+    """The order to lift the interim order, for the access service, when the quorum on a
+    decision lifted it (``accepted.lifted_order_id``): signed by those who reached it."""
+    if accepted.lifted_order_id is None:
+        raise ValueError(f"decision {decision.decision_id} lifted no order")
+    return RestrictionLiftOrdered(
+        order_id=accepted.lifted_order_id,
+        submission_id=escalation.submission_id,
+        model_id=escalation.model_id,
+        escalation_id=escalation.escalation_id,
+        reviewer_ids=accepted.decided.signed_by,
+        reason=decision.justification,
+        lifted_at=now,
+    )
+
+
+def decided_event_id(decision_id: UUID) -> str:
+    """Deterministic: one EscalationDecided per accepted decision."""
+    return str(uuid.uuid5(DECISION_NAMESPACE, f"{decision_id}/decided"))
+
+
+def lift_event_id(order_id: UUID) -> str:
+    """Deterministic: an order is lifted once."""
+    return str(uuid.uuid5(DECISION_NAMESPACE, f"{order_id}/lift"))
 
 
 def rejection(
