@@ -195,28 +195,47 @@ def answer_to(
     return None
 
 
-def envelope(
-    decision: ReviewerDecisionSubmitted,
-) -> tuple[CloudEvent[ReviewerDecisionSubmitted], bytes, str]:
-    """The CloudEvent as sent, its bytes, and the SHA-256 of its data (RFC 8785)."""
+@dataclass(frozen=True)
+class Outgoing:
+    """A decision as it is sent: the CloudEvent, its bytes, the SHA-256 of its data."""
+
+    event: CloudEvent[ReviewerDecisionSubmitted]
+    raw: bytes
+    data_sha256: str
+
+    def answer(self, event: CloudEvent[Event]) -> Answer | None:
+        return answer_to(self.event, self.data_sha256, event)
+
+
+def prepare(decision: ReviewerDecisionSubmitted, *, event_id: str | None = None) -> Outgoing:
+    """The CloudEvent of ``decision`` (a fresh id unless given), encoded."""
     event = make_event(
-        decision, source=f"/reviewers/{decision.reviewer_id}", subject=str(decision.submission_id)
+        decision,
+        source=f"/reviewers/{decision.reviewer_id}",
+        subject=str(decision.submission_id),
+        event_id=event_id,
     )
     raw = encode(event)
     data = json.loads(raw)["data"]
-    return event, raw, hashlib.sha256(rfc8785.dumps(data)).hexdigest()
+    return Outgoing(event, raw, hashlib.sha256(rfc8785.dumps(data)).hexdigest())
 
 
 async def submit(
     settings: RuntimeSettings, decision: ReviewerDecisionSubmitted, *, within_s: float = 30.0
 ) -> Answer:
-    """Publish ``decision`` and wait for the risk service's answer to it.
+    """Publish ``decision`` and wait for the risk service's answer to it."""
+    return await send(settings, prepare(decision), within_s=within_s)
+
+
+async def send(settings: RuntimeSettings, outgoing: Outgoing, *, within_s: float = 30.0) -> Answer:
+    """Publish a prepared decision and wait for the answer to it.
 
     Reads risk.events from its end (taken before sending) on the partitions of the two
     keys an answer can have: the submission id (an authenticated decision) and the
     event id (one that did not authenticate). TimeoutError when none came in time.
     """
-    event, raw, sent_sha256 = envelope(decision)
+    event = outgoing.event
+    decision = event.data
     topic = settings.topic(RISK_EVENTS.name)
     producer = AIOKafkaProducer(**settings.kafka_options(), enable_idempotence=True, acks="all")
     consumer = AIOKafkaConsumer(
@@ -238,7 +257,9 @@ async def submit(
         for tp in partitions:
             await consumer.position(tp)  # fix the starting point before the answer exists
         await producer.send_and_wait(
-            settings.topic(DECISIONS.name), value=raw, key=str(decision.submission_id).encode()
+            settings.topic(DECISIONS.name),
+            value=outgoing.raw,
+            key=str(decision.submission_id).encode(),
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
@@ -252,7 +273,7 @@ async def submit(
                         answered = decode(record.value, RISK_EVENTS.event_types)
                     except ContractViolation:
                         continue
-                    answer = answer_to(event, sent_sha256, answered)
+                    answer = outgoing.answer(answered)
                     if answer is not None:
                         return answer
         raise TimeoutError(

@@ -299,6 +299,14 @@ class Rig:
         sid = sub.submission_id if isinstance(sub, Submission) else sub
         return [e for e in self.events.of(sid, kind)]
 
+    def envelopes(self, subject: object, kind: type[Event]) -> list[CloudEvent[Event]]:
+        """The CloudEvents on risk.events keyed by ``subject`` of type ``kind``."""
+        return [
+            e
+            for e in self.events.events()
+            if e.subject == str(subject) and isinstance(e.data, kind)
+        ]
+
     async def one(self, sub: Submission | UUID, kind: type[E], *, timeout: float = 30.0) -> E:
         """Wait for the first ``kind`` about ``sub`` on risk.events."""
         await self.events.wait(
