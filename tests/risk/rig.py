@@ -15,7 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,7 +59,6 @@ TOPICS = (
     "gov.findings",
     "gov.audit",
 )
-SOURCES = {"intake": "intake", "evaluation": "evaluation", "access": "access"}
 REVIEWER_IDS = ("r1", "r2", "r3")
 
 
@@ -152,7 +151,6 @@ class Rig:
     checkpoints: TopicWatcher  # gov.audit
     reviewers: dict[str, Reviewer]
     key_dir: Path
-    _count: list[int] = field(default_factory=lambda: [0])
 
     # --- what other services publish ----------------------------------------------------
 
@@ -160,69 +158,23 @@ class Rig:
         self, data: Event, *, event_id: str | None = None, source: str | None = None
     ) -> CloudEvent[Event]:
         """``data`` on its registry topic under the rig's prefix, as its producer sends it."""
-        topic = topic_for(type(data))
-        event = make_event(
-            data,
-            source=source or f"/frontier-review/{SOURCES.get(topic.producer, topic.producer)}",
-            subject=subject_for(data),
-            event_id=event_id,
-        )
-        await self.producer.send(self.settings.topic(topic.name), encode(event), event.subject)
-        return event
+        return await deliver(self.producer, self.settings, data, event_id=event_id, source=source)
 
     async def submission(self, *, days: int = 14) -> Submission:
         """A new accepted submission (intake's SubmissionAccepted)."""
-        self._count[0] += 1
-        now = self.clock.now()
-        lab = f"lab-{self._count[0]}"
-        accepted = example(
-            SubmissionAccepted,
-            submission_id=uuid.uuid4(),
-            lab_id=lab,
-            model_id=f"{lab}/model-{uuid.uuid4().hex[:6]}@1.0.0",
-            accepted_at=now,
-            deadline=now + timedelta(days=days),
-        )
+        accepted, sub = submission_accepted(self.clock.now(), days=days)
         await self.deliver(accepted)
-        return Submission(accepted.submission_id, lab, accepted.model_id, accepted.deadline)
+        return sub
 
     def finding(
         self,
         sub: Submission,
         domain: RiskDomain | str = RiskDomain.CYBER,
         score: float = 1.0,
-        *,
-        capability: str | None = None,
-        method: str = "automated",
-        evaluator: str = "agency",
-        finding_id: UUID | None = None,
-        recorded_at: datetime | None = None,
+        **options: Any,
     ) -> FindingRecorded:
-        """A FindingRecorded of the proxy suite of ``domain`` (or an external one)."""
-        domain = RiskDomain(domain)
-        suite, _, proxy_capability = next(s for s in PROXY_SUITES if s[1] is domain)
-        external = method == "manual"
-        return FindingRecorded(
-            finding_id=finding_id or uuid.uuid4(),
-            submission_id=sub.submission_id,
-            model_id=sub.model_id,
-            suite_id="external" if external else suite,
-            suite_version="manual" if external else "1.0.0",
-            domain=domain,
-            capability=capability or proxy_capability,
-            score=score,
-            metric="success-rate" if external else "accuracy",
-            stderr=0.1,
-            samples_total=3,
-            samples_scored=3,
-            method=method,
-            evaluator=evaluator,
-            evidence_ref=f"inspect-logs/{sub.submission_id}/{suite}@1.0.0/attempt-1.eval",
-            evidence_sha256="ab" * 32,
-            summary="restricted red-team narrative" if external else None,
-            external_finding_id=uuid.uuid4() if external else None,
-            recorded_at=recorded_at or self.clock.now(),
-        )
+        """A FindingRecorded of the proxy suite of ``domain`` (see ``make_finding``)."""
+        return make_finding(sub, domain, score, **({"recorded_at": self.clock.now()} | options))
 
     def completed(
         self, sub: Submission, statuses: Mapping[RiskDomain, SuiteStatus] | None = None
@@ -322,6 +274,79 @@ class Rig:
             return await conn.fetch(query, *args)
         finally:
             await conn.close()
+
+
+async def deliver(
+    producer: Producer,
+    settings: RuntimeSettings,
+    data: Event,
+    *,
+    event_id: str | None = None,
+    source: str | None = None,
+) -> CloudEvent[Event]:
+    """The one way tests feed the risk service what other services publish: ``data`` on
+    its registry topic under the settings' prefix, keyed and enveloped as its producer's
+    outbox would."""
+    topic = topic_for(type(data))
+    event = make_event(
+        data,
+        source=source or f"/frontier-review/{topic.producer}",
+        subject=subject_for(data),
+        event_id=event_id,
+    )
+    await producer.send(settings.topic(topic.name), encode(event), event.subject)
+    return event
+
+
+def submission_accepted(now: datetime, *, days: int = 14) -> tuple[SubmissionAccepted, Submission]:
+    lab = f"lab-{uuid.uuid4().hex[:6]}"
+    accepted = example(
+        SubmissionAccepted,
+        submission_id=uuid.uuid4(),
+        lab_id=lab,
+        model_id=f"{lab}/model@1.0.0",
+        accepted_at=now,
+        deadline=now + timedelta(days=days),
+    )
+    return accepted, Submission(accepted.submission_id, lab, accepted.model_id, accepted.deadline)
+
+
+def make_finding(
+    sub: Submission,
+    domain: RiskDomain | str = RiskDomain.CYBER,
+    score: float = 1.0,
+    *,
+    capability: str | None = None,
+    method: str = "automated",
+    evaluator: str = "agency",
+    finding_id: UUID | None = None,
+    recorded_at: datetime | None = None,
+) -> FindingRecorded:
+    """A FindingRecorded of the proxy suite of ``domain`` (or an external evaluator's)."""
+    domain = RiskDomain(domain)
+    suite, _, proxy_capability = next(s for s in PROXY_SUITES if s[1] is domain)
+    external = method == "manual"
+    return FindingRecorded(
+        finding_id=finding_id or uuid.uuid4(),
+        submission_id=sub.submission_id,
+        model_id=sub.model_id,
+        suite_id="external" if external else suite,
+        suite_version="manual" if external else "1.0.0",
+        domain=domain,
+        capability=capability or proxy_capability,
+        score=score,
+        metric="success-rate" if external else "accuracy",
+        stderr=0.1,
+        samples_total=3,
+        samples_scored=3,
+        method=method,
+        evaluator=evaluator,
+        evidence_ref=f"inspect-logs/{sub.submission_id}/{suite}@1.0.0/attempt-1.eval",
+        evidence_sha256="ab" * 32,
+        summary="restricted red-team narrative" if external else None,
+        external_finding_id=uuid.uuid4() if external else None,
+        recorded_at=recorded_at or datetime.now().astimezone(),
+    )
 
 
 async def create_risk_topics(settings: RuntimeSettings) -> None:
