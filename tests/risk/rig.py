@@ -9,9 +9,9 @@ go through ``services.risk.reviewer`` (what the reviewer's CLI runs).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -94,18 +94,39 @@ def environment(settings: RiskSettings, **extra: str) -> dict[str, str]:
     return dict(os.environ) | env | {"FR_LOG_JSON": "false", "FR_HTTP_PORT": "none"} | extra
 
 
-def cli(
-    settings: RiskSettings, *args: str, timeout: float = 90.0
-) -> subprocess.CompletedProcess[str]:
-    """``python -m services.risk.cli *args`` as an operator or reviewer runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "services.risk.cli", *args],
+@dataclass(frozen=True)
+class Ran:
+    """What a CLI run printed and how it exited."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+async def cli(settings: RiskSettings, *args: str, timeout: float = 90.0) -> Ran:
+    """``python -m services.risk.cli *args`` as an operator or reviewer runs it (in a
+    process of its own, while the rig's service keeps running in this event loop)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.risk.cli",
+        *args,
         env=environment(settings, COLUMNS="200"),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
+    try:
+        async with asyncio.timeout(timeout):
+            stdout, stderr = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        raise
+    assert process.returncode is not None
+    return Ran(process.returncode, stdout.decode(), stderr.decode())
 
 
 @dataclass(frozen=True)
