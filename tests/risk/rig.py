@@ -200,32 +200,10 @@ class Rig:
     def completed(
         self, sub: Submission, statuses: Mapping[RiskDomain, SuiteStatus] | None = None
     ) -> EvaluationCompleted:
-        statuses = statuses or {}
-        return EvaluationCompleted(
-            submission_id=sub.submission_id,
-            model_id=sub.model_id,
-            ended_by=EvaluationEnd.ALL_SUITES_ENDED,
-            suites=[
-                {
-                    "suite_id": suite,
-                    "suite_version": "1.0.0",
-                    "domain": domain,
-                    "status": statuses.get(domain, SuiteStatus.COMPLETED),
-                    "attempts": 1,
-                }
-                for suite, domain, _ in PROXY_SUITES
-            ],
-            completed_at=self.clock.now(),
-        )
+        return evaluation_completed(sub, self.clock.now(), statuses)
 
     def window_closed(self, sub: Submission) -> ReviewWindowClosed:
-        return ReviewWindowClosed(
-            submission_id=sub.submission_id,
-            lab_id=sub.lab_id,
-            model_id=sub.model_id,
-            deadline=sub.deadline,
-            closed_at=self.clock.now(),
-        )
+        return window_closed(sub, self.clock.now())
 
     # --- reviewers ----------------------------------------------------------------------
 
@@ -367,6 +345,39 @@ def make_finding(
         summary="restricted red-team narrative" if external else None,
         external_finding_id=uuid.uuid4() if external else None,
         recorded_at=recorded_at or datetime.now().astimezone(),
+    )
+
+
+def evaluation_completed(
+    sub: Submission, now: datetime, statuses: Mapping[RiskDomain, SuiteStatus] | None = None
+) -> EvaluationCompleted:
+    """Every proxy suite ended (completed, unless ``statuses`` says otherwise)."""
+    statuses = statuses or {}
+    return EvaluationCompleted(
+        submission_id=sub.submission_id,
+        model_id=sub.model_id,
+        ended_by=EvaluationEnd.ALL_SUITES_ENDED,
+        suites=[
+            {
+                "suite_id": suite,
+                "suite_version": "1.0.0",
+                "domain": domain,
+                "status": statuses.get(domain, SuiteStatus.COMPLETED),
+                "attempts": 1,
+            }
+            for suite, domain, _ in PROXY_SUITES
+        ],
+        completed_at=now,
+    )
+
+
+def window_closed(sub: Submission, now: datetime) -> ReviewWindowClosed:
+    return ReviewWindowClosed(
+        submission_id=sub.submission_id,
+        lab_id=sub.lab_id,
+        model_id=sub.model_id,
+        deadline=sub.deadline,
+        closed_at=now,
     )
 
 
