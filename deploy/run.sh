@@ -21,7 +21,10 @@ export FR_KAFKA_BOOTSTRAP FR_DATABASE_URL
 # Demo settings (local development only): a "day" of the review window lasts
 # 1 s, and the demo lab model server speaks plain http on :8900 with this key.
 export FR_INTAKE_SECONDS_PER_DAY=${FR_INTAKE_SECONDS_PER_DAY:-1}
+export FR_RISK_SECONDS_PER_DAY=${FR_RISK_SECONDS_PER_DAY:-$FR_INTAKE_SECONDS_PER_DAY}
 export FR_INTAKE_ALLOW_HTTP_ENDPOINTS=true
+# The risk service signs its audit log; in production the key is a mounted secret.
+[[ -f .local/risk/audit-key.pem ]] || .venv/bin/python -m services.risk.cli audit keygen
 export DEMO_LAB_API_KEY=${DEMO_LAB_API_KEY:-demo-key}
 step "services and the demo lab model server"
 bash deploy/services.sh start
