@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import rfc8785
 from cryptography.exceptions import InvalidSignature
@@ -109,8 +109,16 @@ def entry_sha256(
     return hashlib.sha256(ENTRY_DOMAIN + rfc8785.dumps(header)).hexdigest()
 
 
+class ChainHead(NamedTuple):
+    """What the next entry links to: the last entry's number and hash (0 and GENESIS for
+    an empty log). An AuditEntry is one too."""
+
+    sequence: int
+    entry_sha256: str
+
+
 def append(
-    previous: AuditEntry | None,
+    previous: AuditEntry | ChainHead | None,
     kind: AuditKind,
     subject: str,
     content: BaseModel | Mapping[str, Any],
@@ -121,6 +129,8 @@ def append(
     (one head at a time) and stores the entry in the transaction of what it records."""
     sequence = previous.sequence + 1 if previous else 1
     previous_sha256 = previous.entry_sha256 if previous else GENESIS
+    if previous is not None and previous.sequence == 0 and previous_sha256 != GENESIS:
+        raise ValueError("an empty log's head is the genesis hash")
     text = canonical(content)
     digest = entry_sha256(sequence, kind.value, subject, recorded_at, text, previous_sha256)
     signature = key.private_key.sign(SIGNATURE_DOMAIN + bytes.fromhex(digest))

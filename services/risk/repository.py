@@ -31,7 +31,7 @@ from contracts.events.risk import (
 )
 from services.risk import audit
 from services.risk.assessment import finding_rank, published_result_sha256
-from services.risk.audit import AuditKind, ServiceKey
+from services.risk.audit import AuditKind, ChainHead, ServiceKey
 from services.risk.model import (
     AuditEntry,
     Escalation,
@@ -90,8 +90,12 @@ async def record_policy(
 
 # --- reviews: the row that serialises a submission's writers --------------------------------
 
-_REVIEW = """submission_id, lab_id, model_id, window_deadline, window_closed_at, withdrawn_at,
-             evaluation_ended, concluded_at"""
+_REVIEW = """r.submission_id, r.lab_id, r.model_id, r.window_deadline, r.window_closed_at,
+             r.withdrawn_at, r.evaluation_ended, r.concluded_at,
+             (SELECT coalesce(json_agg(json_build_array(s.suite_id, s.suite_version, s.domain,
+                                                        s.status)
+                                       ORDER BY s.suite_id, s.suite_version), '[]')
+              FROM suite_runs s WHERE s.submission_id = r.submission_id) AS suites"""
 
 
 async def open_review(
@@ -106,43 +110,37 @@ async def open_review(
     transaction ends. Events of a submission come on three topics with no order between
     them, so any of them may be the first."""
     row = await conn.fetchrow(
-        f"""INSERT INTO reviews (submission_id, lab_id, model_id, window_deadline)
-            VALUES ($1, $2, $3, $4)
-            ON CONFLICT (submission_id) DO UPDATE
-               SET window_deadline = coalesce(reviews.window_deadline, EXCLUDED.window_deadline)
-            RETURNING {_REVIEW}""",
+        f"""WITH opened AS (
+                INSERT INTO reviews (submission_id, lab_id, model_id, window_deadline)
+                VALUES ($1, $2, $3, $4)
+                ON CONFLICT (submission_id) DO UPDATE
+                   SET window_deadline = coalesce(reviews.window_deadline,
+                                                  EXCLUDED.window_deadline)
+                RETURNING *)
+            SELECT {_REVIEW} FROM opened r""",
         submission_id,
         lab_id or lab_of(model_id),
         model_id,
         window_deadline,
     )
     assert row is not None
-    return await _review(conn, row)
+    return _review(row)
 
 
 async def lock_review(conn: Connection, submission_id: UUID) -> Review | None:
     row = await conn.fetchrow(
-        f"SELECT {_REVIEW} FROM reviews WHERE submission_id = $1 FOR UPDATE", submission_id
+        f"SELECT {_REVIEW} FROM reviews r WHERE r.submission_id = $1 FOR UPDATE OF r",
+        submission_id,
     )
-    return await _review(conn, row) if row is not None else None
+    return _review(row) if row is not None else None
 
 
-async def _review(conn: Connection, row: asyncpg.Record) -> Review:
-    runs = await conn.fetch(
-        """SELECT suite_id, suite_version, domain, status FROM suite_runs
-           WHERE submission_id = $1 ORDER BY suite_id, suite_version""",
-        row["submission_id"],
-    )
+def _review(row: asyncpg.Record) -> Review:
     ended = row["evaluation_ended"]
     progress = EvaluationProgress(
         suites=tuple(
-            SuiteRun(
-                r["suite_id"],
-                r["suite_version"],
-                RiskDomain(r["domain"]),
-                SuiteStatus(r["status"]) if r["status"] else None,
-            )
-            for r in runs
+            SuiteRun(suite_id, version, RiskDomain(domain), SuiteStatus(status) if status else None)
+            for suite_id, version, domain, status in _loads(row["suites"])
         ),
         ended_by=EvaluationEnd(ended) if ended else None,
     )
@@ -213,24 +211,26 @@ async def store_finding(conn: Connection, finding: FindingRecorded, now: datetim
     """
     body = _json(finding)
     sha = hashlib.sha256(body.encode()).hexdigest()
+    inserted = await conn.fetchval(
+        """INSERT INTO findings (finding_id, submission_id, domain, body, body_sha256,
+                                 recorded_at, received_at)
+           VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)
+           ON CONFLICT (finding_id) DO NOTHING RETURNING true""",
+        finding.finding_id,
+        finding.submission_id,
+        finding.domain.value,
+        body,
+        sha,
+        finding.recorded_at,
+        now,
+    )
+    if inserted:
+        return True
     existing = await conn.fetchrow(
         "SELECT submission_id, body, body_sha256 FROM findings WHERE finding_id = $1 FOR UPDATE",
         finding.finding_id,
     )
-    if existing is None:
-        await conn.execute(
-            """INSERT INTO findings (finding_id, submission_id, domain, body, body_sha256,
-                                     recorded_at, received_at)
-               VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)""",
-            finding.finding_id,
-            finding.submission_id,
-            finding.domain.value,
-            body,
-            sha,
-            finding.recorded_at,
-            now,
-        )
-        return True
+    assert existing is not None
     if existing["submission_id"] != finding.submission_id:
         raise PermanentError(
             "finding_id_reused",
@@ -588,18 +588,17 @@ async def append_audit(
 ) -> AuditEntry:
     """Append an entry in the caller's transaction. The head row is locked until it
     ends, so entries get consecutive numbers in commit order and the chain never forks."""
-    head = await conn.fetchrow("SELECT sequence FROM audit_head FOR UPDATE")
+    head = await conn.fetchrow("SELECT sequence, entry_sha256 FROM audit_head FOR UPDATE")
     assert head is not None, "the audit_head row is created with the schema"
-    previous = None
-    if head["sequence"]:
-        row = await conn.fetchrow(
-            f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE sequence = $1", head["sequence"]
-        )
-        assert row is not None, f"audit_head names entry {head['sequence']}, which is missing"
-        previous = entry_from_row(row)
+    previous = ChainHead(head["sequence"], head["entry_sha256"]) if head["sequence"] else None
     entry = audit.append(previous, kind, subject, content, at, key)
     await conn.execute(
-        f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        f"""WITH appended AS (
+                INSERT INTO audit_log ({AUDIT_COLUMNS})
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING sequence, entry_sha256)
+            UPDATE audit_head SET sequence = appended.sequence,
+                                  entry_sha256 = appended.entry_sha256
+            FROM appended""",
         entry.sequence,
         entry.kind,
         entry.subject,
@@ -609,11 +608,6 @@ async def append_audit(
         entry.entry_sha256,
         entry.key_id,
         entry.signature,
-    )
-    await conn.execute(
-        "UPDATE audit_head SET sequence = $1, entry_sha256 = $2",
-        entry.sequence,
-        entry.entry_sha256,
     )
     return entry
 
