@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from contracts.events import EscalationRaised, RestrictionOrdered, RiskAssessed
@@ -34,11 +35,30 @@ from tests.risk.rig import (
 SUBMISSIONS = 12
 
 
+async def checkpoint_counts(config: RiskSettings) -> tuple[int, int]:
+    """(checkpoints stored, checkpoint timers fired), read in one snapshot."""
+    conn = await asyncpg.connect(
+        config.database_url, server_settings={"search_path": config.db_schema}
+    )
+    try:
+        row = await conn.fetchrow(
+            """SELECT (SELECT count(*) FROM audit_checkpoints) AS stored,
+                      (SELECT count(*) FROM timers
+                       WHERE kind = 'audit-checkpoint' AND state = 'fired') AS fired"""
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["stored"]), int(row["fired"])
+
+
 @pytest.fixture
 async def replicas(
     settings: RuntimeSettings, kafka: str, database: str, tmp_path: Path
 ) -> AsyncIterator[tuple[RiskSettings, list[Service]]]:
-    config = risk_settings(settings, tmp_path, consumer_batch_size=20)
+    config = risk_settings(
+        settings, tmp_path, consumer_batch_size=20, risk_checkpoint_interval_s=1.0
+    )
     keys.generate(config.risk_service_key_file)
     await create_risk_topics(config)
     clock = MovableClock()
@@ -58,6 +78,7 @@ async def test_replicas_keep_each_submissions_events_in_order_and_one_audit_chai
     async with (
         Producer(config) as producer,
         TopicWatcher(config, config.topic("risk.events")) as events,
+        TopicWatcher(config, config.topic("gov.audit")) as checkpoints,
     ):
         subs: list[Sub] = []
         for _ in range(SUBMISSIONS):
@@ -95,6 +116,15 @@ async def test_replicas_keep_each_submissions_events_in_order_and_one_audit_chai
                 assert isinstance(before, RiskAssessed), kinds
                 assert before.assessment_id == escalation.assessment_id
             assert kinds[-1] == "ReviewConcluded", kinds
+        # One checkpoint per interval, whichever replica's scheduler fired its timer: in
+        # one snapshot, as many checkpoints as fired checkpoint timers (the checkpoint
+        # and the timer's state commit together), each published once.
+        stored, fired = await checkpoint_counts(config)
+        assert fired >= 5, "the run lasted several intervals"
+        assert stored == fired, f"{stored} checkpoints for {fired} intervals"
+        await checkpoints.wait(lambda: len(checkpoints.records) >= stored)
+        ids = [e.id for e in checkpoints.events()]
+        assert len(ids) == len(set(ids)), "a checkpoint was published twice"
     applied = [sum(c.applied for c in service.consumers) for service in services]
     assert all(applied), f"both replicas applied records: {applied}"
     verified = await cli(config, "audit", "verify")
