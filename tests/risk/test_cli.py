@@ -13,7 +13,13 @@ import stix2
 import yaml
 from stix2validator import ValidationOptions, validate_string
 
-from contracts.events import EscalationDecided, EscalationRaised, RestrictionOrdered, RiskAssessed
+from contracts.events import (
+    AuditCheckpoint,
+    EscalationDecided,
+    EscalationRaised,
+    RestrictionOrdered,
+    RiskAssessed,
+)
 from tests.risk.rig import Rig, Submission, cli
 
 
@@ -236,3 +242,28 @@ async def test_the_stix_export_of_a_real_submission_parses_and_validates(
     assert results.is_valid, [e.message for e in results.errors]
     assert "evidence_ref" not in text and "inspect-logs" not in text
     assert "TLP:AMBER+STRICT" in text
+
+
+async def test_escalations_show_lists_the_votes_with_the_order_signed(
+    rig: Rig, tmp_path: Path
+) -> None:
+    _, raised = await critical(rig)
+    order = order_file(rig, tmp_path / "order.yaml")
+    args = decide_args(rig, raised, "r1", "--restrict", "--scope", str(order))
+    assert (await cli(rig.settings, *args)).code == 0
+    shown = await cli(rig.settings, "escalations", "show", str(raised.escalation_id))
+    assert shown.code == 0, shown.output
+    assert "- r1 restrict" in shown.stdout
+    assert "Reproduced the CTF results" in shown.stdout
+    assert '"nationalities":["KP","IR"]' in shown.stdout.replace(" ", "")
+
+
+async def test_a_checkpoint_on_demand_is_published_on_gov_audit(rig: Rig) -> None:
+    before = len(rig.checkpoints.records)
+    ran = await cli(rig.settings, "audit", "checkpoint")
+    assert ran.code == 0, ran.output
+    await rig.checkpoints.wait(lambda: len(rig.checkpoints.records) > before)
+    (row,) = await rig.fetch("SELECT sequence FROM audit_head")
+    latest = rig.checkpoints.of("risk", AuditCheckpoint)[-1]
+    assert latest.size == row["sequence"], "the head as it stands"
+    assert latest.signature.key_id == rig.settings.risk_service_key_id
