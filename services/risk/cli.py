@@ -30,6 +30,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -81,7 +82,7 @@ def settings() -> RiskSettings:
     return RiskSettings()
 
 
-def database() -> Any:
+def database() -> AbstractAsyncContextManager[Connection]:
     """A connection to the migrated risk schema (the trust tables included)."""
     return connect(settings(), SCHEMA)
 
