@@ -24,6 +24,9 @@ export FR_KAFKA_BOOTSTRAP FR_DATABASE_URL
 export FR_INTAKE_SECONDS_PER_DAY=${FR_INTAKE_SECONDS_PER_DAY:-1}
 export FR_INTAKE_ENDPOINT_ALLOWLIST='["127.0.0.1:8900"]'
 export FR_EVALUATION_ENDPOINT_ALLOWLIST='["127.0.0.1:8900"]'
+export FR_RISK_SECONDS_PER_DAY=${FR_RISK_SECONDS_PER_DAY:-$FR_INTAKE_SECONDS_PER_DAY}
+# The risk service signs its audit log; in production the key is a mounted secret.
+[[ -f .local/risk/audit-key.pem ]] || .venv/bin/python -m services.risk.cli audit keygen
 export DEMO_LAB_API_KEY=${DEMO_LAB_API_KEY:-demo-key}
 step "services and the demo lab model server"
 bash deploy/services.sh start

@@ -17,7 +17,8 @@ from typing import ClassVar, Self
 
 from pydantic import ConfigDict, Field, model_validator
 
-from contracts.events.common import CanonicalUuid, SignedEvent, Slug, Text
+from contracts.events.common import CanonicalUuid, Slug, Text
+from contracts.events.lab import LabInput, LabSignature
 from contracts.events.risk import (
     EscalationDecision,
     Exemption,
@@ -57,13 +58,13 @@ class ReviewerOrder(RestrictionOrderSpec):
     scope: ReviewerScope = Field(description="Who is denied.")
 
 
-class ReviewerSignatureInput(ReviewerSignature):
+class ReviewerSignatureInput(LabSignature, ReviewerSignature):
     """The reviewer's signature (reviewer input: unknown fields forbidden)."""
 
     model_config = FORBID
 
 
-class ReviewerDecisionSubmitted(SignedEvent):
+class ReviewerDecisionSubmitted(LabInput):
     """A reviewer's signed decision on an escalation.
 
     - ``restrict`` (confirm) carries the ``order`` to issue; it takes effect when the
@@ -76,9 +77,6 @@ class ReviewerDecisionSubmitted(SignedEvent):
     ``decision_id`` is the idempotency key: the identical decision re-sent is a
     duplicate; the same id with a different body is refused as ``conflict``.
     """
-
-    model_config = FORBID
-    EXTERNAL: ClassVar[bool] = True  # written by reviewers' CLIs: validated strictly
 
     TYPE: ClassVar[str] = "frontier_review.reviewers.ReviewerDecisionSubmitted"
 

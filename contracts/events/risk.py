@@ -19,6 +19,7 @@ from contracts.envelope import Event
 from contracts.events.common import (
     CountryCode,
     EvaluationMethod,
+    EventId,
     ModelId,
     Part,
     PolicyVersion,
@@ -331,6 +332,13 @@ class EscalationDecided(Event):
         "no_restriction or monitor while an interim order is in force).",
         json_schema_extra=OWNER,
     )
+    decision_event_id: EventId | None = Field(
+        default=None,
+        description="CloudEvent id of the ReviewerDecisionSubmitted accepted. The reviewer's "
+        "CLI matches its answer by this id together with the signature (nonce and value) it "
+        "made: an event id alone can be copied onto any record.",
+        json_schema_extra=OWNER,
+    )
 
     @model_validator(mode="after")
     def _order(self) -> Self:
@@ -602,6 +610,14 @@ class ReviewerDecisionRejected(Rejection):
     )
     decision_id: UUID | None = Field(
         default=None, description="The decision id, when readable.", json_schema_extra=OWNER
+    )
+    received_sha256: Sha256Hex | None = Field(
+        default=None,
+        description="SHA-256 (hex) of the RFC 8785 form of the refused record's CloudEvent "
+        "data as received, signature included, when it could be read. With "
+        "rejected_event_id it ties the answer to what the sender signed: an event id can be "
+        "copied onto a forged record by anyone, the signed data only by replaying it.",
+        json_schema_extra=OWNER,
     )
 
     @model_validator(mode="after")

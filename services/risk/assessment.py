@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -58,7 +59,7 @@ class Assessment:
     escalation_required: bool
     evaluation_incomplete: bool
 
-    @property
+    @cached_property  # RFC 8785 in pure Python: computed once per assessment
     def result_sha256(self) -> str:
         return result_sha256(
             self.policy_version,
@@ -286,13 +287,20 @@ def _unique(findings: Iterable[FindingRecorded]) -> list[FindingRecorded]:
     """One finding per id, sorted by id. Two different bodies under one id (which the
     evaluation service never produces) resolve to the earliest recorded, then the
     smallest canonical form: the choice never depends on arrival order."""
-    chosen: dict[UUID, tuple[tuple[datetime, bytes], FindingRecorded]] = {}
+    by_id: dict[UUID, list[FindingRecorded]] = {}
     for finding in findings:
-        rank = (finding.recorded_at, rfc8785.dumps(finding.model_dump(mode="json")))
-        known = chosen.get(finding.finding_id)
-        if known is None or rank < known[0]:
-            chosen[finding.finding_id] = (rank, finding)
-    return [chosen[key][1] for key in sorted(chosen, key=str)]
+        by_id.setdefault(finding.finding_id, []).append(finding)
+    chosen = {
+        key: versions[0] if len(versions) == 1 else min(versions, key=finding_rank)
+        for key, versions in by_id.items()
+    }
+    return [chosen[key] for key in sorted(chosen, key=str)]
+
+
+def finding_rank(finding: FindingRecorded) -> tuple[datetime, bytes]:
+    """Of two bodies under one finding id, the one of lower rank is kept: the earliest
+    recorded, then the smallest canonical form (the same choice in any arrival order)."""
+    return (finding.recorded_at, rfc8785.dumps(finding.model_dump(mode="json")))
 
 
 def _ranked(items: Iterable[_Scored]) -> list[_Scored]:

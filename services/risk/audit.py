@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import rfc8785
 from cryptography.exceptions import InvalidSignature
@@ -64,7 +64,8 @@ class AuditKind(StrEnum):
     DECISION_ACCEPTED = "decision_accepted"  # the reviewer's signed data, verbatim
     DECISION_REFUSED = "decision_refused"
     ESCALATION_OVERDUE = "escalation_overdue"
-    RESTRICTION_LIFTED = "restriction_lifted"
+    LIFT_ORDERED = "lift_ordered"  # RestrictionLiftOrdered: the reviewers' quorum lifts an order
+    RESTRICTION_LIFTED = "restriction_lifted"  # RestrictionLifted from access: it is lifted
     COMPLIANCE_OVERDUE = "compliance_overdue"
     REVIEW_CONCLUDED = "review_concluded"
 
@@ -108,8 +109,16 @@ def entry_sha256(
     return hashlib.sha256(ENTRY_DOMAIN + rfc8785.dumps(header)).hexdigest()
 
 
+class ChainHead(NamedTuple):
+    """What the next entry links to: the last entry's number and hash (0 and GENESIS for
+    an empty log). An AuditEntry is one too."""
+
+    sequence: int
+    entry_sha256: str
+
+
 def append(
-    previous: AuditEntry | None,
+    previous: AuditEntry | ChainHead | None,
     kind: AuditKind,
     subject: str,
     content: BaseModel | Mapping[str, Any],
@@ -120,6 +129,8 @@ def append(
     (one head at a time) and stores the entry in the transaction of what it records."""
     sequence = previous.sequence + 1 if previous else 1
     previous_sha256 = previous.entry_sha256 if previous else GENESIS
+    if previous is not None and previous.sequence == 0 and previous_sha256 != GENESIS:
+        raise ValueError("an empty log's head is the genesis hash")
     text = canonical(content)
     digest = entry_sha256(sequence, kind.value, subject, recorded_at, text, previous_sha256)
     signature = key.private_key.sign(SIGNATURE_DOMAIN + bytes.fromhex(digest))
@@ -150,8 +161,9 @@ def checkpoint(head: AuditEntry | None, now: datetime, key: ServiceKey) -> Audit
                 "key_id": key.key_id,
                 "algorithm": "ed25519",
                 "issued_at": now,
-                # unique per checkpoint of this key, and reproducible
-                "nonce": f"cp-{size}-{head_sha256[:32]}",
+                # unique per checkpoint of this key (one per interval, so a log that did
+                # not grow is checkpointed again at a later time), and reproducible
+                "nonce": f"cp-{size}-{head_sha256[:16]}-{_micros(now)}",
                 "value": PLACEHOLDER_SIGNATURE,
             },
         }
@@ -365,6 +377,10 @@ def _against_checkpoints(
             )
         else:
             good_below = cp.size
+
+
+def _micros(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
 
 
 def _utc(moment: datetime) -> str:

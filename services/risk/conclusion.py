@@ -51,7 +51,7 @@ def conclude(
     """The review's conclusion, or None if it was concluded already or withdrawn."""
     if review.concluded_at is not None or review.withdrawn_at is not None:
         return None
-    if review.window_closed_at is None:
+    if review.window_closed_at is None or review.window_deadline is None:
         raise ValueError(f"the review window of {review.submission_id} has not closed")
     pending = sorted(
         (e for e in escalations if e.status is EscalationStatus.OPEN),

@@ -35,6 +35,7 @@ The rules:
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID
@@ -46,6 +47,7 @@ from contracts.events.reviewers import ReviewerDecisionSubmitted
 from contracts.events.risk import (
     EscalationDecided,
     EscalationDecision,
+    RestrictionLiftOrdered,
     RestrictionOrdered,
     RestrictionOrderSpec,
     ReviewerDecisionRejected,
@@ -53,9 +55,11 @@ from contracts.events.risk import (
 )
 from services.risk.model import CONCLUDING_STATUS, Escalation, EscalationStatus, Question, Vote
 from services.risk.orders import as_scope, order_id, order_sha256
-from services.risk.refusal import Refusal
+from services.trust.refusal import Refusal, answer_fields
+from services.trust.unverified import Addressing
+from services.trust.verifier import Authenticated
 
-MAX_TEXT = 4000
+DECISION_NAMESPACE = UUID("5d2b8e41-9c3a-4f67-b1d0-7e4a2c9f6b38")
 
 
 @dataclass(frozen=True)
@@ -208,31 +212,84 @@ def decide(
     return DecisionAccepted(state, decided, order, lifted)
 
 
+def lift_order(
+    escalation: Escalation,
+    accepted: DecisionAccepted,
+    decision: ReviewerDecisionSubmitted,
+    now: datetime,
+) -> RestrictionLiftOrdered:
+    """The order to lift the interim order, for the access service, when the quorum on a
+    decision lifted it (``accepted.lifted_order_id``): signed by those who reached it."""
+    if accepted.lifted_order_id is None:
+        raise ValueError(f"decision {decision.decision_id} lifted no order")
+    return RestrictionLiftOrdered(
+        order_id=accepted.lifted_order_id,
+        submission_id=escalation.submission_id,
+        model_id=escalation.model_id,
+        escalation_id=escalation.escalation_id,
+        reviewer_ids=accepted.decided.signed_by,
+        reason=decision.justification,
+        lifted_at=now,
+    )
+
+
+def decided_event_id(decision_id: UUID) -> str:
+    """Deterministic: one EscalationDecided per accepted decision."""
+    return str(uuid.uuid5(DECISION_NAMESPACE, f"{decision_id}/decided"))
+
+
+def lift_event_id(order_id: UUID) -> str:
+    """Deterministic: an order is lifted once."""
+    return str(uuid.uuid5(DECISION_NAMESPACE, f"{order_id}/lift"))
+
+
 def rejection(
     refusal: Refusal,
     *,
+    sender: Authenticated | None,
     event_id: str | None,
     now: datetime,
     decision: ReviewerDecisionSubmitted | None = None,
-    trusted: bool = True,
+    received_sha256: str | None = None,
 ) -> ReviewerDecisionRejected:
     """The reviewer's answer to a refused decision.
 
-    ``trusted`` is False when the decision was not authenticated: the answer then names
-    only the refused event (it is keyed by that event's id), never the submission, so an
-    unauthenticated sender cannot add records to a submission's history.
+    ``sender`` is the reviewer the decision authenticated as, or None: then the answer
+    tells only ``authentication_failed`` (unless the refusal is about the shape of the
+    bytes, ``services.trust.refusal.answer_fields``) and names only the refused event (it
+    is keyed by that event's id), never the submission, so an unauthenticated sender can
+    neither probe the registry nor add records to a submission's history.
     """
+    trusted = sender is not None
     named = decision is not None and (trusted or event_id is None)
     return ReviewerDecisionRejected(
-        reason=refusal.reason,
-        detail=_text(refusal.detail),
-        field_errors=list(refusal.field_errors[:100]),
+        **answer_fields(refusal, sender),
         rejected_event_id=event_id,
         rejected_at=now,
         submission_id=decision.submission_id if named and decision else None,
         escalation_id=decision.escalation_id if decision else None,
         reviewer_id=decision.reviewer_id if decision else None,
         decision_id=decision.decision_id if decision else None,
+        received_sha256=received_sha256,
+    )
+
+
+def invalid_rejection(
+    refusal: Refusal, addressing: Addressing, now: datetime
+) -> ReviewerDecisionRejected | None:
+    """The answer to a record that is not a valid ReviewerDecisionSubmitted, or None when
+    nobody could match one to what they sent (no readable event id): it is dead-lettered.
+
+    Such a record is not authenticated: the answer is keyed by its event id alone and
+    tells only what is wrong with the bytes.
+    """
+    if addressing.event_id is None:
+        return None
+    return ReviewerDecisionRejected(
+        **answer_fields(refusal),
+        rejected_event_id=addressing.event_id,
+        rejected_at=now,
+        reviewer_id=addressing.principal_id,
     )
 
 
@@ -307,8 +364,3 @@ def _candidate(vote: Vote) -> str:
 
 def _when(moment: datetime | None) -> str:
     return moment.isoformat() if moment else "an unknown time"
-
-
-def _text(value: str) -> str:
-    value = value or "-"
-    return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 3] + "..."

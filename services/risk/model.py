@@ -250,7 +250,7 @@ class Review:
     submission_id: UUID
     lab_id: str
     model_id: str
-    window_deadline: datetime
+    window_deadline: datetime | None  # known from SubmissionAccepted or ReviewWindowClosed
     window_closed_at: datetime | None = None
     withdrawn_at: datetime | None = None
     concluded_at: datetime | None = None

@@ -444,6 +444,15 @@ _FACTORIES: dict[type[Event], Callable[[], dict[str, Any]]] = {
         "domains": ["cyber"],
         "policy_version": "thresholds-2026.1",
     },
+    RestrictionLiftOrdered: lambda: {
+        "order_id": INTERIM_ORDER_ID,
+        "submission_id": SUBMISSION_ID,
+        "model_id": MODEL_ID,
+        "escalation_id": ESCALATION_ID,
+        "reviewer_ids": [REVIEWER_ID, "reviewer-sam"],
+        "reason": "the findings were reproduced without uplift; no restriction is warranted",
+        "lifted_at": NOW + timedelta(days=15, hours=2),
+    },
     ReviewerDecisionRejected: lambda: {
         **_rejection(),
         "reason": "already_signed",
@@ -508,15 +517,6 @@ _FACTORIES: dict[type[Event], Callable[[], dict[str, Any]]] = {
         "content_hash": policy_hash(CEDAR_POLICIES),
         "published_at": NOW + timedelta(days=15, minutes=1),
         "acknowledge_by": NOW + timedelta(days=16),
-    },
-    RestrictionLiftOrdered: lambda: {
-        "order_id": ORDER_ID,
-        "submission_id": SUBMISSION_ID,
-        "model_id": MODEL_ID,
-        "escalation_id": ESCALATION_ID,
-        "reviewer_ids": [REVIEWER_ID, "reviewer-2"],
-        "reason": "the interim restriction is no longer needed: mitigations verified",
-        "lifted_at": NOW + timedelta(days=3),
     },
     RestrictionLifted: lambda: {
         "order_id": ORDER_ID,

@@ -21,7 +21,8 @@ from contracts.registry import subject_for
 from services.risk.decisions import DecisionAccepted, Duplicate, decide, rejection
 from services.risk.model import Escalation, EscalationStatus
 from services.risk.orders import order_id, order_sha256
-from services.risk.refusal import Refusal
+from services.trust.refusal import Refusal
+from services.trust.verifier import Authenticated
 from tests.risk.support import NOW, Reviewer, critical_cyber, high_cyber, order, shipped_policy
 
 POLICY = shipped_policy()
@@ -367,7 +368,8 @@ def test_a_refusal_of_an_authenticated_decision_is_addressed_to_its_submission()
     escalation = critical()
     decision = ALICE.decide(escalation.escalation_id, DISMISS)
     refusal = Refusal(RejectionReason.ALREADY_SIGNED, "alice already signed")
-    answer = rejection(refusal, event_id="evt-1", now=LATER, decision=decision)
+    alice = Authenticated("reviewer", "alice", "alice-k1", decision.signature.nonce, NOW, "0" * 64)
+    answer = rejection(refusal, sender=alice, event_id="evt-1", now=LATER, decision=decision)
     assert answer.submission_id == escalation.submission_id
     assert (answer.reason, answer.reviewer_id, answer.decision_id) == (
         RejectionReason.ALREADY_SIGNED,
@@ -380,6 +382,7 @@ def test_a_refusal_of_an_authenticated_decision_is_addressed_to_its_submission()
 def test_a_refusal_of_an_unauthenticated_decision_is_keyed_by_the_refused_event() -> None:
     decision = ALICE.decide(critical().escalation_id, DISMISS)
     refusal = Refusal(RejectionReason.BAD_SIGNATURE, "the signature does not verify")
-    answer = rejection(refusal, event_id="evt-2", now=LATER, decision=decision, trusted=False)
+    answer = rejection(refusal, sender=None, event_id="evt-2", now=LATER, decision=decision)
     assert answer.submission_id is None
     assert subject_for(answer) == "evt-2"
+    assert answer.reason is RejectionReason.AUTHENTICATION_FAILED, "no precise reason"
