@@ -48,6 +48,7 @@ DEMO = ROOT / ".local" / "demo"
 LAB, KEY_ID = "demo-lab", "demo-k1"
 CREDENTIAL_REF = "labs/demo-lab/eval-api-key"
 PY = sys.executable
+OPERATOR_FILE = "FR_KAFKA_OPERATOR_CREDENTIALS_FILE"
 
 
 def say(text: str) -> None:
@@ -80,6 +81,19 @@ def register_lab() -> Any:
         say(f"operator: registered lab {LAB} with key {KEY_ID}")
     else:
         say(f"operator: lab {LAB} already registered")
+    credentials = lab_settings().kafka_credentials_file
+    if credentials is not None and not credentials.exists() and secured():
+        # Registered before labs had principals of their own: provision its Kafka side.
+        done = subprocess.run(
+            [PY, "-m", "services.runtime.principals", "add", "lab", LAB, "--out", str(credentials)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=os.environ
+            | {"FR_KAFKA_CREDENTIALS_FILE": os.environ["FR_KAFKA_OPERATOR_CREDENTIALS_FILE"]},
+        )
+        if done.returncode:
+            sys.exit(f"provisioning the lab's Kafka principal failed:\n{done.stderr}")
     # The evaluation service resolves the credential reference at run time.
     secret = ROOT / ".local" / "secrets" / CREDENTIAL_REF
     secret.parent.mkdir(parents=True, exist_ok=True)
@@ -118,11 +132,15 @@ def lab_settings() -> LabSettings:
     return LabSettings(lab_id=LAB, kafka_credentials_file=tenants / f"lab.{LAB}.json")
 
 
+def secured() -> bool:
+    return os.environ.get("FR_KAFKA_SECURITY_PROTOCOL", "SASL_SSL") != "PLAINTEXT"
+
+
 def observer_settings() -> KafkaSettings:
     """The agency's view of its internal topics (the operator's principal)."""
-    if os.environ.get("FR_KAFKA_SECURITY_PROTOCOL") == "PLAINTEXT":
+    if not secured():
         return KafkaSettings()
-    operator = os.environ["FR_KAFKA_OPERATOR_CREDENTIALS_FILE"]
+    operator = os.environ[OPERATOR_FILE]
     return KafkaSettings(kafka_credentials_file=Path(operator))
 
 

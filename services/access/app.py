@@ -23,6 +23,7 @@ from contracts.events.risk import (
     ReviewerDecisionRejected,
     RiskAssessed,
 )
+from contracts.principals import Role
 from contracts.registry import TOPIC_BY_NAME
 from services.access.api import agency_api
 from services.access.country_groups import load_country_groups
@@ -44,7 +45,11 @@ COMPLIANCE = TOPIC_BY_NAME["lab.compliance"]
 def build_service(settings: AccessSettings | None = None, *, clock: Clock | None = None) -> Service:
     settings = settings or AccessSettings()
     service = Service(
-        settings, migrations=[TRUST_SQL, MIGRATIONS], clock=clock, description=__doc__
+        settings,
+        migrations=[TRUST_SQL, MIGRATIONS],
+        clock=clock,
+        description=__doc__,
+        role=Role.ACCESS,
     )
     groups = load_country_groups(settings.access_country_groups_file)
     freshness = FreshnessPolicy()

@@ -21,6 +21,7 @@ from contracts.events import (
     SubmissionWithdrawn,
     WithdrawalRejected,
 )
+from contracts.principals import Role
 from contracts.registry import TOPIC_BY_NAME
 from services.evaluation import isolation
 from services.evaluation.handlers import EvaluationHandlers
@@ -52,7 +53,9 @@ def build_service(
     is off) a worker in the same process. ``resolver`` answers the worker's endpoint
     checks (tests give a fixed one)."""
     settings = settings or EvaluationSettings()
-    service = Service(settings, migrations=SCHEMA, clock=clock, description=__doc__)
+    service = Service(
+        settings, migrations=SCHEMA, clock=clock, description=__doc__, role=Role.EVALUATION
+    )
     handlers = EvaluationHandlers(settings, load_registry(settings.evaluation_suite_registry))
     service.consume(
         INTAKE_EVENTS,

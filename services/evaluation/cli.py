@@ -48,6 +48,7 @@ from rich.table import Table
 
 from contracts import encode, make_event
 from contracts.events import ExternalFindingSubmitted
+from contracts.principals import Role
 from services.evaluation import queries
 from services.evaluation import repository as repo
 from services.evaluation.app import SCHEMA
@@ -56,6 +57,7 @@ from services.evaluation.model import Assignment
 from services.evaluation.settings import EvaluationSettings
 from services.runtime import SYSTEM_CLOCK
 from services.runtime.database import connect
+from services.runtime.onboarding import KafkaOnboarding
 from services.trust import repository as trust_repository
 from services.trust.cli import principal_commands
 from services.trust.principals import EVALUATOR
@@ -75,7 +77,12 @@ def _database() -> contextlib.AbstractAsyncContextManager[asyncpg.Connection[asy
 
 # The trust library's registry commands (register, list, remove, key add|rotate|revoke|
 # list), with evaluation's own beside them (keygen, assign, unassign, assignments).
-evaluators_app = principal_commands(EVALUATOR, connect=_database)
+def _onboarding() -> KafkaOnboarding:
+    """Registering an evaluator provisions its Kafka principal and answers feed too."""
+    return KafkaOnboarding.from_settings(Role.EVALUATOR, EvaluationSettings())
+
+
+evaluators_app = principal_commands(EVALUATOR, connect=_database, onboarding=_onboarding)
 app.add_typer(evaluations_app, name="evaluations")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(findings_app, name="findings")
@@ -215,9 +222,7 @@ def findings_submit(
     event = make_event(signed, source=f"/evaluators/{evaluator}", subject=str(submission))
 
     async def send() -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True
-        )
+        producer = AIOKafkaProducer(**settings.kafka_options(), enable_idempotence=True)
         await producer.start()
         try:
             await producer.send_and_wait(

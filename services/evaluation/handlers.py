@@ -20,16 +20,17 @@ from contracts.events import (
     SubmissionWithdrawn,
     field_errors,
 )
-from contracts.events.evaluation import EvaluationEnd
+from contracts.events.evaluation import EvaluationEnd, ExternalFindingRejected
 from services.evaluation import workflow
 from services.evaluation.findings import check_observation, rejection
 from services.evaluation.planning import NothingToPlan, plan_evaluation
 from services.evaluation.settings import EvaluationSettings
 from services.evaluation.suite_registry import SuiteRegistry
-from services.runtime import Context, InvalidContext
+from services.runtime import Context, InvalidContext, TxContext
 from services.trust.freshness import received
 from services.trust.principals import EVALUATOR
 from services.trust.refusal import Refusal, field_error
+from services.trust.registry import registered
 from services.trust.unverified import Addressing, check_subject, read_addressing, read_signed
 from services.trust.verifier import Authenticated, authenticate
 
@@ -75,24 +76,24 @@ class EvaluationHandlers:
         )
         signed = read_signed(ctx.raw, principal_field="evaluator_id")
         if isinstance(signed, Refusal):  # a shape error: told as it is
-            self._refuse(ctx, signed, where, sender=None)
+            await self._refuse(ctx, signed, where, sender=None)
             return
         refusal = check_subject(ctx.event.subject, signed, "submission_id")
         if refusal is not None:
-            self._refuse(ctx, refusal, where, sender=None)
+            await self._refuse(ctx, refusal, where, sender=None)
             return
         receipt = received(ctx)  # judged at the broker's append time (LogAppendTime)
         sender = await authenticate(
             ctx.conn, signed, kind=EVALUATOR, received=receipt, policy=self.freshness
         )
         if isinstance(sender, Refusal):
-            self._refuse(ctx, sender, where, sender=None)
+            await self._refuse(ctx, sender, where, sender=None)
             return
         refusal = check_observation(
             submitted, receipt.reference + self.freshness.max_future
         ) or await workflow.record_external_finding(ctx, submitted, signed.digest)
         if refusal is not None:
-            self._refuse(ctx, refusal, where, sender=sender, submitted=submitted)
+            await self._refuse(ctx, refusal, where, sender=sender, submitted=submitted)
 
     async def invalid_external_finding(self, ctx: InvalidContext) -> bool:
         """Answer a finding that failed decoding (a shape error, told as it is) to its
@@ -111,9 +112,10 @@ class EvaluationHandlers:
         if answer is None:
             return False
         ctx.publish(answer)
+        await self._tell_evaluator(ctx, answer, None)
         return True
 
-    def _refuse(
+    async def _refuse(
         self,
         ctx: Context,
         refusal: Refusal,
@@ -141,3 +143,14 @@ class EvaluationHandlers:
         )
         if answer is not None:
             ctx.publish(answer)
+            await self._tell_evaluator(ctx, answer, sender.principal_id if sender else None)
+
+    async def _tell_evaluator(
+        self, ctx: TxContext, answer: ExternalFindingRejected, authenticated: str | None
+    ) -> None:
+        """The refusal on the evaluator's own feed: the authenticated sender's, or the
+        registered evaluator the input claims to be (only evaluators' principals may write
+        evaluators.findings, so this is one of them, perhaps with a stale key)."""
+        owner = authenticated or answer.evaluator_id
+        if owner is not None and (authenticated or await registered(ctx.conn, EVALUATOR, owner)):
+            ctx.publish_to_owner(owner, answer)

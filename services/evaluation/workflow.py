@@ -217,4 +217,5 @@ async def record_external_finding(
     finding = manual_finding(submitted, evaluation.model_id, now)
     if await repo.insert_finding(ctx.conn, finding, content_sha256=digest):
         ctx.publish(finding)
+        ctx.publish_to_owner(submitted.evaluator_id, finding)  # the evaluator's receipt
     return None

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from contracts.events.lab import SubmissionFiled, WithdrawalRequested
+from contracts.principals import Role
 from contracts.registry import TOPIC_BY_NAME
 from services.intake import repository
 from services.intake.criteria import load_criteria
@@ -40,7 +41,9 @@ def build_service(
 ) -> Service:
     """``resolver`` answers the endpoint policy's DNS lookups (tests give a fixed one)."""
     settings = settings or IntakeSettings()
-    service = Service(settings, migrations=SCHEMA, clock=clock, description=__doc__)
+    service = Service(
+        settings, migrations=SCHEMA, clock=clock, description=__doc__, role=Role.INTAKE
+    )
     handlers = IntakeHandlers(
         settings, load_criteria(settings.intake_criteria_file), resolver or system_resolver
     )

@@ -29,6 +29,7 @@ from contracts.events import (
     SubmissionWithdrawn,
     WithdrawalRejected,
 )
+from contracts.principals import Role
 from contracts.registry import TOPIC_BY_NAME
 from services.risk import keys, repository
 from services.risk.handlers import (
@@ -69,7 +70,9 @@ class RiskService(Service):
         *,
         clock: Clock | None = None,
     ) -> None:
-        super().__init__(settings, migrations=SCHEMA, clock=clock, description=__doc__)
+        super().__init__(
+            settings, migrations=SCHEMA, clock=clock, description=__doc__, role=Role.RISK
+        )
         self.risk_settings = settings
         self.handlers = handlers
         self.policy_text = policy_text

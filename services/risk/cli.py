@@ -44,6 +44,7 @@ from rich.table import Table
 
 from contracts import ContractViolation, parse_json
 from contracts.events.risk import EscalationDecision
+from contracts.principals import Role
 from services.risk import keys, queries
 from services.risk.app import SCHEMA, RiskService, StartupError, build_service
 from services.risk.audit import ChainReport, verify_chain
@@ -53,6 +54,7 @@ from services.risk.reviewer import DecisionError, build_decision, load_order, su
 from services.risk.settings import RiskSettings
 from services.risk.stix_export import Tlp, export_bundle
 from services.runtime.database import connect
+from services.runtime.onboarding import KafkaOnboarding
 from services.trust.cli import parse_time, principal_commands
 from services.trust.principals import REVIEWER
 from services.trust.public_keys import parse_public_key
@@ -117,7 +119,13 @@ def _when(moment: datetime | None) -> str:
 
 # --- reviewers: the trust library's registry commands, plus keygen -----------------------------
 
-reviewers_app = principal_commands(REVIEWER, connect=database)
+
+def onboarding() -> KafkaOnboarding:
+    """Registering a reviewer provisions its Kafka principal and answers feed too."""
+    return KafkaOnboarding.from_settings(Role.REVIEWER, settings())
+
+
+reviewers_app = principal_commands(REVIEWER, connect=database, onboarding=onboarding)
 app.add_typer(reviewers_app, name="reviewers")
 
 

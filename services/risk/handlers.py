@@ -36,7 +36,7 @@ from contracts.events import (
 )
 from contracts.events.common import RejectionReason, field_errors
 from contracts.events.reviewers import ReviewerDecisionSubmitted
-from contracts.events.risk import ReviewConcluded
+from contracts.events.risk import ReviewConcluded, ReviewerDecisionRejected
 from contracts.registry import subject_for
 from services.risk import repository
 from services.risk.assessment import reassess
@@ -62,6 +62,7 @@ from services.runtime import Context, InvalidContext, Timer, TimerContext, TxCon
 from services.trust.freshness import receipt
 from services.trust.principals import REVIEWER
 from services.trust.refusal import Refusal, storable
+from services.trust.registry import registered
 from services.trust.unverified import check_subject, read_addressing, read_signed
 from services.trust.verifier import Authenticated, authenticate
 
@@ -73,9 +74,10 @@ AUDIT_CHECKPOINT = "audit-checkpoint"  # per interval: the one AuditCheckpoint
 
 
 def publish_conclusion(ctx: TxContext, concluded: ReviewConcluded) -> None:
-    """The lab learns its review's outcome: on risk.events today; the lab's own feed (a
-    topic per lab, with its principal) is added here and nowhere else."""
+    """The review's outcome: the agency's record on risk.events, and the lab's copy on
+    its own feed (labs.<lab>.answers)."""
     ctx.publish(concluded, event_id=conclusion_event_id(concluded.submission_id))
+    ctx.publish_to_owner(concluded.lab_id, concluded)
 
 
 def checkpoint_slot(now: datetime, interval_s: float) -> tuple[int, datetime]:
@@ -301,6 +303,7 @@ class RiskHandlers:
         await repository.save_escalation(ctx.conn, state)
         decided = accepted.decided.model_copy(update={"decision_event_id": ctx.event.id})
         ctx.publish(decided, event_id=decided_event_id(event.decision_id))
+        ctx.publish_to_owner(sender.principal_id, decided)
         await self._audit(ctx, AuditKind.DECISION_ACCEPTED, sid, data)
         if accepted.order is not None:
             await repository.add_order(ctx.conn, accepted.order)
@@ -332,6 +335,7 @@ class RiskHandlers:
             received_sha256=digest,
         )
         ctx.publish(answer)
+        await self._tell_reviewer(ctx, answer, sender.principal_id if sender else None)
         # The audit keeps the precise reason, whoever sent it; for input that did not
         # authenticate it names only the refused event, as the answer does.
         await self._audit(
@@ -350,6 +354,16 @@ class RiskHandlers:
             },
         )
 
+    async def _tell_reviewer(
+        self, ctx: TxContext, answer: ReviewerDecisionRejected, authenticated: str | None
+    ) -> None:
+        """The refusal on the reviewer's own feed: the authenticated sender's, or the
+        registered reviewer the input claims to be (only reviewers' principals may write
+        reviewers.decisions, so this is one of them, perhaps with a stale key)."""
+        owner = authenticated or answer.reviewer_id
+        if owner is not None and (authenticated or await registered(ctx.conn, REVIEWER, owner)):
+            ctx.publish_to_owner(owner, answer)
+
     async def invalid(self, ctx: InvalidContext) -> bool:
         """A record on reviewers.decisions that is not a valid decision: answered to its
         event id when it has one (else dead-lettered), and audited."""
@@ -365,6 +379,7 @@ class RiskHandlers:
         if answer is None:
             return False
         ctx.publish(answer)
+        await self._tell_reviewer(ctx, answer, None)
         await self._audit(
             ctx,
             AuditKind.DECISION_REFUSED,

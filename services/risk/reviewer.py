@@ -4,7 +4,9 @@ What the reviewer's CLI (``python -m services.risk.cli decide``) runs, and tests
 A decision is signed by the project's signing rule (services.trust.signatures: Ed25519
 over the RFC 8785 form of the data as sent, without ``signature.value``) with the
 reviewer's registered key, published on reviewers.decisions keyed by the submission,
-and answered on risk.events: EscalationDecided (accepted) or ReviewerDecisionRejected.
+and answered on the reviewer's own feed ``reviewer.<id>.answers`` (owner copies of
+risk.events' EscalationDecided, accepted, or ReviewerDecisionRejected), which the
+reviewer's Kafka principal alone may read.
 
 The answer is matched to what *this* reviewer signed, not to an event id alone: anyone
 who can write the topic can copy an event id onto a forged record, whose refusal would
@@ -36,12 +38,14 @@ from pydantic import ValidationError
 from contracts import CloudEvent, ContractViolation, Event, decode, encode, make_event
 from contracts.events.reviewers import ReviewerDecisionSubmitted, ReviewerOrder
 from contracts.events.risk import EscalationDecided, EscalationDecision, ReviewerDecisionRejected
-from contracts.registry import TOPIC_BY_NAME
+from contracts.principals import Role
+from contracts.registry import TOPIC_BY_NAME, feeds_of
 from services.runtime.settings import RuntimeSettings
 from services.trust.signatures import sign_event
 
-RISK_EVENTS = TOPIC_BY_NAME["risk.events"]
 DECISIONS = TOPIC_BY_NAME["reviewers.decisions"]
+(ANSWERS,) = feeds_of(Role.REVIEWER)
+ANSWER_TYPES = {event.TYPE: event for event in ANSWERS.events}
 _PLACEHOLDER = "A" * 86 + "=="  # a well-formed value, replaced by the signature
 
 
@@ -230,13 +234,14 @@ async def submit(
 async def send(settings: RuntimeSettings, outgoing: Outgoing, *, within_s: float = 30.0) -> Answer:
     """Publish a prepared decision and wait for the answer to it.
 
-    Reads risk.events from its end (taken before sending) on the partitions of the two
-    keys an answer can have: the submission id (an authenticated decision) and the
-    event id (one that did not authenticate). TimeoutError when none came in time.
+    Reads the reviewer's answers feed from its end (taken before sending) on the
+    partitions of the two keys an answer can have: the submission id (an authenticated
+    decision) and the event id (one that did not authenticate). TimeoutError when none
+    came in time.
     """
     event = outgoing.event
     decision = event.data
-    topic = settings.topic(RISK_EVENTS.name)
+    topic = settings.topic(ANSWERS.topic(decision.reviewer_id))
     producer = AIOKafkaProducer(**settings.kafka_options(), enable_idempotence=True, acks="all")
     consumer = AIOKafkaConsumer(
         **settings.kafka_options(),
@@ -270,7 +275,7 @@ async def send(settings: RuntimeSettings, outgoing: Outgoing, *, within_s: float
                     if record.key not in keys or record.value is None:
                         continue
                     try:
-                        answered = decode(record.value, RISK_EVENTS.event_types)
+                        answered = decode(record.value, ANSWER_TYPES)
                     except ContractViolation:
                         continue
                     answer = outgoing.answer(answered)

@@ -25,7 +25,8 @@ import yaml
 from faststream.specification import AsyncAPI
 
 from contracts import CONTENT_TYPE
-from contracts.registry import TOPIC_BY_NAME
+from contracts.principals import NAMESPACE_ROOTS
+from contracts.registry import FEEDS, TOPIC_BY_NAME
 from services.runtime.service import Service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +83,45 @@ def document(service: Service) -> dict[str, Any]:
             message["contentType"] = CONTENT_TYPE
             message["payload"] = _payload(types_by_topic.get(topic, []))
     doc.get("components", {}).pop("schemas", None)
+    _tenant_feeds(doc, service)
     return doc
+
+
+def _tenant_feeds(doc: dict[str, Any], service: Service) -> None:
+    """The tenants' own feeds this service writes (owner copies, through its outbox): one
+    parameterised channel each, ``labs.{lab_id}.answers``, readable by that tenant alone."""
+    if service.role is None:
+        return
+    channels = doc.setdefault("channels", {})
+    operations = doc.setdefault("operations", {})
+    messages = doc.setdefault("components", {}).setdefault("messages", {})
+    for feed in FEEDS:
+        if service.role not in feed.writers:
+            continue
+        parameter = f"{feed.owner}_id"
+        address = f"{NAMESPACE_ROOTS[feed.owner]}.{{{parameter}}}.{feed.suffix}"
+        name = f"{NAMESPACE_ROOTS[feed.owner]}.{feed.suffix}"
+        messages[f"{name}:Message"] = {
+            "contentType": CONTENT_TYPE,
+            "payload": _payload([event.TYPE for event in feed.events]),
+        }
+        channels[name] = {
+            "address": address,
+            "description": feed.description,
+            "parameters": {parameter: {"description": f"The {feed.owner}'s id."}},
+            "messages": {"Message": {"$ref": f"#/components/messages/{name}:Message"}},
+            "servers": [{"$ref": "#/servers/local"}],
+            "x-key": feed.key,
+            "x-partitions": feed.partitions,
+            "x-compacted": feed.compacted,
+            "x-writers": [str(role) for role in feed.writers],
+            "x-readers": [f"{feed.owner} (that one only)"],
+        }
+        operations[f"{name}:send"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{name}"},
+            "messages": [{"$ref": f"#/channels/{name}/messages/Message"}],
+        }
 
 
 def service_names() -> list[str]:

@@ -32,6 +32,7 @@ from contracts.events import (
     SubmissionAccepted,
     SubmissionWithdrawn,
 )
+from contracts.principals import Role
 from contracts.registry import subject_for
 from services.evaluation import repository
 from services.evaluation.app import SCHEMA, build_service, build_worker
@@ -51,6 +52,7 @@ from tests.contracts.examples import (
 from tests.kit import (
     Producer,
     TopicWatcher,
+    create_feeds,
     create_registry_topics,
     drop_schema,
     free_port,
@@ -442,6 +444,7 @@ async def register_example_key(rig: EvalRig) -> None:
     key = PrincipalKey(
         EVALUATOR.name, EVALUATOR_ID, EXAMPLE_KEY_ID, example_public_key(), now, None, None
     )
+    await create_feeds(rig.settings, Role.EVALUATOR, EVALUATOR_ID)  # as registering provisions
     async with connect(rig.settings, SCHEMA) as conn:
         assert (
             await registry.register(conn, EVALUATOR, EVALUATOR_ID, "Example red team", now) is None

@@ -21,6 +21,8 @@ from contracts.events.intake import (
 )
 from contracts.events.lab import SubmissionFiled
 from contracts.principals import Role
+from contracts.registry import LAB_FEED_BY_SUFFIX
+from contracts.sensitivity import owner_copy
 from services.labclient import LabClient, body_sha256
 from services.labclient.client import answer_to, signature_sha256
 from services.runtime import RuntimeSettings
@@ -29,7 +31,7 @@ from services.trust.principals import LAB, PrincipalKey
 from services.trust.refusal import AUTHENTICATION_FAILED_DETAIL, Refusal
 from tests.intake.rig import MAX_MESSAGE_BYTES, Rig, running_rig
 from tests.intake.support import Signer, envelope, manifest, mutated, public_bytes, raw
-from tests.kit import create_feeds, lab_settings
+from tests.kit import TopicWatcher, create_feeds, lab_settings
 
 R = RejectionReason
 
@@ -638,3 +640,47 @@ async def test_a_body_rfc8785_refuses_is_answered_not_dead_lettered(rig: Rig) ->
     assert "exponent" in rejection.detail
     assert rejection.submission_id is None and answer.subject == event.id
     assert not [r for r in rig.dlq.records if event.id.encode() in (r.value or b"")]
+
+
+async def test_each_lab_reads_its_answers_on_its_own_feed(rig: Rig) -> None:
+    """The lab's copy of every answer is on labs.<lab>.answers, the only topic its
+    principal may read; another lab's feed never carries it. A refusal of input that did
+    not authenticate goes to the feed of the registered lab it claims (that lab learns
+    someone sends as it), and to no feed when the claimed lab is not registered."""
+    types = {event.TYPE: event for event in LAB_FEED_BY_SUFFIX["answers"].events}
+    a, b = rig.signers["a1"], rig.signers["b1"]
+    async with (
+        TopicWatcher(rig.settings, rig.settings.topic("labs.lab-a.answers"), types) as feed_a,
+        TopicWatcher(rig.settings, rig.settings.topic("labs.lab-b.answers"), types) as feed_b,
+    ):
+        filed = a.filed()
+        answer = await rig.answer(filed)
+        await feed_a.wait(lambda: bool(feed_a.of(filed.submission_id)), what="lab-a's copy")
+        assert feed_a.of(filed.submission_id) == [owner_copy(answer.data)]
+
+        posing = Signer("lab-b", "b1")  # lab-b's key id, someone else's key
+        forged = await rig.answer(posing.filed())
+        refused_id = rejected(forged).rejected_event_id
+
+        def told_b() -> list[Any]:
+            return [e for e in feed_b.events() if rejected_id_of(e) == refused_id]
+
+        await feed_b.wait(lambda: bool(told_b()), what="lab-b told of the forgery")
+        assert [e.data for e in told_b()] == [owner_copy(forged.data)]
+        assert rejected(told_b()[0]).reason is R.AUTHENTICATION_FAILED
+
+        nobody = await rig.answer(Signer("unregistered-lab", "u1").filed())
+        assert rejected(nobody).reason is R.AUTHENTICATION_FAILED
+        later = b.filed()
+        await rig.answer(later)  # the outbox went on past the feed that does not exist
+        await feed_b.wait(lambda: bool(feed_b.of(later.submission_id)), what="lab-b's answer")
+        mine = {str(filed.submission_id)}
+        theirs = {str(later.submission_id), refused_id, rejected(nobody).rejected_event_id}
+        assert not [e for e in feed_a.events() if {e.subject, rejected_id_of(e)} & theirs]
+        assert not [e for e in feed_b.events() if e.subject in mine]
+        parked = await rig.fetch("SELECT topic FROM outbox_parked")
+        assert parked == [], "an unregistered lab's refusal is on no feed: nothing to park"
+
+
+def rejected_id_of(event: Any) -> str | None:
+    return getattr(event.data, "rejected_event_id", None)

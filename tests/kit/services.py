@@ -23,12 +23,16 @@ StartService = Callable[[Service], Awaitable[Service]]  # the ``start`` fixture
 def isolated(base: RuntimeSettings, kind: type[S], name: str, **extra: Any) -> S:
     """``kind`` settings for one rig: its own schema and Kafka prefix (topics, consumer
     groups, transactional ids under ``test.<suffix>.``, which the test principal's ACLs
-    cover), so rigs never share groups, tables or topics; the service keeps its name."""
+    cover), so rigs never share groups, tables or topics; the service keeps its name.
+    Tenants a rig's CLI registers get principals named ``test-<suffix>.<role>.<id>``,
+    never a deployment's names."""
     suffix = uuid.uuid4().hex[:8]
     values = base.model_dump() | {
         "service_name": name,
         "db_schema": f"test_{name.replace('-', '_')}_{suffix}",
         "topic_prefix": f"test.{suffix}.",
+        "principal_prefix": f"test-{suffix}.",
+        "tenant_credentials_dir": base.tenant_credentials_dir / "test",
         "log_json": False,
     }
     return kind(**(values | extra))

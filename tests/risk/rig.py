@@ -34,6 +34,7 @@ from contracts.events import (
 from contracts.events.common import RiskDomain
 from contracts.events.evaluation import EvaluationEnd, SuiteStatus
 from contracts.events.risk import EscalationDecision
+from contracts.principals import Role
 from contracts.registry import subject_for, topic_for
 from services.risk import keys
 from services.risk.app import SCHEMA, build_service
@@ -44,7 +45,14 @@ from services.runtime.database import connect
 from services.trust import registry
 from services.trust.principals import REVIEWER, PrincipalKey
 from tests.contracts.examples import example
-from tests.kit import MovableClock, Producer, TopicWatcher, create_registry_topics, drop_schema
+from tests.kit import (
+    MovableClock,
+    Producer,
+    TopicWatcher,
+    create_feeds,
+    create_registry_topics,
+    drop_schema,
+)
 from tests.kit import isolated as isolated_settings
 from tests.risk.support import PROXY_SUITES
 
@@ -147,6 +155,7 @@ class Submission:
 
 async def register_reviewers(settings: RiskSettings, key_dir: Path) -> dict[str, Reviewer]:
     reviewers: dict[str, Reviewer] = {}
+    await create_feeds(settings, Role.REVIEWER, *REVIEWER_IDS)  # as registering provisions
     async with connect(settings, SCHEMA) as conn:
         for reviewer_id in REVIEWER_IDS:
             path = key_dir / f"{reviewer_id}-{uuid.uuid4().hex[:6]}.key"

@@ -21,7 +21,7 @@ from contracts.events.common import RejectionReason
 from contracts.events.risk import EscalationDecision, EscalationOverdue, RestrictionLiftOrdered
 from services.risk.reviewer import build_decision, prepare, send, submit
 from tests.kit import wait_for
-from tests.risk.rig import Reviewer, Rig, Submission
+from tests.risk.rig import Rig, Submission
 
 RESTRICT, DISMISS, MONITOR, LIFT = (
     EscalationDecision.RESTRICT,
@@ -172,10 +172,28 @@ async def test_a_replayed_decision_is_refused(rig: Rig) -> None:
 
 
 async def test_a_decision_of_an_unregistered_reviewer_is_refused(rig: Rig) -> None:
+    """Refused on the agency's record (an unregistered reviewer has no feed of its own,
+    nor a Kafka principal to send with: a registered one's sent this), and audited."""
     sub, raised = await critical(rig)
-    mallory = Reviewer("mallory", "mallory-k1", Ed25519PrivateKey.generate(), rig.key_dir)
-    answer = await rig.decide(mallory, raised.escalation_id, sub.submission_id, DISMISS)
-    refused = answer.event.data
+    signed = build_decision(
+        escalation_id=raised.escalation_id,
+        submission_id=sub.submission_id,
+        reviewer_id="mallory",
+        key_id="mallory-k1",
+        key=Ed25519PrivateKey.generate(),
+        decision=DISMISS,
+        justification="Let it go.",
+    )
+    sent = prepare(signed)
+    await rig.producer.send(
+        rig.settings.topic("reviewers.decisions"), sent.raw, str(sub.submission_id)
+    )
+    event_id = sent.event.id
+    await rig.events.wait(lambda: bool(rig.events.of(event_id, ReviewerDecisionRejected)))
+    (refusal,) = rig.envelopes(event_id, ReviewerDecisionRejected)
+    answer = sent.answer(refusal)
+    assert answer is not None and not answer.accepted
+    refused = refusal.data
     assert isinstance(refused, ReviewerDecisionRejected)
     assert refused.reason is RejectionReason.AUTHENTICATION_FAILED
     (entry,) = await audited(rig, "decision_refused", event_id=refused.rejected_event_id)

@@ -19,11 +19,12 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from services.runtime import SYSTEM_CLOCK, RuntimeSettings
+from contracts.principals import Role
+from services.runtime import SYSTEM_CLOCK, RuntimeSettings, outbox
 from services.runtime.database import create_pool, migrate_schema
 from services.runtime.outbox import publishing
 from services.runtime.relay import OutboxRelay, OutboxRow
-from tests.kit import NewTopic, read_topic, wait_for
+from tests.kit import NewTopic, create_feeds, read_topic, wait_for
 from tests.runtime.support import Ping
 
 KEYS = 8  # distinct record keys per fill
@@ -354,3 +355,41 @@ async def test_two_relays_on_one_outbox_publish_once(
         await wait_for(partial(all_published, config, 600), what="all rows published")
     assert sorted(r.published for r in pair) == [0, 600], "one elected relay did it all"
     await assert_exactly_once_in_order(config, topic, 600)
+
+
+async def test_rows_for_a_feed_that_does_not_exist_are_parked_not_stopping_the_outbox(
+    settings: RuntimeSettings, schema: str, new_topic: NewTopic
+) -> None:
+    """A tenant never provisioned (or removed with its feeds) must not stop everyone's
+    events: its rows move aside, the rest go out in order, and once the feed exists an
+    operator requeues them, in their order."""
+    topic = await new_topic("relay-parking")
+    lab = f"lab-{uuid.uuid4().hex[:8]}"
+    feed = settings.topic(f"labs.{lab}.answers")
+    config = relay_settings(settings, schema, relay_batch_size=30)
+    await migrate_schema(config, [])
+    conn = await asyncpg.connect(config.database_url, server_settings={"search_path": schema})
+    try:
+        for first in range(0, 100, 10):
+            async with publishing(conn, config, SYSTEM_CLOCK) as ctx:
+                for i in range(first, first + 10):
+                    key = f"submission-{i % KEYS}"
+                    ctx.publish_to(topic, Ping(key=key, seq=i // KEYS), subject=key)
+                    if i % 5 == 0:
+                        ctx.publish_to(feed, Ping(key="answers", seq=i), subject="answers")
+        async with relays(config, OutboxRelay) as (relay,):
+            await wait_for(partial(all_published, config, 100), what="the other rows published")
+            await assert_exactly_once_in_order(config, topic, 100)
+            assert relay.parked == 20
+            assert await outbox.parked(conn) == [(feed, 20, "UnknownTopicOrPartitionError")]
+
+            await create_feeds(config, Role.LAB, lab)
+            assert await outbox.requeue(conn, feed) == 20
+            await wait_for(partial(all_published, config, 120), what="the requeued rows published")
+        records = await read_topic(config, feed, expected=20, timeout=60)
+        assert [json.loads(r.value or b"")["data"]["seq"] for r in records] == list(
+            range(0, 100, 5)
+        )
+        assert await outbox.parked(conn) == []
+    finally:
+        await conn.close()
