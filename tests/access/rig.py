@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -258,6 +259,12 @@ def start_process(settings: AccessSettings) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL: no shutdown, no flush; what the process had not committed is lost."""
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
 
 
 def model_id(lab: str = "example-lab", name: str | None = None) -> str:
