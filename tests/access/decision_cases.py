@@ -195,6 +195,19 @@ CASES = [
         {"nationality"},
     ),
     Case(
+        "a resident of a country in a restricted country group is denied",
+        [{"country_groups": ["embargoed"]}],
+        person(residence_country="IR"),
+        False,
+        {"residence"},
+    ),
+    Case(
+        "a US person resident in a country of a restricted group is allowed",
+        [{"country_groups": ["embargoed"]}],
+        person(citizenships=ties("US"), us_person="citizen", residence_country="IR"),
+        True,
+    ),
+    Case(
         "a country tier (older spelling) is the group of that name",
         [{"country_tiers": ["tier3"]}],
         person(citizenships=ties("RU")),
