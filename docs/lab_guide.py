@@ -32,7 +32,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,6 @@ from contracts.events.common import (
 from contracts.events.intake import (
     SubmissionAccepted,
     SubmissionRejected,
-    SubmissionWithdrawn,
     WithdrawalRejected,
 )
 from contracts.events.lab import ComplianceAcknowledged, SubmissionFiled, WithdrawalRequested
@@ -69,8 +68,18 @@ from contracts.principals import Role, lab
 from contracts.registry import LAB_FEEDS, TOPIC_BY_NAME, TOPICS, feed_for, subject_for, topic_for
 from contracts.sensitivity import owner_copy
 from contracts.topic import DAY_MS
+from services.access.compliance import check_acknowledgement
+from services.access.model import ModelPolicy
 from services.intake.criteria import assess_coverage, load_criteria
-from services.intake.decisions import invalid_input_refusal, rejection, window_closed
+from services.intake.decisions import (
+    FiledSubmission,
+    SubmissionState,
+    decide_withdrawal,
+    invalid_input_refusal,
+    rejection,
+    window_closed,
+)
+from services.intake.decisions import withdrawn as withdrawn_decision
 from services.intake.settings import IntakeSettings
 from services.labclient.signing import body_sha256, load_manifest, sign
 from services.runtime.context import Record
@@ -372,23 +381,43 @@ def answer_examples() -> list[ExampleRecord]:
     )
     withdrawal = example_withdrawal()
     withdrawn_at = withdrawal.appended_at + timedelta(milliseconds=300)
-    withdrawn = SubmissionWithdrawn(
+    on_file = FiledSubmission(
         submission_id=filed.submission_id,
         lab_id=LAB_ID,
+        state=SubmissionState.ACCEPTED,
+        body_sha256=accepted.body_sha256 or "",
+        filed_event_id=filing.event.id,
         model_id=accepted.model_id,
-        reason=withdrawal.event.data.reason,
-        withdrawn_at=withdrawn_at,
-        requested_event_id=withdrawal.event.id,
-        signature_sha256=_sig_sha256(withdrawal),
+        deadline=accepted.deadline,
+        reason=accepted.reason.value,
+        detail=accepted.detail,
     )
+    request: WithdrawalRequested = withdrawal.event.data
+    assert decide_withdrawal(request, on_file, withdrawn_at) is None
+    withdrawn = withdrawn_decision(
+        request,
+        on_file,
+        event_id=withdrawal.event.id,
+        signature_sha256=_sig_sha256(withdrawal),
+        now=withdrawn_at,
+    )
+    again = _signed(
+        WithdrawalRequested,
+        request.model_dump(mode="json", exclude={"signature"}, exclude_none=True),
+        request.signature.issued_at + timedelta(hours=1),
+        "Np5sQe1vTb8yWc3uXk6zLr0A",
+    )
+    again_at = again.signature.issued_at + APPENDED_AFTER
+    refusal = decide_withdrawal(again, replace(on_file, state=SubmissionState.WITHDRAWN), again_at)
+    assert refusal is not None
     refused_withdrawal = WithdrawalRejected(
-        reason=RejectionReason.INVALID_STATE,
-        detail="the submission was withdrawn already",
+        reason=refusal.reason,
+        detail=refusal.detail,
         rejected_event_id="2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a",
-        rejected_at=withdrawn_at + timedelta(hours=1),
+        rejected_at=again_at,
         submission_id=filed.submission_id,
         lab_id=LAB_ID,
-        signature_sha256="0f" * 32,
+        signature_sha256=hashlib.sha256(again.signature.value.encode()).hexdigest(),
     )
     closed = window_closed(
         filed.submission_id,
@@ -412,15 +441,41 @@ def answer_examples() -> list[ExampleRecord]:
         concluded_at=accepted.deadline + timedelta(seconds=2),
     )
     ack = example_acknowledgement()
+    policy = example_policy()
+    published = ModelPolicy(
+        model_id=policy.model_id,
+        lab_id=policy.lab_id,
+        version=policy.policy_version,
+        cedar_policies=policy.cedar_policies,
+        content_hash=policy.content_hash,
+        orders=tuple(policy.orders),
+        published_at=policy.published_at,
+        acknowledge_by=policy.acknowledge_by,
+        schema_version=policy.cedar_schema_version or "",
+        country_groups_version=policy.country_groups_version or "",
+        order_ids=tuple(policy.order_ids),
+    )
+    stale: ComplianceAcknowledged = _signed(
+        ComplianceAcknowledged,
+        ack.event.data.model_dump(mode="json", exclude={"signature"})
+        | {"content_hash": policy_hash(EXAMPLE_CEDAR + "// edited by hand\n")},
+        ack.event.data.signature.issued_at + timedelta(minutes=1),
+        "Wd4fGh7jKl0zXc2vBn5mQa8S",
+    )
+    stale_at = stale.signature.issued_at + APPENDED_AFTER
+    mismatch = check_acknowledgement(
+        stale, lambda version: published if version == published.version else None, now=stale_at
+    )
+    assert isinstance(mismatch, Refusal)
     compliance_refused = ComplianceRejected(
-        reason=RejectionReason.POLICY_MISMATCH,
-        detail=f"content_hash is not the hash of policy version 1 of {MODEL_ID}",
-        rejected_event_id=ack.event.id,
-        rejected_at=ack.appended_at + timedelta(milliseconds=200),
+        reason=mismatch.reason,
+        detail=mismatch.detail,
+        rejected_event_id="b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e",
+        rejected_at=stale_at + timedelta(milliseconds=200),
         model_id=MODEL_ID,
         lab_id=LAB_ID,
-        policy_version=1,
-        signature_sha256=_sig_sha256(ack),
+        policy_version=stale.policy_version,
+        signature_sha256=hashlib.sha256(stale.signature.value.encode()).hexdigest(),
     )
     return [
         _answer(
@@ -466,8 +521,9 @@ def answer_examples() -> list[ExampleRecord]:
             LAB_ID,
             at=refused_withdrawal.rejected_at,
             event_id="c5d6e7f8-a9b0-4c1d-8e3f-4a5b6c7d8e9f",
-            note="A second withdrawal of the same submission, authenticated: the precise "
-            "reason, bound to that withdrawal's signature.",
+            note="The WithdrawalRequested example signed again an hour later (new nonce, "
+            "new event id) after the first was applied: authenticated, so the precise reason, "
+            "bound to that second signature; decided by intake's own `decide_withdrawal`.",
         ),
         _answer(
             "ReviewWindowClosed",
@@ -497,8 +553,9 @@ def answer_examples() -> list[ExampleRecord]:
             LAB_ID,
             at=compliance_refused.rejected_at,
             event_id="a9b0c1d2-e3f4-4a5b-8c7d-8e9f0a1b2c3d",
-            note="The ComplianceAcknowledged example, authenticated, quoting a content hash "
-            "that is not the version's (as if the lab enforced other text).",
+            note="The ComplianceAcknowledged example signed again a minute later, quoting the "
+            "content hash of other text: authenticated, so the precise reason, decided by the "
+            "access service's own `check_acknowledgement`.",
         ),
     ]
 
