@@ -1,8 +1,10 @@
 """docs/lab-guide.md: current with the code, and its examples valid records.
 
 The examples are read back from the document's text (not from the generator), then
-decoded and verified by the agency's own code paths, so what a lab copies from the
-guide is what the agency accepts.
+decoded and verified by the agency's own code paths (the contracts' strict decoding,
+the trust library's signature and freshness checks, and ``authenticate`` against a
+key registry on the real PostgreSQL), so what a lab copies from the guide is what the
+agency accepts.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from contracts import decode
@@ -25,15 +29,19 @@ from docs import lab_guide
 from docs.lab_guide import GUIDE, ShownRecord, shown_records
 from services.runtime.context import Record
 from services.runtime.deadletter import dead_letter
+from services.runtime.migrations import migrate
+from services.trust import TRUST_SQL, registry
 from services.trust.freshness import (
     IMPLAUSIBLE_APPEND_TIME,
     FreshnessPolicy,
     Receipt,
     check_freshness,
 )
+from services.trust.principals import LAB, PrincipalKey
 from services.trust.refusal import SHAPE_REASONS
 from services.trust.signatures import signature_valid
 from services.trust.unverified import SignedInput, check_subject, read_signed
+from services.trust.verifier import Authenticated, authenticate
 
 DOCUMENT = GUIDE.read_text()
 LAB_RECORDS = shown_records(DOCUMENT, "lab-examples")
@@ -90,6 +98,48 @@ def test_each_lab_example_decodes_strictly_and_verifies_with_the_example_key(
     issued_at = event.data.signature.issued_at  # type: ignore[attr-defined]
     appended = Receipt(event.id, now=issued_at + timedelta(seconds=5), appended_at=issued_at)
     assert check_freshness(issued_at, appended, FreshnessPolicy()) is None
+
+
+@pytest.fixture
+async def conn(database: str, schema: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
+    """A fresh schema with the trust tables, the example lab and its example key registered."""
+    connection: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
+        database, server_settings={"search_path": schema}
+    )
+    try:
+        await migrate(connection, schema, TRUST_SQL)
+        since = lab_guide.SIGNED_AT - timedelta(days=1)
+        assert await registry.register(connection, LAB, lab_guide.LAB_ID, "Example", since) is None
+        key = PrincipalKey(
+            "lab",
+            lab_guide.LAB_ID,
+            lab_guide.EXAMPLE_KEY_ID,
+            lab_guide.example_public_key(),
+            since,
+            None,
+            None,
+        )
+        assert await registry.add_key(connection, LAB, key, since) is None
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def test_each_lab_example_authenticates_once_as_the_example_lab_at_its_append_time(
+    conn: asyncpg.Connection[asyncpg.Record],
+) -> None:
+    for record in LAB_RECORDS:
+        signed = read_signed(record.value, principal_field="lab_id")
+        assert isinstance(signed, SignedInput), signed
+        appended = signed.signature.issued_at + lab_guide.APPENDED_AFTER
+        received = Receipt(record.key, now=appended + timedelta(seconds=1), appended_at=appended)
+        policy = FreshnessPolicy()
+        sender = await authenticate(conn, signed, kind=LAB, received=received, policy=policy)
+        assert isinstance(sender, Authenticated), sender
+        assert (sender.principal_id, sender.key_id) == (lab_guide.LAB_ID, lab_guide.EXAMPLE_KEY_ID)
+        again = await authenticate(conn, signed, kind=LAB, received=received, policy=policy)
+        assert not isinstance(again, Authenticated)
+        assert again.reason is RejectionReason.REPLAYED_NONCE
 
 
 @pytest.mark.parametrize("record", LAB_RECORDS, ids=lambda r: r.topic + ":" + r.key)
