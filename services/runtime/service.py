@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from contracts import Event, Topic
 from contracts.acl import AclScope
 from contracts.principals import Role
-from contracts.registry import TOPIC_BY_NAME, consumer_group
+from contracts.registry import DEAD_LETTER_BY_NAME, TOPIC_BY_NAME, consumer_group
 from services.runtime import outbox
 from services.runtime.acls import check_access
 from services.runtime.clock import SYSTEM_CLOCK, Clock
@@ -121,15 +121,18 @@ class Service:
         on a topic is a decision for each consumer); anything else is answered
         by ``on_invalid`` or dead-lettered. The consumer group is
         ``<service>.<topic>`` (under the Kafka prefix); replicas share it. A
-        registry topic is named under the prefix; a topic outside the registry
-        (a runtime test's own) by its name as given.
+        registry topic (or a registry topic's DLQ, contracts.registry
+        DEAD_LETTER_TOPICS) is named under the prefix; a topic outside the
+        registry (a runtime test's own) by its name as given.
         """
         handled = set(handlers)
         unknown = (handled | set(ignore)) - set(topic.events)
         if unknown:
             names = ", ".join(sorted(t.__name__ for t in unknown))
             raise ValueError(f"{names} do not travel on {topic.name} (contracts.registry)")
-        registered = TOPIC_BY_NAME.get(topic.name) is topic
+        registered = (
+            TOPIC_BY_NAME.get(topic.name) is topic or DEAD_LETTER_BY_NAME.get(topic.name) is topic
+        )
         name = self.settings.topic(topic.name) if registered else topic.name
         consumer = EventConsumer(
             group=self.settings.topic(consumer_group(self.name, topic.name)),
