@@ -4,8 +4,8 @@ letters with the runtime's headers, spans in a trace file."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
 import os
 import secrets
 import subprocess
@@ -185,16 +185,22 @@ def cli_env(settings: ConsoleSettings, **overrides: str) -> Mapping[str, str]:
     return env | overrides
 
 
-def run_cli(settings: ConsoleSettings, *args: str) -> subprocess.CompletedProcess[str]:
+async def run_cli(
+    settings: ConsoleSettings, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m services.console.cli ARGS`` in a worker thread (the console under
+    test serves from the test's event loop, which must keep running)."""
+    return await asyncio.to_thread(_run_cli, settings, args, env or {})
+
+
+def _run_cli(
+    settings: ConsoleSettings, args: tuple[str, ...], env: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "services.console.cli", *args],
-        env=cli_env(settings),
+        env=dict(cli_env(settings)) | dict(env),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-
-
-def parse_json(text: str) -> Any:
-    return json.loads(text)
