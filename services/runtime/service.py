@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from contracts import Event, Topic
 from contracts.acl import AclScope
-from contracts.principals import Role
+from contracts.principals import READ_MODELS, Role
 from contracts.registry import DEAD_LETTER_BY_NAME, TOPIC_BY_NAME, consumer_group
 from services.runtime import outbox
 from services.runtime.acls import check_access
@@ -77,11 +77,15 @@ class Service:
         self.description = description
         self.source = settings.source
         self.tracer_provider = build_tracer_provider(settings, span_exporter)
+        # A read model writes nothing, and an idempotent producer's start asks the broker
+        # for a producer id, which it grants only to a principal that may write (the
+        # console's may not); its broker's producer never sends.
+        writes = role not in READ_MODELS
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
             security=faststream_security(settings),  # the process's own SCRAM principal
             client_id=self.name,
-            enable_idempotence=True,  # implies acks=all; no duplicates on producer retry
+            enable_idempotence=writes,  # implies acks=all; no duplicates on producer retry
             acks="all",
             max_request_size=DLQ_MAX_MESSAGE_BYTES,
             graceful_timeout=settings.graceful_timeout_s,
