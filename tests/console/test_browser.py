@@ -104,6 +104,27 @@ async def test_chromium_loads_the_submission_page_and_runs_none_of_its_markup(
     assert 'data-live=""' in dom and " left</span>" in dom
 
 
+async def test_chromium_loads_the_list_with_the_submission_linked(
+    console: Rig, tmp_path: Path
+) -> None:
+    s = await scenario(console)
+    dom = await browse(with_token(console, "/"), tmp_path / "profile", "--dump-dom")
+    assert "<title>frontier-review console</title>" in dom
+    assert f'href="/submissions/{s.submission_id}"' in dom and s.model_id in dom
+
+
+async def test_chromium_loads_the_submissions_trace_waterfall(console: Rig, tmp_path: Path) -> None:
+    s = await scenario(console)
+    dom = await browse(
+        with_token(console, f"/submissions/{s.submission_id}/trace"),
+        tmp_path / "profile",
+        "--dump-dom",
+    )
+    assert f"<title>Trace {TRACE} — frontier-review console</title>" in dom
+    assert "4 spans over 230.0 ms" in dom
+    assert dom.count('<td class="bar">') == 4 and "risk.events process" in dom
+
+
 async def test_chromium_without_the_token_gets_no_page(console: Rig, tmp_path: Path) -> None:
     s = await scenario(console)
     url = f"http://127.0.0.1:{console.service.http_port}/submissions/{s.submission_id}"
@@ -133,3 +154,11 @@ async def test_screenshots_of_the_submission_and_its_trace_are_kept(
         shutil.copyfile(shot, kept)
         with capsys.disabled():  # the path shows in every run, not only a failing one
             print(f"\nscreenshot: {shot} (kept as {kept})")
+
+
+def test_without_chromium_the_browser_tests_fail_and_name_the_installer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no chromium on it
+    with pytest.raises(pytest.fail.Exception, match=r"bash deploy/install\.sh"):
+        chromium()
