@@ -8,20 +8,22 @@
 ``FR_CONSOLE_*``). ``traces`` prints a submission's trace (the traceparent of its
 SubmissionAccepted) as a waterfall, from the local trace file. Both read the console's
 schema (FR_DATABASE_URL, FR_DB_SCHEMA=console), which the running console service
-keeps. Exit codes: 0 ok, 1 unknown submission / no trace / --fail-on-stuck and
-something is stuck, 2 bad arguments.
+keeps. Exit codes: 0 ok, 1 unknown submission / no trace / database unreachable /
+--fail-on-stuck and something is stuck, 2 bad arguments.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Coroutine
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
+import asyncpg
 import typer
 from rich.console import Console
 
@@ -40,11 +42,27 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+T = TypeVar("T")
 
 
 def _fail(message: str) -> None:
     err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     raise typer.Exit(1)
+
+
+def _read(work: Coroutine[Any, Any, T]) -> T:
+    """Run a read of the console's schema; an unreachable or refusing database is a
+    message and exit 1, not a traceback (the URL is not shown: it holds a password)."""
+    try:
+        return asyncio.run(work)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        err.print(
+            f"[red]error:[/red] cannot read the console's schema (FR_DATABASE_URL, "
+            f"FR_DB_SCHEMA): {type(exc).__name__}: {exc}",
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
 
 
 async def _views(settings: ConsoleSettings, now: datetime, limit: int) -> list[SubmissionView]:
@@ -80,7 +98,7 @@ def status(
     """Submissions with their state, window deadline and any stuck stage."""
     settings = ConsoleSettings()
     now = datetime.now(UTC)
-    views = asyncio.run(_views(settings, now, limit))
+    views = _read(_views(settings, now, limit))
     rows: list[tuple[SubmissionView, list[Stuck]]] = [
         (view, stuck_stages(view, now, settings.thresholds)) for view in views
     ]
@@ -128,7 +146,7 @@ def traces(
 ) -> None:
     """A submission's trace as a waterfall (from the services' local trace file)."""
     settings = ConsoleSettings()
-    view = asyncio.run(_trace_id(settings, submission_id))
+    view = _read(_trace_id(settings, submission_id))
     if view is None:
         _fail(f"the console knows no submission {submission_id}")
         return

@@ -13,6 +13,7 @@ from services.runtime.telemetry import build_tracer_provider, current_trace_head
 from tests.console.rig import Rig, run_cli
 from tests.console.scenario import Scenario
 from tests.console.test_waterfall import span_line
+from tests.kit import free_port
 
 TRACE = "7ef92f3577b34da6a3ce929d0e0e4739"
 
@@ -105,3 +106,13 @@ async def test_traces_without_its_spans_in_the_file_says_so(console: Rig) -> Non
     )
     result = await run_cli(console.settings, "traces", str(s.submission_id))
     assert result.returncode == 1 and "no span of trace" in result.stderr
+
+
+async def test_status_without_a_database_fails_with_a_message_not_a_traceback(
+    console: Rig,
+) -> None:
+    url = f"postgresql://frontier:s3cret-in-url@127.0.0.1:{free_port()}/frontier_review"
+    result = await run_cli(console.settings, "status", env={"FR_DATABASE_URL": url})
+    assert result.returncode == 1
+    assert "cannot read the console's schema" in result.stderr and "Connect" in result.stderr
+    assert "Traceback" not in result.stderr and "s3cret-in-url" not in result.stderr
