@@ -26,6 +26,13 @@ from contracts.events.lab import ComplianceAcknowledged, SubmissionFiled, Withdr
 from contracts.registry import LAB_FEEDS, TOPIC_BY_NAME, subject_for
 from contracts.violation import DECODE_REASONS
 from docs import lab_guide
+from docs.lab_examples import (
+    APPENDED_AFTER,
+    EXAMPLE_KEY_ID,
+    LAB_ID,
+    SIGNED_AT,
+    example_public_key,
+)
 from docs.lab_guide import GUIDE, ShownRecord, shown_records
 from services.runtime.context import Record
 from services.runtime.deadletter import dead_letter
@@ -94,7 +101,7 @@ def test_each_lab_example_decodes_strictly_and_verifies_with_the_example_key(
     signed = read_signed(record.value, principal_field="lab_id")
     assert isinstance(signed, SignedInput), signed
     assert check_subject(event.subject, signed, topic.key) is None
-    assert signature_valid(lab_guide.example_public_key(), signed.data, signed.signature.value)
+    assert signature_valid(example_public_key(), signed.data, signed.signature.value)
     issued_at = event.data.signature.issued_at  # type: ignore[attr-defined]
     appended = Receipt(event.id, now=issued_at + timedelta(seconds=5), appended_at=issued_at)
     assert check_freshness(issued_at, appended, FreshnessPolicy()) is None
@@ -108,13 +115,13 @@ async def conn(database: str, schema: str) -> AsyncIterator[asyncpg.Connection[a
     )
     try:
         await migrate(connection, schema, TRUST_SQL)
-        since = lab_guide.SIGNED_AT - timedelta(days=1)
-        assert await registry.register(connection, LAB, lab_guide.LAB_ID, "Example", since) is None
+        since = SIGNED_AT - timedelta(days=1)
+        assert await registry.register(connection, LAB, LAB_ID, "Example", since) is None
         key = PrincipalKey(
             "lab",
-            lab_guide.LAB_ID,
-            lab_guide.EXAMPLE_KEY_ID,
-            lab_guide.example_public_key(),
+            LAB_ID,
+            EXAMPLE_KEY_ID,
+            example_public_key(),
             since,
             None,
             None,
@@ -131,12 +138,12 @@ async def test_each_lab_example_authenticates_once_as_the_example_lab_at_its_app
     for record in LAB_RECORDS:
         signed = read_signed(record.value, principal_field="lab_id")
         assert isinstance(signed, SignedInput), signed
-        appended = signed.signature.issued_at + lab_guide.APPENDED_AFTER
+        appended = signed.signature.issued_at + APPENDED_AFTER
         received = Receipt(record.key, now=appended + timedelta(seconds=1), appended_at=appended)
         policy = FreshnessPolicy()
         sender = await authenticate(conn, signed, kind=LAB, received=received, policy=policy)
         assert isinstance(sender, Authenticated), sender
-        assert (sender.principal_id, sender.key_id) == (lab_guide.LAB_ID, lab_guide.EXAMPLE_KEY_ID)
+        assert (sender.principal_id, sender.key_id) == (LAB_ID, EXAMPLE_KEY_ID)
         again = await authenticate(conn, signed, kind=LAB, received=received, policy=policy)
         assert not isinstance(again, Authenticated)
         assert again.reason is RejectionReason.REPLAYED_NONCE
@@ -148,7 +155,7 @@ def test_each_lab_example_fails_verification_once_its_data_changes(record: Shown
     assert tampered != record.value
     signed = read_signed(tampered, principal_field="lab_id")
     assert isinstance(signed, SignedInput), signed
-    assert not signature_valid(lab_guide.example_public_key(), signed.data, signed.signature.value)
+    assert not signature_valid(example_public_key(), signed.data, signed.signature.value)
 
 
 def test_there_is_an_example_of_every_answer_a_lab_feed_carries() -> None:
@@ -163,7 +170,7 @@ ANSWER_TYPES = {event.TYPE: event for feed in LAB_FEEDS for event in feed.events
 def test_each_answer_example_decodes_on_its_feed_keyed_as_the_agency_keys_it(
     record: ShownRecord,
 ) -> None:
-    feed = next(f for f in LAB_FEEDS if f.topic(lab_guide.LAB_ID) == record.topic)
+    feed = next(f for f in LAB_FEEDS if f.topic(LAB_ID) == record.topic)
     event = decode(record.value, {e.TYPE: e for e in feed.events})
     assert event.subject == record.key
     assert record.headers["ce_type"] == event.type
@@ -200,9 +207,7 @@ def test_the_dlq_headers_are_the_ones_a_dead_letter_carries() -> None:
         timestamp_ms=0,
         log_append_time=True,
     )
-    letter = dead_letter(
-        record, b"", reason="r", error="e", consumer="c", attempts=1, at=lab_guide.SIGNED_AT
-    )
+    letter = dead_letter(record, b"", reason="r", error="e", consumer="c", attempts=1, at=SIGNED_AT)
     table = section("dlq").split("Reasons (`dlq.reason`):")[0]
     assert first_column(table) == list(letter.headers)
 
