@@ -34,6 +34,8 @@ from docs.lab_examples import (
     example_public_key,
 )
 from docs.lab_guide import GUIDE, ShownRecord, shown_records
+from services.labclient.client import LabClient
+from services.labclient.settings import LabSettings
 from services.runtime.context import Record
 from services.runtime.deadletter import dead_letter
 from services.runtime.migrations import migrate
@@ -105,6 +107,18 @@ def test_each_lab_example_decodes_strictly_and_verifies_with_the_example_key(
     issued_at = event.data.signature.issued_at  # type: ignore[attr-defined]
     appended = Receipt(event.id, now=issued_at + timedelta(seconds=5), appended_at=issued_at)
     assert check_freshness(issued_at, appended, FreshnessPolicy()) is None
+
+
+@pytest.mark.parametrize("record", LAB_RECORDS, ids=lambda r: r.topic + ":" + r.key)
+def test_each_lab_example_has_the_envelope_the_agencys_lab_client_builds(
+    record: ShownRecord,
+) -> None:
+    shown = decode(record.value, TOPIC_BY_NAME[record.topic].event_types)
+    client = LabClient(lab_id=LAB_ID, settings=LabSettings(lab_id=LAB_ID))
+    built = client.envelope(shown.data)  # type: ignore[arg-type]
+    attributes = ("specversion", "source", "type", "subject", "datacontenttype", "dataschema")
+    assert {a: getattr(shown, a) for a in attributes} == {a: getattr(built, a) for a in attributes}
+    assert client.topic_for(built) == record.topic
 
 
 @pytest.fixture
