@@ -129,7 +129,10 @@ reviewers_app = principal_commands(REVIEWER, connect=database, onboarding=onboar
 app.add_typer(reviewers_app, name="reviewers")
 
 
-@reviewers_app.command("keygen", help="Make a reviewer's Ed25519 key pair (FILE and FILE.pub).")
+@reviewers_app.command(
+    "keygen",
+    help="Make a reviewer's Ed25519 key pair: FILE, and its public key beside it (suffix .pub).",
+)
 def reviewer_keygen(
     path: Annotated[
         Path, typer.Argument(help="Where the private key goes (kept by the reviewer).")
