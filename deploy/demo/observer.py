@@ -23,7 +23,18 @@ from contracts import CloudEvent, ContractViolation, Event, decode
 from contracts.registry import TOPIC_BY_NAME
 from services.runtime.kafka import KafkaSettings, aiokafka_options
 
-TOPICS = ("intake.events", "evaluation.events", "risk.events", "access.events", "access.policies")
+# The lab's inputs, every service's events, and the government feed: the timeline of
+# one submission from filing to conclusion.
+TOPICS = (
+    "lab.submissions",
+    "intake.events",
+    "evaluation.events",
+    "risk.events",
+    "gov.findings",
+    "access.policies",
+    "lab.compliance",
+    "access.events",
+)
 E = TypeVar("E", bound=Event)
 T = TypeVar("T")
 

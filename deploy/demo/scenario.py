@@ -43,6 +43,7 @@ from rich.table import Table
 from contracts import CloudEvent, ContractViolation, Event, decode
 from contracts.events import (
     AccessPolicyPublished,
+    ComplianceAcknowledged,
     ComplianceRejected,
     EscalationDecided,
     EscalationRaised,
@@ -56,6 +57,7 @@ from contracts.events import (
     ReviewWindowClosed,
     RiskAssessed,
     SubmissionAccepted,
+    SubmissionFiled,
 )
 from contracts.events.common import make_model_id
 from contracts.events.risk import ReviewOutcome
@@ -665,7 +667,7 @@ class Review:
             self.demo.decision_api,
             "--api-token-file",
             self.demo.decision_tokens,
-            show=1,
+            show=0,  # the signed acknowledgement as JSON: what it says is checked below
         )
         deadline = time.monotonic() + 45
         while True:
@@ -841,6 +843,12 @@ def cedar_excerpt(text: str, lines: int = 8) -> list[str]:
 
 def describe(data: Event) -> str:
     """One line about an event for the timeline."""
+    if isinstance(data, SubmissionFiled):
+        return f"{data.model.name} {data.model.version}, signed with key {data.signature.key_id}"
+    if isinstance(data, FindingShared):
+        return f"{data.domain} {data.level} (redacted)"
+    if isinstance(data, ComplianceAcknowledged):
+        return f"v{data.policy_version} at {', '.join(data.enforcement_points)}"
     if isinstance(data, SubmissionAccepted):
         return f"{data.reason}; window {data.review_days} days"
     if isinstance(data, EvaluationStarted):
