@@ -35,10 +35,10 @@ export FR_DEMO_MODEL_PORT=${FR_DEMO_MODEL_PORT:-8900} FR_DECISION_API_PORT=${FR_
 # Demo settings (local development only). A day of the review window lasts 6 s (30
 # days in three minutes, time for the five suites on a busy machine); the risk policy's
 # durations (a critical escalation's two-day decision deadline, the conclusion's hour
-# of grace) run at 30 s a day, so that two people can sign within the deadline. The
-# suites run side by side.
+# of grace) run at 60 s a day, so that two people can sign within the deadline on a
+# busy machine (each command starts a Python process). The suites run side by side.
 export FR_INTAKE_SECONDS_PER_DAY=${FR_INTAKE_SECONDS_PER_DAY:-6}
-export FR_RISK_SECONDS_PER_DAY=${FR_RISK_SECONDS_PER_DAY:-30}
+export FR_RISK_SECONDS_PER_DAY=${FR_RISK_SECONDS_PER_DAY:-60}
 export FR_EVALUATION_WORKER_CONCURRENCY=${FR_EVALUATION_WORKER_CONCURRENCY:-5}
 # The demo lab model server speaks plain http on loopback with this key; endpoints
 # must be public https hosts, so intake and evaluation allowlist it.
