@@ -12,8 +12,8 @@
 # Every port can be moved, so that two stacks run side by side (pass the same
 # variables to the stop commands): FR_KAFKA_PORT, FR_KAFKA_CONTROLLER_PORT, FR_PG_PORT
 # (deploy/stack.sh); FR_INTAKE_HTTP_PORT, FR_EVALUATION_HTTP_PORT, FR_RISK_HTTP_PORT,
-# FR_ACCESS_HTTP_PORT, FR_CONSOLE_HTTP_PORT (8301..8305); FR_DEMO_MODEL_PORT (8900);
-# FR_DECISION_API_PORT (8181).
+# FR_ACCESS_HTTP_PORT, FR_CONSOLE_HTTP_PORT (8301..8305); FR_ASYNCAPI_DOCS_PORT (8306);
+# FR_DEMO_MODEL_PORT (8900); FR_DECISION_API_PORT (8181).
 set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -30,7 +30,7 @@ export FR_KAFKA_BOOTSTRAP FR_DATABASE_URL
 
 export FR_INTAKE_HTTP_PORT=${FR_INTAKE_HTTP_PORT:-8301} FR_EVALUATION_HTTP_PORT=${FR_EVALUATION_HTTP_PORT:-8302}
 export FR_RISK_HTTP_PORT=${FR_RISK_HTTP_PORT:-8303} FR_ACCESS_HTTP_PORT=${FR_ACCESS_HTTP_PORT:-8304}
-export FR_CONSOLE_HTTP_PORT=${FR_CONSOLE_HTTP_PORT:-8305}
+export FR_CONSOLE_HTTP_PORT=${FR_CONSOLE_HTTP_PORT:-8305} FR_ASYNCAPI_DOCS_PORT=${FR_ASYNCAPI_DOCS_PORT:-8306}
 export FR_DEMO_MODEL_PORT=${FR_DEMO_MODEL_PORT:-8900} FR_DECISION_API_PORT=${FR_DECISION_API_PORT:-8181}
 # Demo settings (local development only). A day of the review window lasts 6 s (30
 # days in three minutes, time for the five suites on a busy machine); the risk policy's
@@ -55,9 +55,9 @@ token_file "$FR_ACCESS_API_TOKENS_FILE"
 export FR_ENFORCER_TOKENS_FILE=$ROOT/.local/demo/decision-api-tokens.txt
 token_file "$FR_ENFORCER_TOKENS_FILE"
 
-step "the four services and the demo lab model server"
+step "the four services, the demo lab model server, the AsyncAPI pages"
 bash deploy/services.sh start
-bash deploy/services.sh start evaluation.demo_model
+bash deploy/services.sh start evaluation.demo_model runtime.asyncapi_docs
 step "a lab and two reviewers join"
 .venv/bin/python -m deploy.demo.scenario onboard
 step "the lab's enforcement point: frontier-lab decision-api on :$FR_DECISION_API_PORT"

@@ -4,7 +4,8 @@
 #   bash deploy/services.sh start|stop|status [name ...]
 #
 # A name is a service (`python -m services.<name>`), a module of one
-# (evaluation.demo_model: the demo lab model server), or `enforcer`: a lab's
+# (evaluation.demo_model: the demo lab model server; runtime.asyncapi_docs: the
+# AsyncAPI documents as web pages), or `enforcer`: a lab's
 # enforcement point, the decision API sidecar (`frontier-lab decision-api`).
 # start's default: every services/<name>/__main__.py except the runtime package;
 # stop's and status's: those and whatever else was started here.
@@ -16,7 +17,8 @@
 # a service gets none (no Kafka).
 # HTTP: FR_<NAME>_HTTP_PORT (e.g. FR_INTAKE_HTTP_PORT=18301) is that service's
 # FR_HTTP_PORT (unset: the service's default); the demo model server listens on
-# FR_DEMO_MODEL_PORT (8900). A port another process holds stops the start.
+# FR_DEMO_MODEL_PORT (8900), the AsyncAPI pages on FR_ASYNCAPI_DOCS_PORT (8306).
+# A port another process holds stops the start.
 # The enforcer follows the lab FR_ENFORCER_LAB_ID's policy feed with the lab's
 # Kafka credentials FR_ENFORCER_CREDENTIALS_FILE, answers callers listed in
 # FR_ENFORCER_TOKENS_FILE, on FR_DECISION_API_PORT (8181).
@@ -65,6 +67,9 @@ plan() {
             CMD=(.venv/bin/python -m "services.$1")
             if [[ $1 == evaluation.demo_model ]]; then
                 PORT=${FR_DEMO_MODEL_PORT:-8900}
+                CMD+=(--port "$PORT")
+            elif [[ $1 == runtime.asyncapi_docs ]]; then
+                PORT=${FR_ASYNCAPI_DOCS_PORT:-8306}
                 CMD+=(--port "$PORT")
             fi
             ;;

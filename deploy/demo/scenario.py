@@ -101,6 +101,7 @@ class Demo:
     access_api: str
     intake_api: str
     console_url: str
+    asyncapi_url: str
     model_url: str
     access_tokens: Path
     decision_tokens: Path
@@ -121,6 +122,7 @@ class Demo:
             access_api=f"http://127.0.0.1:{port('FR_ACCESS_HTTP_PORT', 8304)}",
             intake_api=f"http://127.0.0.1:{port('FR_INTAKE_HTTP_PORT', 8301)}",
             console_url=f"http://127.0.0.1:{port('FR_CONSOLE_HTTP_PORT', 8305)}",
+            asyncapi_url=f"http://127.0.0.1:{port('FR_ASYNCAPI_DOCS_PORT', 8306)}",
             model_url=f"http://127.0.0.1:{port('FR_DEMO_MODEL_PORT', 8900)}/v1",
             access_tokens=Path(
                 env.get("FR_ACCESS_API_TOKENS_FILE", DEMO / "access-api-tokens.txt")
@@ -803,8 +805,8 @@ class Review:
             f"{self.demo.intake_api}/submissions/{self.submission_id}"
         )
         say(
-            "  AsyncAPI documents: contracts/asyncapi/{intake,evaluation,risk,access}.yaml "
-            "(browse one: .venv/bin/faststream docs serve contracts/asyncapi/risk.yaml)"
+            f"  AsyncAPI documents: {self.demo.asyncapi_url}/ (contracts/asyncapi/"
+            "{intake,evaluation,risk,access}.yaml)"
         )
         say(
             f"  STIX bundle: {self.stix_file.relative_to(ROOT) if self.stix_file else '-'}   "
