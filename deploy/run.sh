@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Bring the whole system up on this machine and play one review end to end:
-# install what is missing; start Kafka (secured) and PostgreSQL; the four services,
-# the demo lab model server and the lab's enforcement point (logs in .local/logs,
-# traces in .local/traces.jsonl); then deploy/demo/scenario.py plays the lab, the
-# agency's operator, two reviewers and a government subscriber, and ends with a
-# summary. Everything keeps running afterwards.
+# install what is missing; start Kafka (secured) and PostgreSQL; the four services
+# and the web console, the demo lab model server, the AsyncAPI pages and the lab's
+# enforcement point (logs in .local/logs, traces in .local/traces.jsonl); then
+# deploy/demo/scenario.py plays the lab, the agency's operator, two reviewers and a
+# government subscriber, and ends with a summary. Everything keeps running afterwards.
 #
 #   bash deploy/run.sh
 #   bash deploy/services.sh stop && bash deploy/stack.sh down      # stop it all
@@ -47,15 +47,18 @@ export FR_INTAKE_ENDPOINT_ALLOWLIST="[\"127.0.0.1:$FR_DEMO_MODEL_PORT\"]"
 export FR_EVALUATION_ENDPOINT_ALLOWLIST=$FR_INTAKE_ENDPOINT_ALLOWLIST
 export FR_TENANT_CREDENTIALS_DIR=$ROOT/.local/kafka/tenants
 # Secrets that in production come from the secret store: the risk service's audit
-# key, the callers of access's agency API and of the lab's decision API.
-mkdir -p .local/demo
+# key, the callers of access's agency API, of the web console and of the lab's
+# decision API.
+mkdir -p .local/demo .local/console
 [[ -f .local/risk/audit-key.pem ]] || .venv/bin/frontier-review audit keygen
 export FR_ACCESS_API_TOKENS_FILE=$ROOT/.local/demo/access-api-tokens.txt
 token_file "$FR_ACCESS_API_TOKENS_FILE"
+export FR_CONSOLE_TOKENS_FILE=${FR_CONSOLE_TOKENS_FILE:-$ROOT/.local/console/tokens}
+token_file "$FR_CONSOLE_TOKENS_FILE"
 export FR_ENFORCER_TOKENS_FILE=$ROOT/.local/demo/decision-api-tokens.txt
 token_file "$FR_ENFORCER_TOKENS_FILE"
 
-step "the four services, the demo lab model server, the AsyncAPI pages"
+step "the services (intake, evaluation, risk, access, the console), the demo lab model server, the AsyncAPI pages"
 bash deploy/services.sh start
 bash deploy/services.sh start evaluation.demo_model runtime.asyncapi_docs
 step "a lab and two reviewers join"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -64,7 +63,15 @@ from contracts.events.risk import ReviewOutcome
 from contracts.registry import TOPIC_BY_NAME
 from deploy.demo import customers
 from deploy.demo.observer import AgencyObserver, Missing, partitions
-from deploy.demo.parties import DEMO, ROOT, CommandFailed, Party, environment, operator_environment
+from deploy.demo.parties import (
+    DEMO,
+    ROOT,
+    CommandFailed,
+    Party,
+    environment,
+    operator_environment,
+    shown,
+)
 from services.labclient.keys import load_private_key, public_key_base64
 from services.runtime.kafka import KafkaSettings, aiokafka_options
 
@@ -101,6 +108,7 @@ class Demo:
     access_api: str
     intake_api: str
     console_url: str
+    console_tokens: Path
     asyncapi_url: str
     model_url: str
     access_tokens: Path
@@ -122,6 +130,7 @@ class Demo:
             access_api=f"http://127.0.0.1:{port('FR_ACCESS_HTTP_PORT', 8304)}",
             intake_api=f"http://127.0.0.1:{port('FR_INTAKE_HTTP_PORT', 8301)}",
             console_url=f"http://127.0.0.1:{port('FR_CONSOLE_HTTP_PORT', 8305)}",
+            console_tokens=Path(env.get("FR_CONSOLE_TOKENS_FILE", ROOT / ".local/console/tokens")),
             asyncapi_url=f"http://127.0.0.1:{port('FR_ASYNCAPI_DOCS_PORT', 8306)}",
             model_url=f"http://127.0.0.1:{port('FR_DEMO_MODEL_PORT', 8900)}/v1",
             access_tokens=Path(
@@ -797,8 +806,15 @@ class Review:
             + ", ".join(f"{spans[s]} spans from {s}" for s in SERVICES if spans[s])
             + " (.local/traces.jsonl)"
         )
-        if importlib.util.find_spec("services.console") is not None:
-            say(f"  console: {self.demo.console_url}/   frontier-review traces {self.trace_id}")
+        missing = [s for s in SERVICES if not spans[s]]
+        if missing:
+            raise Unexpected(f"the submission's trace has no spans from {', '.join(missing)}")
+        self.operator.run("frontier-review", "traces", self.submission_id, show=40)
+        page = await self.console_page()
+        say(
+            f"  console: {page} (the password: a line of "
+            f"{shown(self.demo.console_tokens)}; any user name)"
+        )
         say(
             f"  lab's decision API: {self.demo.decision_api}/docs   access's agency API: "
             f"{self.demo.access_api}/docs   intake status: "
@@ -813,9 +829,25 @@ class Review:
             "logs: .local/logs/   services: bash deploy/services.sh status"
         )
         say("  stop: bash deploy/services.sh stop && bash deploy/stack.sh down (same FR_* ports)")
-        missing = [s for s in SERVICES if not spans[s]]
-        if missing:
-            raise Unexpected(f"the submission's trace has no spans from {', '.join(missing)}")
+
+    async def console_page(self) -> str:
+        """The console's page of the submission, once the console shows it concluded."""
+        url = f"{self.demo.console_url}/submissions/{self.submission_id}"
+        headers = {"Authorization": f"Bearer {token(self.demo.console_tokens)}"}
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient(timeout=10) as client:
+            while True:
+                try:
+                    response = await client.get(url, headers=headers)
+                    shows = response.status_code == 200 and "restrictions_ordered" in response.text
+                    answer = f"{response.status_code}"
+                except httpx.HTTPError as exc:
+                    shows, answer = False, repr(exc)
+                if shows:
+                    return url
+                if time.monotonic() > deadline:
+                    raise Missing(f"the console at {url} does not show the conclusion: {answer}")
+                await asyncio.sleep(1)
 
 
 def trace_of(event: CloudEvent[Any]) -> str | None:
