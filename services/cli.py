@@ -23,8 +23,6 @@ FR_KAFKA_*, FR_TOPIC_PREFIX ...).
 from __future__ import annotations
 
 import copy
-import importlib
-import importlib.util
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Annotated
 import typer
 
 from services.access import cli as access
+from services.console import cli as console
 from services.evaluation import cli as evaluation
 from services.intake import cli as intake
 from services.risk import cli as risk
@@ -301,28 +300,10 @@ def outbox_requeue(
     )
 
 
-def mount_console(target: typer.Typer) -> bool:
-    """The console's commands (``status``, ``traces``) on ``target``, when services.console
-    is there; False when it is not (then the tree has no such commands)."""
-    try:
-        found = importlib.util.find_spec("services.console.cli") is not None
-    except ModuleNotFoundError:  # no services.console package at all
-        found = False
-    if not found:
-        return False
-    console: typer.Typer = importlib.import_module("services.console.cli").app
-    for command in console.registered_commands:
-        mounted = copy.copy(command)
-        mounted.rich_help_panel = OPERATIONS
-        target.registered_commands.append(mounted)
-    for group in console.registered_groups:
-        mounted_group = copy.copy(group)
-        mounted_group.rich_help_panel = OPERATIONS
-        target.registered_groups.append(mounted_group)
-    return True
-
-
-CONSOLE_MOUNTED = mount_console(app)
+for command in console.app.registered_commands:  # status, traces
+    mounted = copy.copy(command)
+    mounted.rich_help_panel = OPERATIONS
+    app.registered_commands.append(mounted)
 
 if __name__ == "__main__":
     app(prog_name="frontier-review")
