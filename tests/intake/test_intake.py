@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from contracts import encode, make_event
 from contracts.events.common import RejectionReason
 from contracts.events.intake import (
     AcceptanceReason,
@@ -426,6 +427,54 @@ async def test_replay_of_a_captured_valid_message(rig: Rig) -> None:
         str(filed.submission_id),
     )
     assert windows[0]["n"] == 1
+
+
+async def test_records_squatting_a_genuine_filings_event_id_change_nothing_for_it(
+    rig: Rig,
+) -> None:
+    """An unsigned record and a forged one, both under the CloudEvent id of a genuine
+    filing and ahead of it on its partition: the genuine filing is still accepted (the
+    inbox of an input topic is keyed by position, not by the sender's id), and the lab
+    client reports that acceptance, bound to what it signed, not the squatters' refusals,
+    which reach the lab's feed first under the same id."""
+    lab, forger = rig.signers["a1"], rig.signers["b1"]
+    async with LabClient(
+        lab_id=lab.lab_id,
+        key_id=lab.key_id,
+        key=lab.key,
+        settings=lab_settings(rig.settings, lab.lab_id),
+    ) as client:
+        document = manifest(lab.lab_id)
+        genuine = envelope(lab.filed(document))
+        unsigned = mutated(genuine, lambda d: d["data"].pop("signature"))
+        posing = Signer(lab.lab_id, lab.key_id, forger.key).filed(document | {"notes": "forged"})
+        forged = make_event(
+            posing, source="/labs/lab-a", subject=genuine.subject, event_id=genuine.id
+        )
+        await rig.send(unsigned, genuine.subject)
+        await rig.send(encode(forged), genuine.subject)
+        await client.publish(genuine)
+        outcome = await client.outcome(genuine, within_s=20)
+
+    assert outcome.status == "accepted" and outcome.bound, outcome.summary
+    decision = accepted(outcome.event)
+    assert decision.filed_event_id == genuine.id
+    assert decision.signature_sha256 == signature_sha256(genuine)
+    # The squatters were answered, to the id they copied and unbound, and changed nothing.
+    answers = rig.events.answers(genuine.id)
+    refusals = sorted(rejected(a).reason for a in answers if isinstance(a.data, SubmissionRejected))
+    assert refusals == sorted([R.SCHEMA_VIOLATION, R.AUTHENTICATION_FAILED])
+    for answer in answers:
+        if isinstance(answer.data, SubmissionRejected):  # bound to no signature
+            told = answer_to(genuine, answer)
+            assert told is not None and not told.bound and answer.data.signature_sha256 is None
+    reasons = [dict(r.headers).get("dlq.reason") for r in rig.dlq.records]
+    assert b"event_id_reused" not in reasons
+    history = await rig.fetch(
+        "SELECT kind, event_id FROM submission_history WHERE submission_id = $1",
+        decision.submission_id,
+    )
+    assert [(r["kind"], r["event_id"]) for r in history] == [("accepted", genuine.id)]
 
 
 async def test_duplicate_and_conflicting_resubmission(rig: Rig) -> None:
