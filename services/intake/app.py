@@ -30,7 +30,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = (TRUST_SQL, MIGRATIONS)  # the trust library's tables, then intake's
 SUBMISSIONS = TOPIC_BY_NAME["lab.submissions"]
 EVENTS = TOPIC_BY_NAME["intake.events"]
-PRUNE_EVERY_S = 3600.0
 
 
 def build_service(
@@ -66,7 +65,7 @@ def build_service(
                     history_before=now - timedelta(days=settings.intake_history_keep_days),
                     counts_before=now - timedelta(days=settings.intake_refusal_counts_keep_days),
                 )
-            await asyncio.sleep(PRUNE_EVERY_S)
+            await asyncio.sleep(settings.intake_prune_every_s)
 
     service.background(prune)
     service.http(status_app(lambda: service.pool))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,7 @@ from services.trust.principals import LAB, PrincipalKey
 from services.trust.refusal import AUTHENTICATION_FAILED_DETAIL, Refusal
 from tests.intake.rig import MAX_MESSAGE_BYTES, Rig, running_rig
 from tests.intake.support import Signer, envelope, manifest, mutated, public_bytes, raw
-from tests.kit import TopicWatcher, create_feeds, lab_settings
+from tests.kit import TopicWatcher, create_feeds, lab_settings, wait_for
 
 R = RejectionReason
 
@@ -733,3 +734,42 @@ async def test_each_lab_reads_its_answers_on_its_own_feed(rig: Rig) -> None:
 
 def rejected_id_of(event: Any) -> str | None:
     return getattr(event.data, "rejected_event_id", None)
+
+
+async def test_history_and_refusal_counts_are_deleted_past_their_retention(
+    settings: RuntimeSettings,
+) -> None:
+    """Retention (FR_INTAKE_HISTORY_KEEP_DAYS, FR_INTAKE_REFUSAL_COUNTS_KEEP_DAYS) by
+    intake's clock: refusal counts go after 90 days, a submission's history after 400;
+    the submission itself stays."""
+    day = 86_400.0
+    async with running_rig(settings, intake_prune_every_s=0.1) as rig:
+        refused = rig.signers["a1"].filed(
+            manifest("lab-a", model={"training_compute_flop": 1e20, "declared_capabilities": []})
+        )
+        assert rejected(await rig.answer(refused)).reason is R.NOT_COVERED_MODEL
+        stranger = await rig.answer(Signer("nobody-lab", "n1").filed())
+        assert rejected(stranger).reason is R.AUTHENTICATION_FAILED
+
+        async def rows(table: str) -> int:
+            found = await rig.fetch(f"SELECT count(*) AS n FROM {table}")
+            return int(found[0]["n"])
+
+        assert await rows("submission_history") == 1 and await rows("refusal_counts") == 1
+        rig.clock.advance(91 * day)
+        await wait_for(
+            lambda: _zero(rows("refusal_counts")), what="refusal counts older than 90 days gone"
+        )
+        assert await rows("submission_history") == 1, "history is kept 400 days"
+        rig.clock.advance(310 * day)
+        await wait_for(
+            lambda: _zero(rows("submission_history")), what="history older than 400 days gone"
+        )
+        kept = await rig.fetch(
+            "SELECT state FROM submissions WHERE submission_id = $1", refused.submission_id
+        )
+        assert [r["state"] for r in kept] == ["rejected"]
+
+
+async def _zero(count: Awaitable[int]) -> bool:
+    return await count == 0
