@@ -25,15 +25,36 @@ from contracts.events.lab import SubmissionFiled
 from contracts.principals import Role
 from contracts.registry import LAB_FEED_BY_SUFFIX
 from contracts.sensitivity import owner_copy
+from services.intake.app import SCHEMA, build_service
+from services.intake.settings import IntakeSettings
 from services.labclient import LabClient, body_sha256
 from services.labclient.client import answer_to, signature_sha256
 from services.runtime import RuntimeSettings
+from services.runtime.database import connect
 from services.trust import registry
 from services.trust.principals import LAB, PrincipalKey
 from services.trust.refusal import AUTHENTICATION_FAILED_DETAIL, Refusal
-from tests.intake.rig import MAX_MESSAGE_BYTES, Rig, running_rig
+from tests.intake.rig import (
+    MAX_MESSAGE_BYTES,
+    IntakeWatcher,
+    Rig,
+    create_intake_topics,
+    intake_settings,
+    register_labs,
+    resolve_test_hosts,
+    running_rig,
+)
 from tests.intake.support import Signer, envelope, manifest, mutated, public_bytes, raw
-from tests.kit import TopicWatcher, create_feeds, lab_settings, wait_for
+from tests.kit import (
+    MovableClock,
+    Producer,
+    TopicWatcher,
+    create_feeds,
+    drop_schema,
+    lab_settings,
+    running,
+    wait_for,
+)
 
 R = RejectionReason
 
@@ -773,3 +794,54 @@ async def test_history_and_refusal_counts_are_deleted_past_their_retention(
 
 async def _zero(count: Awaitable[int]) -> bool:
     return await count == 0
+
+
+async def test_a_filing_queued_while_intake_was_down_is_judged_fresh_at_its_append_time(
+    settings: RuntimeSettings,
+) -> None:
+    """Freshness is judged against the broker's LogAppendTime, not when intake gets to
+    the record: a filing appended while intake was stopped is accepted by an intake that
+    starts later than the skew window (its clock moved 20 minutes on), and a copy signed
+    too long before its own append time is still refused."""
+    config = intake_settings(settings)
+    await create_intake_topics(config)
+    lab = Signer("queued-lab", "q1")
+    await register_labs(config, [lab])
+    topic = config.topic("lab.submissions")
+    try:
+        async with (
+            Producer(config) as producer,
+            IntakeWatcher(config, config.topic("intake.events")) as events,
+        ):
+            first = build_service(config, clock=MovableClock(), resolver=resolve_test_hosts)
+            async with running(first):
+                before = envelope(lab.filed())
+                await producer.send(topic, raw(before), before.subject)
+                accepted(await events.answer(before.id))
+
+            queued = envelope(lab.filed())  # signed and appended now, while intake is down
+            stale = envelope(lab.filed(issued_at=datetime.now(UTC) - timedelta(minutes=10)))
+            for event in (queued, stale):
+                await producer.send(topic, raw(event), event.subject)
+            later = MovableClock()
+            later.advance(20 * 60)  # beyond max age (5 min) and clock tolerance (5 min)
+            second = build_service(config, clock=later, resolver=resolve_test_hosts)
+            async with running(second):
+                decision = accepted(await events.answer(queued.id))
+                refusal = rejected(await events.answer(stale.id))
+            assert decision.accepted_at >= datetime.now(UTC) + timedelta(minutes=19)
+            assert refusal.reason is R.AUTHENTICATION_FAILED
+            counted = await refusal_counts(config, "queued-lab")
+            assert counted == {"stale_issued_at": 1}
+    finally:
+        await drop_schema(config)
+
+
+async def refusal_counts(config: IntakeSettings, lab_id: str) -> dict[str, int]:
+    async with connect(config, SCHEMA) as conn:
+        rows = await conn.fetch(
+            "SELECT reason, sum(refused)::int AS n FROM refusal_counts WHERE source = $1 "
+            "GROUP BY reason",
+            lab_id,
+        )
+    return {r["reason"]: r["n"] for r in rows}
