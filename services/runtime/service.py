@@ -106,6 +106,7 @@ class Service:
         self._with_relay = relay
         self.http_port: int | None = None  # the port bound (http_port 0 picks one)
         self._http_bound = asyncio.Event()
+        self._http_task: asyncio.Task[None] | None = None
         self.phase = Phase.CREATED
         self.metrics = ServiceMetrics(self)
         self.health = Health(self)
@@ -216,9 +217,10 @@ class Service:
         starts. Returns once the port is bound, or after a few seconds if it is busy
         (the server keeps retrying; the service does not wait for it)."""
         self.phase = Phase.STARTING
-        if self.settings.http_port is None:
+        if self.settings.http_port is None or self._http_task is not None:
             return
-        self._tasks.append(asyncio.create_task(self._supervise(self._serve_http)))
+        self._http_task = asyncio.create_task(self._supervise(self._serve_http))
+        self._tasks.append(self._http_task)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(HTTP_BIND_WAIT_S):
                 await self._http_bound.wait()
@@ -293,6 +295,7 @@ class Service:
         await self.metrics.close()
         await self.health.close()
         self.http_port = None
+        self._http_task = None
         self._http_bound.clear()
         self.phase = Phase.STOPPED
         self.tracer_provider.shutdown()
