@@ -79,3 +79,32 @@ async def policy(conn: Connection, model_id: str, version: int | None = None) ->
     if version is None:
         return await repository.current_policy(conn, model_id)
     return await repository.find_policy(conn, model_id, version)
+
+
+# For the metrics (app.py): the current versions (one row per restricted model).
+async def policy_versions_published(conn: Connection) -> int:
+    """Every version of every model's policy ever published (a total the database keeps)."""
+    return int(await conn.fetchval("SELECT count(*) FROM model_policies"))
+
+
+async def compliance_overdue_now(conn: Connection) -> int:
+    """Models whose current version went past its deadline unacknowledged, and still is."""
+    return int(
+        await conn.fetchval(
+            """SELECT count(*) FROM model_heads h
+               JOIN compliance_overdue o ON o.model_id = h.model_id AND o.version = h.version
+               WHERE NOT EXISTS (SELECT 1 FROM acknowledgements a
+                                 WHERE a.model_id = h.model_id AND a.version >= h.version)"""
+        )
+    )
+
+
+async def models_failing_closed(conn: Connection) -> int:
+    """Models whose current version compiled an order fail closed (``problems``)."""
+    return int(
+        await conn.fetchval(
+            """SELECT count(*) FROM model_heads h
+               JOIN model_policies p ON p.model_id = h.model_id AND p.version = h.version
+               WHERE p.problems <> '{}'"""
+        )
+    )

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.events.lab import SubmissionFiled, WithdrawalRequested
 from contracts.principals import Role
 from contracts.registry import TOPIC_BY_NAME
-from services.intake import repository
+from services.intake import queries, repository
 from services.intake.criteria import load_criteria
 from services.intake.decisions import REVIEW_WINDOW
 from services.intake.handlers import IntakeHandlers
@@ -25,6 +26,10 @@ from services.runtime import Clock, Service
 from services.trust import TRUST_SQL
 from services.trust.endpoints import Resolver, system_resolver
 from services.trust.nonces import NoncePurge
+
+if TYPE_CHECKING:
+    from services.runtime.database import Connection
+    from services.runtime.metrics import Samples
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = (TRUST_SQL, MIGRATIONS)  # the trust library's tables, then intake's
@@ -70,4 +75,29 @@ def build_service(
 
     service.background(prune)
     service.http(status_app(lambda: service.pool))
+    submission_metrics(service)
     return service
+
+
+def submission_metrics(service: Service) -> None:
+    """Intake's decisions and open windows on /metrics (read at scrape time; the same on
+    every replica)."""
+
+    async def by_state(conn: Connection) -> Samples:
+        return {key: n for key, n in (await queries.submissions_by_state(conn)).items()}
+
+    async def windows(conn: Connection) -> Samples:
+        return {(): await queries.open_review_windows(conn)}
+
+    service.metrics.query(
+        "intake_submissions",
+        "Submissions by state (accepted, rejected, withdrawn, closed) and the reason code "
+        "of intake's decision.",
+        by_state,
+        ("state", "reason"),
+    )
+    service.metrics.query(
+        "intake_review_windows_open",
+        "Review windows open (accepted submissions whose deadline has not closed them).",
+        windows,
+    )

@@ -1,4 +1,5 @@
-"""Read queries for the CLI and the status endpoint (the write SQL is in repository.py)."""
+"""Read queries for the CLI, the status endpoint and the metrics (the write SQL is in
+repository.py)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,17 @@ async def refusal_counts(conn: Connection, since: datetime) -> list[RefusalCount
         RefusalCount(r["source"], r["hour"], r["reason"], r["refused"], r["last_event_id"])
         for r in rows
     ]
+
+
+# For the metrics (app.py).
+async def submissions_by_state(conn: Connection) -> dict[tuple[str, str], int]:
+    """Submissions by (state, reason code of intake's decision): both from closed sets."""
+    rows = await conn.fetch(
+        "SELECT state, reason, count(*) AS n FROM submissions GROUP BY state, reason"
+    )
+    return {(r["state"], r["reason"]): int(r["n"]) for r in rows}
+
+
+async def open_review_windows(conn: Connection) -> int:
+    """Review windows still open (a scan of the partial index the window clock uses)."""
+    return int(await conn.fetchval("SELECT count(*) FROM review_windows WHERE state = 'open'"))
