@@ -101,6 +101,12 @@ def policy_metrics(service: Service) -> None:
     async def failing_closed(conn: Connection) -> Samples:
         return {(): await queries.models_failing_closed(conn)}
 
+    async def point_versions(conn: Connection) -> Samples:
+        return {key: v for key, v in (await queries.enforcement_point_versions(conn)).items()}
+
+    async def points_behind(conn: Connection) -> Samples:
+        return {(lab,): n for lab, n in (await queries.enforcement_points_behind(conn)).items()}
+
     service.metrics.query(
         "access_policy_versions_published",
         "Policy versions published, over every model.",
@@ -116,4 +122,18 @@ def policy_metrics(service: Service) -> None:
         "access_models_failing_closed",
         "Models whose current policy version compiled an order fail closed (see cli models).",
         failing_closed,
+    )
+    service.metrics.query(
+        "access_enforcement_point_policy_version",
+        "The highest policy version each of a lab's enforcement points acknowledged "
+        f"enforcing, per model (at most {queries.MAX_ENFORCEMENT_POINT_SERIES} series).",
+        point_versions,
+        ("lab", "model", "enforcement_point"),
+    )
+    service.metrics.query(
+        "access_enforcement_points_behind",
+        "Enforcement points whose last acknowledged version of a model is older than its "
+        "current version, per lab.",
+        points_behind,
+        ("lab",),
     )

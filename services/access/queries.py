@@ -81,7 +81,7 @@ async def policy(conn: Connection, model_id: str, version: int | None = None) ->
     return await repository.find_policy(conn, model_id, version)
 
 
-# For the metrics (app.py): the current versions (one row per restricted model).
+# For the metrics (app.py).
 async def policy_versions_published(conn: Connection) -> int:
     """Every version of every model's policy ever published (a total the database keeps)."""
     return int(await conn.fetchval("SELECT count(*) FROM model_policies"))
@@ -108,3 +108,35 @@ async def models_failing_closed(conn: Connection) -> int:
                WHERE p.problems <> '{}'"""
         )
     )
+
+
+# Enforcement points are named by the labs (signed, at most 100 per acknowledgement):
+# a bound on the series, so a lab that invents names cannot flood the scraper.
+MAX_ENFORCEMENT_POINT_SERIES = 1000
+
+
+async def enforcement_point_versions(conn: Connection) -> dict[tuple[str, str, str], int]:
+    """The highest version each enforcement point acknowledged, by (lab, model, point);
+    the most recently acknowledged first when over the bound."""
+    rows = await conn.fetch(
+        """SELECT a.lab_id, a.model_id, point, max(a.version) AS version
+           FROM acknowledgements a, unnest(a.enforcement_points) AS point
+           GROUP BY a.lab_id, a.model_id, point
+           ORDER BY max(a.received_at) DESC LIMIT $1""",
+        MAX_ENFORCEMENT_POINT_SERIES,
+    )
+    return {(r["lab_id"], r["model_id"], r["point"]): int(r["version"]) for r in rows}
+
+
+async def enforcement_points_behind(conn: Connection) -> dict[str, int]:
+    """Per lab, the enforcement points whose highest acknowledged version of a model is
+    older than the model's current version (they run, or said they ran, an old one)."""
+    rows = await conn.fetch(
+        """SELECT v.lab_id, count(*) AS n FROM (
+               SELECT a.lab_id, a.model_id, point, max(a.version) AS version
+               FROM acknowledgements a, unnest(a.enforcement_points) AS point
+               GROUP BY a.lab_id, a.model_id, point) v
+           JOIN model_heads h ON h.model_id = v.model_id
+           WHERE v.version < h.version GROUP BY v.lab_id"""
+    )
+    return {r["lab_id"]: int(r["n"]) for r in rows}
