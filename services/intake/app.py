@@ -80,14 +80,11 @@ def build_service(
 
 
 def submission_metrics(service: Service) -> None:
-    """Intake's decisions and open windows on /metrics (read at scrape time; the same on
-    every replica)."""
+    """Intake's decisions on /metrics (read at scrape time; the same on every replica).
+    Open review windows are the runtime's ``timers_pending{kind="review-window"}``."""
 
     async def by_state(conn: Connection) -> Samples:
         return {key: n for key, n in (await queries.submissions_by_state(conn)).items()}
-
-    async def windows(conn: Connection) -> Samples:
-        return {(): await queries.open_review_windows(conn)}
 
     service.metrics.query(
         "intake_submissions",
@@ -95,9 +92,4 @@ def submission_metrics(service: Service) -> None:
         "of intake's decision.",
         by_state,
         ("state", "reason"),
-    )
-    service.metrics.query(
-        "intake_review_windows_open",
-        "Review windows open (accepted submissions whose deadline has not closed them).",
-        windows,
     )

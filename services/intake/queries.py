@@ -66,8 +66,3 @@ async def submissions_by_state(conn: Connection) -> dict[tuple[str, str], int]:
         "SELECT state, reason, count(*) AS n FROM submissions GROUP BY state, reason"
     )
     return {(r["state"], r["reason"]): int(r["n"]) for r in rows}
-
-
-async def open_review_windows(conn: Connection) -> int:
-    """Review windows still open (a scan of the partial index the window clock uses)."""
-    return int(await conn.fetchval("SELECT count(*) FROM review_windows WHERE state = 'open'"))

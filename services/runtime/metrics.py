@@ -19,11 +19,14 @@ it at ``/metrics`` (health.py). What the runtime measures, for every service ali
   tenant feed (relay.py);
 - ``frontier_review_outbox_relay_leading`` (gauge): 1 where this process's relay is
   the elected one; ``frontier_review_outbox_published_total`` (counter);
-- ``frontier_review_timers_due``, ``frontier_review_timers_failed`` (gauges; kind):
-  pending timers past their due time, and timers that gave up;
+- ``frontier_review_timers_pending``, ``frontier_review_timers_due``,
+  ``frontier_review_timers_failed`` (gauges; kind): pending timers (intake's open
+  review windows, risk's decision deadlines, ...), those past their due time, and
+  timers that gave up;
   ``frontier_review_timers_fired_total`` (counter);
 - ``frontier_review_metrics_source_up`` (gauge; source = database | kafka): 1 if the
-  last refresh from it worked, else the values above are old.
+  last refresh from it worked (for the database: every query), else some values are
+  old (a query that fails keeps its last values and does not stop the others).
 
 ``outcome`` is ``applied`` (the handler's transaction committed), ``retried`` (an
 attempt that failed and was tried again), ``dead_lettered`` (the last attempt, or an
@@ -64,6 +67,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+import asyncpg
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -341,13 +345,21 @@ class ServiceMetrics:
     async def _refresh_database(self) -> None:
         settings = self.service.settings
 
+        failed: list[str] = []
+
         async def read(conn: Connection) -> None:
+            # One query that fails (a service's bug) keeps its old values and does not
+            # stop the others; the connection stays usable (no transaction is open).
             for source in self._refreshed_from_database:
-                await source.refresh(conn)
+                try:
+                    await source.refresh(conn)
+                except asyncpg.PostgresError as exc:
+                    failed.append(source.name)
+                    log.warning("metrics: %s failed: %r", source.name, exc)
 
         try:
             await self._probe.run(read, limit_s=settings.metrics_timeout_s * 2)
-            self._source_up["database"] = 1.0
+            self._source_up["database"] = 0.0 if failed else 1.0
         except Exception as exc:
             self._source_up["database"] = 0.0
             log.warning("metrics: reading the database failed: %r", exc)
@@ -399,18 +411,20 @@ async def consumer_lag(
 class _RuntimeTables:
     """The runtime's tables in the service's schema: outbox backlog, parked rows, timers."""
 
+    name = "the runtime's tables"
+
     def __init__(self, service: Service) -> None:
         self.service = service
         self.backlog: tuple[int, float] | None = None
         self.parked: dict[str, int] = {}
-        self.timers: dict[str, tuple[int, int]] = {}
+        self.timers: dict[str, timers.TimerCounts] = {}
 
     async def refresh(self, conn: Connection) -> None:
         self.backlog = await outbox.backlog(conn)
         self.parked = {topic: count for topic, count, _ in await outbox.parked(conn)}
         kinds = sorted(self.service.timers)
         if kinds:
-            self.timers = await timers.due_and_failed(conn, kinds, self.service.clock.now())
+            self.timers = await timers.timer_counts(conn, kinds, self.service.clock.now())
 
     def describe(self) -> Iterable[Metric]:
         return self._families()
@@ -433,6 +447,11 @@ class _RuntimeTables:
             "(python -m services.runtime.outbox parked|requeue).",
             labels=("topic",),
         )
+        pending = GaugeMetricFamily(
+            f"{PREFIX}timers_pending",
+            "Timers waiting to fire (due or not), e.g. open review windows.",
+            labels=("kind",),
+        )
         due = GaugeMetricFamily(
             f"{PREFIX}timers_due",
             "Pending timers past their due time that have not fired yet.",
@@ -448,10 +467,11 @@ class _RuntimeTables:
             oldest.add_metric([], self.backlog[1])
             for topic, count in self.parked.items():
                 parked.add_metric([topic], float(count))
-            for kind, (due_count, failed_count) in self.timers.items():
-                due.add_metric([kind], float(due_count))
-                failed.add_metric([kind], float(failed_count))
-        yield from (backlog, oldest, parked, due, failed)
+            for kind, counts in self.timers.items():
+                pending.add_metric([kind], float(counts.pending))
+                due.add_metric([kind], float(counts.due))
+                failed.add_metric([kind], float(counts.failed))
+        yield from (backlog, oldest, parked, pending, due, failed)
 
 
 class _RuntimeCollector:

@@ -18,7 +18,7 @@ from tests.kit.kafka import (
     read_topic,
     test_topic,
 )
-from tests.kit.observability import Scrape, TcpProxy, get_json, scrape
+from tests.kit.observability import Scrape, TcpProxy, get_json, scrape, scrape_until
 from tests.kit.services import (
     NewTopic,
     StartService,
@@ -49,6 +49,7 @@ __all__ = [
     "read_topic",
     "running",
     "scrape",
+    "scrape_until",
     "test_topic",
     "wait_for",
 ]

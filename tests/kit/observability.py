@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+
+PREFIX = "frontier_review_"
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,23 @@ async def scrape(port: int, host: str = "127.0.0.1") -> Scrape:
     answer.raise_for_status()
     families = text_string_to_metric_families(answer.text)
     return Scrape([sample for family in families for sample in family.samples])
+
+
+async def scrape_until(
+    port: int, condition: Callable[[Scrape], bool], *, timeout: float = 30.0, what: str
+) -> Scrape:
+    """Scrape until ``condition`` holds for a scrape (query-backed values refresh every
+    ``metrics_refresh_s``), and return that scrape; fail naming ``what`` at ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Scrape | None = None
+    while loop.time() < deadline:
+        last = await scrape(port)
+        if condition(last):
+            return last
+        await asyncio.sleep(0.1)
+    shown = [] if last is None else [s for s in last.samples if s.name.startswith(PREFIX)]
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last scrape: {shown}")
 
 
 async def get_json(port: int, path: str, host: str = "127.0.0.1") -> tuple[int, Any]:
