@@ -43,6 +43,15 @@ if TYPE_CHECKING:
 
 PREFIX = "frontier_review_enforcer_"
 UNREADABLE = "unreadable"  # a feed record that is not a readable policy
+B = DecisionBasis
+POSSIBLE_DECISIONS = (
+    (True, B.POLICY),
+    (True, B.UNRESTRICTED),
+    (False, B.POLICY),
+    (False, B.NOT_READY),
+    (False, B.UNUSABLE_POLICY),
+    (False, B.EVALUATION_ERROR),
+)
 
 
 class FollowedFeed(Protocol):
@@ -75,17 +84,21 @@ class EnforcerMetrics:
             ("result",),
             registry=self.registry,
         )
-        # Pre-bound children: the hot path does no label lookup.
+        # Pre-bound children (at 0 from the start, so a rate has a series to work on):
+        # the hot path does no label lookup.
         self._decided = {
-            (allowed, basis): self._decisions.labels("allow" if allowed else "deny", basis.value)
-            for allowed in (True, False)
-            for basis in DecisionBasis
+            (allowed, basis): self._decisions.labels(_outcome(allowed), basis.value)
+            for allowed, basis in POSSIBLE_DECISIONS
         }
         self._state = _EnforcerState(enforcer)
         self.registry.register(self._state)
 
     def decided(self, decision: Decision) -> None:
-        self._decided[(decision.allowed, DecisionBasis(decision.basis))].inc()
+        key = (decision.allowed, DecisionBasis(decision.basis))
+        child = self._decided.get(key)
+        if child is None:  # a combination the enforcer does not give today
+            child = self._decided[key] = self._decisions.labels(_outcome(key[0]), key[1].value)
+        child.inc()
 
     def took(self, result: str) -> None:
         """One record of the feed taken: an ``ApplyResult`` value, or ``unreadable``."""
@@ -99,6 +112,10 @@ class EnforcerMetrics:
         """The registry in the format the scraper accepts (``Accept`` header)."""
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
+
+
+def _outcome(allowed: bool) -> str:
+    return "allow" if allowed else "deny"
 
 
 class _EnforcerState:
