@@ -20,7 +20,7 @@ from contracts.events.lab import ComplianceAcknowledged
 from services.runtime import RuntimeSettings
 from tests.access.rig import Rig, applied, model_id, running_rig
 from tests.access.support import order, person, ties
-from tests.kit import Scrape, free_port, read_topic, scrape_until, wait_for
+from tests.kit import Scrape, free_port, get_json, read_topic, scrape_until, wait_for
 
 TOKEN = "gateway-caller-token-0123456789"
 DURATION_COUNT = "frontier_review_handler_duration_seconds_count"
@@ -57,6 +57,12 @@ def decision_api(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     finally:
         process.terminate()
         process.wait(30)
+
+
+async def test_access_is_ready_once_started(rig: Rig) -> None:
+    assert rig.service is not None and rig.service.http_port is not None
+    status, body = await get_json(rig.service.http_port, "/readyz")
+    assert (status, body["status"]) == (200, "ready"), body
 
 
 async def test_the_decision_api_counts_its_decisions_and_shows_the_applied_version(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from contracts.events import EvaluationCompleted, EvaluationStarted, SubmissionAccepted
 from tests.evaluation.rig import EvalRig, accepted
-from tests.kit import Scrape, read_topic, scrape_until
+from tests.kit import Scrape, get_json, read_topic, scrape_until
 
 DURATION_COUNT = "frontier_review_handler_duration_seconds_count"
 DEAD_LETTERS = "frontier_review_dead_letters_total"
@@ -58,6 +58,8 @@ async def test_the_job_queue_depth_rises_without_a_worker_and_falls_once_one_run
         return now.value(JOBS, state="pending") == 0 and now.value(JOBS, state="running") == 0
 
     for port in (service.http_port, worker.http_port):  # the same queue, seen from both
+        status, body = await get_json(port, "/readyz")
+        assert (status, body["status"]) == (200, "ready"), body
         done = await scrape_until(port, drained, what="the queue drained")
         assert done.value("frontier_review_evaluation_oldest_due_job_wait_seconds") == 0
         assert done.value("frontier_review_evaluation_jobs_lease_expired") == 0

@@ -10,7 +10,7 @@ from contracts.events.intake import SubmissionAccepted
 from contracts.events.lab import SubmissionFiled
 from services.runtime import RuntimeSettings
 from tests.intake.rig import Rig, running_rig
-from tests.kit import Scrape, scrape_until
+from tests.kit import Scrape, get_json, scrape_until
 
 DURATION_COUNT = "frontier_review_handler_duration_seconds_count"
 DEAD_LETTERS = "frontier_review_dead_letters_total"
@@ -20,6 +20,13 @@ DEAD_LETTERS = "frontier_review_dead_letters_total"
 async def rig(settings: RuntimeSettings, kafka: str, database: str) -> AsyncIterator[Rig]:
     async with running_rig(settings, metrics_refresh_s=0.1) as started:
         yield started
+
+
+async def test_intake_is_live_and_ready_once_started(rig: Rig) -> None:
+    assert rig.service.http_port is not None
+    assert await get_json(rig.service.http_port, "/healthz") == (200, {"status": "ok"})
+    status, body = await get_json(rig.service.http_port, "/readyz")
+    assert (status, body["status"]) == (200, "ready"), body
 
 
 async def test_intake_metrics_count_the_filing_it_accepted_and_the_poison_it_dead_lettered(

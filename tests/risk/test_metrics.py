@@ -10,7 +10,7 @@ import pytest
 from contracts.events import EscalationRaised, FindingRecorded, RestrictionOrdered
 from contracts.events.risk import EscalationDecision
 from services.runtime import RuntimeSettings
-from tests.kit import Scrape, read_topic, scrape_until
+from tests.kit import Scrape, get_json, read_topic, scrape_until
 from tests.risk.rig import Rig, running_rig
 
 DURATION_COUNT = "frontier_review_handler_duration_seconds_count"
@@ -24,6 +24,12 @@ async def rig(
     directory = tmp_path_factory.mktemp("risk-metrics")
     async with running_rig(settings, directory, http_port=0, metrics_refresh_s=0.1) as started:
         yield started
+
+
+async def test_risk_is_ready_once_started(rig: Rig) -> None:
+    assert rig.service.http_port is not None
+    status, body = await get_json(rig.service.http_port, "/readyz")
+    assert (status, body["status"]) == (200, "ready"), body
 
 
 async def test_risk_metrics_show_the_escalation_the_decision_and_the_poison(rig: Rig) -> None:
