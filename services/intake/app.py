@@ -80,12 +80,24 @@ def build_service(
 
 
 def submission_metrics(service: Service) -> None:
-    """Intake's decisions on /metrics (read at scrape time; the same on every replica).
+    """Intake's decisions and refusals on /metrics (read at scrape time; the same on
+    every replica).
     Open review windows are the runtime's ``timers_pending{kind="review-window"}``."""
 
     async def by_state(conn: Connection) -> Samples:
         return {key: n for key, n in (await queries.submissions_by_state(conn)).items()}
 
+    async def refusals(conn: Connection) -> Samples:
+        found = await queries.recent_refusals(conn, service.clock.now())
+        return {(reason,): n for reason, n in found.items()}
+
+    service.metrics.query(
+        "intake_refusals_recent",
+        "Refused input that could not speak for a submission (unauthenticated, stale, "
+        "about another lab's id), by reason, in the current and the previous clock hour.",
+        refusals,
+        ("reason",),
+    )
     service.metrics.query(
         "intake_submissions",
         "Submissions by state (accepted, rejected, withdrawn, closed) and the reason code "

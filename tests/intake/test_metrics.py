@@ -1,4 +1,5 @@
-"""Intake's /metrics after real work: a filing accepted, poison dead-lettered."""
+"""Intake's /metrics after real work: a filing accepted, poison dead-lettered, a
+forgery refused."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from contracts.events.intake import SubmissionAccepted
+from contracts.events.intake import SubmissionAccepted, SubmissionRejected
 from contracts.events.lab import SubmissionFiled
 from services.runtime import RuntimeSettings
 from tests.intake.rig import Rig, running_rig
+from tests.intake.support import Signer
 from tests.kit import Scrape, get_json, scrape_until
 
 DURATION_COUNT = "frontier_review_handler_duration_seconds_count"
@@ -64,3 +66,18 @@ async def test_intake_metrics_count_the_filing_it_accepted_and_the_poison_it_dea
     published = final.value("frontier_review_outbox_published_total")
     assert published == 4  # the answer, its copy on the lab's feed, two DLQ records
     assert final.value("frontier_review_metrics_source_up", source="database") == 1
+
+
+async def test_refused_forgeries_are_counted_by_reason_never_by_whom_they_claim(rig: Rig) -> None:
+    victim, forger = rig.signers["a1"], rig.signers["b1"]
+    posing = Signer(victim.lab_id, victim.key_id, forger.key).filed()  # lab-b signs as lab-a
+    assert isinstance((await rig.answer(posing)).data, SubmissionRejected)
+    port = rig.service.http_port
+    assert port is not None
+
+    def counted(now: Scrape) -> bool:
+        return now.value("frontier_review_intake_refusals_recent", reason="bad_signature") == 1
+
+    final = await scrape_until(port, counted, what="the forgery counted")
+    refusals = final.matching("frontier_review_intake_refusals_recent")
+    assert all(set(s.labels) == {"reason"} for s in refusals)  # no claimed sender
