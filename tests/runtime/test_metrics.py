@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse, urlunparse
 
 from services.runtime import Context, RuntimeSettings, Service
@@ -18,6 +19,7 @@ from services.runtime.consumer import Handler
 from services.runtime.metrics import INVALID_EVENT_TYPE, ServiceMetrics
 from tests.kit import (
     NewTopic,
+    Scrape,
     StartService,
     TcpProxy,
     free_port,
@@ -25,6 +27,7 @@ from tests.kit import (
     produce,
     read_topic,
     scrape,
+    scrape_until,
     wait_for,
 )
 from tests.runtime.support import (
@@ -36,6 +39,10 @@ from tests.runtime.support import (
     ping_record,
     ping_topic,
 )
+
+if TYPE_CHECKING:
+    from services.runtime.database import Connection
+    from services.runtime.metrics import Samples
 
 DURATION = "frontier_review_handler_duration_seconds"
 DEAD_LETTERS = "frontier_review_dead_letters_total"
@@ -262,6 +269,31 @@ async def test_a_service_without_routes_of_its_own_answers_404_beside_the_endpoi
     assert service.http_port is not None
     status, body = await get_json(service.http_port, "/submissions/1")
     assert status == 404 and body["endpoints"] == ["/healthz", "/readyz", "/metrics"]
+
+
+async def test_a_failing_service_query_leaves_the_other_metrics_refreshed_and_says_so(
+    settings: RuntimeSettings, schema: str, start: StartService, kafka: str
+) -> None:
+    service = Service(settings_for(settings, schema), migrations=[MIGRATIONS])
+
+    async def broken(conn: Connection) -> Samples:
+        return {(): float(await conn.fetchval("SELECT count(*) FROM no_such_table"))}
+
+    async def working(conn: Connection) -> Samples:
+        return {(): float(await conn.fetchval("SELECT 7"))}
+
+    service.metrics.query("test_broken", "A query with a bug.", broken)
+    service.metrics.query("test_working", "A query that works.", working)
+    await start(service)
+    assert service.http_port is not None
+
+    def refreshed(now: Scrape) -> bool:
+        return now.value("frontier_review_test_working") == 7
+
+    now = await scrape_until(service.http_port, refreshed, what="the working query's value")
+    assert now.value("frontier_review_test_broken") is None
+    assert now.value("frontier_review_outbox_backlog_rows") == 0  # refreshed all the same
+    assert now.value("frontier_review_metrics_source_up", source="database") == 0
 
 
 def test_two_services_in_one_process_keep_their_metrics_apart(settings: RuntimeSettings) -> None:
