@@ -16,8 +16,9 @@ Everything shown came from outside at some point (lab, model and reviewer names,
 free text, DLQ bytes): templates escape every value (autoescape on, nothing marked
 safe), and the Content-Security-Policy lets only this response's own inline script
 run. GET and HEAD only (anything else: 405); every page but /healthz needs a token
-(auth.py; 401 otherwise). The server binds to ``FR_HTTP_HOST`` (127.0.0.1 unless
-set otherwise).
+(services/trust/tokens.py: bearer, or a browser's basic-auth prompt with the token
+as password; 401 otherwise). The server binds to ``FR_HTTP_HOST`` (127.0.0.1
+unless set otherwise).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from services.console import queries
-from services.console.auth import Tokens
 from services.console.model import Lift, Order, SubmissionView, SuiteStage
 from services.console.projection import order_status
 from services.console.settings import ConsoleSettings
@@ -43,6 +43,7 @@ from services.console.stuck import stuck_stages
 from services.console.text import left, milliseconds, when
 from services.console.traces import read_trace
 from services.runtime.clock import Clock
+from services.trust.tokens import CallerTokens
 
 if TYPE_CHECKING:
     from services.runtime.database import Pool
@@ -80,7 +81,7 @@ def _security_headers(response: Response, nonce: str | None = None) -> None:
 
 
 def console_app(settings: ConsoleSettings, pool: Callable[[], Pool], clock: Clock) -> FastAPI:
-    tokens = Tokens.from_file(settings.console_tokens_file)
+    tokens = CallerTokens.from_file(settings.console_tokens_file)
     templates = environment()
     app = FastAPI(
         title="frontier-review console",
