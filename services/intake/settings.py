@@ -17,7 +17,7 @@ class IntakeSettings(RuntimeSettings):
     # transactional id derive from the service name; replicas share it.
     service_name: str = "intake"
     db_schema: str = "intake"
-    # Status HTTP endpoint (GET /submissions/<id>, GET /healthz), served in-process.
+    # Status HTTP endpoint (GET /submissions/<id>) beside /healthz, /readyz, /metrics.
     http_port: int | None = 8301
 
     # Trust (services/trust/freshness.py): signature.issued_at may precede the broker's
