@@ -15,7 +15,6 @@ from uuid import UUID
 
 from contracts import ContractViolation
 from contracts.events.access import ComplianceRejected
-from contracts.events.common import RejectionReason, field_errors
 from contracts.events.lab import ComplianceAcknowledged
 from contracts.events.risk import RestrictionLiftOrdered, RestrictionOrdered
 from services.access import repository
@@ -39,7 +38,7 @@ from services.access.settings import AccessSettings
 from services.runtime import Context, InvalidContext, PermanentError, Timer, TimerContext, TxContext
 from services.trust.freshness import FreshnessPolicy, receipt
 from services.trust.principals import LAB
-from services.trust.refusal import Refusal, answer_fields
+from services.trust.refusal import Refusal, answer_fields, shape_refusal
 from services.trust.registry import registered
 from services.trust.unverified import check_subject, model_id, read_addressing, read_signed
 from services.trust.verifier import Authenticated, authenticate
@@ -299,19 +298,5 @@ class AccessHandlers:
             ctx.publish_to_owner(owner, answer)
 
 
-_WHAT = {
-    "oversized": "the record is larger than access accepts",
-    "invalid_envelope": "the record is not a valid CloudEvent",
-    "unknown_event_type": "lab.compliance carries ComplianceAcknowledged only",
-    "schema_violation": "the event does not match its contract",
-    "malformed_json": "the record is not valid JSON",
-}
-
-
 def _violation_refusal(violation: ContractViolation) -> Refusal:
-    try:
-        reason = RejectionReason(violation.reason)
-    except ValueError:
-        reason = RejectionReason.MALFORMED
-    what = _WHAT.get(violation.reason, violation.reason)
-    return Refusal(reason, f"{what}: {violation.detail}", tuple(field_errors(violation)[:100]))
+    return shape_refusal(violation, "lab.compliance carries ComplianceAcknowledged only")
