@@ -171,6 +171,7 @@ class LabClient:
         self.source = f"/labs/{lab_id}"
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._producer: AIOKafkaProducer | None = None
+        self._starting = asyncio.Lock()  # concurrent first publishes start one producer
 
     async def __aenter__(self) -> Self:
         return self
@@ -252,13 +253,14 @@ class LabClient:
         return event  # type: ignore[return-value]
 
     async def _started_producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            producer = AIOKafkaProducer(
-                **aiokafka_options(self.settings), enable_idempotence=True, acks="all"
-            )
-            await producer.start()
-            self._producer = producer
-        return self._producer
+        async with self._starting:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    **aiokafka_options(self.settings), enable_idempotence=True, acks="all"
+                )
+                await producer.start()
+                self._producer = producer
+            return self._producer
 
     # following ------------------------------------------------------------------------
     async def _answer_partitions(self, keys: Iterable[str]) -> list[TopicPartition]:
