@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 
 import asyncpg
 import yaml
+from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -202,6 +203,10 @@ def process_env(settings: RuntimeSettings, **extra: str) -> dict[str, str]:
         variable = f"FR_{name.upper()}"
         if value is None:
             env[variable] = "none"
+        elif value == "none":
+            # The string "none" in a variable reads as None (env_parse_none_str), which a
+            # field like otel_exporter refuses: left unset, the field keeps its default.
+            env.pop(variable, None)
         elif isinstance(value, list | dict):
             env[variable] = json.dumps(value)
         else:
@@ -339,6 +344,7 @@ async def register_labs(system: SystemSettings, labs: Iterable[Lab]) -> None:
 class EnforcementPoint:
     """A lab's enforcer and the reader that follows its policy feed into it."""
 
+    name: str
     lab_id: str
     enforcer: Enforcer
     feed: PolicyFeed
@@ -412,13 +418,16 @@ class SystemRig:
             await process.start()
         await asyncio.gather(*(p.ready(timeout=timeout) for p in self.processes()))
 
-    async def follow_policies(self, lab_ids: Iterable[str] | None = None) -> None:
-        """An enforcement point per lab (``lab_ids``: all), following its policy feed."""
-        for lab_id in lab_ids or self.labs:
+    async def follow_policies(self, *, suffix: str = "") -> list[EnforcementPoint]:
+        """A new enforcement point per lab, following its policy feed from the start."""
+        started = []
+        for lab_id in self.labs:
             enforcer = Enforcer(lab_id=lab_id)
             feed = PolicyFeed(enforcer, lab_settings(self.settings.intake, lab_id))
             await feed.__aenter__()
-            self.enforcers.append(EnforcementPoint(lab_id, enforcer, feed))
+            started.append(EnforcementPoint(f"{lab_id}{suffix}", lab_id, enforcer, feed))
+        self.enforcers += started
+        return started
 
     async def connect(self, service: str) -> asyncpg.Connection[asyncpg.Record]:
         """A connection to ``service``'s schema (reads its tables as the service does)."""
@@ -449,8 +458,13 @@ class SystemRig:
         )
 
     async def close(self) -> None:
+        """Stop the enforcers' feeds and the services. A feed that died is reported, not
+        raised: it must not hide why the test is closing the rig."""
         for point in self.enforcers:
-            await point.feed.stop()
+            try:
+                await point.feed.stop()
+            except Exception as exc:
+                print(f"enforcer {point.name}: its policy feed had ended with {exc!r}")
         await asyncio.gather(*(p.stop() for p in self.processes()))
 
 
@@ -501,3 +515,17 @@ async def running_system(
         await rig.close()
         for service in settings.all:
             await drop_schema(service)
+        await delete_topics(settings.intake)
+
+
+async def delete_topics(settings: RuntimeSettings) -> None:
+    """Delete every topic under the rig's prefix: a broker that keeps every rig's
+    topics takes ever longer to restart (and the fault test restarts it)."""
+    admin = AIOKafkaAdminClient(**settings.kafka_options())
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+        if names:
+            await admin.delete_topics(names, timeout_ms=60_000)
+    finally:
+        await admin.close()
