@@ -13,6 +13,8 @@ bash deploy/install.sh
 step "infrastructure up"
 eval "$(bash deploy/stack.sh up)"
 export FR_KAFKA_BOOTSTRAP FR_DATABASE_URL
+# The fault tests (tests/system, marker "system") restart this stack and no other.
+export FR_SYSTEM_STACK=$ROOT/deploy/stack.sh
 
 PY=.venv/bin
 step "ruff";   $PY/ruff check . && $PY/ruff format --check .
