@@ -1,6 +1,8 @@
-"""What the Kafka trust boundary costs: raw aiokafka produce -> consume over
-PLAINTEXT (no authentication, no encryption) against SASL_SSL with SCRAM-SHA-512,
-on the same broker, in one run.
+"""What the Kafka trust boundary costs: raw aiokafka produce -> consume, and the
+runtime's hop (benchmarks/platform_hop.py: consume, one transaction with inbox +
+state + outbox, exactly-once relay, read_committed consumer), each over PLAINTEXT
+(no authentication, no encryption) against SASL_SSL with SCRAM-SHA-512, on the
+same broker, in one run.
 
 The secured broker gets a PLAINTEXT listener for the measurement only:
 
@@ -9,8 +11,9 @@ The secured broker gets a PLAINTEXT listener for the measurement only:
     .venv/bin/python -m benchmarks.kafka_security [--messages 10000] [--rounds 3]
 
 The PLAINTEXT principal is User:ANONYMOUS, which holds no ACL: the benchmark (as
-the operator) grants it READ and WRITE on its own topic for the run and revokes
-them after. The SASL_SSL side runs as the ``test`` principal on a topic under
+the operator) grants it what a benchmark needs on names under ``test.bench.``
+(topics, consumer groups, the relay's transactional id) for the run and revokes
+it after. The SASL_SSL side runs as the ``test`` principal on a topic under
 ``test.``. Both sides pass through the same authorizer; what differs is TLS,
 SASL and SCRAM. Rounds alternate the two modes so drift on a shared 2-core
 machine hits both; the ratio is taken per round.
@@ -34,10 +37,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 
-from benchmarks.common import machine
+from benchmarks.common import BENCH_PREFIX, machine
+from benchmarks.platform_hop import hop_starter
+from benchmarks.platform_hop import measure as measure_hop
 from contracts.acl import Grant, Operation, PatternType, ResourceType
 from services.runtime.kafka import KafkaSettings, aiokafka_options
 from services.runtime.kafka_admin import KafkaAdmin
+from services.runtime.relay import CHECKPOINT_TOPIC
+from services.runtime.settings import RuntimeSettings
 from services.runtime.topics import TopicPlan, ensure_topics
 
 PARTITIONS = 6
@@ -48,7 +55,7 @@ RESULTS_JSON = Path(__file__).with_name("kafka_security.json")
 @dataclass(frozen=True)
 class Measurement:
     mode: str
-    kind: str  # "burst", "paced" or "connect"
+    kind: str  # "burst", "paced", "connect", "hop burst" or "hop paced"
     messages: int
     per_second: float
     p50_ms: float
@@ -163,6 +170,34 @@ async def measure(
     return results
 
 
+async def measure_hops(
+    modes: dict[str, RuntimeSettings], messages: int, rounds: int, rate: float
+) -> list[Measurement]:
+    """The runtime hop (tracing off: the transport is what differs), a burst and a
+    paced run per round in both modes, in alternating order."""
+    results: list[Measurement] = []
+    paced = min(messages, int(rate * 10))
+    trace_file = Path("/dev/null")
+    for round_ in range(rounds):
+        order = list(modes.items()) if round_ % 2 == 0 else list(reversed(modes.items()))
+        for kind, count, pace in (("hop burst", messages, None), ("hop paced", paced, rate)):
+            for mode, settings in order:
+                run, _ = await measure_hop(
+                    settings, f"hop {mode}", count, pace, hop_starter(settings, False, trace_file)
+                )
+                results.append(
+                    Measurement(
+                        mode, kind, count, run.throughput, run.percentile(50), run.percentile(99)
+                    )
+                )
+                print(
+                    f"  round {round_ + 1} {kind} {mode:9} {run.throughput:8,.0f}/s "
+                    f"p50 {run.percentile(50):6.1f} ms",
+                    file=sys.stderr,
+                )
+    return results
+
+
 def table(results: list[Measurement]) -> str:
     lines = [
         "| run | mode | messages | msg/s (connects/s) | ratio SASL_SSL / PLAINTEXT "
@@ -171,9 +206,11 @@ def table(results: list[Measurement]) -> str:
     ]
     plain = [r for r in results if r.mode == "PLAINTEXT"]
     secured = [r for r in results if r.mode == "SASL_SSL"]
-    for kind in ("burst", "paced", "connect"):
+    for kind in ("burst", "paced", "connect", "hop burst", "hop paced"):
         of_kind = [r for r in plain if r.kind == kind], [r for r in secured if r.kind == kind]
         pairs = list(zip(*of_kind, strict=True))
+        if not pairs:
+            continue
         for n, (p, s) in enumerate(pairs, 1):
             label = f"{kind} {n}" if len(pairs) > 1 else kind
             for r, ratio in ((p, "1 (baseline)"), (s, f"{s.per_second / p.per_second:.3f}")):
@@ -190,7 +227,16 @@ def summary(results: list[Measurement]) -> dict[str, float]:
         secured = [getattr(r, field) for r in results if r.mode == "SASL_SSL" and r.kind == kind]
         return [s / p for p, s in zip(plain, secured, strict=True)]
 
-    return {
+    hops = {}
+    if any(r.kind == "hop burst" for r in results):
+        hops = {
+            "hop_burst_throughput_ratio_median": statistics.median(
+                ratio("hop burst", "per_second")
+            ),
+            "hop_paced_p50_ratio_median": statistics.median(ratio("hop paced", "p50_ms")),
+            "hop_paced_p99_ratio_median": statistics.median(ratio("hop paced", "p99_ms")),
+        }
+    return hops | {
         "burst_throughput_ratio_median": statistics.median(ratio("burst", "per_second")),
         "paced_p50_ratio_median": statistics.median(ratio("paced", "p50_ms")),
         "paced_p99_ratio_median": statistics.median(ratio("paced", "p99_ms")),
@@ -208,11 +254,14 @@ async def with_benchmark_topics(
 ) -> list[Measurement]:
     """A topic per mode; ANONYMOUS may use only the plaintext one, only for this run."""
     suffix = uuid.uuid4().hex[:8]
-    plain, secured = f"test.bench.plaintext.{suffix}", f"test.bench.sasl-ssl.{suffix}"
-    await ensure_topics(operator, [TopicPlan(plain, PARTITIONS), TopicPlan(secured, PARTITIONS)])
+    plain, secured = f"{BENCH_PREFIX}plaintext.{suffix}", f"{BENCH_PREFIX}sasl-ssl.{suffix}"
+    checkpoint = TopicPlan(BENCH_PREFIX + CHECKPOINT_TOPIC, 1, {"cleanup.policy": "compact"})
+    await ensure_topics(
+        operator, [TopicPlan(plain, PARTITIONS), TopicPlan(secured, PARTITIONS), checkpoint]
+    )
     anonymous = frozenset(
-        Grant("User:ANONYMOUS", ResourceType.TOPIC, plain, PatternType.LITERAL, op)
-        for op in (Operation.READ, Operation.WRITE)
+        Grant("User:ANONYMOUS", kind, BENCH_PREFIX, PatternType.PREFIXED, Operation.ALL)
+        for kind in (ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID)
     )
     async with KafkaAdmin(operator) as admin:
         await admin.create_acls(anonymous)
@@ -235,6 +284,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=500.0, help="records/s of the paced run")
+    parser.add_argument("--hop-messages", type=int, default=4000, help="0: no hop runs")
+    parser.add_argument("--hop-rate", type=float, default=200.0, help="records/s, paced hop")
     args = parser.parse_args(argv[1:])
     plaintext = os.environ.get("FR_KAFKA_PLAINTEXT_BOOTSTRAP")
     operator_file = os.environ.get("FR_KAFKA_OPERATOR_CREDENTIALS_FILE")
@@ -257,7 +308,17 @@ def main(argv: list[str]) -> int:
 
     async def run(plain_topic: str, secured_topic: str) -> list[Measurement]:
         modes = {"PLAINTEXT": (anonymous, plain_topic), "SASL_SSL": (secured, secured_topic)}
-        return await measure(modes, args.messages, args.rounds, args.rate)
+        results = await measure(modes, args.messages, args.rounds, args.rate)
+        if args.hop_messages:
+            runtime = RuntimeSettings(
+                relay_poll_interval_s=1.0, log_level="WARNING", topic_prefix=BENCH_PREFIX
+            )
+            hop_modes = {
+                "PLAINTEXT": runtime.model_copy(update=dict(anonymous.model_dump())),
+                "SASL_SSL": runtime,
+            }
+            results += await measure_hops(hop_modes, args.hop_messages, args.rounds, args.hop_rate)
+        return results
 
     results = asyncio.run(with_benchmark_topics(operator, run))
     figures = summary(results)

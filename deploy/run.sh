@@ -28,6 +28,12 @@ export FR_RISK_SECONDS_PER_DAY=${FR_RISK_SECONDS_PER_DAY:-$FR_INTAKE_SECONDS_PER
 # The risk service signs its audit log; in production the key is a mounted secret.
 [[ -f .local/risk/audit-key.pem ]] || .venv/bin/python -m services.risk.cli audit keygen
 export DEMO_LAB_API_KEY=${DEMO_LAB_API_KEY:-demo-key}
+# The web console (http://127.0.0.1:8305) admits holders of a token; the demo makes one.
+export FR_CONSOLE_TOKENS_FILE=${FR_CONSOLE_TOKENS_FILE:-$ROOT/.local/console/tokens}
+if [[ ! -s $FR_CONSOLE_TOKENS_FILE ]]; then
+    mkdir -p "$(dirname "$FR_CONSOLE_TOKENS_FILE")"
+    (umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d " \n" >"$FR_CONSOLE_TOKENS_FILE")
+fi
 step "services and the demo lab model server"
 bash deploy/services.sh start
 bash deploy/services.sh start evaluation.demo_model

@@ -480,13 +480,13 @@ class KafkaAdmin:
             access[name] = ResourceAccess(_operations(bits) if not code else frozenset(), error)
         return access
 
-    async def group_access(self, group: str, *, timeout_s: float = 15.0) -> ResourceAccess:
+    async def group_access(self, group: str, *, timeout_s: float = 30.0) -> ResourceAccess:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             try:
                 coordinator = await self.client.find_coordinator(group)
                 response = await self._send(_DescribeGroupWithOperations(group), coordinator)
-                break
+                access = _group_access(response)
             except kafka_errors.GroupAuthorizationFailedError:
                 return ResourceAccess(frozenset(), "GroupAuthorizationFailedError")
             except kafka_errors.KafkaError as exc:
@@ -494,13 +494,14 @@ class KafkaAdmin:
                 # created on the cluster's first group request.
                 if not exc.retriable or asyncio.get_running_loop().time() > deadline:
                     raise
-                await asyncio.sleep(0.2)
-        for described in response.groups:
-            code, bits = described[0], described[-1]
-            if code:
-                return ResourceAccess(frozenset(), kafka_errors.for_code(code).__name__)
-            return ResourceAccess(_operations(bits))
-        return ResourceAccess(frozenset(), "no answer for the group")
+            else:
+                # On a fresh cluster the coordinator answers "loading" or "not the
+                # coordinator" inside the response, not as an exception: ask again.
+                if access.error not in _RETRIABLE_GROUP_ERRORS:
+                    return access
+                if asyncio.get_running_loop().time() > deadline:
+                    return access
+            await asyncio.sleep(0.2)
 
     async def transactional_write_error(self, transactional_id: str, group: str) -> str | None:
         """None if the caller may WRITE ``transactional_id`` and READ ``group`` (what
@@ -517,6 +518,25 @@ class KafkaAdmin:
             kafka_errors.GroupAuthorizationFailedError.errno,
         }
         return kafka_errors.for_code(code).__name__ if code in denied else None
+
+
+_RETRIABLE_GROUP_ERRORS = frozenset(
+    cls.__name__
+    for cls in (
+        kafka_errors.CoordinatorLoadInProgressError,
+        kafka_errors.CoordinatorNotAvailableError,
+        kafka_errors.NotCoordinatorError,
+    )
+)
+
+
+def _group_access(response: Any) -> ResourceAccess:
+    for described in response.groups:
+        code, bits = described[0], described[-1]
+        if code:
+            return ResourceAccess(frozenset(), kafka_errors.for_code(code).__name__)
+        return ResourceAccess(_operations(bits))
+    return ResourceAccess(frozenset(), "no answer for the group")
 
 
 def _decode(codes: dict[int, _T], code: int, what: str) -> _T:
