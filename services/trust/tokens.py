@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 from pathlib import Path
+from typing import Self
 
 MIN_TOKEN_CHARS = 16
 
@@ -27,7 +28,7 @@ class CallerTokens:
         self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
 
     @classmethod
-    def from_file(cls, path: Path | None) -> CallerTokens:
+    def from_file(cls, path: Path | None) -> Self:
         if path is None:
             return cls([])
         lines = path.read_text(encoding="utf-8").splitlines()
