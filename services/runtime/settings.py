@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.runtime.kafka import KafkaSettings, aiokafka_options
@@ -69,6 +70,13 @@ class RuntimeSettings(KafkaSettings):
     # otel_endpoint (Jaeger, an OTel collector), "none" only propagates context.
     # A span per SQL statement is for debugging (it costs more than the statement).
     otel_exporter: Literal["none", "otlp", "jsonl", "console"] = "none"
+
+    @field_validator("otel_exporter", mode="before")
+    @classmethod
+    def _none_is_a_choice(cls, value: object) -> object:
+        # env_parse_none_str turns FR_OTEL_EXPORTER=none into None; here it names a choice.
+        return "none" if value is None else value
+
     otel_endpoint: str = "http://127.0.0.1:4318"
     otel_file: Path = Path(".local/traces.jsonl")
     otel_db_statements: bool = False

@@ -6,6 +6,8 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
+
 from services.runtime.settings import RuntimeSettings
 from services.runtime.telemetry import JsonLogFormatter, build_tracer_provider
 
@@ -37,3 +39,13 @@ def test_a_bytes_attribute_does_not_lose_the_span(tmp_path: Path) -> None:
     provider.shutdown()
     (written,) = [json.loads(t) for t in settings.otel_file.read_text().splitlines()]
     assert written["attributes"]["messaging.kafka.message.key"] == "submission-1"
+
+
+def test_otel_exporter_none_from_the_environment_is_the_choice_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # "none" also means None for optional settings (FR_HTTP_PORT=none); not here.
+    monkeypatch.setenv("FR_OTEL_EXPORTER", "none")
+    monkeypatch.setenv("FR_HTTP_PORT", "none")
+    settings = RuntimeSettings()
+    assert (settings.otel_exporter, settings.http_port) == ("none", None)
