@@ -220,7 +220,7 @@ class Rig:
         """An order reviewers sign: effective now, compliance within a day (rig clock)."""
         now = self.clock.now()
         return {
-            "scope": scope or {"nationality_rule": "any", "country_groups": ["d5"]},
+            "scope": scope or {"nationality_rule": "any", "country_groups": ["arms-embargoed"]},
             "effective_at": now.isoformat(),
             "expires_at": (now + timedelta(days=180)).isoformat(),
             "compliance_deadline": (now + timedelta(days=1)).isoformat(),

@@ -58,7 +58,7 @@ async def test_a_critical_escalation_orders_the_policys_interim_restriction_at_o
     ]
     assert raised.decide_by is not None and raised.decide_by > raised.raised_at
     assert interim.interim and interim.order_id == raised.interim_order_id
-    assert interim.scope.country_groups == ["d5"]
+    assert interim.scope.country_groups == ["arms-embargoed"]
     assert interim.scope.verification_statuses == ["unverified", "pending"]
     assert interim.compliance_deadline == interim.ordered_at + timedelta(hours=4)
     kinds = await rig.fetch(
