@@ -21,6 +21,9 @@ Per role:
   answers feed (topics and groups PREFIXED ``evaluator.T.`` / ``reviewer.T.``).
 - government subscriber ``G``: READ on ``gov.findings``, groups PREFIXED
   ``government.G.``.
+- console (a read model): READ on the topics it reads and on every ``<topic>.dlq``,
+  each with its consumer group ``console.<topic>``. Nothing else: no WRITE (not
+  even a DLQ: it publishes nothing), no transactional id.
 - test: ALL on topics, groups and transactional ids PREFIXED ``test.``.
 - operator: none — a super user (``super.users``), for admin tooling only.
 
@@ -41,11 +44,13 @@ from enum import StrEnum
 
 from contracts.principals import (
     AGENCY_SERVICES,
+    READ_MODELS,
     TEST_NAMESPACE,
     Principal,
     Role,
 )
 from contracts.registry import (
+    DEAD_LETTER_TOPICS,
     OUTBOX_CHECKPOINT_TOPIC,
     TOPICS,
     consumer_group,
@@ -150,6 +155,22 @@ def _agency_grants(role: Role, scope: AclScope) -> set[Grant]:
     return grants
 
 
+def _read_model_grants(role: Role, scope: AclScope) -> set[Grant]:
+    """READ on what the registry says ``role`` reads (dead-letter topics included), in
+    its own consumer groups; a read model writes nothing."""
+    me = Principal(role)
+    grants: set[Grant] = set()
+    for topic in (*TOPICS, *DEAD_LETTER_TOPICS):
+        if role in topic.readers:
+            grants |= {
+                _grant(scope, me, ResourceType.TOPIC, topic.name, Operation.READ),
+                _grant(
+                    scope, me, ResourceType.GROUP, consumer_group(role, topic.name), Operation.READ
+                ),
+            }
+    return grants
+
+
 def _tenant_grants(tenant: Principal, scope: AclScope) -> set[Grant]:
     """What a tenant's own principal may do, plus the agency's side of its feeds."""
     assert tenant.tenant is not None
@@ -197,6 +218,8 @@ def grants_for(principal: Principal, scope: AclScope | None = None) -> frozenset
     scope = scope or AclScope()
     if principal.role in AGENCY_SERVICES:
         return frozenset(_agency_grants(principal.role, scope))
+    if principal.role in READ_MODELS:
+        return frozenset(_read_model_grants(principal.role, scope))
     if principal.role is Role.TEST:
         return frozenset(_test_grants(scope))
     if principal.role is Role.OPERATOR:

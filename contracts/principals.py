@@ -2,12 +2,12 @@
 
 A *principal* is one authenticated Kafka identity (a SCRAM user, ``User:<name>``).
 Each agency service (intake, evaluation, risk, access) has one principal, shared
-by its replicas, its workers and its outbox relay. Each *tenant* — a lab, an
-external evaluator, a government subscriber, a reviewer — has a principal of
-its own, named ``<role>.<tenant id>``. The operator's admin tooling has the one
-super-user principal; the test harness has ``test``. What each role may do is
-data in ``contracts.registry`` (per topic) and ``contracts.acl`` (the Kafka ACL
-bindings derived from it).
+by its replicas, its workers and its outbox relay; so has the read-only console.
+Each *tenant* — a lab, an external evaluator, a government subscriber, a
+reviewer — has a principal of its own, named ``<role>.<tenant id>``. The
+operator's admin tooling has the one super-user principal; the test harness has
+``test``. What each role may do is data in ``contracts.registry`` (per topic) and
+``contracts.acl`` (the Kafka ACL bindings derived from it).
 
 Tenant ids are the part of a Kafka name an outsider chooses, so they are
 restricted: ``[a-z0-9][a-z0-9-]{0,62}``. Kafka's PREFIXED ACLs match by plain
@@ -40,6 +40,7 @@ class Role(StrEnum):
     EVALUATION = "evaluation"
     RISK = "risk"
     ACCESS = "access"
+    CONSOLE = "console"  # the read-only console: reads the agency's topics and DLQs, writes none
     OPERATOR = "operator"  # the super user: admin tooling only (topics, ACLs, principals)
     LAB = "lab"
     EVALUATOR = "evaluator"
@@ -54,7 +55,11 @@ AGENCY_SERVICES: tuple[Role, ...] = (Role.INTAKE, Role.EVALUATION, Role.RISK, Ro
 TENANT_ROLES: tuple[Role, ...] = (Role.LAB, Role.EVALUATOR, Role.GOVERNMENT, Role.REVIEWER)
 """Roles with one principal per tenant (``<role>.<tenant id>``)."""
 
-SINGLE_ROLES: tuple[Role, ...] = (*AGENCY_SERVICES, Role.OPERATOR, Role.TEST)
+READ_MODELS: tuple[Role, ...] = (Role.CONSOLE,)
+"""Agency roles that only read: consumer groups of their own, no outbox relay, no writes
+(not even a dead letter: what they cannot apply stays in their own schema)."""
+
+SINGLE_ROLES: tuple[Role, ...] = (*AGENCY_SERVICES, *READ_MODELS, Role.OPERATOR, Role.TEST)
 """Roles with exactly one principal, named like the role."""
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

@@ -48,7 +48,7 @@ from contracts.events import (
     WithdrawalRejected,
     WithdrawalRequested,
 )
-from contracts.principals import NAMESPACE_ROOTS, Role
+from contracts.principals import AGENCY_SERVICES, NAMESPACE_ROOTS, Role
 from contracts.topic import DAY_MS, TenantFeed, Topic
 
 SUBMISSION_ID = "submission_id"
@@ -121,9 +121,9 @@ TOPICS: tuple[Topic, ...] = (
         ),
         retention_ms=PIPELINE_RETENTION_MS,
         description="Intake decisions and the review-window clock. Consumers: evaluation, "
-        "risk. Internal: each lab gets its own answers on labs.<lab id>.answers.",
+        "risk, the console. Internal: each lab gets its own answers on labs.<lab id>.answers.",
         writers=(Role.INTAKE,),
-        readers=(Role.EVALUATION, Role.RISK),
+        readers=(Role.EVALUATION, Role.RISK, Role.CONSOLE),
     ),
     Topic(
         name="evaluation.events",
@@ -137,10 +137,10 @@ TOPICS: tuple[Topic, ...] = (
             ExternalFindingRejected,
         ),
         retention_ms=PIPELINE_RETENTION_MS,
-        description="Evaluation progress and findings. Consumer: risk. Internal: external "
-        "evaluators cannot read it.",
+        description="Evaluation progress and findings. Consumers: risk, the console. "
+        "Internal: external evaluators cannot read it.",
         writers=(Role.EVALUATION,),
-        readers=(Role.RISK,),
+        readers=(Role.RISK, Role.CONSOLE),
     ),
     Topic(
         name="risk.events",
@@ -157,9 +157,10 @@ TOPICS: tuple[Topic, ...] = (
             ReviewConcluded,
         ),
         retention_ms=PIPELINE_RETENTION_MS,
-        description="Assessments, escalations, reviewer decisions and orders. Consumer: access.",
+        description="Assessments, escalations, reviewer decisions and orders. Consumers: "
+        "access, the console.",
         writers=(Role.RISK,),
-        readers=(Role.ACCESS,),
+        readers=(Role.ACCESS, Role.CONSOLE),
     ),
     Topic(
         name="gov.findings",
@@ -180,9 +181,10 @@ TOPICS: tuple[Topic, ...] = (
         partitions=1,
         retention_ms=-1,
         description="Signed checkpoints of the risk service's hash-chained audit log, one "
-        "ordered partition kept forever. Consumers: other government systems, auditors.",
+        "ordered partition kept forever. Consumers: other government systems, auditors, "
+        "the console.",
         writers=(Role.RISK,),
-        readers=(Role.GOVERNMENT,),
+        readers=(Role.GOVERNMENT, Role.CONSOLE),
     ),
     Topic(
         name="access.events",
@@ -190,10 +192,10 @@ TOPICS: tuple[Topic, ...] = (
         key=MODEL_ID,
         events=(RestrictionLifted, ComplianceOverdue, ComplianceRejected),
         retention_ms=RECORD_RETENTION_MS,
-        description="Restriction lifecycle and compliance. Consumer: risk (and ops). "
+        description="Restriction lifecycle and compliance. Consumers: risk, the console. "
         "Internal: labs get their compliance answers on labs.<lab id>.answers.",
         writers=(Role.ACCESS,),
-        readers=(Role.RISK,),
+        readers=(Role.RISK, Role.CONSOLE),
     ),
     Topic(
         name="access.policies",
@@ -203,8 +205,10 @@ TOPICS: tuple[Topic, ...] = (
         partitions=3,
         compacted=True,
         description="Current Cedar policy per model, every lab's (compacted): the agency's "
-        "record, read by ops. Enforcement points read their lab's labs.<lab id>.policies.",
+        "record, read by the console. Enforcement points read their lab's "
+        "labs.<lab id>.policies.",
         writers=(Role.ACCESS,),
+        readers=(Role.CONSOLE,),
     ),
 )
 
@@ -257,6 +261,29 @@ FEEDS: tuple[TenantFeed, ...] = (
         "whether it completed the quorum), or refused and why. Readable by that reviewer only.",
     ),
 )
+
+
+def _dead_letters(topic: Topic) -> Topic:
+    writers = tuple(role for role in topic.readers if role in AGENCY_SERVICES)
+    return Topic(
+        name=topic.dlq,
+        producer="runtime",
+        key=topic.key,
+        events=topic.events,
+        partitions=1,
+        description=f"Records of {topic.name} a consumer could not apply, byte for byte, "
+        "with why and where from in the dlq.* headers (services/runtime/deadletter.py). "
+        "Written by the topic's agency readers; read by the console.",
+        writers=writers,
+        readers=(Role.CONSOLE,) if writers else (),  # no agency reader: never written
+    )
+
+
+DEAD_LETTER_TOPICS: tuple[Topic, ...] = tuple(_dead_letters(topic) for topic in TOPICS)
+"""``<topic>.dlq`` of every registry topic, as topics a reader can consume: the events of
+the original topic may be in them, or any bytes at all (what failed to decode)."""
+DEAD_LETTER_BY_NAME: dict[str, Topic] = {topic.name: topic for topic in DEAD_LETTER_TOPICS}
+
 LAB_FEEDS: tuple[TenantFeed, ...] = tuple(f for f in FEEDS if f.owner is Role.LAB)
 LAB_FEED_BY_SUFFIX: dict[str, TenantFeed] = {feed.suffix: feed for feed in LAB_FEEDS}
 _FEED_BY_EVENT: dict[type[Event], TenantFeed] = {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent installer for a fresh Debian/Ubuntu machine: OS packages (Java 17,
-# Maven, PostgreSQL server), the project venv, and the Kafka broker jars.
+# Maven, PostgreSQL server, Chromium for the console's headless browser tests),
+# the project venv, and the Kafka broker jars.
 # Re-running is cheap: every step is skipped when its result is already in place.
 set -Eeuo pipefail
 
@@ -59,6 +60,9 @@ missing=()
 java_ok || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 pg_ok || missing+=(postgresql)
+# The web console's tests drive headless Chromium (tests/console/test_browser.py).
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
+    missing+=(chromium)
 if [[ ! -x $VENV/bin/python ]] && ! find_python >/dev/null; then
     missing+=(python3 python3-venv)
 fi
@@ -73,7 +77,7 @@ if ((${#missing[@]})); then
     "${sudo[@]}" apt-get update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 else
-    say "os: java 17+, maven, postgresql already present"
+    say "os: java 17+, maven, postgresql, chromium already present"
 fi
 
 java_ok || die "java on PATH is older than 17 even after install (check update-alternatives --config java)"

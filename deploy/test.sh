@@ -21,6 +21,8 @@ step "event schemas are committed and backward compatible"
 $PY/python -m contracts check
 step "AsyncAPI documents are up to date"
 $PY/python -m services.runtime.asyncapi check
+step "the lab guide's generated sections are up to date"
+$PY/python -m docs.lab_guide check
 step "pytest (real Kafka + PostgreSQL)"
 set +e
 $PY/pytest -q -p no:cacheprovider "$@"

@@ -2,9 +2,10 @@
 
 deploy/stack.sh starts both (deploy/test.sh does it for you). Nothing here is
 mocked: a test that needs the infrastructure fails with a clear message when
-it is not running, it is never skipped. Every test that uses the ``kafka`` or
-``database`` fixture (directly or through another fixture) is marked
-``stack``, so ``pytest -m "not stack"`` runs the fast tests alone.
+it is not running, it is never skipped. Every test that uses the ``kafka``,
+``database`` or (tests/security) ``stack`` fixture, directly or through
+another fixture, is marked ``stack``, so ``pytest -m "not stack"`` runs the
+fast tests alone.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.kit.kafka import new_topic_name
 from tests.kit.services import NewTopic, StartService
 
 INFRA_HINT = "start the infrastructure first: bash deploy/stack.sh up"
-STACK_FIXTURES = frozenset({"kafka", "database"})
+STACK_FIXTURES = frozenset({"kafka", "database", "stack"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -23,13 +23,10 @@ must not stall the service's consumers for long, nor pile up.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
@@ -45,35 +42,13 @@ from services.access.sample import SampleError, SampleFormat
 from services.access.settings import AccessSettings
 from services.runtime.clock import Clock
 from services.trust.refusal import Refusal
+from services.trust.tokens import CallerTokens
 
 if TYPE_CHECKING:
     from services.runtime.database import Pool
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 MAX_ORDER_LINE = 2 * 1024 * 1024
-
-
-class CallerTokens:
-    """Accepted bearer tokens, as SHA-256 digests (none: nobody is accepted)."""
-
-    def __init__(self, tokens: list[str]) -> None:
-        if any(len(t) < 16 for t in tokens):
-            raise ValueError("caller tokens must be at least 16 characters")
-        self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
-
-    @classmethod
-    def from_file(cls, path: Path | None) -> CallerTokens:
-        if path is None:
-            return cls([])
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return cls([s for line in lines if (s := line.strip()) and not s.startswith("#")])
-
-    def accepts(self, token: str) -> bool:
-        presented = hashlib.sha256(token.encode()).digest()
-        found = False
-        for digest in self._digests:  # every entry: timing does not tell which one matched
-            found |= hmac.compare_digest(presented, digest)
-        return found
 
 
 _BEARER = HTTPBearer(auto_error=False)

@@ -68,7 +68,8 @@ def database() -> Any:
     return connect(AccessSettings(), (TRUST_SQL, MIGRATIONS))
 
 
-app.add_typer(principal_commands(LAB, connect=database), name="lab")
+labs_app = principal_commands(LAB, connect=database)
+app.add_typer(labs_app, name="lab")
 
 
 def _fail(message: str) -> None:
@@ -139,12 +140,15 @@ def preview(
             "in the access schema)."
         ),
     ] = None,
-    fmt: Annotated[SampleFormat | None, typer.Option("--format")] = None,
+    fmt: Annotated[
+        SampleFormat | None,
+        typer.Option("--format", help="The sample's format (default: by its suffix)."),
+    ] = None,
     at: Annotated[
         str | None,
         typer.Option(help="Decision time, ISO 8601 with offset (default: now)."),
     ] = None,
-    action: Annotated[Action, typer.Option()] = Action.INVOKE,
+    action: Annotated[Action, typer.Option(help="The action asked about.")] = Action.INVOKE,
     groups: Annotated[Path, typer.Option(help="Country-group table.")] = DEFAULT_FILE,
     changed_out: Annotated[
         Path | None, typer.Option(help="Write every allowed->denied principal (CSV).")
@@ -278,7 +282,7 @@ def models(
 
 @app.command()
 def policy(
-    model_id: str,
+    model_id: Annotated[str, typer.Argument(help="The model id, <lab>/<name>@<version>.")],
     version: Annotated[int | None, typer.Option(help="Default: the current version.")] = None,
 ) -> None:
     """Print a published version's Cedar text (its hash and orders on stderr)."""

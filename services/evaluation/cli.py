@@ -112,7 +112,9 @@ def _table(title: str, rows: list[asyncpg.Record], columns: list[str]) -> None:
 
 
 @evaluations_app.command("list")
-def evaluations_list(limit: int = 50) -> None:
+def evaluations_list(
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+) -> None:
     """Evaluations, newest first."""
     rows = _db(lambda conn: queries.evaluations(conn, limit))
     columns = [
@@ -131,7 +133,7 @@ def evaluations_list(limit: int = 50) -> None:
 def jobs_list(
     submission: Annotated[uuid.UUID | None, typer.Option(help="Only this submission.")] = None,
     state: Annotated[str | None, typer.Option(help="pending, running, completed...")] = None,
-    limit: int = 100,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
 ) -> None:
     """Jobs with their state, attempts and lease."""
     rows = _db(lambda conn: queries.jobs(conn, submission, state, limit))
@@ -149,7 +151,9 @@ def jobs_list(
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: uuid.UUID) -> None:
+def jobs_show(
+    job_id: Annotated[uuid.UUID, typer.Argument(help="The job (see `jobs list`).")],
+) -> None:
     """One job: its row, every attempt, its findings."""
     job, attempts, found = _db(lambda conn: queries.job_detail(conn, job_id))
     if job is None:
@@ -169,6 +173,7 @@ def jobs_show(job_id: uuid.UUID) -> None:
 def findings_list(
     submission: Annotated[uuid.UUID | None, typer.Option(help="Only this submission.")] = None,
 ) -> None:
+    """Findings recorded (automated and manual), with their scores."""
     rows = _db(lambda conn: queries.findings(conn, submission))
     columns = ["finding_id", "submission_id", "suite_id", "domain", "metric", "score", "method"]
     _table("findings", rows, columns)
@@ -249,8 +254,8 @@ def evaluators_keygen(out: Annotated[Path, typer.Option(help="Private key file (
 
 @evaluators_app.command("assign")
 def evaluators_assign(
-    evaluator_id: str,
-    submission: uuid.UUID,
+    evaluator_id: Annotated[str, typer.Argument(help="The registered evaluator.")],
+    submission: Annotated[uuid.UUID, typer.Argument(help="The submission (UUID).")],
     by: Annotated[str | None, typer.Option(help="Who assigns (default: your login).")] = None,
 ) -> None:
     """Allow an evaluator's findings about a submission (while its window is open)."""
@@ -277,7 +282,10 @@ def evaluators_assign(
 
 
 @evaluators_app.command("unassign")
-def evaluators_unassign(evaluator_id: str, submission: uuid.UUID) -> None:
+def evaluators_unassign(
+    evaluator_id: Annotated[str, typer.Argument(help="The assigned evaluator.")],
+    submission: Annotated[uuid.UUID, typer.Argument(help="The submission (UUID).")],
+) -> None:
     """Refuse the evaluator's further findings about the submission (recorded ones stay)."""
     if not _db(lambda conn: repo.unassign(conn, evaluator_id, submission)):
         console.print(f"[red]{evaluator_id} is not assigned to {submission}[/red]")
@@ -289,12 +297,15 @@ def evaluators_unassign(evaluator_id: str, submission: uuid.UUID) -> None:
 def evaluators_assignments(
     submission: Annotated[uuid.UUID | None, typer.Option(help="Only this submission.")] = None,
 ) -> None:
+    """Which evaluators may report findings on which submissions."""
     rows = _db(lambda conn: queries.assignments(conn, submission))
     _table("assignments", rows, ["evaluator_id", "submission_id", "assigned_at", "assigned_by"])
 
 
 @evidence_app.command("verify")
-def evidence_verify(finding_id: uuid.UUID) -> None:
+def evidence_verify(
+    finding_id: Annotated[uuid.UUID, typer.Argument(help="The automated finding (UUID).")],
+) -> None:
     """Recompute the SHA-256 of a finding's Inspect log and compare it with the finding's."""
     settings = EvaluationSettings()
     row = _db(lambda conn: queries.finding(conn, finding_id))

@@ -61,7 +61,8 @@ def _onboarding() -> KafkaOnboarding:
     return KafkaOnboarding.from_settings(Role.LAB, IntakeSettings())
 
 
-app.add_typer(principal_commands(LAB, connect=_database, onboarding=_onboarding), name="lab")
+labs_app = principal_commands(LAB, connect=_database, onboarding=_onboarding)
+app.add_typer(labs_app, name="lab")
 
 
 def _run(work: Callable[[asyncpg.Connection[asyncpg.Record]], Awaitable[T]]) -> T:

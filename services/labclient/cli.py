@@ -1,4 +1,5 @@
-"""The lab's command line: keys, manifests, signed submissions, outcomes.
+"""The lab's command line (``frontier-lab``, or ``python -m services.labclient.cli``):
+keys, manifests, signed submissions, outcomes, the decision API, acknowledgements.
 
     python -m services.labclient.cli keygen --out lab.key
     python -m services.labclient.cli init-manifest submission.yaml --lab-id example-lab
@@ -63,7 +64,14 @@ from services.runtime.kafka import KafkaSecurityError
 
 T = TypeVar("T")
 
-app = typer.Typer(help="frontier-review lab client: sign and submit models for review.")
+app = typer.Typer(
+    name="frontier-lab",
+    help="frontier-lab, a lab's side of frontier-review: its keys, signed submissions and "
+    "withdrawals, following the agency's answers, the enforcement point (the decision API) "
+    "and compliance acknowledgements.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console(stderr=True)
 LAB_INPUT_TYPES = (
     TOPIC_BY_NAME["lab.submissions"].event_types | TOPIC_BY_NAME["lab.compliance"].event_types
@@ -167,7 +175,7 @@ def keygen(
 
 @app.command("init-manifest")
 def init_manifest(
-    out: Path,
+    out: Annotated[Path, typer.Argument(help="The manifest file to write (YAML).")],
     lab_id: Annotated[str, typer.Option("--lab-id", help="Your lab id.")],
 ) -> None:
     """Write a manifest template with a fresh submission id."""
@@ -250,7 +258,7 @@ def _exit_for(outcome: Outcome | None) -> None:
 @app.command()
 def build(
     ctx: typer.Context,
-    manifest: Path,
+    manifest: Annotated[Path, typer.Argument(help="The submission manifest (YAML/JSON).")],
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Default: stdout.")] = None,
 ) -> None:
     """Build and sign a SubmissionFiled CloudEvent from a manifest (not published)."""
@@ -266,9 +274,9 @@ def build(
 @app.command()
 def publish(
     ctx: typer.Context,
-    event_file: Path,
+    event_file: Annotated[Path, typer.Argument(help="A signed CloudEvent (JSON).")],
     wait: Annotated[bool, typer.Option(help="Wait for intake's answer.")] = True,
-    timeout: float = 60.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 60.0,
 ) -> None:
     """Publish a signed CloudEvent file exactly as it is (e.g. from `build`)."""
     try:
@@ -285,9 +293,9 @@ def publish(
 @app.command()
 def submit(
     ctx: typer.Context,
-    manifest: Path,
+    manifest: Annotated[Path, typer.Argument(help="The submission manifest (YAML/JSON).")],
     wait: Annotated[bool, typer.Option(help="Wait for intake's decision.")] = True,
-    timeout: float = 60.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 60.0,
 ) -> None:
     """Build, sign and publish a submission; wait for the decision."""
     client, event = _signed_event(ctx, _load(manifest))
@@ -297,10 +305,10 @@ def submit(
 @app.command()
 def withdraw(
     ctx: typer.Context,
-    submission_id: uuid.UUID,
+    submission_id: Annotated[uuid.UUID, typer.Argument(help="The submission (UUID).")],
     reason: Annotated[str | None, typer.Option(help="Why you withdraw.")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for intake's answer.")] = True,
-    timeout: float = 60.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 60.0,
 ) -> None:
     """Withdraw a submission (allowed while its review window is open)."""
     client = _profile(ctx).client()
@@ -311,7 +319,7 @@ def withdraw(
 @app.command()
 def follow(
     ctx: typer.Context,
-    submission_id: uuid.UUID,
+    submission_id: Annotated[uuid.UUID, typer.Argument(help="The submission (UUID).")],
     timeout: Annotated[float, typer.Option(help="Stop after this many seconds.")] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="One CloudEvent per line.")] = False,
     event_ids: Annotated[

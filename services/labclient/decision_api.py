@@ -24,10 +24,7 @@ whether the question was understood, the body says the answer.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
@@ -44,32 +41,20 @@ from contracts.policy.cedar import Action
 from contracts.policy.decision import Decision
 from contracts.policy.principal import Principal, RequestContext
 from services.labclient.enforcer import Enforcer
+from services.trust.tokens import CallerTokens
 
 MAX_BATCH = 1000
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 
 
-class BearerTokens:
-    """The accepted caller tokens, as SHA-256 digests."""
+class BearerTokens(CallerTokens):
+    """The accepted caller tokens (services/trust/tokens.py); a decision API without
+    any would refuse every caller, so it needs at least one."""
 
     def __init__(self, tokens: list[str]) -> None:
         if not tokens:
             raise ValueError("at least one caller token is needed")
-        if any(len(t) < 16 for t in tokens):
-            raise ValueError("caller tokens must be at least 16 characters")
-        self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
-
-    @classmethod
-    def from_file(cls, path: Path) -> BearerTokens:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return cls([s for line in lines if (s := line.strip()) and not s.startswith("#")])
-
-    def accepts(self, token: str) -> bool:
-        presented = hashlib.sha256(token.encode()).digest()
-        found = False
-        for digest in self._digests:  # every entry, so timing does not tell which matched
-            found |= hmac.compare_digest(presented, digest)
-        return found
+        super().__init__(tokens)
 
 
 class DecisionRequest(BaseModel):

@@ -129,7 +129,10 @@ reviewers_app = principal_commands(REVIEWER, connect=database, onboarding=onboar
 app.add_typer(reviewers_app, name="reviewers")
 
 
-@reviewers_app.command("keygen", help="Make a reviewer's Ed25519 key pair (FILE and FILE.pub).")
+@reviewers_app.command(
+    "keygen",
+    help="Make a reviewer's Ed25519 key pair: FILE, and its public key beside it (suffix .pub).",
+)
 def reviewer_keygen(
     path: Annotated[
         Path, typer.Argument(help="Where the private key goes (kept by the reviewer).")
@@ -149,7 +152,9 @@ def reviewer_keygen(
 
 
 @policies_app.command("list", help="Policy versions: those run with, and the files available.")
-def policies_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def policies_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     config = settings()
     uses = {u.version: u for u in run(queries.policy_uses)}
     files = {p.version for p in available_policies(config.risk_policy_dir)}
@@ -185,7 +190,7 @@ def policies_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
 @policies_app.command("assessments", help="The assessments that used a policy version.")
 def policies_assessments(
     version: Annotated[str, typer.Argument(help="e.g. thresholds-2026.2")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     found = run(lambda conn: queries.assessments_using(conn, version))
     if as_json:
@@ -260,7 +265,7 @@ def _escalation_json(e: Escalation) -> dict[str, Any]:
 @escalations_app.command("list", help="Escalations awaiting a decision, with quorum progress.")
 def escalations_list(
     include_closed: Annotated[bool, typer.Option("--all", help="Decided ones too.")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     found = run(lambda conn: queries.escalations(conn, include_closed=include_closed))
     if as_json:
@@ -281,7 +286,9 @@ def escalations_list(
 
 
 @escalations_app.command("show", help="One escalation: its votes and the orders signed.")
-def escalations_show(escalation_id: Annotated[str, typer.Argument()]) -> None:
+def escalations_show(
+    escalation_id: Annotated[str, typer.Argument(help="The escalation (UUID).")],
+) -> None:
     wanted = uuid_arg(escalation_id, "an escalation id")
 
     async def work(conn: Connection) -> tuple[Escalation | None, dict[UUID, str]]:

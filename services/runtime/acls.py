@@ -4,7 +4,7 @@
 ``contracts.acl`` derives and deletes any others they hold (within the scope's
 name prefix), so a permission dropped from the registry is revoked, not left
 behind. Which principals exist is the broker's list of SCRAM users: the four
-services, the test harness, and every provisioned tenant (``lab.<id>``, ...).
+services, the console, the test harness, and every provisioned tenant (``lab.<id>``, ...).
 Principals that are none of ours (the broker, a test rig's own users) are left
 alone.
 
@@ -29,6 +29,7 @@ from contracts.acl import AclScope, Grant, Operation, PatternType, ResourceType,
 from contracts.acl import own_grants as registry_own_grants
 from contracts.principals import (
     AGENCY_SERVICES,
+    READ_MODELS,
     Principal,
     Role,
     parse_principal,
@@ -39,6 +40,7 @@ from services.runtime.kafka_admin import KafkaAdmin
 
 FIXED_PRINCIPALS: tuple[Principal, ...] = (
     *(Principal(role) for role in AGENCY_SERVICES),
+    *(Principal(role) for role in READ_MODELS),
     Principal(Role.TEST),
 )
 """The principals every deployment has (besides the super users)."""

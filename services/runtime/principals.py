@@ -5,7 +5,7 @@ Run as the operator (super user). Passwords are generated here (256 bits),
 written once to a credentials file (mode 0600) for whoever holds the
 principal, and sent to the broker only as a salted SCRAM credential.
 
-- ``bootstrap(settings, directory)``: the four services and the test harness
+- ``bootstrap(settings, directory)``: the four services, the console and the test harness
   get a credential each (``<directory>/<name>.json``, reused if present), then
   the whole ACL set is applied (deploy/stack.sh runs it on every ``up``).
 - ``provision_lab(settings, lab_id, file)``: the lab's feed topics

@@ -26,8 +26,8 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from contracts import Event, Topic
 from contracts.acl import AclScope
-from contracts.principals import Role
-from contracts.registry import TOPIC_BY_NAME, consumer_group
+from contracts.principals import READ_MODELS, Role
+from contracts.registry import DEAD_LETTER_BY_NAME, TOPIC_BY_NAME, consumer_group
 from services.runtime import outbox
 from services.runtime.acls import check_access
 from services.runtime.clock import SYSTEM_CLOCK, Clock
@@ -77,11 +77,15 @@ class Service:
         self.description = description
         self.source = settings.source
         self.tracer_provider = build_tracer_provider(settings, span_exporter)
+        # A read model writes nothing, and an idempotent producer's start asks the broker
+        # for a producer id, which it grants only to a principal that may write (the
+        # console's may not); its broker's producer never sends.
+        writes = role not in READ_MODELS
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
             security=faststream_security(settings),  # the process's own SCRAM principal
             client_id=self.name,
-            enable_idempotence=True,  # implies acks=all; no duplicates on producer retry
+            enable_idempotence=writes,  # implies acks=all; no duplicates on producer retry
             acks="all",
             max_request_size=DLQ_MAX_MESSAGE_BYTES,
             graceful_timeout=settings.graceful_timeout_s,
@@ -121,15 +125,18 @@ class Service:
         on a topic is a decision for each consumer); anything else is answered
         by ``on_invalid`` or dead-lettered. The consumer group is
         ``<service>.<topic>`` (under the Kafka prefix); replicas share it. A
-        registry topic is named under the prefix; a topic outside the registry
-        (a runtime test's own) by its name as given.
+        registry topic (or a registry topic's DLQ, contracts.registry
+        DEAD_LETTER_TOPICS) is named under the prefix; a topic outside the
+        registry (a runtime test's own) by its name as given.
         """
         handled = set(handlers)
         unknown = (handled | set(ignore)) - set(topic.events)
         if unknown:
             names = ", ".join(sorted(t.__name__ for t in unknown))
             raise ValueError(f"{names} do not travel on {topic.name} (contracts.registry)")
-        registered = TOPIC_BY_NAME.get(topic.name) is topic
+        registered = (
+            TOPIC_BY_NAME.get(topic.name) is topic or DEAD_LETTER_BY_NAME.get(topic.name) is topic
+        )
         name = self.settings.topic(topic.name) if registered else topic.name
         consumer = EventConsumer(
             group=self.settings.topic(consumer_group(self.name, topic.name)),

@@ -15,6 +15,8 @@ runtime, never a service. One module per concern:
 - ``credentials``: whose secrets a credential reference may name;
 - ``endpoints``, ``http_guard``: the endpoint policy against SSRF, at submission
   and at connection time;
+- ``tokens``: bearer tokens of HTTP callers (access's agency API, the console, the
+  lab's decision API);
 - ``repository``: all of its SQL; its tables come from ``TRUST_SQL``, which a
   service applies into its own schema with its migrations:
   ``migrate(conn, schema, TRUST_SQL, service_migrations)``.

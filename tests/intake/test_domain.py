@@ -259,7 +259,10 @@ def test_the_lab_client_imports_no_agency_code_but_how_to_connect() -> None:
                 else []
             )
             for name in names:
-                allowed = name == "services.runtime.kafka" or name.startswith("services.labclient")
+                allowed = name in {
+                    "services.runtime.kafka",
+                    "services.trust.tokens",
+                } or name.startswith("services.labclient")
                 assert allowed or not name.startswith(("services.", "asyncpg")), (
                     f"{path.name}: {name}"
                 )
@@ -272,7 +275,12 @@ def test_the_lab_client_imports_no_agency_code_but_how_to_connect() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     modules = [m for m in ast.literal_eval(loaded) if not m.startswith("services.labclient")]
-    assert modules == ["services.runtime", "services.runtime.kafka"]
+    assert modules == [
+        "services.runtime",
+        "services.runtime.kafka",
+        "services.trust",
+        "services.trust.tokens",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from contracts.principals import (
     parse_principal,
 )
 from contracts.registry import (
+    DEAD_LETTER_TOPICS,
     LAB_FEEDS,
     OUTBOX_CHECKPOINT_TOPIC,
     TOPIC_BY_NAME,
@@ -40,6 +41,7 @@ from services.runtime.relay import CHECKPOINT_TOPIC
 INTERNAL = ("intake.events", "evaluation.events", "risk.events", "access.events")
 EVERYONE = [
     *(Principal(role) for role in AGENCY_SERVICES),
+    Principal(Role.CONSOLE),
     Principal(Role.TEST),
     lab("acme"),
     lab("beta"),
@@ -160,6 +162,51 @@ def test_every_agency_reader_may_dead_letter_what_it_reads() -> None:
         for role in topic.readers:
             if role in AGENCY_SERVICES:
                 assert f"User:{role}" in who_may(Operation.WRITE, topic.dlq)
+
+
+def test_only_the_console_may_read_a_dead_letter_topic() -> None:
+    for topic in DEAD_LETTER_TOPICS:
+        expected = {"User:console"} if topic.writers else set()
+        assert who_may(Operation.READ, topic.name) == expected, topic.name
+
+
+def test_the_dead_letters_of_a_topic_are_written_by_its_agency_readers() -> None:
+    for topic in DEAD_LETTER_TOPICS:
+        writers = {f"User:{role}" for role in topic.writers}
+        assert who_may(Operation.WRITE, topic.name) == writers, topic.name
+
+
+def test_the_console_reads_every_topic_of_the_agencys_pipeline_and_every_dead_letter() -> None:
+    read = {
+        g.name
+        for g in own_grants(Principal(Role.CONSOLE))
+        if g.resource_type is ResourceType.TOPIC and g.operation is Operation.READ
+    }
+    pipeline = {*INTERNAL, "access.policies", "gov.audit"}
+    consumed = {t.dlq for t in TOPICS if set(t.readers) & set(AGENCY_SERVICES)}
+    assert read == pipeline | consumed
+
+
+def test_the_console_only_reads_and_never_writes() -> None:
+    grants = own_grants(Principal(Role.CONSOLE))
+    assert {g.operation for g in grants} == {Operation.READ}
+    assert not [g for g in grants if g.resource_type is ResourceType.TRANSACTIONAL_ID]
+    assert all(g.pattern is PatternType.LITERAL for g in grants)
+
+
+def test_the_console_consumes_in_consumer_groups_of_its_own() -> None:
+    grants = own_grants(Principal(Role.CONSOLE))
+    topics = {g.name for g in grants if g.resource_type is ResourceType.TOPIC}
+    groups = {g.name for g in grants if g.resource_type is ResourceType.GROUP}
+    assert groups == {f"console.{topic}" for topic in topics}
+
+
+def test_no_tenant_reads_what_the_console_reads_but_the_audit_log_published_to_government() -> None:
+    tenants = {f"User:{p.name}" for p in EVERYONE if p.tenant is not None}
+    console = own_grants(Principal(Role.CONSOLE))
+    for topic in {g.name for g in console if g.resource_type is ResourceType.TOPIC}:
+        readers = who_may(Operation.READ, topic) & tenants
+        assert readers == ({"User:government.cisa"} if topic == "gov.audit" else set()), topic
 
 
 def test_each_relay_may_use_only_its_own_transactional_id() -> None:

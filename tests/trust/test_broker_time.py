@@ -40,7 +40,7 @@ async def produce_and_read(settings: RuntimeSettings, config: dict[str, str]) ->
 
 
 async def test_a_log_append_time_topic_stamps_records_with_the_brokers_clock(
-    settings: RuntimeSettings,
+    settings: RuntimeSettings, kafka: str
 ) -> None:
     before = datetime.now(UTC)
     timestamp, kind = await produce_and_read(settings, {"message.timestamp.type": "LogAppendTime"})
@@ -54,7 +54,7 @@ async def test_a_log_append_time_topic_stamps_records_with_the_brokers_clock(
 
 
 async def test_a_create_time_topics_timestamp_is_not_taken_as_the_broker_time(
-    settings: RuntimeSettings,
+    settings: RuntimeSettings, kafka: str
 ) -> None:
     timestamp, kind = await produce_and_read(settings, {"message.timestamp.type": "CreateTime"})
     assert abs(timestamp / 1000 - A_YEAR_AGO.timestamp()) < 1  # the producer's choice
