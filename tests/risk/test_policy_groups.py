@@ -9,7 +9,9 @@ shutdown the system exists to prevent.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +106,9 @@ def test_the_default_interim_order_denies_the_groups_nationals_and_no_one_else(
     policy = LoadedPolicy.parse(order.model_id, 1, compiled.cedar_policies, compiled.content_hash)
     decision = policy.decide(principal, Action.INVOKE, at_location(), T0 + timedelta(hours=1))
     assert decision.allowed is allowed, decision.reasons
+
+
+def test_the_kubernetes_deployment_runs_the_default_version() -> None:
+    manifest = (Path(__file__).parents[2] / "deploy" / "k8s" / "services.yaml").read_text()
+    named = re.findall(r"name: FR_RISK_POLICY_VERSION\s+value: (\S+)", manifest)
+    assert named == [SHIPPED_VERSION], "a superseded version must not be deployed"
