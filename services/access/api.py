@@ -4,13 +4,13 @@ Served by the service's embedded HTTP server (``FR_HTTP_PORT``); OpenAPI docs
 at ``/docs``. Callers authenticate with a bearer token from
 ``FR_ACCESS_API_TOKENS_FILE`` (one per line, ``#`` comments; kept as SHA-256
 digests, compared in constant time against every entry); without that file
-every route but ``/healthz`` answers 401.
+every route answers 401. ``/healthz``, ``/readyz`` and ``/metrics`` are the
+runtime's, served beside these routes (services/runtime/health.py).
 
 | endpoint | answer |
 |---|---|
 | ``POST /v1/impact-preview?format=csv\\|jsonl&at=&action=`` | the preview report (JSON) |
 | ``GET /v1/models/{model_id}/policy`` | the model's current published version |
-| ``GET /healthz`` | 200 while the process serves |
 
 The preview body is the proposed order (a RestrictionOrdered's data) as **one
 JSON line**, followed by the sample exactly as the CLI reads it (CSV with its
@@ -75,10 +75,6 @@ def agency_api(
             )
 
     authenticated = [Depends(caller)]
-
-    @app.get("/healthz")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
 
     @app.get("/v1/models/{model_id:path}/policy", dependencies=authenticated)
     async def current_policy(model_id: str) -> dict[str, Any]:

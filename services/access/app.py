@@ -11,6 +11,7 @@ compliance-overdue timers exactly once; serves the agency API (impact preview).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.events.lab import ComplianceAcknowledged
 from contracts.events.risk import (
@@ -25,6 +26,7 @@ from contracts.events.risk import (
 )
 from contracts.principals import Role
 from contracts.registry import TOPIC_BY_NAME
+from services.access import queries
 from services.access.api import agency_api
 from services.access.country_groups import load_country_groups
 from services.access.handlers import AccessHandlers
@@ -34,6 +36,10 @@ from services.runtime import Clock, Service
 from services.trust import TRUST_SQL
 from services.trust.freshness import FreshnessPolicy
 from services.trust.nonces import NoncePurge
+
+if TYPE_CHECKING:
+    from services.runtime.database import Connection
+    from services.runtime.metrics import Samples
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 RISK_EVENTS = TOPIC_BY_NAME["risk.events"]
@@ -78,4 +84,56 @@ def build_service(settings: AccessSettings | None = None, *, clock: Clock | None
     service.timer(COMPLIANCE_OVERDUE, handlers.compliance_overdue)
     service.background(NoncePurge(lambda: service.pool, service.clock.now, freshness))
     service.http(agency_api(settings, lambda: service.pool, groups, service.clock))
+    policy_metrics(service)
     return service
+
+
+def policy_metrics(service: Service) -> None:
+    """Policy versions and compliance on /metrics (read at scrape time; the same on
+    every replica)."""
+
+    async def published(conn: Connection) -> Samples:
+        return {(): await queries.policy_versions_published(conn)}
+
+    async def overdue(conn: Connection) -> Samples:
+        return {(): await queries.compliance_overdue_now(conn)}
+
+    async def failing_closed(conn: Connection) -> Samples:
+        return {(): await queries.models_failing_closed(conn)}
+
+    async def point_versions(conn: Connection) -> Samples:
+        return {key: v for key, v in (await queries.enforcement_point_versions(conn)).items()}
+
+    async def points_behind(conn: Connection) -> Samples:
+        return {(lab,): n for lab, n in (await queries.enforcement_points_behind(conn)).items()}
+
+    service.metrics.query(
+        "access_policy_versions_published",
+        "Policy versions published, over every model.",
+        published,
+        counter=True,
+    )
+    service.metrics.query(
+        "access_compliance_overdue",
+        "Models whose current policy version is past its deadline and still unacknowledged.",
+        overdue,
+    )
+    service.metrics.query(
+        "access_models_failing_closed",
+        "Models whose current policy version compiled an order fail closed (see cli models).",
+        failing_closed,
+    )
+    service.metrics.query(
+        "access_enforcement_point_policy_version",
+        "The highest policy version each of a lab's enforcement points acknowledged "
+        f"enforcing, per model (at most {queries.MAX_ENFORCEMENT_POINT_SERIES} series).",
+        point_versions,
+        ("lab", "model", "enforcement_point"),
+    )
+    service.metrics.query(
+        "access_enforcement_points_behind",
+        "Enforcement points whose last acknowledged version of a model is older than its "
+        "current version, per lab.",
+        points_behind,
+        ("lab",),
+    )

@@ -51,6 +51,7 @@ from services.access.preview import (
     preview_impact,
     report_json,
 )
+from services.access.proposal import proposed_order
 from services.access.sample import SampleError, SampleFormat
 from services.access.settings import AccessSettings
 from services.runtime.database import connect
@@ -83,6 +84,19 @@ def _order(path: Path) -> RestrictionOrdered:
     except (OSError, ValidationError) as exc:
         _fail(f"{path}: not a RestrictionOrdered: {exc}")
         raise
+
+
+def _proposal(path: Path, model_id: str | None, at: datetime) -> RestrictionOrdered:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read {path}: {exc}")
+        raise
+    proposed = proposed_order(text, model_id=model_id, at=at)
+    if isinstance(proposed, Refusal):
+        _fail(f"{path}: {proposed.detail}")
+        raise typer.Exit(1)  # _fail exits; this tells the type checker
+    return proposed
 
 
 def _orders(path: Path | None) -> list[RestrictionOrdered]:
@@ -131,8 +145,17 @@ def _print(report: ImpactReport) -> None:
 
 @app.command()
 def preview(
-    order: Annotated[Path, typer.Option(help="The proposed RestrictionOrdered (JSON).")],
+    order: Annotated[
+        Path,
+        typer.Option(
+            help="The proposed order: a RestrictionOrdered (JSON), or the reviewer's order "
+            "file (YAML, as risk.cli decide --scope takes it) with --model-id."
+        ),
+    ],
     sample: Annotated[Path, typer.Option(help="Customers: CSV or JSON lines.")],
+    model_id: Annotated[
+        str | None, typer.Option(help="The model a reviewer's order file is for.")
+    ] = None,
     current: Annotated[
         Path | None,
         typer.Option(
@@ -157,14 +180,6 @@ def preview(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Report how many of the sample a proposed order would deny, by reason and country."""
-    proposed = _order(order)
-    published: ModelPolicy | None = None
-    if current is not None:
-        in_force = _orders(current)
-    else:
-        basis = asyncio.run(_basis(proposed.model_id))
-        in_force, published = basis.in_force, basis.published
-    table = load_country_groups(groups)
     try:
         parsed = datetime.fromisoformat(at) if at is not None else datetime.now(UTC)
     except ValueError:
@@ -174,6 +189,14 @@ def preview(
         _fail("--at needs a UTC offset, e.g. 2026-02-01T00:00:00+00:00")
         return
     when = parsed.astimezone(UTC)
+    proposed = _proposal(order, model_id, when)
+    published: ModelPolicy | None = None
+    if current is not None:
+        in_force = _orders(current)
+    else:
+        basis = asyncio.run(_basis(proposed.model_id))
+        in_force, published = basis.in_force, basis.published
+    table = load_country_groups(groups)
     kind = fmt or (
         SampleFormat.JSONL if sample.suffix in {".jsonl", ".ndjson"} else SampleFormat.CSV
     )

@@ -15,7 +15,6 @@ from uuid import UUID
 
 from contracts import ContractViolation
 from contracts.events.access import ComplianceRejected
-from contracts.events.common import RejectionReason, field_errors
 from contracts.events.lab import ComplianceAcknowledged
 from contracts.events.risk import RestrictionLiftOrdered, RestrictionOrdered
 from services.access import repository
@@ -39,7 +38,8 @@ from services.access.settings import AccessSettings
 from services.runtime import Context, InvalidContext, PermanentError, Timer, TimerContext, TxContext
 from services.trust.freshness import FreshnessPolicy, receipt
 from services.trust.principals import LAB
-from services.trust.refusal import Refusal, answer_fields
+from services.trust.refusal import Refusal, answer_fields, shape_refusal
+from services.trust.registry import registered
 from services.trust.unverified import check_subject, model_id, read_addressing, read_signed
 from services.trust.verifier import Authenticated, authenticate
 
@@ -108,11 +108,11 @@ class AccessHandlers:
         the version it quotes; refused ones are answered with a reason."""
         signed = read_signed(ctx.raw, principal_field="lab_id")
         if isinstance(signed, Refusal):
-            self._reject(ctx, ack, signed, sender=None)
+            await self._reject(ctx, ack, signed, sender=None)
             return
         refusal = check_subject(ctx.event.subject, signed, "model_id")
         if refusal is not None:
-            self._reject(ctx, ack, refusal, sender=None)
+            await self._reject(ctx, ack, refusal, sender=None)
             return
         received = receipt(
             ctx.event.id,
@@ -125,7 +125,7 @@ class AccessHandlers:
         )
         if isinstance(sender, Refusal):
             log.info("refused %s claiming lab %s: %s", ctx.event.id, signed.principal_id, sender)
-            self._reject(ctx, ack, sender, sender=None)
+            await self._reject(ctx, ack, sender, sender=None)
             return
         policy: ModelPolicy | None = None
         if lab_of(ack.model_id) == sender.principal_id and await repository.lock_existing_model(
@@ -139,7 +139,7 @@ class AccessHandlers:
             clock_skew=self.settings.enforced_at_skew,
         )
         if isinstance(outcome, Refusal):
-            self._reject(ctx, ack, outcome, sender=sender)
+            await self._reject(ctx, ack, outcome, sender=sender)
             return
         await repository.record_acknowledgement(
             ctx.conn, outcome, event_id=ctx.event.id, key_id=sender.key_id
@@ -162,7 +162,8 @@ class AccessHandlers:
             rejected_at=ctx.now(),
             lab_id=addressing.principal_id,
         )
-        ctx.publish(answer)  # the agency's record only: nothing here is the lab's word
+        ctx.publish(answer)
+        await self._tell_lab(ctx, answer, None)
         return True
 
     # --- timers -------------------------------------------------------------------------
@@ -265,7 +266,7 @@ class AccessHandlers:
         await ctx.schedule(deadline.kind, deadline.key, deadline.due_at, deadline.payload)
         return result
 
-    def _reject(
+    async def _reject(
         self,
         ctx: Context,
         ack: ComplianceAcknowledged,
@@ -275,25 +276,27 @@ class AccessHandlers:
     ) -> None:
         answer = rejection(ack, refusal, event_id=ctx.event.id, now=ctx.now(), sender=sender)
         ctx.publish(answer)
-        if sender is not None:
-            # The lab's own feed gets what its authenticated principal sent: a forger's
-            # input (unauthenticated) never reaches the feed of the lab it names.
-            ctx.publish_to_owner(sender.principal_id, answer)
+        await self._tell_lab(ctx, answer, sender)
 
+    async def _tell_lab(
+        self, ctx: TxContext, answer: ComplianceRejected, sender: Authenticated | None
+    ) -> None:
+        """The refusal on the lab's own feed (``access.events`` is the agency's record,
+        which no lab reads): the authenticated sender's feed, or for input that did not
+        authenticate, the feed of the lab it claims to be if that lab is registered.
 
-_WHAT = {
-    "oversized": "the record is larger than access accepts",
-    "invalid_envelope": "the record is not a valid CloudEvent",
-    "unknown_event_type": "lab.compliance carries ComplianceAcknowledged only",
-    "schema_violation": "the event does not match its contract",
-    "malformed_json": "the record is not valid JSON",
-}
+        Only lab principals may write lab.compliance, so an unauthenticated claim is some
+        lab's (perhaps the claimed one's with a stale key): the claimed lab learns that
+        something was sent in its name, and ``answer_fields`` has already reduced the
+        answer to ``authentication_failed`` (or a shape error of the bytes). A claim of
+        an unregistered lab goes to no feed: there is none, and the relay would park it.
+        """
+        owner = sender.principal_id if sender is not None else answer.lab_id
+        if owner is None:
+            return
+        if sender is not None or await registered(ctx.conn, LAB, owner):
+            ctx.publish_to_owner(owner, answer)
 
 
 def _violation_refusal(violation: ContractViolation) -> Refusal:
-    try:
-        reason = RejectionReason(violation.reason)
-    except ValueError:
-        reason = RejectionReason.MALFORMED
-    what = _WHAT.get(violation.reason, violation.reason)
-    return Refusal(reason, f"{what}: {violation.detail}", tuple(field_errors(violation)[:100]))
+    return shape_refusal(violation, "lab.compliance carries ComplianceAcknowledged only")

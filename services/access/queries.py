@@ -79,3 +79,64 @@ async def policy(conn: Connection, model_id: str, version: int | None = None) ->
     if version is None:
         return await repository.current_policy(conn, model_id)
     return await repository.find_policy(conn, model_id, version)
+
+
+# For the metrics (app.py).
+async def policy_versions_published(conn: Connection) -> int:
+    """Every version of every model's policy ever published (a total the database keeps)."""
+    return int(await conn.fetchval("SELECT count(*) FROM model_policies"))
+
+
+async def compliance_overdue_now(conn: Connection) -> int:
+    """Models whose current version went past its deadline unacknowledged, and still is."""
+    return int(
+        await conn.fetchval(
+            """SELECT count(*) FROM model_heads h
+               JOIN compliance_overdue o ON o.model_id = h.model_id AND o.version = h.version
+               WHERE NOT EXISTS (SELECT 1 FROM acknowledgements a
+                                 WHERE a.model_id = h.model_id AND a.version >= h.version)"""
+        )
+    )
+
+
+async def models_failing_closed(conn: Connection) -> int:
+    """Models whose current version compiled an order fail closed (``problems``)."""
+    return int(
+        await conn.fetchval(
+            """SELECT count(*) FROM model_heads h
+               JOIN model_policies p ON p.model_id = h.model_id AND p.version = h.version
+               WHERE p.problems <> '{}'"""
+        )
+    )
+
+
+# Enforcement points are named by the labs (signed, at most 100 per acknowledgement):
+# a bound on the series, so a lab that invents names cannot flood the scraper.
+MAX_ENFORCEMENT_POINT_SERIES = 1000
+
+
+async def enforcement_point_versions(conn: Connection) -> dict[tuple[str, str, str], int]:
+    """The highest version each enforcement point acknowledged, by (lab, model, point);
+    the most recently acknowledged first when over the bound."""
+    rows = await conn.fetch(
+        """SELECT a.lab_id, a.model_id, point, max(a.version) AS version
+           FROM acknowledgements a, unnest(a.enforcement_points) AS point
+           GROUP BY a.lab_id, a.model_id, point
+           ORDER BY max(a.received_at) DESC LIMIT $1""",
+        MAX_ENFORCEMENT_POINT_SERIES,
+    )
+    return {(r["lab_id"], r["model_id"], r["point"]): int(r["version"]) for r in rows}
+
+
+async def enforcement_points_behind(conn: Connection) -> dict[str, int]:
+    """Per lab, the enforcement points whose highest acknowledged version of a model is
+    older than the model's current version (they run, or said they ran, an old one)."""
+    rows = await conn.fetch(
+        """SELECT v.lab_id, count(*) AS n FROM (
+               SELECT a.lab_id, a.model_id, point, max(a.version) AS version
+               FROM acknowledgements a, unnest(a.enforcement_points) AS point
+               GROUP BY a.lab_id, a.model_id, point) v
+           JOIN model_heads h ON h.model_id = v.model_id
+           WHERE v.version < h.version GROUP BY v.lab_id"""
+    )
+    return {r["lab_id"]: int(r["n"]) for r in rows}

@@ -13,7 +13,7 @@ class AccessSettings(RuntimeSettings):
     # Identity (the runtime's names): consumer groups access.<topic>, relay identity.
     service_name: str = "access"
     db_schema: str = "access"
-    # The agency API (impact preview, GET /healthz), served in-process.
+    # The agency API (impact preview) beside /healthz, /readyz, /metrics, in-process.
     http_port: int | None = 8304
 
     # The agency's country-group table the orders are expanded with.
@@ -27,7 +27,7 @@ class AccessSettings(RuntimeSettings):
     access_enforced_at_skew_s: float = 300.0
 
     # Agency API callers: a file of bearer tokens, one per line ('#' comments). Without
-    # it the API answers only /healthz and refuses everything else (401).
+    # it the API refuses every call (401); the runtime's /healthz etc. stay open.
     access_api_tokens_file: Path | None = None
     # Largest impact-preview upload (the sample is spooled to disk, never held in memory).
     access_preview_max_bytes: int = 512 * 1024 * 1024

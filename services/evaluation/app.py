@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.events import (
     ExternalFindingSubmitted,
@@ -23,7 +24,7 @@ from contracts.events import (
 )
 from contracts.principals import Role
 from contracts.registry import TOPIC_BY_NAME
-from services.evaluation import isolation
+from services.evaluation import isolation, queries
 from services.evaluation.handlers import EvaluationHandlers
 from services.evaluation.runner import InspectRunner, Runner
 from services.evaluation.settings import EvaluationSettings
@@ -33,6 +34,10 @@ from services.runtime import Clock, Service
 from services.trust import TRUST_SQL
 from services.trust.endpoints import Resolver, system_resolver
 from services.trust.nonces import NoncePurge
+
+if TYPE_CHECKING:
+    from services.runtime.database import Connection
+    from services.runtime.metrics import Samples
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = (TRUST_SQL, MIGRATIONS)  # the trust library's tables, then evaluation's
@@ -82,6 +87,7 @@ def build_service(
     )
     if settings.evaluation_worker_enabled:
         service.background(attach_worker(service, settings, runner, secrets, resolver).run)
+    queue_metrics(service)
     return service
 
 
@@ -99,7 +105,38 @@ def build_worker(
     settings = settings or EvaluationSettings()
     service = Service(settings, migrations=SCHEMA, clock=clock, relay=False, description=__doc__)
     service.background(attach_worker(service, settings, runner, secrets, resolver).run)
+    queue_metrics(service)
     return service
+
+
+def queue_metrics(service: Service) -> None:
+    """The job queue on /metrics (read at scrape time; the same on every replica)."""
+
+    async def by_state(conn: Connection) -> Samples:
+        return {(state,): n for state, n in (await queries.jobs_by_state(conn)).items()}
+
+    async def oldest_wait(conn: Connection) -> Samples:
+        return {(): await queries.oldest_due_job_wait(conn, service.clock.now())}
+
+    async def expired(conn: Connection) -> Samples:
+        return {(): await queries.expired_leases(conn, service.clock.now())}
+
+    service.metrics.query(
+        "evaluation_jobs",
+        "Jobs in the queue by state: pending (due, or backing off) and running.",
+        by_state,
+        ("state",),
+    )
+    service.metrics.query(
+        "evaluation_oldest_due_job_wait_seconds",
+        "How long the longest-waiting due job has waited for a worker.",
+        oldest_wait,
+    )
+    service.metrics.query(
+        "evaluation_jobs_lease_expired",
+        "Running jobs whose worker stopped renewing its lease (not yet taken back).",
+        expired,
+    )
 
 
 def attach_worker(

@@ -14,11 +14,9 @@ import logging
 
 from contracts.events import (
     ExternalFindingSubmitted,
-    RejectionReason,
     ReviewWindowClosed,
     SubmissionAccepted,
     SubmissionWithdrawn,
-    field_errors,
 )
 from contracts.events.evaluation import EvaluationEnd, ExternalFindingRejected
 from services.evaluation import workflow
@@ -29,7 +27,7 @@ from services.evaluation.suite_registry import SuiteRegistry
 from services.runtime import Context, InvalidContext, TxContext
 from services.trust.freshness import received
 from services.trust.principals import EVALUATOR
-from services.trust.refusal import Refusal, field_error
+from services.trust.refusal import Refusal, shape_refusal
 from services.trust.registry import registered
 from services.trust.unverified import Addressing, check_subject, read_addressing, read_signed
 from services.trust.verifier import Authenticated, authenticate
@@ -101,14 +99,10 @@ class EvaluationHandlers:
         where = read_addressing(
             ctx.raw, principal_field="evaluator_id", subject_field="submission_id"
         )
-        try:
-            reason = RejectionReason(ctx.violation.reason)
-        except ValueError:  # a decode reason the contract has no rejection code for
-            reason = RejectionReason.MALFORMED
-        errors = tuple(field_error(e.path, e.message) for e in field_errors(ctx.violation))
-        answer = rejection(
-            Refusal(reason, ctx.violation.detail, errors), ctx.now(), where=where, sender=None
+        refusal = shape_refusal(
+            ctx.violation, "evaluators.findings carries ExternalFindingSubmitted only"
         )
+        answer = rejection(refusal, ctx.now(), where=where, sender=None)
         if answer is None:
             return False
         ctx.publish(answer)

@@ -1,7 +1,8 @@
-"""Read queries for the operator CLI (the write side is repository.py)."""
+"""Read queries for the operator CLI and the metrics (the write side is repository.py)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -66,4 +67,33 @@ async def assignments(conn: Connection, submission_id: UUID | None) -> list[asyn
            FROM evaluator_assignments WHERE ($1::uuid IS NULL OR submission_id = $1)
            ORDER BY submission_id, evaluator_id""",
         submission_id,
+    )
+
+
+# The job queue, for the metrics (app.py): each a short scan of a partial index.
+async def jobs_by_state(conn: Connection) -> dict[str, int]:
+    """Jobs waiting (pending: due, or backing off before a retry) and running."""
+    rows = await conn.fetch(
+        """SELECT state, count(*) AS n FROM jobs
+           WHERE state IN ('pending', 'running') GROUP BY state"""
+    )
+    return {"pending": 0, "running": 0} | {r["state"]: int(r["n"]) for r in rows}
+
+
+async def oldest_due_job_wait(conn: Connection, now: datetime) -> float:
+    """Seconds the longest-waiting due job has waited for a worker (0: none waits)."""
+    waited = await conn.fetchval(
+        """SELECT coalesce(extract(epoch FROM $1 - min(available_at)), 0) FROM jobs
+           WHERE state = 'pending' AND available_at <= $1""",
+        now,
+    )
+    return max(0.0, float(waited))
+
+
+async def expired_leases(conn: Connection, now: datetime) -> int:
+    """Running jobs whose worker stopped renewing its lease (died; not yet taken back)."""
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM jobs WHERE state = 'running' AND lease_expires_at < $1", now
+        )
     )

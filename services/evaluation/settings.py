@@ -16,6 +16,8 @@ class EvaluationSettings(RuntimeSettings):
     # processes share it (and the schema).
     service_name: str = "evaluation"
     db_schema: str = "evaluation"
+    # Health, readiness and metrics (a worker process on the same host: another port).
+    http_port: int | None = 8302
 
     # Suites and evidence
     evaluation_suite_registry: Path = PACKAGE / "suites" / "registry.yaml"

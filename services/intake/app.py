@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.events.lab import SubmissionFiled, WithdrawalRequested
 from contracts.principals import Role
 from contracts.registry import TOPIC_BY_NAME
-from services.intake import repository
+from services.intake import queries, repository
 from services.intake.criteria import load_criteria
 from services.intake.decisions import REVIEW_WINDOW
 from services.intake.handlers import IntakeHandlers
@@ -26,11 +27,14 @@ from services.trust import TRUST_SQL
 from services.trust.endpoints import Resolver, system_resolver
 from services.trust.nonces import NoncePurge
 
+if TYPE_CHECKING:
+    from services.runtime.database import Connection
+    from services.runtime.metrics import Samples
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = (TRUST_SQL, MIGRATIONS)  # the trust library's tables, then intake's
 SUBMISSIONS = TOPIC_BY_NAME["lab.submissions"]
 EVENTS = TOPIC_BY_NAME["intake.events"]
-PRUNE_EVERY_S = 3600.0
 
 
 def build_service(
@@ -66,8 +70,37 @@ def build_service(
                     history_before=now - timedelta(days=settings.intake_history_keep_days),
                     counts_before=now - timedelta(days=settings.intake_refusal_counts_keep_days),
                 )
-            await asyncio.sleep(PRUNE_EVERY_S)
+            await asyncio.sleep(settings.intake_prune_every_s)
 
     service.background(prune)
     service.http(status_app(lambda: service.pool))
+    submission_metrics(service)
     return service
+
+
+def submission_metrics(service: Service) -> None:
+    """Intake's decisions and refusals on /metrics (read at scrape time; the same on
+    every replica).
+    Open review windows are the runtime's ``timers_pending{kind="review-window"}``."""
+
+    async def by_state(conn: Connection) -> Samples:
+        return {key: n for key, n in (await queries.submissions_by_state(conn)).items()}
+
+    async def refusals(conn: Connection) -> Samples:
+        found = await queries.recent_refusals(conn, service.clock.now())
+        return {(reason,): n for reason, n in found.items()}
+
+    service.metrics.query(
+        "intake_refusals_recent",
+        "Refused input that could not speak for a submission (unauthenticated, stale, "
+        "about another lab's id), by reason, in the current and the previous clock hour.",
+        refusals,
+        ("reason",),
+    )
+    service.metrics.query(
+        "intake_submissions",
+        "Submissions by state (accepted, rejected, withdrawn, closed) and the reason code "
+        "of intake's decision.",
+        by_state,
+        ("state", "reason"),
+    )

@@ -12,7 +12,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from contracts import ContractViolation
-from contracts.events.common import RejectionReason, field_errors, make_model_id
+from contracts.events.common import RejectionReason, make_model_id
 from contracts.events.intake import (
     ReviewWindowClosed,
     SubmissionAccepted,
@@ -23,7 +23,7 @@ from contracts.events.intake import (
 from contracts.events.lab import SubmissionFiled, WithdrawalRequested
 from services.intake.criteria import CoverageCriteria, assess_coverage
 from services.trust.credentials import check_credential_ref
-from services.trust.refusal import Refusal, answer_fields, field_error
+from services.trust.refusal import Refusal, answer_fields, shape_refusal
 from services.trust.verifier import Authenticated
 
 MAX_TEXT = 4000
@@ -77,26 +77,10 @@ def text(value: str) -> str:
     return (value or "-")[:MAX_TEXT]
 
 
-_WHAT = {
-    "oversized": "the record is larger than intake accepts",
-    "invalid_envelope": "the record is not a valid CloudEvent",
-    "unknown_event_type": "lab.submissions carries SubmissionFiled and WithdrawalRequested only",
-    "schema_violation": "the event does not match its contract",
-    "malformed_json": "the record is not valid JSON",
-}
-
-
 def invalid_input_refusal(violation: ContractViolation) -> Refusal:
     """What to tell the sender of bytes that are not a valid lab event (a shape error)."""
-    try:
-        reason = RejectionReason(violation.reason)
-    except ValueError:
-        reason = RejectionReason.MALFORMED
-    what = _WHAT.get(violation.reason, violation.reason)
-    return Refusal(
-        reason,
-        text(f"{what}: {violation.detail}"),
-        tuple(field_error(f.path, f.message) for f in field_errors(violation)[:100]),
+    return shape_refusal(
+        violation, "lab.submissions carries SubmissionFiled and WithdrawalRequested only"
     )
 
 

@@ -1,4 +1,5 @@
-"""Read queries for the CLI and the status endpoint (the write SQL is in repository.py)."""
+"""Read queries for the CLI, the status endpoint and the metrics (the write SQL is in
+repository.py)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,25 @@ async def refusal_counts(conn: Connection, since: datetime) -> list[RefusalCount
         RefusalCount(r["source"], r["hour"], r["reason"], r["refused"], r["last_event_id"])
         for r in rows
     ]
+
+
+# For the metrics (app.py).
+async def submissions_by_state(conn: Connection) -> dict[tuple[str, str], int]:
+    """Submissions by (state, reason code of intake's decision): both from closed sets."""
+    rows = await conn.fetch(
+        "SELECT state, reason, count(*) AS n FROM submissions GROUP BY state, reason"
+    )
+    return {(r["state"], r["reason"]): int(r["n"]) for r in rows}
+
+
+async def recent_refusals(conn: Connection, now: datetime) -> dict[str, int]:
+    """Refusals of input that could not speak for a submission, by reason, in the
+    current and the previous clock hour (the hourly buckets refusal_counts keeps). Not
+    by claimed sender: that is the sender's choice, and labels must not be."""
+    rows = await conn.fetch(
+        """SELECT reason, sum(refused)::bigint AS n FROM refusal_counts
+           WHERE hour >= date_trunc('hour', $1::timestamptz) - interval '1 hour'
+           GROUP BY reason""",
+        now,
+    )
+    return {r["reason"]: int(r["n"]) for r in rows}

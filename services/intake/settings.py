@@ -17,7 +17,7 @@ class IntakeSettings(RuntimeSettings):
     # transactional id derive from the service name; replicas share it.
     service_name: str = "intake"
     db_schema: str = "intake"
-    # Status HTTP endpoint (GET /submissions/<id>, GET /healthz), served in-process.
+    # Status HTTP endpoint (GET /submissions/<id>) beside /healthz, /readyz, /metrics.
     http_port: int | None = 8301
 
     # Trust (services/trust/freshness.py): signature.issued_at may precede the broker's
@@ -34,9 +34,11 @@ class IntakeSettings(RuntimeSettings):
     # Input that may not speak for a submission (unauthenticated, or about another
     # lab's id) is counted per claimed sender and hour, and answered at most this often.
     intake_refusals_answered_per_hour: int = 100
-    # Retention: a submission's history, and the hourly refusal counts.
+    # Retention: a submission's history, and the hourly refusal counts; rows past it
+    # are deleted at start and then every intake_prune_every_s (by the injected clock).
     intake_history_keep_days: int = 400
     intake_refusal_counts_keep_days: int = 90
+    intake_prune_every_s: float = 3600.0
 
     # The review-window clock. A "day" lasts this many seconds: 86400 in production,
     # a few seconds in tests and the demo, so a 30-day window can pass in a minute.

@@ -1,7 +1,7 @@
-"""The status HTTP endpoint, served by the runtime's embedded server (services/runtime/http.py).
+"""The status HTTP endpoint, served by the runtime's embedded server (services/runtime/http.py),
+beside the runtime's /healthz, /readyz and /metrics (services/runtime/health.py).
 
 GET /submissions/<submission id>  -> 200 state + history (JSON), 404 unknown, 400 bad id
-GET /healthz                      -> 200 {"status": "ok"}
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ async def _respond(scope: Scope, pool: Callable[[], Pool]) -> AsgiResponse:
     if scope["method"] not in ("GET", "HEAD"):
         return JSONResponse({"error": "method not allowed"}, 405, {"Allow": "GET, HEAD"})
     path: str = scope["path"]
-    if path == "/healthz":
-        return JSONResponse({"status": "ok"})
     match = _SUBMISSION.match(path)
     if match is None:
         return JSONResponse({"error": "not found; try /submissions/<submission id>"}, 404)

@@ -12,6 +12,13 @@ are the enforcer's (same object, same cache):
 | ``GET /healthz`` | none | 200 while the process serves |
 | ``GET /readyz`` | none | 200 once caught up with the policy feed (and, with ``max_view_age_s``, |
 | | | not behind it for longer than that), else 503 |
+| ``GET /metrics`` | none | the enforcer's Prometheus metrics (metrics.py): decisions by outcome, |
+| | | applied version per model, the feed's lag |
+
+``/metrics`` carries no authentication (scrapers rarely hold a token) and names the
+lab's models with their applied versions, as ``/v1/status`` does for a caller with
+a token: bind the API to the gateway's host or its private network (the sidecar
+binds loopback by default), never to a public interface.
 
 Callers authenticate with a bearer token listed in the token file (one per line,
 ``#`` comments); tokens are kept as SHA-256 digests and compared in constant time
@@ -264,6 +271,11 @@ def create_app(
                 status_code=503,
             )
         return JSONResponse({"status": "ready", "view_age_s": age})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        body, content_type = enforcer.metrics.exposition(request.headers.get("accept", ""))
+        return Response(body, media_type=content_type)
 
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     return app

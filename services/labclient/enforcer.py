@@ -29,6 +29,8 @@ The rules it keeps:
 - **Decision cache** per applied version (it goes with the version).
 - **Age of the view**: ``status().view_age_s`` = seconds since the feed was last
   known to be read to its end.
+- **Metrics** (``enforcer.metrics``, metrics.py): every decision by outcome and
+  basis, the applied version of every model, readiness and the view's age.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from contracts.policy.cedar import SCHEMA_VERSION, Action
 from contracts.policy.decision import Decision, DecisionBasis, DecisionReason
 from contracts.policy.evaluate import DEFAULT_CACHE_SIZE, LoadedPolicy, UnusablePolicy
 from contracts.policy.principal import Principal, RequestContext
+from services.labclient.metrics import EnforcerMetrics
 
 Clock = Callable[[], datetime]
 
@@ -109,6 +112,7 @@ class Enforcer:
         self._entries: dict[str, _Entry] = {}
         self._caught_up_at: datetime | None = None
         self._lock = threading.Lock()
+        self.metrics = EnforcerMetrics(self)
 
     # the feed reader's side --------------------------------------------------------
     def apply(self, published: AccessPolicyPublished) -> ApplyResult:
@@ -223,7 +227,18 @@ class Enforcer:
         at: datetime | None = None,
     ) -> Decision:
         """May ``principal`` do ``action`` on ``model_id`` now (or at ``at``)?"""
-        now = at or self.clock()
+        decision = self._decide(principal, model_id, action, request, at or self.clock())
+        self.metrics.decided(decision)
+        return decision
+
+    def _decide(
+        self,
+        principal: Principal,
+        model_id: str,
+        action: Action,
+        request: RequestContext | None,
+        now: datetime,
+    ) -> Decision:
         if self._caught_up_at is None:
             return _refused(
                 model_id,

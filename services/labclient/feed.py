@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts import ContractViolation, decode
 from contracts.events.access import AccessPolicyPublished
 from services.labclient.enforcer import ApplyResult, Enforcer
+from services.labclient.metrics import UNREADABLE
 from services.labclient.settings import LabSettings
 from services.runtime.kafka import aiokafka_options
 
@@ -78,6 +79,14 @@ class PolicyFeed:
         self.start_offsets: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._last_check = 0.0
+        self._lag: dict[int, int] = {}
+        enforcer.metrics.follow(self)
+
+    @property
+    def lag(self) -> dict[int, int]:
+        """Records not yet read per partition, as of the last look at the end offsets
+        (every ``refresh_s``; the metrics report it)."""
+        return dict(self._lag)
 
     async def __aenter__(self) -> PolicyFeed:
         await self.start()
@@ -131,6 +140,7 @@ class PolicyFeed:
             event = decode(value, POLICY_TYPES)
         except ContractViolation as exc:
             self.counts.unreadable += 1
+            self.enforcer.metrics.took(UNREADABLE)
             log.error("unreadable record for model %r on %s: %s", model_id, self.topic, exc)
             if model_id is not None:
                 self.enforcer.unreadable(model_id, f"unreadable policy record: {exc}"[:500])
@@ -139,6 +149,7 @@ class PolicyFeed:
         assert isinstance(data, AccessPolicyPublished)
         result = self.enforcer.apply(data)
         self.counts.results[result.value] = self.counts.results.get(result.value, 0) + 1
+        self.enforcer.metrics.took(result.value)
         if result in (ApplyResult.UNUSABLE, ApplyResult.CONFLICT):
             log.error("%s version %d: %s", data.model_id, data.policy_version, result.value)
         return result
@@ -153,7 +164,7 @@ class PolicyFeed:
             if not self.enforcer.ready
             else dict(await self.consumer.end_offsets(self.partitions))
         )
-        for tp in self.partitions:
-            if await self.consumer.position(tp) < targets.get(tp, 0):
-                return
-        self.enforcer.mark_caught_up()
+        positions = {tp: await self.consumer.position(tp) for tp in self.partitions}
+        self._lag = {tp.partition: max(0, targets.get(tp, 0) - positions[tp]) for tp in positions}
+        if all(positions[tp] >= targets.get(tp, 0) for tp in self.partitions):
+            self.enforcer.mark_caught_up()

@@ -12,6 +12,7 @@ durable timers for decision deadlines, review conclusions and audit checkpoints.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.events import (
     ComplianceOverdue,
@@ -31,7 +32,7 @@ from contracts.events import (
 )
 from contracts.principals import Role
 from contracts.registry import TOPIC_BY_NAME
-from services.risk import keys, repository
+from services.risk import keys, queries, repository
 from services.risk.handlers import (
     AUDIT_CHECKPOINT,
     DECISION_DEADLINE,
@@ -44,6 +45,10 @@ from services.risk.settings import RiskSettings
 from services.runtime import Clock, Service
 from services.trust import TRUST_SQL
 from services.trust.nonces import NoncePurge
+
+if TYPE_CHECKING:
+    from services.runtime.database import Connection
+    from services.runtime.metrics import Samples
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = (TRUST_SQL, MIGRATIONS)  # the trust tables first: reviewers' keys and nonces
@@ -148,4 +153,41 @@ def build_service(settings: RiskSettings | None = None, *, clock: Clock | None =
             interval_s=settings.risk_nonce_purge_interval_s,
         )
     )
+    review_metrics(service)
     return service
+
+
+def review_metrics(service: Service) -> None:
+    """Escalations, assessments and reviewers' decisions on /metrics (read at scrape time;
+    the same on every replica)."""
+
+    async def escalations(conn: Connection) -> Samples:
+        found = await queries.open_escalations(conn, service.clock.now())
+        return {(level, "true" if late else "false"): n for (level, late), n in found.items()}
+
+    async def assessments(conn: Connection) -> Samples:
+        return {(level,): n for level, n in (await queries.assessments_by_level(conn)).items()}
+
+    async def decisions(conn: Connection) -> Samples:
+        return {key: n for key, n in (await queries.reviewer_decisions(conn)).items()}
+
+    service.metrics.query(
+        "risk_escalations_open",
+        "Open escalations awaiting the reviewers, by level and whether past their deadline.",
+        escalations,
+        ("level", "overdue"),
+    )
+    service.metrics.query(
+        "risk_assessments",
+        "Risk assessments published, by overall level.",
+        assessments,
+        ("level",),
+        counter=True,
+    )
+    service.metrics.query(
+        "risk_reviewer_decisions",
+        "Reviewers' accepted decisions, by question (outcome, interim) and decision.",
+        decisions,
+        ("question", "decision"),
+        counter=True,
+    )

@@ -34,7 +34,6 @@ from contracts.events import (
     SubmissionAccepted,
     SubmissionWithdrawn,
 )
-from contracts.events.common import RejectionReason, field_errors
 from contracts.events.reviewers import ReviewerDecisionSubmitted
 from contracts.events.risk import ReviewConcluded, ReviewerDecisionRejected
 from contracts.registry import subject_for
@@ -61,7 +60,7 @@ from services.risk.settings import RiskSettings
 from services.runtime import Context, InvalidContext, Timer, TimerContext, TxContext
 from services.trust.freshness import receipt
 from services.trust.principals import REVIEWER
-from services.trust.refusal import Refusal, storable
+from services.trust.refusal import Refusal, shape_refusal, storable
 from services.trust.registry import registered
 from services.trust.unverified import check_subject, read_addressing, read_signed
 from services.trust.verifier import Authenticated, authenticate
@@ -370,11 +369,10 @@ class RiskHandlers:
         addressing = read_addressing(
             ctx.raw, principal_field="reviewer_id", subject_field="submission_id"
         )
-        try:
-            reason = RejectionReason(ctx.violation.reason)
-        except ValueError:
-            reason = RejectionReason.MALFORMED
-        refusal = Refusal(reason, ctx.violation.detail, tuple(field_errors(ctx.violation)[:100]))
+        refusal = shape_refusal(
+            ctx.violation, "reviewers.decisions carries ReviewerDecisionSubmitted only"
+        )
+        reason = refusal.reason
         answer = invalid_rejection(refusal, addressing, ctx.now())
         if answer is None:
             return False

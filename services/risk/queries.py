@@ -135,3 +135,30 @@ async def submission_record(conn: Connection, submission_id: UUID) -> Submission
         findings=await repository.findings_of(conn, submission_id),
         assessment=await repository.last_assessment(conn, submission_id),
     )
+
+
+# For the metrics (app.py); each reads a small table or a partial index.
+async def open_escalations(conn: Connection, now: datetime) -> dict[tuple[str, bool], int]:
+    """Open escalations by (level, past its decision deadline)."""
+    rows = await conn.fetch(
+        """SELECT level, decide_by < $1 AS overdue, count(*) AS n FROM escalations
+           WHERE status = 'open' GROUP BY level, overdue""",
+        now,
+    )
+    return {(r["level"], bool(r["overdue"])): int(r["n"]) for r in rows}
+
+
+async def assessments_by_level(conn: Connection) -> dict[str, int]:
+    """Every assessment published, by overall level (a total the database keeps)."""
+    rows = await conn.fetch(
+        "SELECT overall_level, count(*) AS n FROM assessments GROUP BY overall_level"
+    )
+    return {r["overall_level"]: int(r["n"]) for r in rows}
+
+
+async def reviewer_decisions(conn: Connection) -> dict[tuple[str, str], int]:
+    """Reviewers' accepted decisions by (question, decision)."""
+    rows = await conn.fetch(
+        "SELECT question, decision, count(*) AS n FROM decisions GROUP BY question, decision"
+    )
+    return {(r["question"], r["decision"]): int(r["n"]) for r in rows}

@@ -16,6 +16,8 @@ class RiskSettings(RuntimeSettings):
     # Identity (the runtime's names): consumer groups <name>.<topic>, the relay's id.
     service_name: str = "risk"
     db_schema: str = "risk"
+    # Health, readiness and metrics (the runtime's embedded server).
+    http_port: int | None = 8303
 
     # The thresholds policy: the file <dir>/<version>.yaml, loaded and validated at
     # start. A new policy is a new file with a new version, named here.

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -48,6 +49,7 @@ from services.runtime import inbox, outbox
 from services.runtime.context import Context, InvalidContext, Outgoing, Record
 from services.runtime.deadletter import dead_letter
 from services.runtime.errors import TRANSIENT_ERRORS, PermanentError
+from services.runtime.metrics import INVALID_EVENT_TYPE, ConsumerMetrics, Outcome
 from services.runtime.settings import RuntimeSettings
 
 if TYPE_CHECKING:
@@ -79,6 +81,10 @@ class _Item:
     handler: Handler | None
     key: str  # inbox claim key
     position_key: str
+    # Set while applying, counted once the run committed (metrics.py).
+    outcome: Outcome | None = None
+    elapsed: float = 0.0
+    dlq_reason: str | None = None
 
     @property
     def handled(self) -> bool:
@@ -123,6 +129,7 @@ class EventConsumer:
         on_invalid: InvalidHandler | None = None,
         idempotency: Idempotency | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        metrics: ConsumerMetrics | None = None,
     ) -> None:
         self.group = group
         self.topic = topic
@@ -148,6 +155,11 @@ class EventConsumer:
         self._busy = False
         self._task: asyncio.Task[None] | None = None
         self.applied = 0
+        self.metrics = metrics or ConsumerMetrics.detached(topic)
+        # For readiness and lag (metrics.py); set per batch and per run, never per record.
+        self.assignment: frozenset[TopicPartition] | None = None  # None: never joined
+        self.applied_offsets: dict[TopicPartition, int] = {}  # next offset after the applied
+        self._in_hand: Mapping[TopicPartition, Sequence[Any]] = {}
 
     # wiring -------------------------------------------------------------------
     def subscribe(self) -> None:
@@ -209,6 +221,7 @@ class EventConsumer:
             if not fetched:
                 continue
             self._busy = True
+            self._in_hand = fetched
             try:
                 async with self._lock:
                     records = [
@@ -224,11 +237,34 @@ class EventConsumer:
                 await self._pause(self.settings.transient_retry_s)
             finally:
                 self._busy = False
+                self._in_hand = {}
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()
+
+    @property
+    def kafka_consumer(self) -> Any:
+        """The aiokafka consumer FastStream built (None before the broker started)."""
+        return getattr(self.subscriber, "consumer", None)
+
+    @property
+    def owned(self) -> frozenset[TopicPartition]:
+        return frozenset(self._owned)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done() and not self._stopping.is_set()
+
+    def first_unapplied(self, tp: TopicPartition) -> int | None:
+        """The offset of the first record of ``tp`` fetched and not applied yet, if any
+        (the consumer's lag counts from it): a scrape walks the batch, records don't."""
+        applied = self.applied_offsets.get(tp, -1)
+        for record in self._in_hand.get(tp, ()):
+            if record.offset >= applied:
+                return int(record.offset)
+        return None
 
     async def process(self, records: Sequence[Any]) -> None:
         """Apply fetched records (aiokafka ConsumerRecords) as if one by one, in order,
@@ -336,10 +372,12 @@ class EventConsumer:
             claims = await self._claim(conn, run)
             outgoing: list[Outgoing] = []
             for position, item in enumerate(run):
+                item.outcome, item.dlq_reason = None, None  # a run applied again starts over
                 verdict = claims.get(id(item))
                 if verdict is _SKIP:
                     continue
                 if verdict is _REUSED:
+                    item.outcome, item.dlq_reason = Outcome.DEAD_LETTERED, "event_id_reused"
                     outgoing.append(
                         self._dead_letter(
                             item,
@@ -391,6 +429,7 @@ class EventConsumer:
         parent = propagate.extract(
             {k: v.decode(errors="replace") for k, v in item.record.headers.items()}
         )
+        started = time.perf_counter()
         with self.tracer.start_as_current_span(
             f"{item.record.topic} process",
             context=parent,
@@ -405,12 +444,17 @@ class EventConsumer:
                 "cloudevents.event_type": item.event.type,
             },
         ):
-            await item.handler(ctx, item.event.data)
+            try:
+                await item.handler(ctx, item.event.data)
+            finally:
+                item.elapsed = time.perf_counter() - started
+        item.outcome = Outcome.APPLIED
         return ctx.outgoing
 
     async def _answer_invalid(self, conn: Connection, item: _Item) -> list[Outgoing]:
         """The service's answer to the sender, or the record itself to the DLQ."""
         assert item.violation is not None
+        started = time.perf_counter()
         if self.on_invalid is not None:
             ctx = InvalidContext(
                 conn,
@@ -423,6 +467,8 @@ class EventConsumer:
             try:
                 async with conn.transaction():  # a savepoint: a failing hook undoes only itself
                     if await self.on_invalid(ctx):
+                        item.outcome = Outcome.ANSWERED_INVALID
+                        item.elapsed = time.perf_counter() - started
                         return ctx.outgoing
             except TRANSIENT_ERRORS:
                 raise
@@ -434,6 +480,8 @@ class EventConsumer:
             item.violation,
             extra={"topic": item.record.topic, "offset": item.record.offset},
         )
+        item.outcome, item.dlq_reason = Outcome.DEAD_LETTERED, item.violation.reason
+        item.elapsed = time.perf_counter() - started
         return [self._dead_letter(item, item.violation.reason, item.violation.detail)]
 
     def _dead_letter(self, item: _Item, reason: str, error: str, attempts: int = 1) -> Outgoing:
@@ -459,6 +507,7 @@ class EventConsumer:
             error, PermanentError
         ):
             log.warning("handler failed (attempt %d): %r", attempt, error, extra=extra)
+            self.metrics.handled(_event_type(item), Outcome.RETRIED, item.elapsed)
             await self._pause(self.settings.handler_retry_backoff_s * 2 ** (attempt - 1))
             attempt += 1
             try:
@@ -481,26 +530,42 @@ class EventConsumer:
         try:
             async with self.pool().acquire() as conn, conn.transaction():
                 claimed = await inbox.claim(conn, self.group, [_claim_of(item, item.position_key)])
+                # Counted only where this claim is the first (a redelivery of one already
+                # dead-lettered is no second dead letter).
+                item.outcome, item.dlq_reason = None, None
                 if claimed.fresh:
                     detail = f"{type(error).__name__}: {error}"
                     await outbox.write(conn, [self._dead_letter(item, reason, detail, attempt)])
+                    item.outcome, item.dlq_reason = Outcome.DEAD_LETTERED, reason
         except TRANSIENT_ERRORS as exc:
             raise _Rewind from exc
         self._applied([item])
         log.error("event dead-lettered: %s", error, extra=extra)
 
     def _applied(self, items: Sequence[_Item]) -> None:
+        """``items`` committed: count them and have their offsets committed."""
         offsets: dict[TopicPartition, int] = {}
+        metrics = self.metrics
         for item in items:
             offsets[TopicPartition(item.record.topic, item.record.partition)] = (
                 item.record.offset + 1
             )
+            if item.outcome is not None:
+                metrics.handled(_event_type(item), item.outcome, item.elapsed)
+                if item.dlq_reason is not None:
+                    metrics.dead_lettered(item.dlq_reason)
         self.applied += len(items)
+        self.applied_offsets.update(offsets)
         self.committer.submit(offsets)
 
 
 _SKIP = object()
 _REUSED = object()
+
+
+def _event_type(item: _Item) -> str:
+    """The registry's type of a decoded record; never a type an invalid record claims."""
+    return item.event.type if item.event is not None else INVALID_EVENT_TYPE
 
 
 def _claim_of(item: _Item, key: str) -> inbox.Claim:
@@ -598,3 +663,5 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.consumer._owned |= set(assigned)
+        # Joined the group (even with no partition: the group's others hold them).
+        self.consumer.assignment = frozenset(self.consumer._owned)

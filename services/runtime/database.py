@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 from urllib.parse import urlparse
 
 import asyncpg
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     # What handlers receive: a pooled connection or a plain one (scripts, tests).
     Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
     Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+
+T = TypeVar("T")
 
 
 def database_name(database_url: str) -> str:
@@ -68,3 +71,48 @@ async def connect(
         yield conn
     finally:
         await conn.close()
+
+
+class Probe:
+    """One connection of its own, for readiness checks and metrics queries.
+
+    Never a pool connection: a probe must not wait for the handlers' connections
+    (an exhausted pool would turn a busy service "unready"), nor take one from
+    them. It connects on first use (a process nobody probes holds none), runs one
+    statement at a time, bounds every call by ``limit_s`` (connecting included; a
+    statement cut off is cancelled with its connection), and after any error drops the
+    connection, so the next call connects again: a database that went away and
+    came back is seen at once.
+    """
+
+    def __init__(self, settings: RuntimeSettings, purpose: str) -> None:
+        self.settings = settings
+        self.purpose = purpose
+        self._conn: asyncpg.Connection[asyncpg.Record] | None = None
+        self._lock = asyncio.Lock()
+
+    async def run(
+        self, work: Callable[[asyncpg.Connection[asyncpg.Record]], Awaitable[T]], *, limit_s: float
+    ) -> T:
+        """``await work(conn)`` on the probe's connection, within ``limit_s`` seconds."""
+        async with asyncio.timeout(limit_s), self._lock:
+            try:
+                return await work(await self._connection(limit_s))
+            except BaseException:
+                await self.close()
+                raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()  # never waits: the server may be the thing that is gone
+
+    async def _connection(self, limit_s: float) -> asyncpg.Connection[asyncpg.Record]:
+        if self._conn is None or self._conn.is_closed():
+            server_settings = _server_settings(self.settings) | {
+                "application_name": f"{self.settings.service_name}-{self.purpose}"
+            }
+            self._conn = await asyncpg.connect(
+                self.settings.database_url, timeout=limit_s, server_settings=server_settings
+            )
+        return self._conn

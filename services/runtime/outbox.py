@@ -90,6 +90,22 @@ async def parked(conn: Connection) -> list[tuple[str, int, str]]:
     return [(r["topic"], r["n"], r["reason"]) for r in rows]
 
 
+async def backlog(conn: Connection) -> tuple[int, float]:
+    """(unpublished rows, age in seconds of the oldest): what the relay has yet to send.
+
+    Claimed-but-unmarked rows count too (a batch in flight). The partial index on
+    unpublished rows keeps this a short index scan while the relay keeps up; the age
+    is the database's clock against the row's ``created_at``, both the server's.
+    """
+    row = await conn.fetchrow(
+        """SELECT count(*) AS n,
+                  coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) AS age
+           FROM outbox WHERE published_at IS NULL"""
+    )
+    assert row is not None
+    return int(row["n"]), float(row["age"])
+
+
 async def requeue(conn: Connection, topic: str | None = None) -> int:
     """Move parked rows (of ``topic``, or all) back into the outbox; how many."""
     async with conn.transaction():

@@ -187,7 +187,7 @@ class OutboxRelay:
     # election ----------------------------------------------------------------
     async def _run_elected(self) -> None:
         lock = await self.pool.acquire()
-        lock_key = f"outbox-relay:{self.schema}"
+        lock_key = election_key(self.schema)
         try:
             # A replica waits its turn (stop() cancels the wait).
             while not await lock.fetchval(  # noqa: ASYNC110
@@ -438,6 +438,26 @@ class OutboxRelay:
                 self.settings.inbox_keep_days,
             )
             await timers.prune(conn, self.settings.inbox_keep_days)
+
+
+def election_key(schema: str) -> str:
+    """The advisory lock whose holder is the relay of ``schema``'s outbox."""
+    return f"outbox-relay:{schema}"
+
+
+async def leader_elected(conn: Any, schema: str) -> bool:
+    """Whether some session (any replica's relay) holds ``schema``'s election lock: a
+    bigint advisory lock shows its high half as classid, its low half as objid."""
+    held = await conn.fetchval(
+        """SELECT EXISTS (
+               SELECT 1 FROM pg_locks
+               WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND classid = ((hashtext($1)::bigint >> 32) & 4294967295)::oid
+                 AND objid = (hashtext($1)::bigint & 4294967295)::oid)""",
+        election_key(schema),
+    )
+    return bool(held)
 
 
 def main() -> None:

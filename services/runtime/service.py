@@ -2,13 +2,16 @@
 
 Each service builds one ``Service`` from its settings (name, schema and topic
 prefix are the same settings in every service), wires its handlers by event
-type with ``consume``, its timers with ``timer``, its jobs with ``background``
-and its routes with ``http``, and runs it with ``run()``: a FastStream app, so
-SIGTERM stops fetching, lets the batch in hand finish within
-``graceful_timeout_s`` (anything cut off is rolled back and not acknowledged,
-so it is redelivered), flushes the committed offsets, then stops the jobs, the
-relay and the pool. A worker is a Service without consumers or relay; a
-standalone relay is a Service with nothing but its relay.
+type with ``consume``, its timers with ``timer``, its jobs with ``background``,
+its routes with ``http`` and its own metrics on ``service.metrics``, and runs it
+with ``run()``: a FastStream app. The HTTP server (``http_host:http_port``)
+starts first and always serves ``/healthz``, ``/readyz`` and ``/metrics``
+(health.py, metrics.py) beside the service's routes. SIGTERM stops fetching,
+lets the batch in hand finish within ``graceful_timeout_s`` (anything cut off
+is rolled back and not acknowledged, so it is redelivered), flushes the
+committed offsets, then stops the jobs, the relay and the pool. A worker is a
+Service without consumers or relay; a standalone relay is a Service with
+nothing but its relay.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ from services.runtime.consumer import EventConsumer, Handler, Idempotency, Inval
 from services.runtime.context import TxContext
 from services.runtime.database import create_pool, database_name, migrate_schema
 from services.runtime.deadletter import DLQ_MAX_MESSAGE_BYTES
+from services.runtime.health import Health, Phase
 from services.runtime.http import ASGIApp, serve
 from services.runtime.kafka import faststream_security
+from services.runtime.metrics import ServiceMetrics
 from services.runtime.relay import OutboxRelay
 from services.runtime.scheduler import Scheduler, TimerHandler
 from services.runtime.settings import RuntimeSettings
@@ -52,6 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+
+HTTP_BIND_WAIT_S = 5.0
 
 
 class Service:
@@ -101,7 +108,12 @@ class Service:
         self.relay: OutboxRelay | None = None
         self.scheduler: Scheduler | None = None
         self._with_relay = relay
-        self.http_port: int | None = None
+        self.http_port: int | None = None  # the port bound (http_port 0 picks one)
+        self._http_bound = asyncio.Event()
+        self._http_task: asyncio.Task[None] | None = None
+        self.phase = Phase.CREATED
+        self.metrics = ServiceMetrics(self)
+        self.health = Health(self)
 
     @property
     def pool(self) -> Pool:
@@ -152,6 +164,7 @@ class Service:
             on_invalid=on_invalid,
             idempotency=idempotency,
             tracer_provider=self.tracer_provider,
+            metrics=self.metrics.consumer(name),
         )
         consumer.subscribe()
         self.consumers.append(consumer)
@@ -179,7 +192,8 @@ class Service:
         self._jobs.append(job)
 
     def http(self, app: ASGIApp) -> None:
-        """Serve ``app`` on ``settings.http_host:http_port`` while the service runs."""
+        """Serve ``app`` on ``settings.http_host:http_port`` while the service runs, behind
+        the runtime's ``/healthz``, ``/readyz`` and ``/metrics`` (health.py)."""
         if self._app is not None:
             raise ValueError(f"{self.name} serves one ASGI app; route inside it")
         self._app = app
@@ -205,6 +219,19 @@ class Service:
         )
         await check_access(self.settings, self.role, scope)
 
+    async def start_http(self) -> None:
+        """The HTTP server, first: alive (and saying why it is not ready) while the rest
+        starts. Returns once the port is bound, or after a few seconds if it is busy
+        (the server keeps retrying; the service does not wait for it)."""
+        self.phase = Phase.STARTING
+        if self.settings.http_port is None or self._http_task is not None:
+            return
+        self._http_task = asyncio.create_task(self._supervise(self._serve_http))
+        self._tasks.append(self._http_task)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HTTP_BIND_WAIT_S):
+                await self._http_bound.wait()
+
     async def open_database(self) -> None:
         if self.settings.otel_db_statements:
             instrument_asyncpg(self.tracer_provider)
@@ -228,25 +255,32 @@ class Service:
                 lambda: self.pool, self.settings, self.clock, self.timers, self.tracer_provider
             )
             jobs.append(self.scheduler.run)
-        if self._app is not None and self.settings.http_port is not None:
-            jobs.append(self._serve_http)
-        self._tasks = [asyncio.create_task(self._supervise(job)) for job in jobs]
+        self._tasks += [asyncio.create_task(self._supervise(job)) for job in jobs]
 
     async def start_consumers(self) -> None:
         for consumer in self.consumers:
             consumer.start()
+        self.phase = Phase.RUNNING
 
     async def stop_consumers(self) -> None:
+        self.phase = Phase.STOPPING
         await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
 
     async def start(self) -> None:
-        """Start everything (tests and embedded use; ``run()`` does the same in order)."""
-        await self.check_access()
-        await self.open_database()
-        await self.start_relay()
-        await self.start_jobs()
-        await self.broker.start()
-        await self.start_consumers()
+        """Start everything (tests and embedded use; ``run()`` does the same in order).
+        If a step fails, what started is stopped again before the error propagates."""
+        try:
+            await self.start_http()
+            await self.check_access()
+            await self.open_database()
+            await self.start_relay()
+            await self.start_jobs()
+            await self.broker.start()
+            await self.start_consumers()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise
 
     async def stop(self) -> None:
         await self.stop_consumers()
@@ -254,6 +288,7 @@ class Service:
         await self.close()
 
     async def close(self) -> None:
+        self.phase = Phase.STOPPING
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -264,13 +299,25 @@ class Service:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+        await self.metrics.close()
+        await self.health.close()
+        self.http_port = None
+        self._http_task = None
+        self._http_bound.clear()
+        self.phase = Phase.STOPPED
         self.tracer_provider.shutdown()
 
     def app(self) -> FastStream:
         """The FastStream application; its signal handling gives graceful shutdown."""
         return FastStream(
             self.broker,
-            on_startup=[self.check_access, self.open_database, self.start_relay, self.start_jobs],
+            on_startup=[
+                self.start_http,
+                self.check_access,
+                self.open_database,
+                self.start_relay,
+                self.start_jobs,
+            ],
             after_startup=[self.start_consumers],
             on_shutdown=[self.stop_consumers],
             after_shutdown=[self.close],
@@ -293,9 +340,11 @@ class Service:
                 await asyncio.sleep(1.0)
 
     async def _serve_http(self) -> None:
-        assert self._app is not None and self.settings.http_port is not None
+        assert self.settings.http_port is not None
 
         def bound(port: int) -> None:
             self.http_port = port
+            self._http_bound.set()
 
-        await serve(self._app, self.settings.http_host, self.settings.http_port, bound=bound)
+        app = self.health.app(self._app)
+        await serve(app, self.settings.http_host, self.settings.http_port, bound=bound)

@@ -81,6 +81,12 @@ class RuntimeSettings(KafkaSettings):
     # routes); port 0 picks a free port, None turns it off.
     http_host: str = "127.0.0.1"
     http_port: int | None = None
+    # /readyz: its one statement's bound. /metrics: values read from the database and
+    # Kafka are refreshed at most every metrics_refresh_s (scrapes in between reuse
+    # them), and a scrape waits at most metrics_timeout_s for a refresh.
+    readiness_timeout_s: float = 1.0
+    metrics_refresh_s: float = 5.0
+    metrics_timeout_s: float = 2.0
 
     def topic(self, name: str) -> str:
         """The actual name of registry topic ``name`` (or any Kafka name: group,

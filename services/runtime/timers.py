@@ -169,3 +169,32 @@ async def prune(conn: Connection, keep_days: int) -> None:
            AND ended_at < now() - make_interval(days => $1)""",
         keep_days,
     )
+
+
+@dataclass(frozen=True)
+class TimerCounts:
+    """Timers of one kind: pending (due or not), pending already due, failed."""
+
+    pending: int = 0
+    due: int = 0
+    failed: int = 0
+
+
+async def timer_counts(conn: Connection, kinds: list[str], now: datetime) -> dict[str, TimerCounts]:
+    """Per kind: pending timers (e.g. review windows still open), those already due at
+    ``now`` and those that gave up. Due and failed should be 0: due ones the scheduler
+    has not fired yet mean it is behind or down; failed ones are a handler bug an
+    operator must look at (``last_error``)."""
+    rows = await conn.fetch(
+        """SELECT kind, count(*) FILTER (WHERE state = 'pending') AS pending,
+                  count(*) FILTER (WHERE state = 'pending' AND due_at <= $2) AS due,
+                  count(*) FILTER (WHERE state = 'failed') AS failed
+           FROM timers WHERE state IN ('pending', 'failed') AND kind = ANY($1::text[])
+           GROUP BY kind""",
+        kinds,
+        now,
+    )
+    found = {kind: TimerCounts() for kind in kinds}
+    for r in rows:
+        found[r["kind"]] = TimerCounts(int(r["pending"]), int(r["due"]), int(r["failed"]))
+    return found

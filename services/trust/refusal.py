@@ -22,9 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
-from contracts.events.common import FieldError, RejectionReason
+from contracts.events.common import FieldError, RejectionReason, field_errors
 
 if TYPE_CHECKING:
+    from contracts import ContractViolation
     from services.trust.verifier import Authenticated
 
 MAX_DETAIL = 4000  # contracts' Text
@@ -76,6 +77,37 @@ class Refusal:
 
     def __str__(self) -> str:
         return f"{self.reason.value}: {self.detail}"
+
+
+_SHAPE_TEXT = {
+    "oversized": "the record is larger than the agency accepts",
+    "invalid_envelope": "the record is not a valid CloudEvent",
+    "unknown_event_type": "the topic does not carry this event type",
+    "schema_violation": "the event does not match its contract",
+    "malformed_json": "the record is not valid JSON",
+}
+
+
+def shape_refusal(violation: ContractViolation, carries: str | None = None) -> Refusal:
+    """The refusal of bytes that failed decoding: a shape error, safe to tell as it is.
+
+    A decode reason the contract has no rejection code for is ``malformed``;
+    ``carries`` says what the topic carries, for an unknown event type (e.g.
+    "lab.compliance carries ComplianceAcknowledged only").
+    """
+    try:
+        reason = RejectionReason(violation.reason)
+    except ValueError:
+        reason = RejectionReason.MALFORMED
+    what = _SHAPE_TEXT.get(violation.reason, violation.reason)
+    if reason is RejectionReason.UNKNOWN_EVENT_TYPE and carries:
+        what = carries
+    errors = field_errors(violation)[:MAX_FIELD_ERRORS]
+    return Refusal(
+        reason,
+        storable(f"{what}: {violation.detail}")[:MAX_DETAIL],
+        tuple(field_error(e.path, e.message) for e in errors),
+    )
 
 
 CONCEALED = Refusal(RejectionReason.AUTHENTICATION_FAILED, AUTHENTICATION_FAILED_DETAIL)

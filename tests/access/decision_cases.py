@@ -31,6 +31,12 @@ class Case:
     request: RequestContext = field(default_factory=at_location)
     at: datetime = AT
     denying_orders: set[uuid.UUID] | None = None
+    lifted: frozenset[uuid.UUID] = frozenset()  # orders (by order_id) lifted after all arrived
+
+    @property
+    def versions(self) -> int:
+        """The model's policy version once every order arrived and every lift was applied."""
+        return len(self.orders) + len(self.lifted)
 
 
 def cn(**extra: Any) -> dict[str, Any]:
@@ -187,6 +193,19 @@ CASES = [
         person(citizenships=ties("IR")),
         False,
         {"nationality"},
+    ),
+    Case(
+        "a resident of a country in a restricted country group is denied",
+        [{"country_groups": ["embargoed"]}],
+        person(residence_country="IR"),
+        False,
+        {"residence"},
+    ),
+    Case(
+        "a US person resident in a country of a restricted group is allowed",
+        [{"country_groups": ["embargoed"]}],
+        person(citizenships=ties("US"), us_person="citizen", residence_country="IR"),
+        True,
     ),
     Case(
         "a country tier (older spelling) is the group of that name",
@@ -437,5 +456,29 @@ CASES = [
         [cn(order_id=A), {"order_id": B, "verification_statuses": ["unverified"]}],
         person(),
         True,
+    ),
+    # lifted orders
+    Case(
+        "a national is allowed once the order was lifted",
+        [cn(order_id=A)],
+        person(citizenships=ties("CN")),
+        True,
+        lifted=frozenset({A}),
+    ),
+    Case(
+        "after one of two orders was lifted only the other denies",
+        [cn(order_id=A), {"order_id": B, "verification_statuses": ["unverified"]}],
+        person(citizenships=ties("CN"), verification=IdentityVerification(status="unverified")),
+        False,
+        {"verification"},
+        denying_orders={B},
+        lifted=frozenset({A}),
+    ),
+    Case(
+        "a national of the lifted order's country is allowed when the other order does not match",
+        [cn(order_id=A), {"order_id": B, "verification_statuses": ["unverified"]}],
+        person(citizenships=ties("CN")),
+        True,
+        lifted=frozenset({A}),
     ),
 ]

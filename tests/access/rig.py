@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -22,7 +23,7 @@ from contracts import CloudEvent, Event, encode, make_event
 from contracts.events.access import AccessPolicyPublished
 from contracts.events.lab import ComplianceAcknowledged
 from contracts.principals import Role
-from contracts.registry import subject_for, topic_for
+from contracts.registry import LAB_FEED_BY_SUFFIX, subject_for, topic_for
 from services.access.app import MIGRATIONS, build_service
 from services.access.settings import AccessSettings
 from services.labclient.enforcer import AppliedVersion, Enforcer
@@ -160,6 +161,24 @@ class Rig:
     def lab_settings(self, lab_id: str) -> LabSettings:
         return lab_settings(self.settings, lab_id)
 
+    def answers_feed(self, lab_id: str) -> TopicWatcher:
+        """A watcher of the lab's own answers feed (``labs.<lab>.answers``), the only
+        place a lab reads what access answered it."""
+        types = {event.TYPE: event for event in LAB_FEED_BY_SUFFIX["answers"].events}
+        return TopicWatcher(self.settings, self.lab_settings(lab_id).feed("answers"), types)
+
+    async def destinations(self, event_id: str) -> list[str]:
+        """Every topic (registry name, without the rig's prefix) the service queued a
+        record mentioning ``event_id`` for: published, pending or parked."""
+        rows = await self.fetch(
+            """SELECT topic FROM outbox WHERE position(convert_to($1, 'UTF8') in payload) > 0
+               UNION ALL
+               SELECT topic FROM outbox_parked
+               WHERE position(convert_to($1, 'UTF8') in payload) > 0""",
+            event_id,
+        )
+        return sorted(r["topic"].removeprefix(self.settings.topic_prefix) for r in rows)
+
     def policy_feed(self, lab_id: str) -> str:
         """The lab's own policy feed (``labs.<lab>.policies`` under the rig's prefix)."""
         return self.lab_settings(lab_id).feed("policies")
@@ -240,6 +259,12 @@ def start_process(settings: AccessSettings) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL: no shutdown, no flush; what the process had not committed is lost."""
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
 
 
 def model_id(lab: str = "example-lab", name: str | None = None) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -17,6 +17,7 @@ from contracts.events.common import RejectionReason
 from contracts.events.lab import ComplianceAcknowledged
 from services.labclient.enforcer import AppliedVersion
 from services.runtime import RuntimeSettings
+from services.trust.refusal import AUTHENTICATION_FAILED_DETAIL
 from tests.access.rig import Lab, Rig, applied, model_id, running_rig
 from tests.access.support import order
 from tests.kit import wait_for
@@ -156,6 +157,98 @@ async def test_bytes_that_are_not_json_go_to_the_dead_letter_topic(rig: Rig) -> 
     await rig.send_raw("lab.compliance", b"\xff not json", "example-lab/x@1")
     dlq = rig.dlq["lab.compliance"]
     await dlq.wait(lambda: any(r.value == b"\xff not json" for r in dlq.records))
+
+
+# The lab's own feed: access.events is the agency's record, which no lab may read.
+
+
+async def told(rig: Rig, lab: str, event_id: str) -> ComplianceRejected:
+    """The one answer to ``event_id`` on ``lab``'s own answers feed."""
+    async with rig.answers_feed(lab) as feed:
+
+        def found() -> list[ComplianceRejected]:
+            return [
+                e.data
+                for e in feed.events()
+                if isinstance(e.data, ComplianceRejected) and e.data.rejected_event_id == event_id
+            ]
+
+        await feed.wait(lambda: bool(found()), what=f"the answer to {event_id} on {lab}'s feed")
+        answers = found()
+    assert len(answers) == 1, answers
+    return answers[0]
+
+
+async def test_a_refusal_of_an_authenticated_lab_reaches_its_feed_with_the_precise_reason(
+    rig: Rig,
+) -> None:
+    version = await restricted(rig)
+    lab = rig.labs["example-lab"]
+    event_id = await acked(rig, lab.acknowledgement(version, content_hash="0" * 64))
+    answer = await told(rig, "example-lab", event_id)
+    assert answer.reason is RejectionReason.POLICY_MISMATCH
+    assert answer.model_id == version.model_id and answer.policy_version == 1
+    assert await rig.destinations(event_id) == ["access.events", "labs.example-lab.answers"]
+
+
+async def test_a_not_owner_refusal_reaches_the_senders_feed_not_the_model_owners(
+    rig: Rig,
+) -> None:
+    version = await restricted(rig)
+    other = rig.labs["other-lab"]
+    event_id = await acked(rig, other.acknowledgement(version, lab_id="other-lab"))
+    assert (await told(rig, "other-lab", event_id)).reason is RejectionReason.NOT_OWNER
+    assert await rig.destinations(event_id) == ["access.events", "labs.other-lab.answers"]
+
+
+def unsigned(rig: Rig, version: AppliedVersion) -> ComplianceAcknowledged:
+    ack = rig.labs["example-lab"].acknowledgement(version)
+    blank = ack.signature.model_copy(update={"value": base64.b64encode(bytes(64)).decode()})
+    return ack.model_copy(update={"signature": blank})
+
+
+def forged(rig: Rig, version: AppliedVersion) -> ComplianceAcknowledged:
+    return Lab("example-lab", "k1").acknowledgement(version)  # right key id, another key
+
+
+@pytest.mark.parametrize("make", [unsigned, forged], ids=["unsigned", "forged"])
+async def test_an_unauthenticated_acknowledgement_reaches_the_claimed_labs_feed_concealed(
+    rig: Rig, make: Callable[[Rig, AppliedVersion], ComplianceAcknowledged]
+) -> None:
+    version = await restricted(rig)
+    event_id = await acked(rig, make(rig, version))
+    answer = await told(rig, "example-lab", event_id)
+    assert answer.reason is RejectionReason.AUTHENTICATION_FAILED
+    assert answer.detail == AUTHENTICATION_FAILED_DETAIL and answer.field_errors == []
+    assert answer.model_id is None and answer.policy_version is None
+    assert await rig.destinations(event_id) == ["access.events", "labs.example-lab.answers"]
+
+
+async def test_a_malformed_acknowledgement_reaches_the_claimed_labs_feed_with_the_field(
+    rig: Rig,
+) -> None:
+    version = await restricted(rig)
+    ack = rig.labs["example-lab"].acknowledgement(version)
+    document = json.loads(encode(make_event(ack, source="/labs/x", subject=ack.model_id)))
+    document["data"]["policy_version"] = "one"
+    await rig.send_raw("lab.compliance", json.dumps(document).encode(), ack.model_id)
+    answer = await told(rig, "example-lab", document["id"])
+    assert answer.reason is RejectionReason.SCHEMA_VIOLATION
+    assert any("policy_version" in e.path for e in answer.field_errors)
+    assert await rig.destinations(document["id"]) == [
+        "access.events",
+        "labs.example-lab.answers",
+    ]
+
+
+async def test_an_acknowledgement_claiming_an_unregistered_lab_is_answered_on_no_feed(
+    rig: Rig,
+) -> None:
+    version = await restricted(rig)
+    stranger = Lab("stranger-lab", "s1")
+    event_id = await acked(rig, stranger.acknowledgement(version, lab_id="stranger-lab"))
+    assert (await rejected(rig, event_id)).reason is RejectionReason.AUTHENTICATION_FAILED
+    assert await rig.destinations(event_id) == ["access.events"]  # nothing parked either
 
 
 # Deadlines: each test with its own rig, because they move its clock.

@@ -6,23 +6,34 @@ with ``LoadedPolicy`` (the code the labs' enforcers run).
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from contracts.events.risk import RestrictionOrdered
 from contracts.policy import Action, DecisionBasis
+from services.access.model import OrderRecord
+from services.access.policies import enforced_orders, lift_order
+from services.trust.refusal import Refusal
 from tests.access.decision_cases import AT, CASES, Case
-from tests.access.support import at_location, loaded, order, person, ties
+from tests.access.support import MODEL, T0, at_location, loaded, order, person, ties
 
 
-def _orders(specs: list[dict[str, Any]]) -> list[RestrictionOrdered]:
-    return [order(**spec) for spec in specs]
+def _enforced(case: Case) -> list[RestrictionOrdered]:
+    """The case's orders as the model's version enforces them: its lifted orders ended by
+    ``lift_order``, the rest selected by ``enforced_orders``, as the service does."""
+    records = []
+    for spec in case.orders:
+        record = OrderRecord(order(**spec))
+        if record.order_id in case.lifted:
+            ended = lift_order(record, reviewer_id="reviewer-ann", reason="mitigated", now=T0)
+            assert not isinstance(ended, Refusal), ended
+            record = ended
+        records.append(record)
+    return enforced_orders(MODEL, records)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_decision_table(case: Case) -> None:
-    policy = loaded(*_orders(case.orders))
+    policy = loaded(*_enforced(case))
     decision = policy.decide(case.principal, Action.INVOKE, case.request, case.at)
     assert decision.basis is DecisionBasis.POLICY
     assert decision.allowed is case.allowed, [r.text for r in decision.reasons]

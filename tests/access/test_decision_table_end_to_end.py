@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from contracts.events.risk import RestrictionOrdered
+from contracts.events.risk import RestrictionLiftOrdered, RestrictionOrdered
 from contracts.policy import Action, DecisionBasis
 from services.labclient.enforcer import Enforcer
 from services.runtime import RuntimeSettings
@@ -40,6 +40,19 @@ def _published_orders(case: Case, model: str) -> tuple[list[RestrictionOrdered],
     return built, ids
 
 
+def lift(ordered: RestrictionOrdered) -> RestrictionLiftOrdered:
+    """The reviewers' lift of ``ordered``, as risk publishes it."""
+    return RestrictionLiftOrdered(
+        order_id=ordered.order_id,
+        submission_id=ordered.submission_id,
+        model_id=ordered.model_id,
+        escalation_id=ordered.escalation_id,
+        reviewer_ids=["reviewer-ann", "reviewer-bob"],
+        reason="mitigation verified",
+        lifted_at=T0,
+    )
+
+
 @pytest.fixture(scope="module")
 async def table(settings: RuntimeSettings, kafka: str, database: str) -> AsyncIterator[Table]:
     clock = MovableClock()
@@ -52,9 +65,11 @@ async def table(settings: RuntimeSettings, kafka: str, database: str) -> AsyncIt
             built, ids = _published_orders(case, model)
             for each in built:
                 await rig.send(each)
+            for lifted in case.lifted:  # after its orders, on the same key: in order
+                await rig.send(lift(next(o for o in built if o.order_id == ids[lifted])))
             models[case.name], orders[case.name] = model, ids
         for case in CASES:
-            await applied(enforcer, models[case.name], len(case.orders), timeout=60)
+            await applied(enforcer, models[case.name], case.versions, timeout=60)
         yield Table(enforcer, models, orders)
 
 
@@ -64,7 +79,7 @@ def test_decision_table_end_to_end(table: Table, case: Case) -> None:
     decision = table.enforcer.check(case.principal, model, Action.INVOKE, case.request, at=case.at)
     assert decision.basis is DecisionBasis.POLICY
     assert decision.allowed is case.allowed, [r.text for r in decision.reasons]
-    assert decision.policy_version == len(case.orders)  # one version per order received
+    assert decision.policy_version == case.versions  # one per order received and per lift
     if case.allowed:
         assert [r.policy_id for r in decision.reasons] == ["baseline"]
         return

@@ -4,22 +4,14 @@ passes while no process runs, a restarted one raises it, a third one does not ag
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 from datetime import UTC, datetime
 
 from contracts.events.access import ComplianceOverdue
 from services.runtime import RuntimeSettings
-from tests.access.rig import model_id, running_rig, start_process
+from tests.access.rig import kill, model_id, running_rig, start_process
 from tests.access.support import order
 
 WITHIN_S = 6.0
-
-
-def kill(process: subprocess.Popen[bytes]) -> None:
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait(10)
 
 
 async def test_overdue_fires_once_across_a_sigkill_restart_of_the_service(

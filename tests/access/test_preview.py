@@ -9,6 +9,7 @@ import pytest
 from contracts.events.common import RejectionReason
 from contracts.policy import Action
 from services.access.preview import ImpactReport, MalformedSample, preview_impact
+from services.access.proposal import proposed_order
 from services.access.sample import COLUMNS, SampleError, SampleFormat, read_sample
 from services.labclient.enforcer import Enforcer
 from services.trust.refusal import Refusal
@@ -138,3 +139,56 @@ def test_a_superseding_proposal_is_compared_without_the_order_it_replaces() -> N
     assert isinstance(report, ImpactReport)
     assert str(CURRENT.order_id) not in report.proposed_order_ids
     assert report.newly_allowed > 0
+
+
+# The proposal as a reviewer holds it: the order file risk.cli decide signs.
+
+ORDER_FILE = """\
+nationalities: [CN, RU]
+nationality_rule: most_recent
+organisations: [org-x]
+exemptions:
+  - {kind: organisation, id: org-1, reason: licensed}
+"""
+
+
+def test_a_reviewers_order_file_previews_like_the_order_it_becomes() -> None:
+    proposed = proposed_order(ORDER_FILE, model_id=MODEL, at=AT)
+    assert not isinstance(proposed, Refusal), proposed
+    assert proposed.scope == PROPOSED.scope and proposed.effective_at == AT
+    lines = list(csv_sample(1000, seed=3))
+    report = preview_impact(proposed, [CURRENT], lines, fmt=SampleFormat.CSV, groups=GROUPS, at=AT)
+    assert isinstance(report, ImpactReport), report
+    expected = _preview(lines)
+    assert (report.denied_current, report.denied_proposed, report.newly_denied) == (
+        expected.denied_current,
+        expected.denied_proposed,
+        expected.newly_denied,
+    )
+
+
+def test_a_whole_order_file_keeps_its_times() -> None:
+    text = f"scope:\n  nationalities: [CN]\neffective_at: {T0.isoformat()}\n" + (
+        f"expires_at: {(T0 + timedelta(days=3)).isoformat()}\n"
+        f"compliance_deadline: {(T0 + timedelta(days=1)).isoformat()}\n"
+    )
+    proposed = proposed_order(text, model_id=MODEL, at=AT)
+    assert not isinstance(proposed, Refusal), proposed
+    assert (proposed.effective_at, proposed.expires_at) == (T0, T0 + timedelta(days=3))
+
+
+def test_a_restriction_ordered_json_is_taken_as_it_is() -> None:
+    proposed = proposed_order(PROPOSED.model_dump_json(), model_id=None, at=AT)
+    assert proposed == PROPOSED
+
+
+def test_an_order_file_with_an_unknown_field_is_refused_naming_it() -> None:
+    refusal = proposed_order("nationalitys: [CN]\n", model_id=MODEL, at=AT)
+    assert isinstance(refusal, Refusal)
+    assert refusal.reason is RejectionReason.SCHEMA_VIOLATION
+    assert any("nationalitys" in e.path for e in refusal.field_errors)
+
+
+def test_an_order_file_without_a_model_id_is_refused() -> None:
+    refusal = proposed_order(ORDER_FILE, model_id=None, at=AT)
+    assert isinstance(refusal, Refusal) and "model id" in refusal.detail

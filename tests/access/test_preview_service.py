@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from contracts.policy import Action
 from services.access.sample import SampleFormat, SampleRow, read_sample
@@ -171,3 +172,41 @@ async def test_the_cli_preview_reads_the_current_policy_from_the_access_schema(
     assert rows[0] == ["line", "principal_id", "reasons"]
     assert len(rows) - 1 == report["newly_denied"]
     assert all(len(r) == 3 for r in rows)
+
+
+async def test_the_cli_previews_a_reviewers_order_file_for_a_model(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """The file a reviewer signs with risk.cli decide --scope (no ids), for --model-id."""
+    model, current, proposal = await current_and_proposal(rig)
+    lines = list(csv_sample(1500, seed=11))
+    sample = tmp_path / "customers.csv"
+    sample.write_bytes(b"".join(lines))
+    scope = proposal.scope.model_dump(mode="json", exclude_defaults=True)
+    order_file = tmp_path / "order.yaml"
+    order_file.write_text(yaml.safe_dump({"scope": scope, "effective_at": AT.isoformat()}))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.access.cli",
+            "preview",
+            "--order",
+            str(order_file),
+            "--model-id",
+            model,
+            "--sample",
+            str(sample),
+            "--at",
+            AT.isoformat(),
+            "--json",
+        ],
+        env=dict(service_env(rig.settings)),
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout.decode()[-2000:] + done.stderr.decode()[-2000:]
+    report = json.loads(done.stdout)
+    expected = await enforcer_counts(rig, lines, model, current, proposal)
+    assert {k: report[k] for k in expected} == expected

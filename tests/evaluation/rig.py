@@ -258,6 +258,7 @@ def evaluation_settings(base: RuntimeSettings, directory: Path, **extra: Any) ->
         "evaluation_model_max_retries": 0,
         "evaluation_model_request_timeout_s": 30,
         "evaluation_worker_concurrency": 2,
+        "http_port": None,  # a test that scrapes asks for a port of its own
         "otel_exporter": "jsonl",
         "otel_file": directory / "traces.jsonl",
     }

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from contracts import encode, make_event
 from contracts.events.common import RejectionReason
 from contracts.events.intake import (
     AcceptanceReason,
@@ -23,15 +25,36 @@ from contracts.events.lab import SubmissionFiled
 from contracts.principals import Role
 from contracts.registry import LAB_FEED_BY_SUFFIX
 from contracts.sensitivity import owner_copy
+from services.intake.app import SCHEMA, build_service
+from services.intake.settings import IntakeSettings
 from services.labclient import LabClient, body_sha256
 from services.labclient.client import answer_to, signature_sha256
 from services.runtime import RuntimeSettings
+from services.runtime.database import connect
 from services.trust import registry
 from services.trust.principals import LAB, PrincipalKey
 from services.trust.refusal import AUTHENTICATION_FAILED_DETAIL, Refusal
-from tests.intake.rig import MAX_MESSAGE_BYTES, Rig, running_rig
+from tests.intake.rig import (
+    MAX_MESSAGE_BYTES,
+    IntakeWatcher,
+    Rig,
+    create_intake_topics,
+    intake_settings,
+    register_labs,
+    resolve_test_hosts,
+    running_rig,
+)
 from tests.intake.support import Signer, envelope, manifest, mutated, public_bytes, raw
-from tests.kit import TopicWatcher, create_feeds, lab_settings
+from tests.kit import (
+    MovableClock,
+    Producer,
+    TopicWatcher,
+    create_feeds,
+    drop_schema,
+    lab_settings,
+    running,
+    wait_for,
+)
 
 R = RejectionReason
 
@@ -428,6 +451,54 @@ async def test_replay_of_a_captured_valid_message(rig: Rig) -> None:
     assert windows[0]["n"] == 1
 
 
+async def test_records_squatting_a_genuine_filings_event_id_change_nothing_for_it(
+    rig: Rig,
+) -> None:
+    """An unsigned record and a forged one, both under the CloudEvent id of a genuine
+    filing and ahead of it on its partition: the genuine filing is still accepted (the
+    inbox of an input topic is keyed by position, not by the sender's id), and the lab
+    client reports that acceptance, bound to what it signed, not the squatters' refusals,
+    which reach the lab's feed first under the same id."""
+    lab, forger = rig.signers["a1"], rig.signers["b1"]
+    async with LabClient(
+        lab_id=lab.lab_id,
+        key_id=lab.key_id,
+        key=lab.key,
+        settings=lab_settings(rig.settings, lab.lab_id),
+    ) as client:
+        document = manifest(lab.lab_id)
+        genuine = envelope(lab.filed(document))
+        unsigned = mutated(genuine, lambda d: d["data"].pop("signature"))
+        posing = Signer(lab.lab_id, lab.key_id, forger.key).filed(document | {"notes": "forged"})
+        forged = make_event(
+            posing, source="/labs/lab-a", subject=genuine.subject, event_id=genuine.id
+        )
+        await rig.send(unsigned, genuine.subject)
+        await rig.send(encode(forged), genuine.subject)
+        await client.publish(genuine)
+        outcome = await client.outcome(genuine, within_s=20)
+
+    assert outcome.status == "accepted" and outcome.bound, outcome.summary
+    decision = accepted(outcome.event)
+    assert decision.filed_event_id == genuine.id
+    assert decision.signature_sha256 == signature_sha256(genuine)
+    # The squatters were answered, to the id they copied and unbound, and changed nothing.
+    answers = rig.events.answers(genuine.id)
+    refusals = sorted(rejected(a).reason for a in answers if isinstance(a.data, SubmissionRejected))
+    assert refusals == sorted([R.SCHEMA_VIOLATION, R.AUTHENTICATION_FAILED])
+    for answer in answers:
+        if isinstance(answer.data, SubmissionRejected):  # bound to no signature
+            told = answer_to(genuine, answer)
+            assert told is not None and not told.bound and answer.data.signature_sha256 is None
+    reasons = [dict(r.headers).get("dlq.reason") for r in rig.dlq.records]
+    assert b"event_id_reused" not in reasons
+    history = await rig.fetch(
+        "SELECT kind, event_id FROM submission_history WHERE submission_id = $1",
+        decision.submission_id,
+    )
+    assert [(r["kind"], r["event_id"]) for r in history] == [("accepted", genuine.id)]
+
+
 async def test_duplicate_and_conflicting_resubmission(rig: Rig) -> None:
     lab = rig.signers["a1"]
     document = manifest(lab.lab_id)
@@ -684,3 +755,93 @@ async def test_each_lab_reads_its_answers_on_its_own_feed(rig: Rig) -> None:
 
 def rejected_id_of(event: Any) -> str | None:
     return getattr(event.data, "rejected_event_id", None)
+
+
+async def test_history_and_refusal_counts_are_deleted_past_their_retention(
+    settings: RuntimeSettings,
+) -> None:
+    """Retention (FR_INTAKE_HISTORY_KEEP_DAYS, FR_INTAKE_REFUSAL_COUNTS_KEEP_DAYS) by
+    intake's clock: refusal counts go after 90 days, a submission's history after 400;
+    the submission itself stays."""
+    day = 86_400.0
+    async with running_rig(settings, intake_prune_every_s=0.1) as rig:
+        refused = rig.signers["a1"].filed(
+            manifest("lab-a", model={"training_compute_flop": 1e20, "declared_capabilities": []})
+        )
+        assert rejected(await rig.answer(refused)).reason is R.NOT_COVERED_MODEL
+        stranger = await rig.answer(Signer("nobody-lab", "n1").filed())
+        assert rejected(stranger).reason is R.AUTHENTICATION_FAILED
+
+        async def rows(table: str) -> int:
+            found = await rig.fetch(f"SELECT count(*) AS n FROM {table}")
+            return int(found[0]["n"])
+
+        assert await rows("submission_history") == 1 and await rows("refusal_counts") == 1
+        rig.clock.advance(91 * day)
+        await wait_for(
+            lambda: _zero(rows("refusal_counts")), what="refusal counts older than 90 days gone"
+        )
+        assert await rows("submission_history") == 1, "history is kept 400 days"
+        rig.clock.advance(310 * day)
+        await wait_for(
+            lambda: _zero(rows("submission_history")), what="history older than 400 days gone"
+        )
+        kept = await rig.fetch(
+            "SELECT state FROM submissions WHERE submission_id = $1", refused.submission_id
+        )
+        assert [r["state"] for r in kept] == ["rejected"]
+
+
+async def _zero(count: Awaitable[int]) -> bool:
+    return await count == 0
+
+
+async def test_a_filing_queued_while_intake_was_down_is_judged_fresh_at_its_append_time(
+    settings: RuntimeSettings,
+) -> None:
+    """Freshness is judged against the broker's LogAppendTime, not when intake gets to
+    the record: a filing appended while intake was stopped is accepted by an intake that
+    starts later than the skew window (its clock moved 20 minutes on), and a copy signed
+    too long before its own append time is still refused."""
+    config = intake_settings(settings)
+    await create_intake_topics(config)
+    lab = Signer("queued-lab", "q1")
+    await register_labs(config, [lab])
+    topic = config.topic("lab.submissions")
+    try:
+        async with (
+            Producer(config) as producer,
+            IntakeWatcher(config, config.topic("intake.events")) as events,
+        ):
+            first = build_service(config, clock=MovableClock(), resolver=resolve_test_hosts)
+            async with running(first):
+                before = envelope(lab.filed())
+                await producer.send(topic, raw(before), before.subject)
+                accepted(await events.answer(before.id))
+
+            queued = envelope(lab.filed())  # signed and appended now, while intake is down
+            stale = envelope(lab.filed(issued_at=datetime.now(UTC) - timedelta(minutes=10)))
+            for event in (queued, stale):
+                await producer.send(topic, raw(event), event.subject)
+            later = MovableClock()
+            later.advance(20 * 60)  # beyond max age (5 min) and clock tolerance (5 min)
+            second = build_service(config, clock=later, resolver=resolve_test_hosts)
+            async with running(second):
+                decision = accepted(await events.answer(queued.id))
+                refusal = rejected(await events.answer(stale.id))
+            assert decision.accepted_at >= datetime.now(UTC) + timedelta(minutes=19)
+            assert refusal.reason is R.AUTHENTICATION_FAILED
+            counted = await refusal_counts(config, "queued-lab")
+            assert counted == {"stale_issued_at": 1}
+    finally:
+        await drop_schema(config)
+
+
+async def refusal_counts(config: IntakeSettings, lab_id: str) -> dict[str, int]:
+    async with connect(config, SCHEMA) as conn:
+        rows = await conn.fetch(
+            "SELECT reason, sum(refused)::int AS n FROM refusal_counts WHERE source = $1 "
+            "GROUP BY reason",
+            lab_id,
+        )
+    return {r["reason"]: r["n"] for r in rows}

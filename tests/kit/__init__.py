@@ -18,6 +18,7 @@ from tests.kit.kafka import (
     read_topic,
     test_topic,
 )
+from tests.kit.observability import Scrape, TcpProxy, get_json, scrape, scrape_until
 from tests.kit.services import (
     NewTopic,
     StartService,
@@ -32,18 +33,23 @@ __all__ = [
     "MovableClock",
     "NewTopic",
     "Producer",
+    "Scrape",
     "StartService",
+    "TcpProxy",
     "TopicWatcher",
     "create_feeds",
     "create_registry_topics",
     "create_topics",
     "drop_schema",
     "free_port",
+    "get_json",
     "isolated",
     "lab_settings",
     "produce",
     "read_topic",
     "running",
+    "scrape",
+    "scrape_until",
     "test_topic",
     "wait_for",
 ]
