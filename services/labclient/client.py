@@ -15,6 +15,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, TracerProvider
 
 from contracts import CloudEvent, ContractViolation, Event, decode, encode, make_event
 from contracts.events.access import ComplianceRejected
@@ -144,6 +146,10 @@ class LabClient:
     without a broker, following works without a key. The connection is the lab's
     own principal (``LabSettings``, from ``FR_*`` when not given): it writes the lab
     input topics and reads its answers on ``labs.<lab id>.answers``, nothing else.
+
+    Each publish is a PRODUCER span (of ``tracer_provider``, else OpenTelemetry's global
+    one: none recorded unless the lab configured tracing) whose W3C context travels in
+    the record's headers, so the agency's trace of the submission continues the lab's.
     """
 
     def __init__(
@@ -153,6 +159,7 @@ class LabClient:
         key_id: str | None = None,
         key: Ed25519PrivateKey | None = None,
         settings: LabSettings | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.lab_id = lab_id
         self.key_id = key_id
@@ -162,7 +169,9 @@ class LabClient:
         self.compliance_topic = self.settings.topic("lab.compliance")
         self.answers_topic = self.settings.feed("answers", lab_id)
         self.source = f"/labs/{lab_id}"
+        self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._producer: AIOKafkaProducer | None = None
+        self._starting = asyncio.Lock()  # concurrent first publishes start one producer
 
     async def __aenter__(self) -> Self:
         return self
@@ -209,12 +218,26 @@ class LabClient:
     async def publish(self, event: CloudEvent[Any]) -> CloudEvent[Any]:
         """Send and wait for the broker's acknowledgement; the key is the subject."""
         producer = await self._started_producer()
-        await producer.send_and_wait(
-            self.topic_for(event),
-            value=encode(event),
-            key=event.subject.encode(),
-            headers=[("content-type", b"application/cloudevents+json")],
-        )
+        topic = self.topic_for(event)
+        with self.tracer.start_as_current_span(
+            f"{topic} publish",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "publish",
+                "messaging.destination.name": topic,
+                "cloudevents.event_type": event.type,
+            },
+        ):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            await producer.send_and_wait(
+                topic,
+                value=encode(event),
+                key=event.subject.encode(),
+                headers=[("content-type", b"application/cloudevents+json")]
+                + [(name, value.encode()) for name, value in carrier.items()],
+            )
         return event
 
     async def submit(self, manifest: dict[str, Any]) -> CloudEvent[SubmissionFiled]:
@@ -230,13 +253,14 @@ class LabClient:
         return event  # type: ignore[return-value]
 
     async def _started_producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            producer = AIOKafkaProducer(
-                **aiokafka_options(self.settings), enable_idempotence=True, acks="all"
-            )
-            await producer.start()
-            self._producer = producer
-        return self._producer
+        async with self._starting:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    **aiokafka_options(self.settings), enable_idempotence=True, acks="all"
+                )
+                await producer.start()
+                self._producer = producer
+            return self._producer
 
     # following ------------------------------------------------------------------------
     async def _answer_partitions(self, keys: Iterable[str]) -> list[TopicPartition]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from contracts import ContractViolation, decode
 from contracts.events.access import AccessPolicyPublished
@@ -122,13 +123,18 @@ class PolicyFeed:
         await self.consumer.stop()
 
     async def run(self) -> None:
-        """Follow the feed until cancelled."""
+        """Follow the feed until cancelled. A broker that is away (restarting, out of
+        reach) does not end it: the consumer reconnects by itself, and meanwhile the
+        enforcer keeps what it applied while ``status().view_age_s`` grows."""
         while True:
             batch = await self.consumer.getmany(timeout_ms=self.poll_ms)
             for records in batch.values():
                 for record in records:
                     self.apply(record.key, record.value)
-            await self._check_caught_up()
+            try:
+                await self._check_caught_up()
+            except KafkaError as exc:
+                log.warning("%s: cannot read the feed's end (%r); retrying", self.topic, exc)
 
     def apply(self, key: bytes | None, value: bytes | None) -> ApplyResult | None:
         """One record of the feed (the key is the model id)."""

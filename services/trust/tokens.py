@@ -28,7 +28,7 @@ class CallerTokens:
         self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
 
     @classmethod
-    def from_file(cls, path: Path | None) -> Self:  # a subclass's own checks apply
+    def from_file(cls, path: Path | None) -> Self:
         if path is None:
             return cls([])
         lines = path.read_text(encoding="utf-8").splitlines()
