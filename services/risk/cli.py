@@ -2,7 +2,7 @@
 registry, the audit log, the STIX export.
 
     python -m services.risk.cli policies list
-    python -m services.risk.cli policies assessments thresholds-2026.1
+    python -m services.risk.cli policies assessments thresholds-2026.2
     python -m services.risk.cli escalations list [--all] [--json]
     python -m services.risk.cli escalations show <escalation-id>
     python -m services.risk.cli decide <escalation-id> --reviewer r1 --key r1.key --key-id k1 \
@@ -189,7 +189,7 @@ def policies_list(
 
 @policies_app.command("assessments", help="The assessments that used a policy version.")
 def policies_assessments(
-    version: Annotated[str, typer.Argument(help="e.g. thresholds-2026.1")],
+    version: Annotated[str, typer.Argument(help="e.g. thresholds-2026.2")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     found = run(lambda conn: queries.assessments_using(conn, version))

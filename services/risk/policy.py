@@ -45,7 +45,7 @@ from contracts.events.risk import Exemption, RecommendedAction, RestrictionScope
 FORBID = ConfigDict(frozen=True, extra="forbid")
 POLICY_GLOB = "thresholds-*.yaml"
 POLICY_DIR = Path(__file__).parent / "policies"
-SHIPPED_VERSION = "thresholds-2026.1"
+SHIPPED_VERSION = "thresholds-2026.2"  # the default; older versions stay for history
 
 Score = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 PolicyName = Annotated[

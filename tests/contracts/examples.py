@@ -215,7 +215,7 @@ _FACTORIES: dict[type[Event], Callable[[], dict[str, Any]]] = {
             "scope": {
                 "nationalities": ["KP"],
                 "nationality_rule": "any",
-                "country_groups": ["d5"],
+                "country_groups": ["arms-embargoed"],
                 "residence_countries": ["KP"],
                 "verification_statuses": ["unverified"],
                 "organisations": ["org-sanctioned-1"],

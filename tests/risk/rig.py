@@ -35,7 +35,7 @@ from contracts.events.common import RiskDomain
 from contracts.events.evaluation import EvaluationEnd, SuiteStatus
 from contracts.events.risk import EscalationDecision
 from contracts.principals import Role
-from contracts.registry import subject_for, topic_for
+from contracts.registry import LAB_FEED_BY_SUFFIX, subject_for, topic_for
 from services.risk import keys
 from services.risk.app import SCHEMA, build_service
 from services.risk.reviewer import Answer, build_decision, submit
@@ -52,6 +52,7 @@ from tests.kit import (
     create_feeds,
     create_registry_topics,
     drop_schema,
+    lab_settings,
 )
 from tests.kit import isolated as isolated_settings
 from tests.risk.support import PROXY_SUITES
@@ -191,8 +192,11 @@ class Rig:
         return await deliver(self.producer, self.settings, data, event_id=event_id, source=source)
 
     async def submission(self, *, days: int = 14) -> Submission:
-        """A new accepted submission (intake's SubmissionAccepted)."""
+        """A new accepted submission (intake's SubmissionAccepted) of a new lab, whose
+        feeds exist as registering the lab provisions them: its copies are delivered,
+        not parked."""
         accepted, sub = submission_accepted(self.clock.now(), days=days)
+        await create_feeds(self.settings, Role.LAB, sub.lab_id)
         await self.deliver(accepted)
         return sub
 
@@ -220,7 +224,7 @@ class Rig:
         """An order reviewers sign: effective now, compliance within a day (rig clock)."""
         now = self.clock.now()
         return {
-            "scope": scope or {"nationality_rule": "any", "country_groups": ["d5"]},
+            "scope": scope or {"nationality_rule": "any", "country_groups": ["arms-embargoed"]},
             "effective_at": now.isoformat(),
             "expires_at": (now + timedelta(days=180)).isoformat(),
             "compliance_deadline": (now + timedelta(days=1)).isoformat(),
@@ -254,6 +258,13 @@ class Rig:
         return await submit(self.settings, signed, within_s=30)
 
     # --- looking -------------------------------------------------------------------------
+
+    def lab_answers(self, lab_id: str) -> TopicWatcher:
+        """A watcher of the lab's own feed, ``labs.<lab>.answers`` under the rig's prefix
+        (enter it with ``async with``)."""
+        types = {event.TYPE: event for event in LAB_FEED_BY_SUFFIX["answers"].events}
+        feed = lab_settings(self.settings, lab_id).feed("answers")
+        return TopicWatcher(self.settings, feed, types)
 
     def of(self, sub: Submission | UUID, kind: type[E]) -> list[E]:
         sid = sub.submission_id if isinstance(sub, Submission) else sub

@@ -231,7 +231,7 @@ class Reviewer:
 def order(**scope: Any) -> dict[str, Any]:
     """A restriction order a reviewer signs: effective in an hour, compliance in a day."""
     return {
-        "scope": scope or {"nationality_rule": "any", "country_groups": ["d5"]},
+        "scope": scope or {"nationality_rule": "any", "country_groups": ["arms-embargoed"]},
         "effective_at": NOW + timedelta(hours=1),
         "expires_at": NOW + timedelta(days=180),
         "compliance_deadline": NOW + timedelta(days=1),

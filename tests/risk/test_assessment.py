@@ -386,9 +386,9 @@ def test_a_completed_evaluation_that_confirms_the_result_publishes_nothing() -> 
 def test_a_new_policy_version_is_a_change(tmp_path: Path) -> None:
     found = finding(score=0.7)
     first = assessed([found], shipped_policy())
-    newer = policy_with(tmp_path, {"version": "thresholds-2026.2"})
+    newer = policy_with(tmp_path, {"version": "thresholds-2099.1"})
     second = reassess([found], progress(), newer, SUBMISSION, first, NOW)
-    assert second is not None and second.policy_version == "thresholds-2026.2"
+    assert second is not None and second.policy_version == "thresholds-2099.1"
 
 
 def test_assessment_ids_are_deterministic() -> None:

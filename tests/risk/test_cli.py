@@ -200,11 +200,13 @@ async def test_policies_list_shows_the_version_and_how_many_assessments_used_it(
     assessed = await rig.one(sub, RiskAssessed)
     listed = await cli(rig.settings, "policies", "list", "--json")
     assert listed.code == 0, listed.output
-    (version,) = json.loads(listed.stdout)
-    assert version["version"] == "thresholds-2026.1" and version["active"]
+    older, version = json.loads(listed.stdout)
+    assert older["version"] == "thresholds-2026.1" and not older["active"] and older["file"]
+    assert older["assessments"] == 0, "a superseded version stays listed, for history"
+    assert version["version"] == "thresholds-2026.2" and version["active"]
     count = (await rig.fetch("SELECT count(*) AS n FROM assessments"))[0]["n"]
     assert version["assessments"] == count >= 1
-    used = await cli(rig.settings, "policies", "assessments", "thresholds-2026.1", "--json")
+    used = await cli(rig.settings, "policies", "assessments", "thresholds-2026.2", "--json")
     assert str(assessed.assessment_id) in [a["assessment_id"] for a in json.loads(used.stdout)]
 
 

@@ -84,7 +84,7 @@ def test_restrictions_in_force_at_the_close_are_what_the_lab_may_not_do() -> Non
     assert concluded.outcome is ReviewOutcome.RESTRICTIONS_ORDERED
     assert concluded.order_ids == [ordered.order_id]
     [may_not] = concluded.may_not
-    assert "group d5" in may_not and str(ordered.order_id) in may_not
+    assert "group arms-embargoed" in may_not and str(ordered.order_id) in may_not
     assert "acknowledge enforcement by" in may_not
     assert concluded.may[0].startswith("release the model, with access restricted")
 

@@ -99,7 +99,7 @@ def test_two_reviewers_signing_the_same_order_issue_it_superseding_the_interim_o
     assert issued.supersedes == escalation.interim_order_id
     assert issued.effective_at == NOW + timedelta(hours=1), "its signed time, still ahead"
     assert issued.compliance_deadline == NOW + timedelta(days=1)
-    assert issued.scope.country_groups == ["d5"]
+    assert issued.scope.country_groups == ["arms-embargoed"]
     assert (issued.level, issued.domains) == (escalation.level, list(escalation.domains))
     assert result.escalation.status is EscalationStatus.RESTRICTED
     assert result.escalation.order_id == issued.order_id
@@ -107,8 +107,8 @@ def test_two_reviewers_signing_the_same_order_issue_it_superseding_the_interim_o
 
 def test_the_same_order_written_differently_is_the_same_order() -> None:
     escalation = critical()
-    mine = order(nationalities=["RU", "CN"], country_groups=["d5", "e1"])
-    theirs = order(nationalities=["CN", "RU", "CN"], country_groups=["e1", "d5"])
+    mine = order(nationalities=["RU", "CN"], country_groups=["arms-embargoed", "embargoed"])
+    theirs = order(nationalities=["CN", "RU", "CN"], country_groups=["embargoed", "arms-embargoed"])
     utc = mine["effective_at"]
     theirs["effective_at"] = utc.astimezone(ZoneInfo("Asia/Tokyo"))
     state = sign_in_turn(escalation, ALICE.decide(escalation.escalation_id, RESTRICT, order=mine))
@@ -120,7 +120,7 @@ def test_the_same_order_written_differently_is_the_same_order() -> None:
 
 def test_two_different_orders_are_two_candidates_and_neither_takes_effect() -> None:
     escalation = critical()
-    broad = order(country_groups=["d5"])
+    broad = order(country_groups=["arms-embargoed"])
     narrow = order(nationalities=["KP"])
     state = sign_in_turn(escalation, ALICE.decide(escalation.escalation_id, RESTRICT, order=broad))
     result = accepted(

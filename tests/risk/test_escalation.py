@@ -54,7 +54,7 @@ def test_critical_cyber_escalates_with_an_interim_restriction_at_once() -> None:
     assert interim.interim and interim.reviewer_id is None
     assert interim.effective_at == NOW and interim.expires_at is None
     assert interim.compliance_deadline == NOW + timedelta(hours=4)
-    assert interim.scope.country_groups == ["d5"]
+    assert interim.scope.country_groups == ["arms-embargoed"]
     assert interim.scope.nationality_rule is NationalityRule.MOST_RECENT
     assert interim.scope.verification_statuses == [
         VerificationStatus.UNVERIFIED,
@@ -131,8 +131,8 @@ def test_after_a_decision_only_more_than_was_decided_escalates_again() -> None:
 
 
 def test_an_assessment_under_another_policy_version_is_refused(tmp_path: Path) -> None:
-    other = policy_with(tmp_path, {"version": "thresholds-2026.2"})
-    with pytest.raises(ValueError, match=r"thresholds-2026\.2"):
+    other = policy_with(tmp_path, {"version": "thresholds-2099.1"})
+    with pytest.raises(ValueError, match=r"thresholds-2099\.1"):
         plan_escalation(assessed([finding()], POLICY), [], other, NOW)
 
 

@@ -17,7 +17,7 @@ FULL_SCOPE: dict[str, Any] = {
     "nationality_rule": "any",
     "residence_countries": ["IR"],
     "country_tiers": ["tier3"],
-    "country_groups": ["d5"],
+    "country_groups": ["arms-embargoed"],
     "verification_statuses": ["unverified"],
     "organisations": ["org-1"],
     "exemptions": [{"kind": "principal", "id": "user-42", "reason": "licensed partner"}],
@@ -31,7 +31,12 @@ def spec(**changes: Any) -> RestrictionOrderSpec:
 
 
 def test_set_valued_criteria_compare_as_sets() -> None:
-    shuffled = spec(scope={"nationalities": ["CN", "RU", "RU"], "country_groups": ["d5", "d5"]})
+    shuffled = spec(
+        scope={
+            "nationalities": ["CN", "RU", "RU"],
+            "country_groups": ["arms-embargoed", "arms-embargoed"],
+        }
+    )
     assert order_sha256(shuffled) == order_sha256(spec())
     assert canonical_order(shuffled)["scope"]["nationalities"] == ["CN", "RU"]
 
@@ -49,7 +54,7 @@ def test_times_compare_in_utc() -> None:
         {"scope": {"nationality_rule": "most_recent"}},
         {"scope": {"residence_countries": []}},
         {"scope": {"country_tiers": ["tier2"]}},
-        {"scope": {"country_groups": ["d5", "e1"]}},
+        {"scope": {"country_groups": ["arms-embargoed", "embargoed"]}},
         {"scope": {"verification_statuses": ["pending"]}},
         {"scope": {"organisations": ["org-2"]}},
         {"scope": {"exemptions": []}},
@@ -66,5 +71,5 @@ def test_every_part_of_an_order_is_in_its_hash(change: dict[str, Any]) -> None:
 
 def test_a_scope_is_described_without_its_restricted_parts() -> None:
     text = describe_scope(spec().scope)
-    assert "CN, RU" in text and "group d5" in text and "1 named organisation" in text
+    assert "CN, RU" in text and "group arms-embargoed" in text and "1 named organisation" in text
     assert "org-1" not in text and "user-42" not in text and "licensed partner" not in text

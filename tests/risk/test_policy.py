@@ -57,7 +57,7 @@ def test_the_shipped_critical_level_needs_two_reviewers_and_restricts_at_once() 
     interim = critical.interim_restriction
     assert interim is not None and interim.compliance_within == timedelta(hours=4)
     assert interim.scope.nationality_rule is NationalityRule.MOST_RECENT
-    assert interim.scope.country_groups == ["d5"]
+    assert interim.scope.country_groups == ["arms-embargoed"]
 
 
 def test_the_shipped_high_level_needs_one_reviewer_and_no_interim_restriction() -> None:
@@ -144,11 +144,11 @@ MALFORMED = [
         id="bar-at-low",
     ),
     pytest.param(
-        "        country_groups: [d5]",
-        "        country_group: [d5]",
+        "        country_groups: [arms-embargoed]",
+        "        country_group: [arms-embargoed]",
         "levels.critical.interim_restriction.scope.country_group",
         "Extra inputs are not permitted",
-        "        country_group: [d5]",
+        "        country_group: [arms-embargoed]",
         id="typo-in-the-interim-scope",
     ),
     pytest.param(
@@ -227,7 +227,7 @@ def test_a_document_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
 
 def test_the_version_must_be_the_file_name(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as caught:
-        load_policy(write(tmp_path, SHIPPED_TEXT, version="thresholds-2026.2"))
+        load_policy(write(tmp_path, SHIPPED_TEXT, version="thresholds-2099.1"))
     [problem] = caught.value.problems
     assert problem.field == "version" and "file name" in problem.message
     assert problem.line == line_of(SHIPPED_TEXT, "version: ")

@@ -22,7 +22,7 @@ from services.risk.reviewer import DecisionError, Outgoing, build_decision, load
 
 KEY = Ed25519PrivateKey.generate()
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
-SCOPE = {"nationality_rule": "any", "country_groups": ["d5"]}
+SCOPE = {"nationality_rule": "any", "country_groups": ["arms-embargoed"]}
 
 
 def decision() -> ReviewerDecisionSubmitted:

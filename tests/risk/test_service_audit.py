@@ -13,8 +13,15 @@ import asyncpg
 import pytest
 
 from contracts.events import AuditCheckpoint, EscalationRaised, RestrictionOrdered
-from contracts.events.risk import EscalationDecision
+from contracts.events.access import ComplianceOverdue, RestrictionLifted
+from contracts.events.risk import (
+    EscalationDecision,
+    EscalationOverdue,
+    RestrictionLiftOrdered,
+    ReviewConcluded,
+)
 from services.runtime import RuntimeSettings
+from tests.kit import wait_for
 from tests.risk.rig import Rig, cli, running_rig
 
 Damage = Callable[[asyncpg.Connection], Awaitable[None]]
@@ -83,6 +90,76 @@ async def test_every_state_change_of_an_escalation_is_in_the_log_and_it_verifies
     ran = await cli(audited.settings, "audit", "verify")
     assert ran.code == 0, ran.output
     assert "6 entries" in ran.stdout and "intact" in ran.stdout
+
+
+async def test_a_reminder_an_overdue_compliance_a_lift_and_the_conclusion_are_logged_and_verify(
+    rig: Rig,
+) -> None:
+    sub = await rig.submission()
+    await rig.deliver(rig.finding(sub, "cyber", 1.0))
+    raised = await rig.one(sub, EscalationRaised)
+    interim = await rig.one(sub, RestrictionOrdered)
+    assert raised.decide_by is not None and interim.interim
+    rig.clock.advance((raised.decide_by - rig.clock.now()).total_seconds() + 1)
+    await rig.one(sub, EscalationOverdue)
+    now = rig.clock.now()
+    await rig.deliver(
+        ComplianceOverdue(
+            model_id=sub.model_id,
+            lab_id=sub.lab_id,
+            policy_version=1,
+            content_hash="ab" * 32,
+            order_ids=[interim.order_id],
+            published_at=now,
+            acknowledge_by=now,
+            detected_at=now,
+        )
+    )
+    for reviewer in ("r1", "r2"):  # the two-person rule lifts the interim order
+        answer = await rig.decide(
+            reviewer,
+            raised.escalation_id,
+            sub.submission_id,
+            EscalationDecision.LIFT_INTERIM,
+            interim_order_id=interim.order_id,
+        )
+        assert answer.accepted, answer.summary
+    lift = await rig.one(sub, RestrictionLiftOrdered)
+    assert lift.order_id == interim.order_id
+    await rig.deliver(  # access's answer once no version enforces the order
+        RestrictionLifted(
+            order_id=interim.order_id,
+            model_id=sub.model_id,
+            submission_id=sub.submission_id,
+            reason=lift.reason,
+            policy_version=2,
+            lifted_at=rig.clock.now(),
+        )
+    )
+    await rig.deliver(rig.completed(sub))
+    await rig.deliver(rig.window_closed(sub))
+    await rig.one(sub, ReviewConcluded)
+    wanted = [
+        "escalation_overdue",
+        "compliance_overdue",
+        "lift_ordered",
+        "restriction_lifted",
+        "review_concluded",
+    ]
+
+    async def logged() -> list[str]:
+        query = "SELECT kind FROM audit_log WHERE subject = $1 ORDER BY sequence"
+        kinds = [r["kind"] for r in await rig.fetch(query, str(sub.submission_id))]
+        return [k for k in kinds if k in wanted]
+
+    await wait_for(lambda: _equal(logged(), wanted), what="the five entries")
+    ran = await cli(rig.settings, "audit", "verify")
+    assert ran.code == 0, ran.output
+    assert "intact" in ran.stdout
+
+
+async def _equal(found: Awaitable[list[str]], wanted: list[str]) -> bool:
+    return await found == wanted
 
 
 async def test_the_database_refuses_to_change_or_delete_an_entry(audited: Rig) -> None:

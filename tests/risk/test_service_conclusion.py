@@ -33,6 +33,30 @@ async def test_a_review_with_nothing_escalated_is_cleared_once_when_the_window_c
     assert len(rig.of(sub, ReviewConcluded)) == 1
 
 
+async def test_the_lab_learns_a_clearance_once_on_its_own_feed_despite_redeliveries(
+    rig: Rig,
+) -> None:
+    sub = await rig.submission()
+    async with rig.lab_answers(sub.lab_id) as feed:
+        await rig.deliver(rig.finding(sub, "cyber", 0.0))
+        await rig.deliver(rig.completed(sub))
+        await rig.one(sub, RiskAssessed)
+        closed = await rig.deliver(rig.window_closed(sub))
+        record = await concluded(rig, sub)
+        await feed.wait(lambda: bool(feed.of(sub.submission_id)), what="the lab's copy")
+        await rig.deliver(closed.data, event_id=closed.id)  # the same record redelivered
+        await rig.deliver(closed.data)  # and intake's event again, under a new event id
+        await rig.deliver(rig.completed(sub))
+        await feed.linger(2.0)
+        copies = feed.of(sub.submission_id)
+    assert len(copies) == 1 and isinstance(copies[0], ReviewConcluded), copies
+    (copy,) = copies
+    assert copy.outcome is ReviewOutcome.CLEARED and copy.concluded_at == record.concluded_at
+    assert copy.lab_id == sub.lab_id and copy.may == record.may
+    parked = await rig.fetch("SELECT event_type FROM outbox_parked WHERE topic = $1", feed.topic)
+    assert parked == [], "the owner copy was delivered, not parked for a missing feed"
+
+
 async def test_a_review_closing_with_an_escalation_pending_says_what_applies_meanwhile(
     rig: Rig,
 ) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -19,7 +20,11 @@ from contracts.events import (
 )
 from contracts.events.common import RejectionReason
 from contracts.events.risk import EscalationDecision, EscalationOverdue, RestrictionLiftOrdered
+from services.risk.app import SCHEMA
 from services.risk.reviewer import build_decision, prepare, send, submit
+from services.runtime.database import connect
+from services.trust import registry
+from services.trust.principals import REVIEWER, PrincipalKey
 from tests.kit import wait_for
 from tests.risk.rig import Rig, Submission
 
@@ -58,7 +63,7 @@ async def test_a_critical_escalation_orders_the_policys_interim_restriction_at_o
     ]
     assert raised.decide_by is not None and raised.decide_by > raised.raised_at
     assert interim.interim and interim.order_id == raised.interim_order_id
-    assert interim.scope.country_groups == ["d5"]
+    assert interim.scope.country_groups == ["arms-embargoed"]
     assert interim.scope.verification_statuses == ["unverified", "pending"]
     assert interim.compliance_deadline == interim.ordered_at + timedelta(hours=4)
     kinds = await rig.fetch(
@@ -297,3 +302,53 @@ async def _fired(rig: Rig, key: str) -> bool:
         "SELECT state FROM timers WHERE kind = 'decision-deadline' AND key = $1", key
     )
     return [r["state"] for r in rows] == ["fired"]
+
+
+async def test_a_decision_signed_with_a_revoked_key_is_refused(rig: Rig) -> None:
+    sub, raised = await critical(rig)
+    lost = Ed25519PrivateKey.generate()  # r3's second key, revoked before it signs
+    now = datetime.now(UTC)
+    public = lost.public_key().public_bytes_raw()
+    async with connect(rig.settings, SCHEMA) as conn:
+        record = PrincipalKey(
+            "reviewer", "r3", "r3-k2", public, now - timedelta(minutes=1), None, None
+        )
+        assert await registry.add_key(conn, REVIEWER, record, now) is None
+        assert await registry.revoke_key(conn, REVIEWER, "r3", "r3-k2", now, "lost") is None
+    answer = await rig.decide(
+        "r3", raised.escalation_id, sub.submission_id, DISMISS, key=lost, key_id="r3-k2"
+    )
+    refused = answer.event.data
+    assert isinstance(refused, ReviewerDecisionRejected)
+    assert refused.reason is RejectionReason.AUTHENTICATION_FAILED
+    (entry,) = await audited(rig, "decision_refused", event_id=refused.rejected_event_id)
+    assert entry["reason"] == RejectionReason.REVOKED_KEY.value
+    assert rig.of(sub, EscalationDecided) == []
+
+
+async def test_a_decision_id_reused_for_another_decision_is_refused_as_a_conflict(
+    rig: Rig,
+) -> None:
+    sub, raised = await critical(rig)
+    decision_id = uuid.uuid4()
+
+    def signed(reviewer: str, decision: EscalationDecision, **extra: Any) -> Any:
+        who = rig.reviewers[reviewer]
+        return build_decision(
+            escalation_id=raised.escalation_id,
+            submission_id=sub.submission_id,
+            reviewer_id=reviewer,
+            key_id=who.key_id,
+            key=who.key,
+            decision=decision,
+            justification=f"{reviewer} checked the evidence.",
+            decision_id=decision_id,
+            **extra,
+        )
+
+    assert (await submit(rig.settings, signed("r1", RESTRICT, order=rig.order()))).accepted
+    answer = await submit(rig.settings, signed("r2", DISMISS))  # r1's decision id, reused
+    refused = answer.event.data
+    assert isinstance(refused, ReviewerDecisionRejected)
+    assert refused.reason is RejectionReason.CONFLICT, answer.summary
+    assert len(rig.of(sub, EscalationDecided)) == 1

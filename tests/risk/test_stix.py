@@ -171,6 +171,6 @@ def test_the_export_is_deterministic() -> None:
 
 
 def test_an_assessment_under_another_policy_is_refused(tmp_path: Path) -> None:
-    other = policy_with(tmp_path, {"version": "thresholds-2026.2"})
+    other = policy_with(tmp_path, {"version": "thresholds-2099.1"})
     with pytest.raises(ValueError, match="load that policy"):
         export_bundle(FINDINGS, ASSESSED, other)
