@@ -57,6 +57,7 @@ from tests.kit import (
     drop_schema,
     free_port,
     isolated,
+    process_env,
 )
 
 SHIPPED_REGISTRY = PACKAGE / "suites" / "registry.yaml"
@@ -287,19 +288,6 @@ async def evaluation_cli(settings: EvaluationSettings, *args: str) -> Ran:
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return Ran(process.returncode, out.decode(), err.decode())
-
-
-def process_env(settings: EvaluationSettings, **extra: str) -> dict[str, str]:
-    """The environment of a service, worker or CLI process with ``settings``."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump(mode="json").items():
-        if value is None:
-            env[f"FR_{name.upper()}"] = "none"
-        elif isinstance(value, list | dict):
-            env[f"FR_{name.upper()}"] = json.dumps(value)
-        else:
-            env[f"FR_{name.upper()}"] = str(value)
-    return env | {"FR_LOG_JSON": "false"} | extra
 
 
 # --- the rig ----------------------------------------------------------------------------------

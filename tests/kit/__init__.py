@@ -25,6 +25,7 @@ from tests.kit.services import (
     drop_schema,
     free_port,
     isolated,
+    process_env,
     running,
     wait_for,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "get_json",
     "isolated",
     "lab_settings",
+    "process_env",
     "produce",
     "read_topic",
     "running",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import asyncpg
@@ -72,3 +74,19 @@ async def wait_for(
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def process_env(settings: RuntimeSettings, **extra: str) -> dict[str, str]:
+    """The environment of a service, worker or CLI process run with ``settings``: every
+    setting as its FR_* variable (None as "none", lists and maps as JSON), so a child
+    process gets the rig's names, schema, topic prefix and principal prefix too."""
+    env: dict[str, str] = dict(os.environ)
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            env[f"FR_{name.upper()}"] = "none"
+        elif isinstance(value, list | dict):
+            env[f"FR_{name.upper()}"] = json.dumps(value)
+        else:
+            env[f"FR_{name.upper()}"] = str(value)
+    overrides: Mapping[str, str] = {"FR_LOG_JSON": "false"} | extra
+    return env | dict(overrides)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -53,6 +52,7 @@ from tests.kit import (
     create_registry_topics,
     drop_schema,
     lab_settings,
+    process_env,
 )
 from tests.kit import isolated as isolated_settings
 from tests.risk.support import PROXY_SUITES
@@ -84,23 +84,7 @@ def risk_settings(base: RuntimeSettings, key_dir: Path, **extra: Any) -> RiskSet
 
 def environment(settings: RiskSettings, **extra: str) -> dict[str, str]:
     """The settings as FR_* variables, for ``python -m services.risk`` and its CLI."""
-    names = (
-        "service_name",
-        "db_schema",
-        "topic_prefix",
-        "kafka_bootstrap",
-        "database_url",
-        "risk_service_key_file",
-        "risk_service_key_id",
-        "risk_checkpoint_interval_s",
-        "risk_seconds_per_day",
-        "risk_policy_dir",
-        "risk_policy_version",
-        "timer_poll_s",
-        "relay_poll_interval_s",
-    )
-    env = {f"FR_{name.upper()}": str(getattr(settings, name)) for name in names}
-    return dict(os.environ) | env | {"FR_LOG_JSON": "false", "FR_HTTP_PORT": "none"} | extra
+    return process_env(settings, FR_HTTP_PORT="none", **extra)
 
 
 @dataclass(frozen=True)
