@@ -48,6 +48,8 @@ from benchmarks.common import (
 from benchmarks.fair_loop import main_loop
 from contracts import Event, Topic, encode, make_event
 from services.runtime import Context, RuntimeSettings, Service
+from services.runtime.relay import CHECKPOINT_TOPIC
+from services.runtime.topics import TopicPlan, ensure_topics
 
 MIGRATIONS = Path(__file__).parent / "sql"
 
@@ -154,6 +156,9 @@ async def main(sizes: list[int], rate: float, paced_messages: int, profile: Path
         relay_poll_interval_s=1.0, log_level="WARNING", topic_prefix=BENCH_PREFIX
     )
     trace_file = Path(tempfile.mkdtemp()) / "bench-traces.jsonl"
+    # The relays' and the fair loop's checkpoint partition (a fresh stack has none).
+    checkpoint = TopicPlan(settings.topic(CHECKPOINT_TOPIC), 1, {"cleanup.policy": "compact"})
+    await ensure_topics(settings, [checkpoint])
     print(f"machine: {machine()}\n")
     print(HEADER)
     figures: dict[str, float | int | str] = {}

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contracts import encode, make_event
-from contracts.events import ExternalFindingSubmitted, FindingRecorded
+from contracts.events import EvaluationCompleted, ExternalFindingSubmitted, FindingRecorded
 from services.trust.refusal import AUTHENTICATION_FAILED_DETAIL
 from tests.contracts.examples import EVALUATOR_ID, example, sign
 from tests.evaluation.rig import (
@@ -26,6 +26,7 @@ from tests.evaluation.rig import (
     evaluation_started,
     register_example_key,
     rejections,
+    window_closed,
 )
 from tests.kit import MovableClock, read_topic, wait_for
 
@@ -216,6 +217,30 @@ async def refuser_planned(rig: EvalRig) -> uuid.UUID:
     await evaluation_started(rig, submission.submission_id)
     await assign(rig, EVALUATOR_ID, submission.submission_id)
     return submission.submission_id
+
+
+async def test_a_finding_sent_after_the_window_closed_is_refused_to_its_evaluator(
+    rig: EvalRig,
+) -> None:
+    await rig.start(worker=False)
+    await register_example_key(rig)
+    submission = accepted(rig.demo_url, "refuser")
+    sid = submission.submission_id
+    await rig.send_intake(submission)
+    await evaluation_started(rig, sid)
+    await assign(rig, EVALUATOR_ID, sid)  # assigned: only the closed window stands in the way
+    await rig.send_intake(window_closed(submission))
+    await rig.events.wait(lambda: bool(rig.events.of(sid, EvaluationCompleted)), what="the end")
+
+    late = submitted(sid)
+    await rig.send_findings((str(sid), as_record(late)))
+    await rig.events.wait(lambda: bool(rejections(rig.events)), what="the refusal")
+    await rig.events.linger()
+
+    [refused] = rejections(rig.events)
+    assert refused.reason == "invalid_state" and "closed at" in refused.detail
+    assert refused.external_finding_id == late.external_finding_id  # authenticated: precise
+    assert not rig.events.of(sid, FindingRecorded)
 
 
 async def test_red_team_cli_signs_and_submits_a_manual_finding(rig: EvalRig) -> None:
