@@ -225,6 +225,10 @@ class OutboxRelay:
             acks="all",
             max_request_size=MAX_REQUEST_BYTES,
             linger_ms=0,
+            # A transaction begun while the previous one completes is answered
+            # CONCURRENT_TRANSACTIONS and retried after this backoff (aiokafka's default,
+            # 100 ms, was most of an idle hop's latency: benchmarks/RESULTS.md).
+            retry_backoff_ms=10,
         )
         await producer.start()  # init_transactions: aborts what a killed relay left open
         try:
