@@ -43,7 +43,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from benchmarks.common import HEADER, Run, machine, raw_baseline, record_results
+from benchmarks.common import BENCH_PREFIX, HEADER, Run, machine, raw_baseline, record_results
 from contracts import encode, make_event
 from contracts.events import FindingRecorded, SubmissionAccepted
 from contracts.events.common import EvaluationMethod, RiskDomain
@@ -252,13 +252,14 @@ async def send_all(
 
 async def main(escalations: int, rate: float, burst: int, in_process: bool) -> None:
     suffix = uuid.uuid4().hex[:8]
-    base = RiskSettings(otel_exporter="none", log_level="WARNING")
+    # Every name under test.bench.: what the test principal of a secured stack may use.
+    base = RiskSettings(otel_exporter="none", log_level="WARNING", topic_prefix=BENCH_PREFIX)
     key_dir = Path(tempfile.mkdtemp(prefix="risk-bench-"))
     settings = base.model_copy(
         update={
             "service_name": f"bench-risk-{suffix}",
             "db_schema": f"bench_risk_{suffix}",
-            "topic_prefix": f"bench-{suffix}.",
+            "topic_prefix": f"{BENCH_PREFIX}risk-{suffix}.",
             "risk_service_key_file": key_dir / "audit.pem",
             "risk_checkpoint_interval_s": 3600.0,
         }
@@ -281,7 +282,8 @@ async def main(escalations: int, rate: float, burst: int, in_process: bool) -> N
         [
             p
             for p in planned_topics(settings.topic_prefix)
-            if p.name.removesuffix(".dlq") in wanted or p.name == CHECKPOINT_TOPIC
+            if p.name.removesuffix(".dlq") in wanted
+            or p.name == settings.topic_prefix + CHECKPOINT_TOPIC
         ],
     )
     arrivals = Arrivals(settings)
