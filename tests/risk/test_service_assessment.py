@@ -12,12 +12,13 @@ import pytest
 
 from contracts.events import (
     EscalationRaised,
+    EvaluationFailed,
     FindingShared,
     RestrictionOrdered,
     RiskAssessed,
 )
 from contracts.events.common import RiskDomain, RiskLevel
-from contracts.events.evaluation import SuiteStatus
+from contracts.events.evaluation import FailureKind, SuiteStatus
 from contracts.events.risk import FindingRole
 from contracts.sensitivity import Sensitivity, labels
 from tests.kit import wait_for
@@ -216,3 +217,32 @@ async def test_the_government_feed_carries_only_public_fields_on_the_wire(rig: R
         assert secret not in text
     assert data["finding_id"] == str(finding.finding_id)
     assert data["level"] == "low" and data["policy_version"] == "thresholds-2026.2"
+
+
+async def test_a_suite_reported_failed_marks_the_assessment_incomplete(rig: Rig) -> None:
+    # EvaluationFailed arrives while the evaluation still runs (before EvaluationCompleted).
+    sub = await rig.submission()
+    await rig.deliver(rig.finding(sub, RiskDomain.CYBER, 0.1))
+    await rig.deliver(
+        EvaluationFailed(
+            submission_id=sub.submission_id,
+            model_id=sub.model_id,
+            suite_id="chem-stoichiometry-proxy",
+            suite_version="1.0.0",
+            domain=RiskDomain.CHEM,
+            attempts=3,
+            failure=FailureKind.TIMEOUT,
+            error="the suite timed out",
+            failed_at=rig.clock.now(),
+        )
+    )
+
+    def incomplete() -> RiskAssessed | None:
+        found = [a for a in rig.of(sub, RiskAssessed) if a.evaluation_incomplete]
+        return found[-1] if found else None
+
+    await rig.events.wait(lambda: incomplete() is not None, what="an incomplete assessment")
+    assessed = incomplete()
+    assert assessed is not None
+    chem = next(d for d in assessed.domains if d.domain is RiskDomain.CHEM)
+    assert "evaluation incomplete" in chem.rationale, chem.rationale
