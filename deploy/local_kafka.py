@@ -305,7 +305,7 @@ def format_args(args: argparse.Namespace) -> None:
 
 # --- docker-compose ---------------------------------------------------------------
 
-COMPOSE_CLIENTS = ("intake", "evaluation", "risk", "access", "test", OPERATOR)
+COMPOSE_CLIENTS = ("intake", "evaluation", "risk", "access", "console", "test", OPERATOR)
 COMPOSE_APP_UID = 10001  # deploy/Dockerfile's user
 COMPOSE_KAFKA_UID = 1000  # the apache/kafka image's user
 

@@ -18,6 +18,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from services.access.settings import AccessSettings
+from services.console.settings import ConsoleSettings
 from services.evaluation.settings import EvaluationSettings
 from services.intake.settings import IntakeSettings
 from services.risk.settings import RiskSettings
@@ -33,6 +34,7 @@ SETTINGS_OF: dict[str, type[BaseSettings]] = {
     "services.evaluation": EvaluationSettings,
     "services.risk": RiskSettings,
     "services.access": AccessSettings,
+    "services.console": ConsoleSettings,
     # The one-shot jobs (topics, principals, the risk CLI's keygen) read the runtime's.
     "services.runtime.topics": RuntimeSettings,
     "services.runtime.principals": RuntimeSettings,

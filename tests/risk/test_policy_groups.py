@@ -112,3 +112,9 @@ def test_the_kubernetes_deployment_runs_the_default_version() -> None:
     manifest = (Path(__file__).parents[2] / "deploy" / "k8s" / "services.yaml").read_text()
     named = re.findall(r"name: FR_RISK_POLICY_VERSION\s+value: (\S+)", manifest)
     assert named == [SHIPPED_VERSION], "a superseded version must not be deployed"
+
+
+def test_docker_compose_runs_the_default_version() -> None:
+    compose = (Path(__file__).parents[2] / "docker-compose.yml").read_text()
+    named = re.findall(r"FR_RISK_POLICY_VERSION: (\S+)", compose)
+    assert named == [SHIPPED_VERSION], "a superseded version must not be deployed"
