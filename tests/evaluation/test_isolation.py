@@ -19,10 +19,10 @@ from tests.evaluation.rig import (
     DEMO_API_KEY,
     EvalRig,
     accepted,
-    process_env,
     suite_entry,
 )
 from tests.evaluation.tasks import SNOOP_TARGETS
+from tests.kit import process_env
 
 ACME_SECRET = "acme-lab-secret-0d41b7"  # another lab's, in the worker's environment
 

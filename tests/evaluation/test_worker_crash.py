@@ -19,11 +19,10 @@ from tests.evaluation.rig import (
     accepted,
     alive,
     inspect_children,
-    process_env,
     process_state,
     request_counts,
 )
-from tests.kit import wait_for
+from tests.kit import process_env, wait_for
 
 PROFILE = "capable-slow"  # 1.5 s per reply: the run is still going when the worker dies
 
