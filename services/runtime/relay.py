@@ -347,11 +347,16 @@ class OutboxRelay:
         async with producer.transaction():
             for row in rows:
                 futures.append(await self._send_one(producer, row))
-            await producer.send_offsets_to_transaction(
-                {self.checkpoint: (batch + 1, str(leadership.identity))}, self.group
+            # Every send must be acknowledged before the commit: aiokafka fails a batch
+            # that expired on a retriable error (NotLeaderForPartition after a request
+            # timeout) without failing the transaction, so a commit after it would mark
+            # a record published that Kafka never took. A failure here aborts.
+            await asyncio.gather(
+                producer.send_offsets_to_transaction(
+                    {self.checkpoint: (batch + 1, str(leadership.identity))}, self.group
+                ),
+                *futures,
             )
-        # The transaction committed: every send is acknowledged. Surface any error.
-        await asyncio.gather(*futures)
 
     async def _send_one(self, producer: AIOKafkaProducer, row: OutboxRow) -> asyncio.Future[Any]:
         with (
