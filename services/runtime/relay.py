@@ -229,6 +229,10 @@ class OutboxRelay:
             # CONCURRENT_TRANSACTIONS and retried after this backoff (aiokafka's default,
             # 100 ms, was most of an idle hop's latency: benchmarks/RESULTS.md).
             retry_backoff_ms=10,
+            # The first produce to a feed created after this producer started (a tenant
+            # registered meanwhile) can be answered NOT_LEADER until the request times
+            # out; failing sooner aborts the transaction and the successor resends.
+            request_timeout_ms=15_000,
         )
         await producer.start()  # init_transactions: aborts what a killed relay left open
         try:
