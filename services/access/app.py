@@ -10,6 +10,7 @@ compliance-overdue timers exactly once; serves the agency API (impact preview).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ from services.access.policies import COMPLIANCE_OVERDUE, ORDER_EFFECTIVE, ORDER_
 from services.access.settings import AccessSettings
 from services.runtime import Clock, Service
 from services.trust import TRUST_SQL
+from services.trust.answers import RefusalCountPurge
 from services.trust.freshness import FreshnessPolicy
 from services.trust.nonces import NoncePurge
 
@@ -83,6 +85,13 @@ def build_service(settings: AccessSettings | None = None, *, clock: Clock | None
     service.timer(ORDER_EXPIRY, handlers.order_expired)
     service.timer(COMPLIANCE_OVERDUE, handlers.compliance_overdue)
     service.background(NoncePurge(lambda: service.pool, service.clock.now, freshness))
+    service.background(
+        RefusalCountPurge(
+            lambda: service.pool,
+            service.clock.now,
+            timedelta(days=settings.access_refusal_counts_keep_days),
+        )
+    )
     service.http(agency_api(settings, lambda: service.pool, groups, service.clock))
     policy_metrics(service)
     return service

@@ -36,6 +36,7 @@ from services.access.policies import (
 from services.access.policies import deadlines as order_deadlines
 from services.access.settings import AccessSettings
 from services.runtime import Context, InvalidContext, PermanentError, Timer, TimerContext, TxContext
+from services.trust.answers import AnswerLimit
 from services.trust.freshness import FreshnessPolicy, receipt
 from services.trust.principals import LAB
 from services.trust.refusal import Refusal, answer_fields, shape_refusal
@@ -55,6 +56,7 @@ class AccessHandlers:
         self.settings = settings
         self.groups = groups
         self.freshness = freshness
+        self.refusals_answered = AnswerLimit(settings.access_refusals_answered_per_hour)
 
     # --- risk.events ------------------------------------------------------------------
 
@@ -156,14 +158,14 @@ class AccessHandlers:
         )
         if addressing.event_id is None:
             return False
+        refusal = _violation_refusal(ctx.violation)
         answer = ComplianceRejected(
-            **answer_fields(_violation_refusal(ctx.violation)),
+            **answer_fields(refusal),
             rejected_event_id=addressing.event_id,
             rejected_at=ctx.now(),
             lab_id=addressing.principal_id,
         )
-        ctx.publish(answer)
-        await self._tell_lab(ctx, answer, None)
+        await self._answer(ctx, answer, refusal, None)
         return True
 
     # --- timers -------------------------------------------------------------------------
@@ -275,6 +277,27 @@ class AccessHandlers:
         sender: Authenticated | None,
     ) -> None:
         answer = rejection(ack, refusal, event_id=ctx.event.id, now=ctx.now(), sender=sender)
+        await self._answer(ctx, answer, refusal, sender)
+
+    async def _answer(
+        self,
+        ctx: TxContext,
+        answer: ComplianceRejected,
+        refusal: Refusal,
+        sender: Authenticated | None,
+    ) -> None:
+        """Publish the refusal (access.events) and tell the lab. A refusal of input that
+        did not authenticate is counted per claimed lab and hour, and answered (on both)
+        at most ``access_refusals_answered_per_hour`` times per claimed lab: a flood of
+        junk in a lab's name costs a counter, not records (services/trust/answers.py)."""
+        if sender is None and not await self.refusals_answered.answer(
+            ctx.conn,
+            source=answer.lab_id,
+            reason=refusal.reason.value,
+            at=answer.rejected_at,
+            event_id=answer.rejected_event_id,
+        ):
+            return
         ctx.publish(answer)
         await self._tell_lab(ctx, answer, sender)
 

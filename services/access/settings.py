@@ -26,6 +26,12 @@ class AccessSettings(RuntimeSettings):
     # How far enforced_at may lie outside [published_at, broker time] (clock skew).
     access_enforced_at_skew_s: float = 300.0
 
+    # Acknowledgements that did not authenticate (or were not decodable) are counted per
+    # claimed lab and hour (the trust library's trust_refusal_counts), and answered at
+    # most this often per claimed lab; the counts are kept this many days.
+    access_refusals_answered_per_hour: int = 100
+    access_refusal_counts_keep_days: int = 90
+
     # Agency API callers: a file of bearer tokens, one per line ('#' comments). Without
     # it the API refuses every call (401); the runtime's /healthz etc. stay open.
     access_api_tokens_file: Path | None = None

@@ -12,6 +12,8 @@ runtime, never a service. One module per concern:
 - ``principals``, ``public_keys``, ``registry``, ``cli``: key registries by kind
   and their operator commands;
 - ``nonces``: the nonce purge job;
+- ``answers``: how often input that may not speak for itself is answered (per
+  claimed sender and hour);
 - ``credentials``: whose secrets a credential reference may name;
 - ``endpoints``, ``http_guard``: the endpoint policy against SSRF, at submission
   and at connection time;

@@ -260,3 +260,41 @@ async def purge_nonces(conn: Connection, issued_before: datetime, limit: int) ->
         limit,
     )
     return int(status.split()[-1])  # "DELETE <n>"
+
+
+# --- refusals of input that may not speak for itself ------------------------------------
+
+
+async def count_refusal(
+    conn: Connection, *, source: str, reason: str, at: datetime, event_id: str | None
+) -> int:
+    """Count a refusal in its claimed sender's hour; returns that sender's count this hour
+    over every reason."""
+    count: int = await conn.fetchval(
+        """WITH counted AS (
+               INSERT INTO trust_refusal_counts (source, hour, reason, refused,
+                                                 first_event_id, last_event_id)
+               VALUES ($1, date_trunc('hour', $2::timestamptz), $3, 1, $4, $4)
+               ON CONFLICT (source, hour, reason) DO UPDATE
+                   SET refused = trust_refusal_counts.refused + 1, last_event_id = $4
+               RETURNING refused
+           )
+           SELECT (SELECT refused FROM counted) + coalesce(
+               (SELECT sum(refused) FROM trust_refusal_counts
+                WHERE source = $1 AND hour = date_trunc('hour', $2::timestamptz)
+                  AND reason <> $3), 0)""",
+        source,
+        at,
+        reason,
+        event_id,
+    )
+    return count
+
+
+async def purge_refusal_counts(conn: Connection, before: datetime) -> int:
+    """Delete the counts of hours before ``before``; returns how many rows."""
+    status: str = await conn.execute(
+        "DELETE FROM trust_refusal_counts WHERE hour < date_trunc('hour', $1::timestamptz)",
+        before,
+    )
+    return int(status.split()[-1])

@@ -115,7 +115,11 @@ async def test_evaluators_their_keys_and_nonces_move_into_the_trust_registry(
 
     applied = await migrate(old, schema, *SCHEMA)
 
-    assert applied == ["sql/0001_trust_registry", "migrations/0004_trust_registry"]
+    assert applied == [
+        "sql/0001_trust_registry",
+        "sql/0002_trust_refusal_counts",
+        "migrations/0004_trust_registry",
+    ]
     assert {"evaluator_keys", "signature_nonces"}.isdisjoint(await tables(old, schema))
     principals = await old.fetch(
         "SELECT kind, principal_id, name, registered_at, removed_at FROM trust_principals"

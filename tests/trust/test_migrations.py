@@ -23,7 +23,11 @@ async def test_a_service_schema_gets_the_trust_tables_before_its_own(
     conn = await asyncpg.connect(database, server_settings={"search_path": schema})
     try:
         applied = await migrate(conn, schema, TRUST_SQL, service)
-        assert applied[-2:] == ["sql/0001_trust_registry", "migrations/0001_service"]
+        assert applied[-3:] == [
+            "sql/0001_trust_registry",
+            "sql/0002_trust_refusal_counts",
+            "migrations/0001_service",
+        ]
         assert await migrate(conn, schema, TRUST_SQL, service) == []
         tables = {
             r["table_name"]
