@@ -26,7 +26,8 @@ BODY_SHA256_DESCRIPTION = (
     "SHA-256 (hex) of the RFC 8785 canonical JSON of the SubmissionFiled data as sent, "
     "without its signature member: lets a lab match a decision to the body it sent. "
     "A re-sent identical submission (same body, new signature) is a duplicate and gets "
-    "no second decision; the one with this digest stands."
+    "no second decision; the one with this digest stands, and is re-sent to the lab "
+    "(duplicate_event_id)."
 )
 
 
@@ -36,6 +37,15 @@ SIGNATURE_SHA256_DESCRIPTION = (
     "it is bound to, so a lab matches an answer by its CloudEvent id AND this digest, and an "
     "answer to someone else's record under a copied id (which can't carry it) is never "
     "taken for the answer to the lab's own."
+)
+
+
+DUPLICATE_EVENT_ID_DESCRIPTION = (
+    "Set only on a copy of this decision that intake re-sent, on the lab's own answers feed, "
+    "in answer to a duplicate filing (the same body under the same submission id, newly "
+    "signed): the CloudEvent id of that duplicate, whose signature signature_sha256 then "
+    "quotes. Every other field is the original decision's. intake.events carries each "
+    "decision once, never a copy."
 )
 
 
@@ -97,6 +107,9 @@ class SubmissionAccepted(Event):
     signature_sha256: Sha256Hex | None = Field(
         default=None, description=SIGNATURE_SHA256_DESCRIPTION, json_schema_extra=OWNER
     )
+    duplicate_event_id: EventId | None = Field(
+        default=None, description=DUPLICATE_EVENT_ID_DESCRIPTION, json_schema_extra=OWNER
+    )
 
     @model_validator(mode="after")
     def _window(self) -> Self:
@@ -141,6 +154,9 @@ class SubmissionRejected(_IntakeRejection):
         default=None,
         description=BODY_SHA256_DESCRIPTION + " Set when the refused body could be read.",
         json_schema_extra=OWNER,
+    )
+    duplicate_event_id: EventId | None = Field(
+        default=None, description=DUPLICATE_EVENT_ID_DESCRIPTION, json_schema_extra=OWNER
     )
 
 

@@ -769,6 +769,7 @@ class Review:
                 LAB,
                 "follow",
                 self.submission_id,
+                "--from-beginning",
                 "--timeout",
                 "4",
                 show=0,

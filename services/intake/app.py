@@ -24,6 +24,7 @@ from services.intake.settings import IntakeSettings
 from services.intake.status_http import status_app
 from services.runtime import Clock, Service
 from services.trust import TRUST_SQL
+from services.trust.answers import RefusalCountPurge
 from services.trust.endpoints import Resolver, system_resolver
 from services.trust.nonces import NoncePurge
 
@@ -66,13 +67,19 @@ def build_service(
             now = service.clock.now()
             async with service.pool.acquire() as conn:
                 await repository.prune(
-                    conn,
-                    history_before=now - timedelta(days=settings.intake_history_keep_days),
-                    counts_before=now - timedelta(days=settings.intake_refusal_counts_keep_days),
+                    conn, history_before=now - timedelta(days=settings.intake_history_keep_days)
                 )
             await asyncio.sleep(settings.intake_prune_every_s)
 
     service.background(prune)
+    service.background(
+        RefusalCountPurge(
+            lambda: service.pool,
+            service.clock.now,
+            timedelta(days=settings.intake_refusal_counts_keep_days),
+            settings.intake_prune_every_s,
+        )
+    )
     service.http(status_app(lambda: service.pool))
     submission_metrics(service)
     return service

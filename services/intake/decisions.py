@@ -139,9 +139,20 @@ def filed_by(existing: FiledSubmission | None, lab_id: str) -> bool:
 
 @dataclass(frozen=True)
 class Duplicate:
-    """The same body again: no second decision, a history entry only."""
+    """The same body again: no second decision; a history entry, and the original
+    decision re-sent to the lab (``reanswer``), within the hourly limit."""
 
     detail: str
+
+
+def reanswer(
+    original: SubmissionAccepted | SubmissionRejected, *, event_id: str, signature_sha256: str
+) -> SubmissionAccepted | SubmissionRejected:
+    """The original decision as the answer to a duplicate of its filing: bound to the
+    duplicate's signature and naming it (``duplicate_event_id``), all else unchanged."""
+    return original.model_copy(
+        update={"duplicate_event_id": event_id, "signature_sha256": signature_sha256}
+    )
 
 
 def decide_refiling(

@@ -25,6 +25,7 @@ from services.intake.decisions import (
     decide_withdrawal,
     filed_by,
     invalid_input_refusal,
+    reanswer,
     rejection,
     window_closed,
     withdrawn,
@@ -32,6 +33,7 @@ from services.intake.decisions import (
 )
 from services.intake.settings import IntakeSettings
 from services.runtime import Context, InvalidContext, Timer, TimerContext, TxContext
+from services.trust.answers import AnswerLimit
 from services.trust.endpoints import EndpointPolicy, Resolver, check_endpoint, system_resolver
 from services.trust.freshness import received
 from services.trust.principals import LAB
@@ -55,6 +57,7 @@ class IntakeHandlers:
         self.freshness = settings.freshness()
         self.endpoints = EndpointPolicy.from_entries(settings.intake_endpoint_allowlist)
         self.resolver = resolver
+        self.refusals_answered = AnswerLimit(settings.intake_refusals_answered_per_hour)
 
     # --- lab.submissions --------------------------------------------------------------
 
@@ -70,15 +73,7 @@ class IntakeHandlers:
         if existing is not None:
             outcome = decide_refiling(filed, existing, input_.digest)
             if isinstance(outcome, Duplicate):  # the same body again: no second review
-                await repository.add_history(
-                    ctx.conn,
-                    submission_id=filed.submission_id,
-                    at=now,
-                    kind=HistoryKind.DUPLICATE,
-                    event_id=ctx.event.id,
-                    reason=None,
-                    detail=outcome.detail,
-                )
+                await self._answer_duplicate(ctx, filed, outcome, sender)
                 return
             await self._reject_filing(
                 ctx,
@@ -109,17 +104,12 @@ class IntakeHandlers:
             ctx.publish(decision)
             ctx.publish_to_owner(decision.lab_id, decision)
             return
-        await repository.record_content_rejection(
-            ctx.conn,
-            submission_id=filed.submission_id,
-            lab_id=filed.lab_id,
-            body_sha256=input_.digest,
-            event_id=ctx.event.id,
-            body=input_.data,
-            refusal=decision,
-            now=now,
+        answer = self._filing_rejection(ctx, filed, decision, sender=sender, digest=input_.digest)
+        assert isinstance(answer, SubmissionRejected)
+        await repository.record_content_rejection(ctx.conn, answer, input_.data)
+        await self._answer(
+            ctx, answer, HistoryKind.REJECTED, decision, trusted=True, authenticated=True
         )
-        await self._reject_filing(ctx, filed, decision, sender=sender, digest=input_.digest)
 
     async def withdrawal(self, ctx: Context, request: WithdrawalRequested) -> None:
         sender, _ = await self._authenticate(ctx, "submission_id")
@@ -239,7 +229,29 @@ class IntakeHandlers:
         digest: str | None,
         trusted: bool = True,
     ) -> None:
-        answer = rejection(
+        answer = self._filing_rejection(
+            ctx, filed, refusal, sender=sender, digest=digest, trusted=trusted
+        )
+        await self._answer(
+            ctx,
+            answer,
+            HistoryKind.REJECTED,
+            refusal,
+            trusted=trusted and sender is not None,
+            authenticated=sender is not None,
+        )
+
+    def _filing_rejection(
+        self,
+        ctx: Context,
+        filed: SubmissionFiled,
+        refusal: Refusal,
+        *,
+        sender: Authenticated | None,
+        digest: str | None,
+        trusted: bool = True,
+    ) -> SubmissionRejected | WithdrawalRejected:
+        return rejection(
             SubmissionRejected,
             refusal,
             sender=sender,
@@ -250,14 +262,38 @@ class IntakeHandlers:
             body_sha256=digest,
             trusted=trusted and sender is not None,
         )
-        await self._answer(
-            ctx,
-            answer,
-            HistoryKind.REJECTED,
-            refusal,
-            trusted=trusted and sender is not None,
-            authenticated=sender is not None,
+
+    async def _answer_duplicate(
+        self, ctx: Context, filed: SubmissionFiled, duplicate: Duplicate, sender: Authenticated
+    ) -> None:
+        """The original decision again, bound to the duplicate's signature, on the lab's
+        feed only: internal consumers (evaluation, risk) must not see a second decision.
+
+        Counted on the submission per clock hour, and answered (with a history entry) at
+        most ``intake_duplicates_answered_per_hour`` times: a lab re-sending one filing
+        endlessly costs a counter, not rows and records. A redelivered record never gets
+        here twice (the runtime's inbox)."""
+        count, original = await repository.count_duplicate(ctx.conn, filed.submission_id, ctx.now())
+        limit = self.settings.intake_duplicates_answered_per_hour
+        if count > limit:
+            if count == limit + 1:
+                log.warning(
+                    "more than %d duplicates of submission %s this hour: no more answers",
+                    limit,
+                    filed.submission_id,
+                )
+            return
+        await repository.add_history(
+            ctx.conn,
+            submission_id=filed.submission_id,
+            at=ctx.now(),
+            kind=HistoryKind.DUPLICATE,
+            event_id=ctx.event.id,
+            reason=None,
+            detail=duplicate.detail,
         )
+        answer = reanswer(original, event_id=ctx.event.id, signature_sha256=sender.signature_sha256)
+        ctx.publish_to_owner(filed.lab_id, answer)
 
     async def _reject_withdrawal(
         self,
@@ -312,21 +348,13 @@ class IntakeHandlers:
         sends as it; the answer says no more than ``authentication_failed``).
         """
         if not trusted:
-            count = await repository.count_refusal(
+            if not await self.refusals_answered.answer(
                 ctx.conn,
-                source=answer.lab_id or "-",
+                source=answer.lab_id,
                 reason=refusal.reason.value,
                 at=answer.rejected_at,
                 event_id=answer.rejected_event_id,
-            )
-            limit = self.settings.intake_refusals_answered_per_hour
-            if count > limit:
-                if count == limit + 1:
-                    log.warning(
-                        "more than %d refusals this hour claiming lab %r: no more answers",
-                        limit,
-                        answer.lab_id,
-                    )
+            ):
                 return
         else:
             await repository.add_history(

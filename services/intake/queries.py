@@ -48,7 +48,7 @@ class RefusalCount:
 async def refusal_counts(conn: Connection, since: datetime) -> list[RefusalCount]:
     """Refusals of input that could not speak for a submission, per claimed sender and hour."""
     rows = await conn.fetch(
-        """SELECT source, hour, reason, refused, last_event_id FROM refusal_counts
+        """SELECT source, hour, reason, refused, last_event_id FROM trust_refusal_counts
            WHERE hour >= date_trunc('hour', $1::timestamptz)
            ORDER BY hour DESC, refused DESC""",
         since,
@@ -70,10 +70,10 @@ async def submissions_by_state(conn: Connection) -> dict[tuple[str, str], int]:
 
 async def recent_refusals(conn: Connection, now: datetime) -> dict[str, int]:
     """Refusals of input that could not speak for a submission, by reason, in the
-    current and the previous clock hour (the hourly buckets refusal_counts keeps). Not
+    current and the previous clock hour (the hourly buckets trust_refusal_counts keeps). Not
     by claimed sender: that is the sender's choice, and labels must not be."""
     rows = await conn.fetch(
-        """SELECT reason, sum(refused)::bigint AS n FROM refusal_counts
+        """SELECT reason, sum(refused)::bigint AS n FROM trust_refusal_counts
            WHERE hour >= date_trunc('hour', $1::timestamptz) - interval '1 hour'
            GROUP BY reason""",
         now,

@@ -1,4 +1,5 @@
-"""All of intake's SQL: lab registry, nonces, submissions, review windows, history.
+"""All of intake's SQL: submissions, their history, duplicates (the registry, nonces and
+refusal counts are the trust library's, the review-window clock the runtime's timers).
 
 Every function takes the connection it runs on; handlers pass the delivery's
 connection so their writes share the inbox claim's transaction.
@@ -14,50 +15,17 @@ from uuid import UUID
 
 import asyncpg
 
-from contracts.events.intake import SubmissionAccepted
+from contracts.events.intake import SubmissionAccepted, SubmissionRejected
 from services.intake.decisions import FiledSubmission, HistoryKind, SubmissionState
-from services.trust.refusal import Refusal
 
 if TYPE_CHECKING:
     from services.runtime.database import Connection
 
 
-# --- refusals of input that may not speak for a submission -------------------------
-
-
-async def count_refusal(
-    conn: Connection, *, source: str, reason: str, at: datetime, event_id: str | None
-) -> int:
-    """Count a refusal in its claimed sender's hour; returns that sender's count this hour.
-
-    Unauthenticated input is aggregated, not stored one row per record: what a flood
-    costs is one counter per claimed sender, reason and hour.
-    """
-    count: int = await conn.fetchval(
-        """WITH counted AS (
-               INSERT INTO refusal_counts (source, hour, reason, refused, first_event_id,
-                                           last_event_id)
-               VALUES ($1, date_trunc('hour', $2::timestamptz), $3, 1, $4, $4)
-               ON CONFLICT (source, hour, reason) DO UPDATE
-                   SET refused = refusal_counts.refused + 1, last_event_id = $4
-               RETURNING refused
-           )
-           SELECT (SELECT refused FROM counted) + coalesce(
-               (SELECT sum(refused) FROM refusal_counts
-                WHERE source = $1 AND hour = date_trunc('hour', $2::timestamptz)
-                  AND reason <> $3), 0)""",
-        source,
-        at,
-        reason,
-        event_id,
-    )
-    return count
-
-
-async def prune(conn: Connection, *, history_before: datetime, counts_before: datetime) -> None:
-    """Forget history and refusal counts past their retention (settings, README)."""
+async def prune(conn: Connection, *, history_before: datetime) -> None:
+    """Forget history past its retention (settings, README); the refusal counts are the
+    trust library's (``RefusalCountPurge``)."""
     await conn.execute("DELETE FROM submission_history WHERE at < $1", history_before)
-    await conn.execute("DELETE FROM refusal_counts WHERE hour < $1", counts_before)
 
 
 # --- submissions ----------------------------------------------------------------------
@@ -100,8 +68,9 @@ async def record_acceptance(
         """WITH submission AS (
                INSERT INTO submissions (submission_id, lab_id, body_sha256, filed_event_id, body,
                    state, reason, detail, criteria_version, model_id, review_days, received_at,
-                   deadline)
-               VALUES ($1, $2, $3, $4, $5::jsonb, 'accepted', $6, $7, $8, $9, $10, $11, $12)
+                   deadline, decision)
+               VALUES ($1, $2, $3, $4, $5::jsonb, 'accepted', $6, $7, $8, $9, $10, $11, $12,
+                       $13::jsonb)
            )
            INSERT INTO submission_history (submission_id, at, kind, event_id, reason, detail)
            VALUES ($1, $11, 'accepted', $4, $6, $7)""",
@@ -117,34 +86,52 @@ async def record_acceptance(
         accepted.review_days,
         accepted.accepted_at,
         accepted.deadline,
+        accepted.model_dump_json(exclude_none=True),
     )
 
 
 async def record_content_rejection(
-    conn: Connection,
-    *,
-    submission_id: UUID,
-    lab_id: str,
-    body_sha256: str,
-    event_id: str,
-    body: dict[str, Any],
-    refusal: Refusal,
-    now: datetime,
+    conn: Connection, rejected: SubmissionRejected, body: dict[str, Any]
 ) -> None:
     """An authenticated filing refused on its content still binds the id to its body."""
+    assert rejected.submission_id is not None and rejected.lab_id is not None
+    assert rejected.body_sha256 is not None and rejected.rejected_event_id is not None
     await conn.execute(
         """INSERT INTO submissions (submission_id, lab_id, body_sha256, filed_event_id, body,
-               state, reason, detail, received_at)
-           VALUES ($1, $2, $3, $4, $5::jsonb, 'rejected', $6, $7, $8)""",
-        submission_id,
-        lab_id,
-        body_sha256,
-        event_id,
+               state, reason, detail, received_at, decision)
+           VALUES ($1, $2, $3, $4, $5::jsonb, 'rejected', $6, $7, $8, $9::jsonb)""",
+        rejected.submission_id,
+        rejected.lab_id,
+        rejected.body_sha256,
+        rejected.rejected_event_id,
         _json(body),
-        refusal.reason.value,
-        refusal.detail,
-        now,
+        rejected.reason.value,
+        rejected.detail,
+        rejected.rejected_at,
+        rejected.model_dump_json(exclude_none=True),
     )
+
+
+async def count_duplicate(
+    conn: Connection, submission_id: UUID, at: datetime
+) -> tuple[int, SubmissionAccepted | SubmissionRejected]:
+    """Count a duplicate filing in its clock hour; returns this hour's count and the
+    original decision. The count lives on the submission's row: no row per duplicate."""
+    row = await conn.fetchrow(
+        """UPDATE submissions SET
+               duplicates = duplicates + 1,
+               duplicates_in_hour = CASE
+                   WHEN duplicates_hour = date_trunc('hour', $2::timestamptz)
+                   THEN duplicates_in_hour + 1 ELSE 1 END,
+               duplicates_hour = date_trunc('hour', $2::timestamptz)
+           WHERE submission_id = $1
+           RETURNING state, duplicates_in_hour, decision::text""",
+        submission_id,
+        at,
+    )
+    assert row is not None, f"submission {submission_id} vanished"
+    kind = SubmissionRejected if row["state"] == "rejected" else SubmissionAccepted
+    return row["duplicates_in_hour"], kind.model_validate_json(row["decision"])
 
 
 async def record_withdrawal(conn: Connection, submission_id: UUID, at: datetime) -> None:

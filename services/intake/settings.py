@@ -34,6 +34,10 @@ class IntakeSettings(RuntimeSettings):
     # Input that may not speak for a submission (unauthenticated, or about another
     # lab's id) is counted per claimed sender and hour, and answered at most this often.
     intake_refusals_answered_per_hour: int = 100
+    # A duplicate filing (the same body again, newly signed) is answered with a copy of
+    # the original decision at most this often per submission and hour; beyond it,
+    # duplicates are only counted (submissions.duplicates).
+    intake_duplicates_answered_per_hour: int = 10
     # Retention: a submission's history, and the hourly refusal counts; rows past it
     # are deleted at start and then every intake_prune_every_s (by the injected clock).
     intake_history_keep_days: int = 400

@@ -2,13 +2,14 @@
 
 Labs use it to generate an Ed25519 key pair, build a SubmissionFiled from a
 manifest file, sign it (the contract's signing rule), publish it to
-lab.submissions keyed by its submission id, follow the outcome on
-intake.events, withdraw it, and sign compliance acknowledgements for
+lab.submissions keyed by its submission id, follow the outcome on its own
+answers feed (labs.<lab id>.answers, from where it stood when the input was
+sent), withdraw it, and sign compliance acknowledgements for
 lab.compliance. It depends on the shared ``contracts`` package only, never on
 the agency's services.
 """
 
-from services.labclient.client import LabClient, Outcome
+from services.labclient.client import FROM_BEGINNING, FeedPosition, LabClient, Outcome
 from services.labclient.keys import generate_key, load_private_key, public_key_base64
 from services.labclient.signing import (
     ManifestError,
@@ -21,6 +22,8 @@ from services.labclient.signing import (
 )
 
 __all__ = [
+    "FROM_BEGINNING",
+    "FeedPosition",
     "LabClient",
     "ManifestError",
     "Outcome",

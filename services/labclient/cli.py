@@ -48,7 +48,7 @@ from rich.console import Console
 
 from contracts import CloudEvent, ContractViolation, decode
 from contracts.registry import TOPIC_BY_NAME
-from services.labclient.client import FeedMissing, LabClient, Outcome, describe
+from services.labclient.client import FROM_BEGINNING, FeedMissing, LabClient, Outcome, describe
 from services.labclient.enforcer import AppliedVersion, Enforcer
 from services.labclient.feed import PolicyFeed
 from services.labclient.keys import (
@@ -243,7 +243,7 @@ async def _send_and_wait(
         except TimeoutError as exc:
             console.print(
                 f"[yellow]no answer yet[/yellow]: {exc}; try "
-                f"`follow {event.subject} --event-id {event.id}`"
+                f"`follow {event.subject} --event-id {event.id} --from-beginning`"
             )
             raise typer.Exit(3) from exc
 
@@ -330,20 +330,35 @@ def follow(
             "not trust for the submission); repeatable.",
         ),
     ] = None,
+    from_beginning: Annotated[
+        bool,
+        typer.Option(
+            "--from-beginning",
+            help="Print the answers already on the feed too (its history), not only new ones.",
+        ),
+    ] = False,
 ) -> None:
-    """Print intake's events about a submission as they arrive (from the first)."""
+    """Print the agency's answers about a submission as they arrive (from now on, or
+    with --from-beginning from the first)."""
     profile = _profile(ctx)
     client = LabClient(lab_id=profile.lab(), settings=profile.settings)  # no key needed
+    keys = tuple(event_ids or ())
 
     async def run() -> None:
-        async for event in client.follow(
-            submission_id, seconds=timeout, event_ids=tuple(event_ids or ())
-        ):
-            if as_json:
-                print(event.model_dump_json(exclude_none=True))
-            else:
-                print(f"{event.time.isoformat()}  {describe(event)}")
-            sys.stdout.flush()
+        async with client:
+            since = (
+                FROM_BEGINNING
+                if from_beginning
+                else await client.position({str(submission_id), *keys})
+            )
+            async for event in client.follow(
+                submission_id, seconds=timeout, event_ids=keys, since=since
+            ):
+                if as_json:
+                    print(event.model_dump_json(exclude_none=True))
+                else:
+                    print(f"{event.time.isoformat()}  {describe(event)}")
+                sys.stdout.flush()
 
     _run(run())
 

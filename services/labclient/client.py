@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
@@ -101,16 +102,27 @@ def answer_to(sent: CloudEvent[Any], event: CloudEvent[Event]) -> Outcome | None
     An answer naming ``sent``'s event id counts only if it is bound to ``sent``'s
     signature, or bound to none (a refusal of unauthenticated input, reported as
     unbound): an answer bound to another signature is the answer to another record.
+    A filing whose body was filed before (a duplicate) is answered by a copy of the
+    original decision bound to it (``duplicate_event_id``); the original decision, or
+    a copy answering another duplicate, is its answer too, but unbound.
     """
     data = event.data
     quoted = getattr(data, "signature_sha256", None)
-    if quoted is not None and quoted != signature_sha256(sent):
-        answered_id = getattr(data, "rejected_event_id", None) or getattr(
-            data, "filed_event_id", None
-        )
-        if answered_id == sent.id or getattr(data, "requested_event_id", None) == sent.id:
+    ours = signature_sha256(sent)
+    if quoted is not None and quoted != ours:
+        answered = {
+            getattr(data, name, None)
+            for name in (
+                "rejected_event_id",
+                "filed_event_id",
+                "requested_event_id",
+                "duplicate_event_id",
+            )
+        }
+        if sent.id in answered:
             return None  # bound to someone else's signature under our id
     bound = quoted is not None
+    duplicate_bound = quoted == ours and getattr(data, "duplicate_event_id", None) == sent.id
     if isinstance(sent.data, WithdrawalRequested):
         if isinstance(data, SubmissionWithdrawn) and data.requested_event_id == sent.id:
             return Outcome("withdrawn", event, describe(event), bound)
@@ -119,20 +131,41 @@ def answer_to(sent: CloudEvent[Any], event: CloudEvent[Event]) -> Outcome | None
         return None
     if not isinstance(sent.data, SubmissionFiled):
         return None
+    duplicate = f"duplicate; the original stands: {describe(event)}"
     if isinstance(data, SubmissionAccepted):
         if data.filed_event_id == sent.id:
             return Outcome("accepted", event, describe(event), bound)
         if data.body_sha256 == body_sha256(sent.data):
-            return Outcome("duplicate", event, f"duplicate; the original stands: {describe(event)}")
+            return Outcome("duplicate", event, duplicate, duplicate_bound)
     if isinstance(data, SubmissionRejected):
         if data.rejected_event_id == sent.id:
             return Outcome("rejected", event, describe(event), bound)
         if data.reason in BINDING_REJECTIONS and data.body_sha256 == body_sha256(sent.data):
-            return Outcome("duplicate", event, f"duplicate; the original stands: {describe(event)}")
+            return Outcome("duplicate", event, duplicate, duplicate_bound)
     return None
 
 
 UNBOUND_GRACE_S = 5.0
+SENT_POSITIONS_KEPT = 10_000  # the send positions a client remembers, newest
+
+
+@dataclass(frozen=True)
+class FeedPosition:
+    """Where the lab's answers feed stood: per partition, the offset of the next record
+    (``read_committed``: the last stable offset, so nothing an open agency transaction
+    may still commit is skipped). A partition it does not name is read from its
+    beginning, so ``FROM_BEGINNING`` (no partitions) is the whole history."""
+
+    offsets: Mapping[int, int] = field(default_factory=dict)
+
+
+FROM_BEGINNING = FeedPosition()
+
+
+def answer_keys(sent: CloudEvent[Any]) -> set[str]:
+    """The record keys intake's answer to ``sent`` may carry: the submission id (its
+    subject), or the event id for input intake could not trust for the submission."""
+    return {sent.subject, sent.id}
 
 
 class FeedMissing(RuntimeError):
@@ -150,6 +183,10 @@ class LabClient:
     Each publish is a PRODUCER span (of ``tracer_provider``, else OpenTelemetry's global
     one: none recorded unless the lab configured tracing) whose W3C context travels in
     the record's headers, so the agency's trace of the submission continues the lab's.
+
+    Before it sends a filing or a withdrawal, ``publish`` notes where the answers feed
+    stands on the partitions its answer can land on (``sent_position``); ``outcome``
+    reads from there, so a lab's long history of answers is never read again.
     """
 
     def __init__(
@@ -171,7 +208,9 @@ class LabClient:
         self.source = f"/labs/{lab_id}"
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._producer: AIOKafkaProducer | None = None
+        self._offsets: AIOKafkaConsumer | None = None  # asks the feed's end offsets
         self._starting = asyncio.Lock()  # concurrent first publishes start one producer
+        self._sent: OrderedDict[str, FeedPosition] = OrderedDict()
 
     async def __aenter__(self) -> Self:
         return self
@@ -188,6 +227,9 @@ class LabClient:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        if self._offsets is not None:
+            await self._offsets.stop()
+            self._offsets = None
 
     # building (no broker needed) ------------------------------------------------------
     def _identity(self) -> tuple[Ed25519PrivateKey, str]:
@@ -216,9 +258,15 @@ class LabClient:
         return self.submissions_topic
 
     async def publish(self, event: CloudEvent[Any]) -> CloudEvent[Any]:
-        """Send and wait for the broker's acknowledgement; the key is the subject."""
+        """Send and wait for the broker's acknowledgement; the key is the subject.
+
+        A filing or withdrawal is sent only after the answers feed's position was
+        noted (``sent_position``): its answer is appended after it. Raises
+        ``FeedMissing`` (nothing sent) when the lab has no answers feed."""
         producer = await self._started_producer()
         topic = self.topic_for(event)
+        if topic == self.submissions_topic:
+            self._remember(event.id, await self.position(answer_keys(event)))
         with self.tracer.start_as_current_span(
             f"{topic} publish",
             kind=SpanKind.PRODUCER,
@@ -251,6 +299,17 @@ class LabClient:
         event = self.envelope(self.withdrawal(submission_id, reason))
         await self.publish(event)
         return event  # type: ignore[return-value]
+
+    def sent_position(self, event: CloudEvent[Any]) -> FeedPosition | None:
+        """Where the answers feed stood when this client published ``event`` (None if it
+        did not, or so long ago that it forgot: it keeps the latest 10,000)."""
+        return self._sent.get(event.id)
+
+    def _remember(self, event_id: str, position: FeedPosition) -> None:
+        self._sent[event_id] = position
+        self._sent.move_to_end(event_id)
+        while len(self._sent) > SENT_POSITIONS_KEPT:
+            self._sent.popitem(last=False)
 
     async def _started_producer(self) -> AIOKafkaProducer:
         async with self._starting:
@@ -285,6 +344,24 @@ class LabClient:
             }
         )
 
+    async def position(self, keys: Iterable[str]) -> FeedPosition:
+        """Where the answers feed stands now on the partitions ``keys`` hash to: what a
+        follower that must miss nothing from now on starts from."""
+        partitions = await self._answer_partitions(keys)
+        async with self._starting:
+            if self._offsets is None:
+                consumer = AIOKafkaConsumer(
+                    **aiokafka_options(self.settings),
+                    group_id=None,
+                    enable_auto_commit=False,
+                    isolation_level="read_committed",  # end offsets = last stable offsets
+                )
+                await consumer.start()
+                self._offsets = consumer
+            offsets = self._offsets
+        ends = await offsets.end_offsets(partitions)
+        return FeedPosition({tp.partition: offset for tp, offset in ends.items()})
+
     async def follow(
         self,
         submission_id: UUID,
@@ -292,14 +369,15 @@ class LabClient:
         seconds: float = 30.0,
         event_ids: tuple[str, ...] = (),
         deadline: Callable[[], float] | None = None,
+        since: FeedPosition = FROM_BEGINNING,
     ) -> AsyncIterator[CloudEvent[Event]]:
         """The agency's answers about ``submission_id``, oldest first, for ``seconds``.
 
-        Reads the lab's answers feed (its own answers only, so short), only the
-        partitions the keys hash to, from their beginning, committed records only. Intake keys an
-        answer by the input's event id instead of the submission id when the input
-        may not speak for the submission (it failed authentication, or the
-        submission is another lab's): pass those event ids to see them too.
+        Reads the lab's answers feed, only the partitions the keys hash to, from
+        ``since`` (by default their beginning: the whole history), committed records
+        only. Intake keys an answer by the input's event id instead of the submission
+        id when the input may not speak for the submission (it failed authentication,
+        or the submission is another lab's): pass those event ids to see them too.
         ``deadline`` (the loop time to stop at, asked again at every poll) may end it sooner.
         """
         keys = {str(key) for key in (submission_id, *event_ids)}
@@ -314,7 +392,11 @@ class LabClient:
         await consumer.start()
         try:
             consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
+            for partition in partitions:
+                if partition.partition in since.offsets:
+                    consumer.seek(partition, since.offsets[partition.partition])
+                else:
+                    await consumer.seek_to_beginning(partition)
             loop = asyncio.get_running_loop()
             end = loop.time() + seconds
             while (left := min(end, deadline() if deadline else end) - loop.time()) > 0:
@@ -330,19 +412,38 @@ class LabClient:
         finally:
             await consumer.stop()
 
-    async def outcome(self, sent: CloudEvent[Any], *, within_s: float = 30.0) -> Outcome:
+    async def outcome(
+        self,
+        sent: CloudEvent[Any],
+        *,
+        within_s: float = 30.0,
+        since: FeedPosition | None = None,
+    ) -> Outcome:
         """Wait for intake's answer to ``sent`` (a filing or a withdrawal).
 
-        The answer is keyed by the submission id, or by ``sent.id`` when intake
-        could not trust the input for that submission: both are followed. A
-        duplicate gets no answer of its own: the original's answer is the outcome.
+        Reads the answers feed from ``since``, by default from where it stood when
+        this client published ``sent`` (``sent_position``); for input another process
+        sent, pass ``since`` (``FROM_BEGINNING`` reads the history). The answer is
+        keyed by the submission id, or by ``sent.id`` when intake could not trust the
+        input for that submission: both are followed. A duplicate (the same body
+        filed again) is answered with a copy of the original decision bound to it.
         """
+        start = since or self.sent_position(sent)
+        if start is None:
+            raise ValueError(
+                f"event {sent.id} was not published by this client: pass since= "
+                "(FROM_BEGINNING reads the whole feed)"
+            )
         submission_id: UUID = sent.data.submission_id
         unbound: Outcome | None = None
         loop = asyncio.get_running_loop()
         end = [loop.time() + within_s]  # moved sooner by an unbound answer
         async for event in self.follow(
-            submission_id, seconds=within_s, event_ids=(sent.id,), deadline=lambda: end[0]
+            submission_id,
+            seconds=within_s,
+            event_ids=(sent.id,),
+            deadline=lambda: end[0],
+            since=start,
         ):
             answer = answer_to(sent, event)
             if answer is not None and answer.bound:

@@ -160,7 +160,7 @@ class Rig:
     async def refused(self, claimed_lab: str) -> dict[str, int]:
         """The operator's view of refused input claiming ``claimed_lab``: reason -> count."""
         rows = await self.fetch(
-            "SELECT reason, sum(refused)::int AS n FROM refusal_counts WHERE source = $1 "
+            "SELECT reason, sum(refused)::int AS n FROM trust_refusal_counts WHERE source = $1 "
             "GROUP BY reason",
             claimed_lab,
         )

@@ -89,7 +89,7 @@ async def test_operator_and_lab_command_lines(rig: Rig, tmp_path: Path) -> None:
     assert code == 0
     code, _, err = await lab("publish", str(tmp_path / "filed.json"))
     assert code == 0 and "duplicate; the original stands: accepted" in err, err
-    code, out, _ = await lab("follow", submission_id, "--timeout", "2")
+    code, out, _ = await lab("follow", submission_id, "--timeout", "2", "--from-beginning")
     assert code == 0 and "accepted (covered_by_compute)" in out
 
     # Status, then withdrawal.
@@ -137,7 +137,7 @@ async def test_operator_and_lab_command_lines(rig: Rig, tmp_path: Path) -> None:
     code, out, _ = await lab("follow", second_id, "--timeout", "2")
     assert code == 0 and "authentication_failed" not in out
     code, out, _ = await lab(
-        "follow", second_id, "--event-id", refused_id.group(1), "--timeout", "2"
+        "follow", second_id, "--event-id", refused_id.group(1), "--timeout", "2", "--from-beginning"
     )
     assert code == 0 and "rejected (authentication_failed)" in out, out
     code, _, err = await lab("submit", str(second))  # the old key, inside its overlap

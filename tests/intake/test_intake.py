@@ -692,7 +692,7 @@ async def test_a_flood_of_unauthenticated_input_is_answered_up_to_the_hourly_lim
         assert len(answered) == 10
         assert (await rig.refused("flood-lab"))["unknown_lab"] == 30
         rows = await rig.fetch(
-            "SELECT count(*) AS n FROM refusal_counts WHERE source = 'flood-lab'"
+            "SELECT count(*) AS n FROM trust_refusal_counts WHERE source = 'flood-lab'"
         )
         assert rows[0]["n"] == 1, "one counter, not a row per record"
 
@@ -776,10 +776,11 @@ async def test_history_and_refusal_counts_are_deleted_past_their_retention(
             found = await rig.fetch(f"SELECT count(*) AS n FROM {table}")
             return int(found[0]["n"])
 
-        assert await rows("submission_history") == 1 and await rows("refusal_counts") == 1
+        assert await rows("submission_history") == 1 and await rows("trust_refusal_counts") == 1
         rig.clock.advance(91 * day)
         await wait_for(
-            lambda: _zero(rows("refusal_counts")), what="refusal counts older than 90 days gone"
+            lambda: _zero(rows("trust_refusal_counts")),
+            what="refusal counts older than 90 days gone",
         )
         assert await rows("submission_history") == 1, "history is kept 400 days"
         rig.clock.advance(310 * day)
@@ -840,7 +841,7 @@ async def test_a_filing_queued_while_intake_was_down_is_judged_fresh_at_its_appe
 async def refusal_counts(config: IntakeSettings, lab_id: str) -> dict[str, int]:
     async with connect(config, SCHEMA) as conn:
         rows = await conn.fetch(
-            "SELECT reason, sum(refused)::int AS n FROM refusal_counts WHERE source = $1 "
+            "SELECT reason, sum(refused)::int AS n FROM trust_refusal_counts WHERE source = $1 "
             "GROUP BY reason",
             lab_id,
         )
