@@ -59,6 +59,7 @@ from docs.lab_examples import (
     example_public_key,
     lab_examples,
 )
+from services.access.settings import AccessSettings
 from services.intake.criteria import load_criteria
 from services.intake.decisions import (
     invalid_input_refusal,
@@ -502,6 +503,10 @@ def section_refusals() -> str:
     return _table(["the SubmissionFiled example with", "reason", "the sender is told"], rows)
 
 
+def _default(settings: type[RuntimeSettings], name: str) -> object:
+    return settings.model_fields[name].default
+
+
 def section_limits() -> str:
     settings = RuntimeSettings()
     return _table(
@@ -518,8 +523,14 @@ def section_limits() -> str:
             ["CloudEvent `id`, `type`, `subject`", "1-200 characters; `source` 1-500"],
             ["canonical UUID (`submission_id`, `order_ids`)", _code(UUID_PATTERN)],
             [
-                "answers to input that did not authenticate, per claimed lab and hour",
-                str(IntakeSettings.model_fields["intake_refusals_answered_per_hour"].default),
+                "answers to input that did not authenticate, per claimed lab and hour "
+                "(submissions; acknowledgements)",
+                f"{_default(IntakeSettings, 'intake_refusals_answered_per_hour')}; "
+                f"{_default(AccessSettings, 'access_refusals_answered_per_hour')}",
+            ],
+            [
+                "answers to duplicates of one filing, per submission and hour",
+                str(_default(IntakeSettings, "intake_duplicates_answered_per_hour")),
             ],
             ["a DLQ topic's records", f"up to {DLQ_MAX_MESSAGE_BYTES:,} bytes (the full original)"],
         ],
