@@ -101,8 +101,8 @@ def outcomes_on(run: Run, topics: Iterable[str]) -> dict[str, list[str]]:
     for topic in topics:
         for event in events(run, topic):
             sid = event.submission_id
-            if sid is None:
-                continue
+            if sid is None or event.data.get("duplicate_event_id"):
+                continue  # a copy answering a duplicate is no outcome of its own
             if event.type == "SubmissionRejected":
                 found[sid].append("rejected")
             elif event.type == "SubmissionWithdrawn":
@@ -137,14 +137,19 @@ def terminal_outcomes(run: Run) -> list[str]:
 
 
 def lab_feed_outcomes(run: Run) -> list[str]:
-    """Each lab hears its submissions' outcomes once, on its own answers feed."""
+    """Each lab hears its submissions' outcomes once, on its own answers feed; a re-filed
+    submission's duplicate is answered with one copy of the acceptance, bound to it."""
     problems = []
     for lab_id in run.rig.labs:
         feed = f"labs.{lab_id}.answers"
         found = outcomes_on(run, [feed])
+        on_feed = events(run, feed)
         accepted = Counter(
-            e.submission_id for e in events(run, feed) if e.type == "SubmissionAccepted"
+            e.submission_id
+            for e in on_feed
+            if e.type == "SubmissionAccepted" and not e.data.get("duplicate_event_id")
         )
+        copies = Counter(e.submission_id for e in on_feed if e.data.get("duplicate_event_id"))
         for planned in run.planned:
             sid = str(planned.submission_id)
             if planned.lab_id != lab_id:
@@ -157,6 +162,9 @@ def lab_feed_outcomes(run: Run) -> list[str]:
             wanted = 0 if planned.kind is Kind.REJECTED else 1
             if accepted[sid] != wanted:
                 problems.append(f"{feed}: {sid} accepted {accepted[sid]} times")
+            refiled = 1 if planned.kind is Kind.REFILED else 0
+            if copies[sid] != refiled:
+                problems.append(f"{feed}: {sid} ({planned.kind}) got {copies[sid]} copies")
     return problems
 
 
