@@ -164,8 +164,10 @@ FROM_BEGINNING = FeedPosition()
 
 def answer_keys(sent: CloudEvent[Any]) -> set[str]:
     """The record keys intake's answer to ``sent`` may carry: the submission id (its
-    subject), or the event id for input intake could not trust for the submission."""
-    return {sent.subject, sent.id}
+    subject, unless the record was built otherwise), or the event id for input intake
+    could not trust for the submission."""
+    named = getattr(sent.data, "submission_id", None)
+    return {sent.subject, sent.id} | ({str(named)} if named is not None else set())
 
 
 class FeedMissing(RuntimeError):
