@@ -19,12 +19,13 @@ import html
 import json
 import sys
 from functools import cache
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 import yaml
+from fastapi import FastAPI, HTTPException, status
+from fastapi.responses import HTMLResponse
 from faststream.specification.asyncapi.site import (
     ASYNCAPI_CSS_DEFAULT_URL,
     ASYNCAPI_JS_DEFAULT_URL,
@@ -119,28 +120,24 @@ def index() -> str:
     )
 
 
-class Pages(BaseHTTPRequestHandler):
-    server_version = "frontier-review-asyncapi"
+def create_app() -> FastAPI:
+    """The read-only pages: ``/`` lists the services, ``/<service>`` shows one."""
+    # HTML pages only: no machine API to describe, so no OpenAPI routes.
+    app = FastAPI(
+        title="frontier-review AsyncAPI pages", docs_url=None, redoc_url=None, openapi_url=None
+    )
 
-    def do_GET(self) -> None:
-        name = self.path.split("?", 1)[0].strip("/")
-        if not name:
-            self._send(HTTPStatus.OK, index())
-        elif name in services():
-            self._send(HTTPStatus.OK, page(name))
-        else:
-            self._send(HTTPStatus.NOT_FOUND, "no such document")
+    @app.get("/", response_class=HTMLResponse)
+    def listing() -> str:
+        return index()
 
-    def _send(self, status: HTTPStatus, text: str) -> None:
-        body = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    @app.get("/{service}", response_class=HTMLResponse)
+    def document(service: str) -> str:
+        if service not in services():
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such document")
+        return page(service)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        sys.stderr.write(f"asyncapi-docs: {self.address_string()} {format % args}\n")
+    return app
 
 
 def main(argv: list[str]) -> int:
@@ -150,14 +147,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8306)
     args = parser.parse_args(argv)
-    server = ThreadingHTTPServer((args.host, args.port), Pages)
-    print(f"asyncapi-docs: http://{args.host}:{server.server_port}/", file=sys.stderr)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    print(f"asyncapi-docs: http://{args.host}:{args.port}/", file=sys.stderr)
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
     return 0
 
 

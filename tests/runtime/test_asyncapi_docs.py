@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from services.runtime import asyncapi_docs
 
@@ -53,3 +54,14 @@ def test_a_document_cannot_end_the_page_script_early() -> None:
     script = page.split("AsyncApiStandalone.render(", 1)[1].rsplit(", root);", 1)[0]
     assert "</" not in script
     assert json.loads(script.replace("<\\/", "</"))["schema"] == hostile
+
+
+def test_the_pages_are_served_and_nothing_else() -> None:
+    client = TestClient(asyncapi_docs.create_app())
+    listing = client.get("/")
+    assert listing.status_code == 200 and listing.headers["content-type"].startswith("text/html")
+    assert all(f'href="/{name}"' in listing.text for name in asyncapi_docs.services())
+    risk = client.get("/risk")
+    assert risk.status_code == 200 and "AsyncApiStandalone.render(" in risk.text
+    for missing in ("/nope", "/..%2f..%2fetc%2fpasswd", "/openapi.json", "/docs"):
+        assert client.get(missing).status_code == 404, missing

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import NotLeaderForPartitionError
 
 from contracts.principals import Role
 from services.runtime import SYSTEM_CLOCK, RuntimeSettings, outbox
@@ -139,6 +140,26 @@ class HangsMidBatch(OutboxRelay):
         return await super()._send_one(producer, row)
 
 
+class SendFailsLater(OutboxRelay):
+    """Once, a record's send fails after the transaction went on without it: what
+    aiokafka does with a batch that expired on a retriable error (NotLeaderForPartition
+    after its request timeout, seen on a first produce to a freshly created feed): the
+    record's future fails, the transaction does not, and a commit would mark the row
+    published although Kafka never took it."""
+
+    sends = 0
+    failed = False
+
+    async def _send_one(self, producer: AIOKafkaProducer, row: OutboxRow) -> Any:
+        self.sends += 1
+        if self.sends == 30 and not self.failed:
+            self.failed = True
+            lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            lost.set_exception(NotLeaderForPartitionError())
+            return lost
+        return await super()._send_one(producer, row)
+
+
 async def test_relay_publishes_each_row_once_in_key_order(
     settings: RuntimeSettings, schema: str, new_topic: NewTopic
 ) -> None:
@@ -163,6 +184,21 @@ async def test_relay_crash_windows_neither_lose_nor_duplicate(
             await wait_for(partial(all_published, config, rows), what="all rows published")
             assert getattr(relay, "crashed"), f"{crashing.__name__} never crashed"  # noqa: B009
     await assert_exactly_once_in_order(config, topic, rows)
+
+
+async def test_a_send_that_fails_after_the_fact_aborts_its_transaction(
+    settings: RuntimeSettings, schema: str, new_topic: NewTopic
+) -> None:
+    """The relay waits for every record's acknowledgement before it commits: a record
+    whose send failed (while the transaction itself did not) aborts the batch, and the
+    batch is published again, whole; no row is marked published that Kafka lacks."""
+    topic = await new_topic("relay-lost-send")
+    config = relay_settings(settings, schema, relay_batch_size=40)
+    await fill_outbox(config, topic, 160)
+    async with relays(config, SendFailsLater) as (relay,):
+        await wait_for(partial(all_published, config, 160), what="all rows published")
+        assert getattr(relay, "failed"), "the send never failed"  # noqa: B009
+    await assert_exactly_once_in_order(config, topic, 160)
 
 
 async def test_a_transaction_left_open_is_fenced_by_the_successor(

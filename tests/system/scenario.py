@@ -64,7 +64,12 @@ TABLES: dict[str, dict[str, str]] = {
         "conclusions": "SELECT submission_id, outcome FROM conclusions",
         "escalations": "SELECT escalation_id, submission_id, status FROM escalations",
         "orders": "SELECT order_id, submission_id, interim FROM orders",
-        "audit": "SELECT sequence, kind, subject FROM audit_log",
+        # What an entry is about, beyond its subject: a submission's interim and final
+        # orders, or its assessments before and after the evaluation completed, are
+        # entries of their own.
+        "audit": "SELECT sequence, kind, subject, concat_ws(' ', content_json->>'order_id', "
+        "content_json->>'assessment_id', content_json->>'escalation_id', "
+        "content_json->>'policy_version') AS about FROM audit_log",
     },
     "access": {
         "policies": "SELECT model_id, version, order_ids FROM model_policies",
@@ -179,6 +184,14 @@ class Faults:
         except UNAVAILABLE:
             return -1
         return self.filing.published - done
+
+    async def in_flight_reaches(self, count: int, *, timeout: float = 300.0) -> None:
+        """Wait until ``count`` submissions are filed and not yet at their outcome."""
+
+        async def reached() -> bool:
+            return await self.in_flight() >= count
+
+        await poll(reached, timeout=timeout, what=f"{count} submissions in flight")
 
     async def moved_on(self, *, at_least: int, timeout: float = 120.0) -> None:
         """Liveness between faults: ``at_least`` more submissions decided or concluded

@@ -1,10 +1,7 @@
-"""The whole system under faults: hundreds of submissions in flight while each service
-is SIGKILLed and restarted in turn, Kafka is restarted and PostgreSQL crashes, with
-about 1 % poison among the records; once with one replica of each service, once with
-two in each consumer group.
-
-Sized for a shared 2-core CI machine: 400 submissions by default
-(``FR_SYSTEM_FAULT_SUBMISSIONS`` sets it; a few thousand need a machine to itself).
+"""The whole system under faults: a few thousand submissions in flight while each
+service is SIGKILLed and restarted in turn, Kafka is restarted and PostgreSQL crashes,
+with about 1 % poison among the records; once with one replica of each service, once
+with two in each consumer group.
 
 What is real: the four services as OS processes on the secured broker and PostgreSQL,
 three labs filing signed submissions through the lab client, two reviewers' signed
@@ -16,8 +13,14 @@ real Inspect run of a one-sample cut of the cyber proxy (tests/system/suites.py)
 the demo model's ``capable`` profile solves (critical cyber: escalation and an interim
 restriction); a review "day" lasts eight seconds.
 
-The run happens once (the module's ``run`` fixture, bounded by ``DEADLINE_S``); each
-test checks one property of what it left (tests/system/properties.py).
+In flight: 3,000 submissions (``FR_SYSTEM_FAULT_SUBMISSIONS``) are filed in the first
+~75 s and their windows (15..25 days, 30 for the evaluated ones: two to four minutes)
+stay open while the faults strike, so each fault finds most of them filed and not yet
+concluded (``Fault.in_flight``, checked below and printed in the run's summary).
+
+The run happens once per variant (the module's ``run`` fixture, bounded by
+``DEADLINE_S``); each test checks one property of what it left
+(tests/system/properties.py).
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ from tests.system.workload import plan_poison, plan_submissions
 
 pytestmark = pytest.mark.system
 
-SUBMISSIONS = int(os.environ.get("FR_SYSTEM_FAULT_SUBMISSIONS", "400"))
+SUBMISSIONS = int(os.environ.get("FR_SYSTEM_FAULT_SUBMISSIONS", "3000"))
 EVALUATED = 6  # text models: one Inspect run each (a third confirmed, dismissed, pending)
-RATE = 10.0  # filings per second
-SECONDS_PER_DAY = 8.0  # a cleared model's window: 1..3 days; an evaluated one's: 30
-DEADLINE_S = 480.0  # from the first filing until everything reached its outcome
+RATE = 40.0  # filings per second
+SECONDS_PER_DAY = 8.0
+CLEARED_DAYS = (15, 25)  # a cleared model's window (an evaluated one's: 30 days)
+DEADLINE_S = 900.0  # from the first filing until everything reached its outcome
+IN_FLIGHT = SUBMISSIONS // 3  # at least this many filed, not concluded, at each fault
 FAULTS = [
     *(f"SIGKILL {name}-1" for name in SERVICES),
     "restart Kafka",
@@ -52,7 +57,7 @@ FAULTS = [
 async def every_fault_in_turn(faults: Faults) -> None:
     """Each service's first replica killed and restarted, then the broker restarted, then
     the database crashed; each fault once the system moved on from the one before."""
-    await faults.moved_on(at_least=SUBMISSIONS // 10)
+    await faults.in_flight_reaches(IN_FLIGHT)
     for name in SERVICES:
         await faults.kill_and_restart(faults.rig.replicas[name][0])
         await faults.moved_on(at_least=50)
@@ -85,7 +90,9 @@ async def run(
         seconds_per_day=SECONDS_PER_DAY,
         replicas=replicas,
     ) as rig:
-        planned = plan_submissions(rig, SUBMISSIONS, evaluated=EVALUATED, seed=12, max_days=3)
+        planned = plan_submissions(
+            rig, SUBMISSIONS, evaluated=EVALUATED, seed=12, days=CLEARED_DAYS
+        )
         poison = plan_poison(rig, planned, seed=12, per_kind=max(1, round(SUBMISSIONS / 1300)))
         try:
             done = await run_workload(
@@ -105,7 +112,8 @@ async def run(
 
 
 def test_every_fault_struck_with_submissions_in_flight(run: Run) -> None:
-    assert not properties.faults_struck(run, FAULTS)
+    problems = properties.faults_struck(run, FAULTS, in_flight=IN_FLIGHT)
+    assert not problems, "\n".join(problems)
 
 
 def test_every_submission_reaches_exactly_one_terminal_outcome(run: Run) -> None:

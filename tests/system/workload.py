@@ -67,11 +67,11 @@ class Intended:
 
 
 def plan_submissions(
-    rig: SystemRig, total: int, *, evaluated: int, seed: int, max_days: int
+    rig: SystemRig, total: int, *, evaluated: int, seed: int, days: tuple[int, int]
 ) -> list[Intended]:
     """``total`` submissions over the rig's labs: ``evaluated`` text models (a third each
     confirmed, dismissed, pending; filed first, with the longest window), 2 % each
-    rejected, withdrawn and re-filed, the rest cleared (windows of 1..``max_days``)."""
+    rejected, withdrawn and re-filed, the rest cleared (windows of ``days``, from..to)."""
     rng = random.Random(seed)
     labs = sorted(rig.labs)
     few = max(2, total // 50)
@@ -86,7 +86,7 @@ def plan_submissions(
             lab_id,
             profile="capable",
             modalities=["text"] if kind.evaluated else ["image"],
-            review_days=30 if kind.evaluated else rng.randint(1, max_days),
+            review_days=30 if kind.evaluated else rng.randint(*days),
             compute=1e20 if kind is Kind.REJECTED else 3.2e26,
         )
         planned.append(Intended(UUID(manifest["submission_id"]), lab_id, kind, manifest))
