@@ -56,6 +56,9 @@ class Event(BaseModel):
 
 D = TypeVar("D", bound=Event)
 
+# Text without C0/C1 control characters (Unicode category Cc).
+NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
+
 
 class CloudEventAttributes(BaseModel):
     """The envelope without its data: validated before the data is looked at."""
@@ -63,11 +66,29 @@ class CloudEventAttributes(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     specversion: Literal["1.0"] = "1.0"
-    id: str = Field(min_length=1, max_length=200, description="Unique per event; the inbox key.")
-    source: str = Field(min_length=1, max_length=500, description="URI-reference of the producer.")
-    type: str = Field(min_length=1, max_length=200, description="Names the payload model.")
+    # No control characters in what answers and logs repeat (an id with a newline or an
+    # ESC forges log lines and terminal output): the trust library could not name such
+    # an id in an answer, so the envelope refuses it rather than answering it unnamed.
+    id: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=NO_CONTROL,
+        description="Unique per event; the inbox key.",
+    )
+    source: str = Field(
+        min_length=1,
+        max_length=500,
+        pattern=NO_CONTROL,
+        description="URI-reference of the producer.",
+    )
+    type: str = Field(
+        min_length=1, max_length=200, pattern=NO_CONTROL, description="Names the payload model."
+    )
     subject: str = Field(
-        min_length=1, max_length=200, description="Submission id, or model id on access topics."
+        min_length=1,
+        max_length=200,
+        pattern=NO_CONTROL,
+        description="Submission id, or model id on access topics.",
     )
     time: AwareDatetime
     datacontenttype: Literal["application/json"] = "application/json"

@@ -181,8 +181,9 @@ LAB_SENDS: dict[str, str] = {
     "specversion": '`"1.0"`',
     "id": "a new UUID (canonical text) for every record you produce; answers name it "
     "(`filed_event_id`, `requested_event_id`, `rejected_event_id`), and an answer to input "
-    "that did not authenticate is keyed by it. Printable text only: an id with a control "
-    "character or NUL cannot be answered",
+    "that did not authenticate is keyed by it. Printable text only: an id (or source, type, "
+    "subject) with a control character is refused as `invalid_envelope`, answered by the "
+    "submission id it names",
     "source": f"`/labs/<lab id>` (`/labs/{LAB_ID}`): not signed and not trusted, but logged",
     "type": "`frontier_review.lab.SubmissionFiled`, `frontier_review.lab.WithdrawalRequested` "
     "or `frontier_review.lab.ComplianceAcknowledged`",

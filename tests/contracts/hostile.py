@@ -79,6 +79,7 @@ UPPER_UUID = "0B9F4A52-6C1E-4F0E-9D55-6F1D2C3B4A01"
 POISONS: dict[str, tuple[str, bytes]] = {
     "NUL in the CloudEvent id": ("lab.submissions", filed("id", "a\x00b")),
     "lone surrogate in the CloudEvent id": ("lab.submissions", filed("id", "\udc80")),
+    "control characters in the CloudEvent id": ("lab.submissions", filed("id", "a\x1b[2Jb\n")),
     "NUL in the notes": ("lab.submissions", filed("data.notes", "see\x00")),
     "NUL in a contact name": ("lab.submissions", filed("data.contacts.0.name", "A\x00")),
     "NUL in an internal id": (

@@ -60,6 +60,7 @@ MALFORMED, ENVELOPE, SCHEMA = "malformed_json", "invalid_envelope", "schema_viol
 EXPECTED: dict[str, tuple[str, set[str] | None]] = {
     "NUL in the CloudEvent id": (ENVELOPE, {"id"}),
     "lone surrogate in the CloudEvent id": (ENVELOPE, {"id"}),
+    "control characters in the CloudEvent id": (ENVELOPE, {"id"}),
     "NUL in the notes": (SCHEMA, {"data.notes"}),
     "NUL in a contact name": (SCHEMA, {"data.contacts.0.name"}),
     "NUL in an internal id": (ENVELOPE, {"id"}),

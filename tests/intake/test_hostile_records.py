@@ -55,6 +55,10 @@ EXPECTED: dict[str, Answered | DeadLettered] = {
     # Items 2 and 19: unstorable strings are refused at decode, with an answer.
     "NUL in the CloudEvent id": Answered(R.INVALID_ENVELOPE, ("id",), NUL),
     "lone surrogate in the CloudEvent id": Answered(R.INVALID_ENVELOPE, ("id",), SURROGATE),
+    # Control characters (an ESC, a newline) would forge log lines and terminal output.
+    "control characters in the CloudEvent id": Answered(
+        R.INVALID_ENVELOPE, ("id",), "should match pattern"
+    ),
     "NUL in the notes": Answered(R.SCHEMA_VIOLATION, ("data.notes",), NUL),
     "NUL in a contact name": Answered(R.SCHEMA_VIOLATION, ("data.contacts.0.name",), NUL),
     # Item 16: no number stops a partition.
