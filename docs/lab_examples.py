@@ -47,14 +47,13 @@ from services.access.compliance import check_acknowledgement
 from services.access.model import ModelPolicy
 from services.intake.criteria import assess_coverage, load_criteria
 from services.intake.decisions import (
-    FiledSubmission,
-    SubmissionState,
     decide_withdrawal,
     invalid_input_refusal,
     rejection,
     window_closed,
 )
 from services.intake.decisions import withdrawn as withdrawn_decision
+from services.intake.model import FiledSubmission, SubmissionState
 from services.labclient.signing import body_sha256, load_manifest, sign
 from services.runtime.settings import RuntimeSettings
 from services.trust.refusal import (

@@ -37,8 +37,8 @@ from rich.table import Table
 from contracts.principals import Role
 from services.intake import queries
 from services.intake.app import SCHEMA
+from services.intake.model import SubmissionStatus
 from services.intake.settings import IntakeSettings
-from services.intake.status import SubmissionStatus
 from services.runtime.database import connect
 from services.runtime.onboarding import KafkaOnboarding
 from services.trust.cli import principal_commands

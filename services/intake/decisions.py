@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from uuid import UUID
 
 from contracts import ContractViolation
@@ -22,6 +21,7 @@ from contracts.events.intake import (
 )
 from contracts.events.lab import SubmissionFiled, WithdrawalRequested
 from services.intake.criteria import CoverageCriteria, assess_coverage
+from services.intake.model import FiledSubmission, SubmissionState
 from services.trust.credentials import check_credential_ref
 from services.trust.refusal import Refusal, answer_fields, shape_refusal
 from services.trust.verifier import Authenticated
@@ -30,37 +30,6 @@ MAX_TEXT = 4000
 MAX_REVIEW_DAYS = 30
 # The durable timer (runtime) that closes a submission's review window at its deadline.
 REVIEW_WINDOW = "review-window"
-
-
-class SubmissionState(StrEnum):
-    ACCEPTED = "accepted"  # review window open
-    REJECTED = "rejected"
-    WITHDRAWN = "withdrawn"
-    CLOSED = "closed"  # review window closed at its deadline
-
-
-class HistoryKind(StrEnum):
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    DUPLICATE = "duplicate"
-    WITHDRAWN = "withdrawn"
-    WITHDRAWAL_REJECTED = "withdrawal_rejected"
-    WINDOW_CLOSED = "window_closed"
-
-
-@dataclass(frozen=True)
-class FiledSubmission:
-    """A submission id bound to one body: the first filing intake decided on its content."""
-
-    submission_id: UUID
-    lab_id: str
-    state: SubmissionState
-    body_sha256: str
-    filed_event_id: str
-    model_id: str | None
-    deadline: datetime | None
-    reason: str
-    detail: str
 
 
 def review_days(requested: int) -> int:

@@ -19,7 +19,6 @@ from services.intake.criteria import CoverageCriteria
 from services.intake.decisions import (
     REVIEW_WINDOW,
     Duplicate,
-    HistoryKind,
     decide_filing,
     decide_refiling,
     decide_withdrawal,
@@ -31,6 +30,7 @@ from services.intake.decisions import (
     withdrawn,
     withdrawn_detail,
 )
+from services.intake.model import HistoryKind
 from services.intake.settings import IntakeSettings
 from services.runtime import Context, InvalidContext, Timer, TimerContext, TxContext
 from services.trust.answers import AnswerLimit

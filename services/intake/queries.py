@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from services.intake.status import HistoryEntry, SubmissionStatus
+from services.intake.model import HistoryEntry, SubmissionStatus
 
 if TYPE_CHECKING:
     from services.runtime.database import Connection

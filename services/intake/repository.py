@@ -8,7 +8,6 @@ connection so their writes share the inbox claim's transaction.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -16,7 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from contracts.events.intake import SubmissionAccepted, SubmissionRejected
-from services.intake.decisions import FiledSubmission, HistoryKind, SubmissionState
+from services.intake.model import ClosedWindow, FiledSubmission, HistoryKind, SubmissionState
 
 if TYPE_CHECKING:
     from services.runtime.database import Connection
@@ -165,14 +164,6 @@ async def add_history(
 
 
 # --- the review window ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClosedWindow:
-    submission_id: UUID
-    lab_id: str
-    model_id: str
-    deadline: datetime
 
 
 async def close_window(conn: Connection, submission_id: UUID, now: datetime) -> ClosedWindow | None:

@@ -23,8 +23,6 @@ from contracts.registry import TOPIC_BY_NAME, subject_for
 from services.intake.criteria import assess_coverage, load_criteria
 from services.intake.decisions import (
     Duplicate,
-    FiledSubmission,
-    SubmissionState,
     decide_filing,
     decide_refiling,
     decide_withdrawal,
@@ -33,6 +31,7 @@ from services.intake.decisions import (
     review_days,
     window_length,
 )
+from services.intake.model import FiledSubmission, SubmissionState
 from services.intake.settings import DEFAULT_CRITERIA
 from services.labclient import body_sha256 as lab_body_sha256
 from services.labclient.signing import ManifestError, build_submission

@@ -1,11 +1,57 @@
-"""A submission's state and history, as the status CLI and HTTP endpoint show it."""
+"""Intake's state: a submission bound to the body first filed under its id, its
+history, the window that closes, and the status the CLI and HTTP endpoint show.
+Plain values; repository.py returns them, decisions.py decides on them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
+
+
+class SubmissionState(StrEnum):
+    ACCEPTED = "accepted"  # review window open
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+    CLOSED = "closed"  # review window closed at its deadline
+
+
+class HistoryKind(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+    WITHDRAWN = "withdrawn"
+    WITHDRAWAL_REJECTED = "withdrawal_rejected"
+    WINDOW_CLOSED = "window_closed"
+
+
+@dataclass(frozen=True)
+class FiledSubmission:
+    """A submission id bound to one body: the first filing intake decided on its content."""
+
+    submission_id: UUID
+    lab_id: str
+    state: SubmissionState
+    body_sha256: str
+    filed_event_id: str
+    model_id: str | None
+    deadline: datetime | None
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    submission_id: UUID
+    lab_id: str
+    model_id: str
+    deadline: datetime
+
+
+# --- what the status CLI and HTTP endpoint show --------------------------------------
 
 
 @dataclass(frozen=True)
