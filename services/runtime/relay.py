@@ -46,6 +46,7 @@ from opentelemetry.trace import SpanKind
 
 from contracts.registry import OUTBOX_CHECKPOINT_TOPIC, is_feed_topic, relay_transactional_id
 from services.runtime import timers
+from services.runtime.errors import TRANSIENT_ERRORS
 from services.runtime.kafka_admin import KafkaAdmin
 from services.runtime.notify import listening
 from services.runtime.settings import RuntimeSettings
@@ -178,6 +179,16 @@ class OutboxRelay:
                 raise
             except LeadershipLost as lost:
                 log.warning("outbox relay: %s; standing for election again", lost)
+            except TRANSIENT_ERRORS:
+                # The database restarting, crashed or failing over (the pool's connections
+                # died with it): the infrastructure's fault, not a defect. Stand for election
+                # again once it answers; the traceback says where it struck.
+                log.warning(
+                    "outbox relay: a connection was lost (a database restart?); again in %s s",
+                    self.settings.transient_retry_s,
+                    exc_info=True,
+                )
+                await asyncio.sleep(self.settings.transient_retry_s)
             except Exception:
                 log.exception("outbox relay failed; restarting in 1 s")
                 await asyncio.sleep(1.0)
@@ -234,8 +245,11 @@ class OutboxRelay:
             # out; failing sooner aborts the transaction and the successor resends.
             request_timeout_ms=15_000,
         )
-        await producer.start()  # init_transactions: aborts what a killed relay left open
         try:
+            # init_transactions: aborts what a killed relay left open. It can fail (the
+            # broker restarting, the id refused) after the client connected: the finally
+            # closes this producer either way, or each restart would leak one.
+            await producer.start()
             async with listening(self.pool, f"{self.schema}_outbox") as wakeup:
                 await self._reconcile(leadership)
                 self.leading.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from functools import partial
 from typing import Any
 
 import asyncpg
+import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import NotLeaderForPartitionError
 
@@ -429,3 +431,31 @@ async def test_rows_for_a_feed_that_does_not_exist_are_parked_not_stopping_the_o
         assert await outbox.parked(conn) == []
     finally:
         await conn.close()
+
+
+def open_relay_producers(client_id: str) -> list[AIOKafkaProducer]:
+    """The relay producers named ``client_id`` that were never closed."""
+    return [
+        o
+        for o in gc.get_objects()
+        if isinstance(o, AIOKafkaProducer) and o.client._client_id == client_id and not o._closed
+    ]
+
+
+async def test_a_relay_whose_init_transactions_fails_closes_that_producer(
+    settings: RuntimeSettings, schema: str, kafka: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker refuses ``init_transactions`` (here: a transactional id outside the
+    principal's ACLs; in production also a broker restarting): the relay restarts, and
+    the producer of each failed start is closed, not left with its connections and tasks."""
+    config = relay_settings(settings, schema, topic_prefix="refused-prefix.")
+    await migrate_schema(config, [])
+    client_id = f"{config.service_name}-relay"
+
+    async def failed_starts() -> bool:
+        return sum("outbox relay failed" in r.getMessage() for r in caplog.records) >= 2
+
+    async with relays(config, OutboxRelay) as (relay,):
+        await wait_for(failed_starts, timeout=30, what="two failed starts")
+        assert not relay.leading.is_set()
+        assert open_relay_producers(client_id) == [], "a failed start left its producer open"
