@@ -31,6 +31,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,  # AdminShutdown, CrashShutdown, CannotConnectNow
     asyncpg.InterfaceError,  # e.g. "connection is closed" after the server went away
+    # "cannot switch to state 15; another operation is in progress": asyncpg resetting,
+    # on release to the pool, a connection the server dropped mid-query (seen when the
+    # server crashed under a relay's claim, tests/runtime/test_database_restart.py).
+    # A state of the client's broken connection, never the record's fault.
+    asyncpg.InternalClientError,
     asyncpg.TooManyConnectionsError,
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
