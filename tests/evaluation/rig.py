@@ -1,5 +1,15 @@
 """A running evaluation (real Kafka, PostgreSQL, Inspect and the demo model over HTTP)
-with its own topics, schema, secrets and Inspect directories."""
+with its own topics, schema, secrets and Inspect directories, fed by a real intake.
+
+Submissions reach evaluation as they do in production: the example lab signs a
+SubmissionFiled with its registered key and files it on lab.submissions with the
+lab client, the rig's intake (an in-process intake service on the same topics)
+accepts it and its relay publishes SubmissionAccepted on intake.events. A
+withdrawal is the lab's signed request; a window closes when intake's review
+clock (an injected ``MovableClock``) passes its deadline. Only the tests of
+evaluation's own defences against a bad SubmissionAccepted write intake.events
+themselves, as a compromised intake would (``publish_as_compromised_intake``).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +23,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,13 +34,12 @@ from uuid import UUID
 import asyncpg
 import yaml
 
-from contracts import Event, encode, make_event
+from contracts import ContractViolation, Event, decode, encode, make_event
 from contracts.events import (
     EvaluationStarted,
     ExternalFindingRejected,
     ReviewWindowClosed,
     SubmissionAccepted,
-    SubmissionWithdrawn,
 )
 from contracts.principals import Role
 from contracts.registry import subject_for
@@ -38,18 +47,26 @@ from services.evaluation import repository
 from services.evaluation.app import SCHEMA, build_service, build_worker
 from services.evaluation.model import Assignment
 from services.evaluation.settings import PACKAGE, EvaluationSettings
+from services.intake.app import SCHEMA as INTAKE_SCHEMA
+from services.intake.app import build_service as build_intake
+from services.intake.settings import IntakeSettings
+from services.labclient import LabClient
 from services.runtime import RuntimeSettings, Service
 from services.runtime.database import connect
 from services.trust import registry
-from services.trust.principals import EVALUATOR, PrincipalKey
+from services.trust.endpoints import Resolver
+from services.trust.principals import EVALUATOR, LAB, PrincipalKey
 from tests.contracts.examples import (
     EVALUATOR_ID,
+    EXAMPLE_KEY,
     EXAMPLE_KEY_ID,
     LAB_ID,
     example,
     example_public_key,
 )
+from tests.intake.support import manifest
 from tests.kit import (
+    MovableClock,
     Producer,
     TopicWatcher,
     create_feeds,
@@ -57,13 +74,14 @@ from tests.kit import (
     drop_schema,
     free_port,
     isolated,
+    lab_settings,
     process_env,
 )
 
 SHIPPED_REGISTRY = PACKAGE / "suites" / "registry.yaml"
 DEMO_API_KEY = "demo-lab-secret-7f3a9c"  # what the secret store holds; must never leak
 CREDENTIAL_REF = f"labs/{LAB_ID}/eval-api-key"  # the submitting (example) lab's own secret
-TOPICS = ("intake.events", "evaluators.findings", "evaluation.events")
+TOPICS = ("lab.submissions", "intake.events", "evaluators.findings", "evaluation.events")
 
 
 # --- the demo lab model server ------------------------------------------------------------
@@ -149,25 +167,75 @@ def alive(pids: list[int]) -> list[int]:
     return [pid for pid in pids if (state := process_state(pid)) and state[1] != "Z"]
 
 
-# --- intake's events, as evaluation receives them -------------------------------------------
+# --- submissions, as the lab files them and intake accepts them -----------------------------
 
 
-def accepted(
+@dataclass
+class Filing:
+    """A submission the example lab files (its manifest), and intake's acceptance of it
+    once the rig filed it (``EvalRig.file``)."""
+
+    manifest: dict[str, Any]
+    accepted: SubmissionAccepted | None = None
+
+    @property
+    def submission_id(self) -> UUID:
+        return UUID(self.manifest["submission_id"])
+
+    @property
+    def acceptance(self) -> SubmissionAccepted:
+        if self.accepted is None:
+            raise AssertionError(f"{self.submission_id} was not filed yet (rig.file)")
+        return self.accepted
+
+    @property
+    def model_id(self) -> str:
+        return self.acceptance.model_id
+
+    @property
+    def deadline(self) -> datetime:
+        return self.acceptance.deadline
+
+
+def filing(
     base_url: str,
     profile: str,
     *,
-    submission_id: UUID | None = None,
     modalities: list[str] | None = None,
     credential_ref: str = CREDENTIAL_REF,
     review_days: int = 14,
+) -> Filing:
+    """The example lab's manifest for a model served at ``base_url`` as ``profile``
+    (a model version of its own, so every filing is a model of its own)."""
+    document = manifest(
+        LAB_ID,
+        model={"modalities": modalities or ["text"], "version": f"v-{uuid.uuid4().hex[:8]}"},
+        evaluation_access={
+            "endpoint": base_url,
+            "api_model": profile,
+            "credential_ref": credential_ref,
+        },
+        requested_review_days=review_days,
+    )
+    return Filing(document)
+
+
+def forged_acceptance(
+    base_url: str,
+    profile: str,
+    *,
+    credential_ref: str = CREDENTIAL_REF,
+    review_days: int = 14,
 ) -> SubmissionAccepted:
+    """A SubmissionAccepted intake would never publish (another lab's credential, an
+    endpoint intake refuses): what a compromised intake could send."""
     now = datetime.now(UTC)
     base = example(SubmissionAccepted).model_dump(mode="json")
-    base["model"]["modalities"] = modalities or ["text"]
+    base["model"]["modalities"] = ["text"]
     return SubmissionAccepted.model_validate(
         base
         | {
-            "submission_id": str(submission_id or uuid.uuid4()),
+            "submission_id": str(uuid.uuid4()),
             "evaluation_access": {
                 "endpoint": base_url,
                 "api_model": profile,
@@ -178,25 +246,6 @@ def accepted(
             "accepted_at": now,
             "deadline": now + timedelta(days=review_days),
         }
-    )
-
-
-def window_closed(submission: SubmissionAccepted) -> ReviewWindowClosed:
-    return example(
-        ReviewWindowClosed,
-        submission_id=submission.submission_id,
-        model_id=submission.model_id,
-        deadline=submission.deadline,
-        closed_at=datetime.now(UTC),
-    )
-
-
-def withdrawn(submission: SubmissionAccepted) -> SubmissionWithdrawn:
-    return example(
-        SubmissionWithdrawn,
-        submission_id=submission.submission_id,
-        model_id=submission.model_id,
-        withdrawn_at=datetime.now(UTC),
     )
 
 
@@ -298,11 +347,18 @@ class EvalRig:
     """A test's evaluation: settings, what it started, and how it talks to the service."""
 
     settings: EvaluationSettings  # the base settings
+    base: RuntimeSettings  # the session's settings, which the rig's intake derives from
     demo_url: str
     directory: Path
     producer: Producer
     events: TopicWatcher  # evaluation.events, from the beginning
+    intake_events: TopicWatcher  # intake.events, from the beginning
+    lab: LabClient  # the example lab, registered with the rig's intake
+    # An allowlisted endpoint on which nothing listens (an unreachable lab model).
+    nobody_home_url: str = field(default_factory=lambda: f"http://127.0.0.1:{free_port()}/v1")
     services: list[Service] = field(default_factory=list)
+    intake: Service | None = None
+    intake_clock: MovableClock = field(default_factory=MovableClock)
 
     @property
     def schema(self) -> str:
@@ -353,11 +409,104 @@ class EvalRig:
         await self.start_service(settings)
         return settings
 
-    async def send_intake(self, *events: Event) -> None:
-        """Intake's events, published straight onto intake.events (as intake's relay would).
+    # intake ------------------------------------------------------------------------------
+    async def start_intake(
+        self, *, allow: Sequence[str] = (), resolver: Resolver | None = None
+    ) -> Service:
+        """The rig's intake on the rig's topics, with the example lab registered: its
+        endpoint allowlist names the demo server, ``nobody_home_url`` and ``allow``
+        (URLs), ``resolver`` answers its endpoint checks' DNS lookups. ``file`` starts
+        it with the defaults when a test did not."""
+        assert self.intake is None, "the rig's intake is already running"
+        allowlist = [endpoint_of(u) for u in (self.demo_url, self.nobody_home_url, *allow)]
+        settings = isolated(
+            self.base,
+            IntakeSettings,
+            "intake",
+            topic_prefix=self.settings.topic_prefix,
+            principal_prefix=self.settings.principal_prefix,
+            http_port=None,
+            intake_endpoint_allowlist=allowlist,
+        )
+        async with connect(settings, INTAKE_SCHEMA) as conn:
+            now = datetime.now(UTC)
+            assert await registry.register(conn, LAB, LAB_ID, "Example Lab", now) is None
+            key = PrincipalKey(
+                LAB.name, LAB_ID, EXAMPLE_KEY_ID, example_public_key(), now, None, None
+            )
+            assert await registry.add_key(conn, LAB, key, now) is None
+        intake = build_intake(settings, clock=self.intake_clock, resolver=resolver)
+        await intake.start()
+        self.intake = intake
+        return intake
 
-        The one place the tests play intake: when the broker refuses this path to
-        anyone but intake, this becomes a filing through a running intake."""
+    async def file(self, *filings: Filing) -> list[SubmissionAccepted]:
+        """The lab signs and files each manifest; intake accepts it and publishes
+        SubmissionAccepted, which evaluation consumes. Waits for each acceptance."""
+        if self.intake is None:
+            await self.start_intake()
+        for each in filings:
+            sent = await self.lab.submit(each.manifest)
+            answer = await self.lab.outcome(sent)
+            assert answer.status == "accepted", f"intake answered {answer.summary}"
+            each.accepted = await self.acceptance(each.submission_id)
+        return [each.acceptance for each in filings]
+
+    async def acceptance(self, submission_id: UUID) -> SubmissionAccepted:
+        """Intake's SubmissionAccepted of ``submission_id``, once it is on intake.events."""
+        watcher = self.intake_events
+        await watcher.wait(
+            lambda: bool(watcher.of(submission_id, SubmissionAccepted)), what="the acceptance"
+        )
+        [found] = watcher.of(submission_id, SubmissionAccepted)
+        return found  # type: ignore[no-any-return]
+
+    async def withdraw(self, submission: Filing) -> None:
+        """The lab's signed withdrawal; intake answers it with SubmissionWithdrawn."""
+        sent = await self.lab.withdraw(submission.submission_id, "test")
+        answer = await self.lab.outcome(sent)
+        assert answer.status == "withdrawn", f"intake answered {answer.summary}"
+
+    async def pass_deadline(self, submission: Filing) -> None:
+        """Move intake's review clock past the submission's deadline."""
+        ahead = submission.deadline - self.intake_clock.now()
+        self.intake_clock.advance(ahead.total_seconds() + 1)
+
+    async def close_window(self, submission: Filing) -> None:
+        """Intake's review clock passes the deadline; intake's timer closes the window
+        (ReviewWindowClosed on intake.events)."""
+        await self.pass_deadline(submission)
+        watcher = self.intake_events
+        sid = submission.submission_id
+        await watcher.wait(
+            lambda: bool(watcher.of(sid, ReviewWindowClosed)), what="intake to close the window"
+        )
+
+    async def redeliver(self, submission: Filing) -> None:
+        """Intake's very record of the acceptance, delivered again (as after its relay
+        died between publishing and marking the row)."""
+        watcher = self.intake_events
+        found = []
+        for record in watcher.records:
+            try:
+                event = decode(record.value or b"", watcher.event_types)
+            except ContractViolation:
+                continue
+            if (
+                isinstance(event.data, SubmissionAccepted)
+                and event.data.submission_id == submission.submission_id
+            ):
+                found.append(record)
+        [record] = found
+        key = str(submission.submission_id)
+        await self.producer.send(self.topic("intake.events"), record.value or b"", key)
+
+    async def publish_as_compromised_intake(self, *events: Event) -> None:
+        """Events no genuine intake publishes, written onto intake.events with intake's
+        own connection, as a compromised intake would: only for the tests of evaluation's
+        defences against a bad SubmissionAccepted. (In a deployment only intake's
+        principal may write intake.events: tests/security/test_lab_isolation.py; in the
+        rig, intake and this producer run as the test principal.)"""
         for data in events:
             subject = subject_for(data)
             record = encode(make_event(data, source="/frontier-review/intake", subject=subject))
@@ -397,18 +546,29 @@ async def running_rig(
         base, directory, evaluation_endpoint_allowlist=[endpoint_of(demo_url)]
     )
     await create_registry_topics(settings, *TOPICS)
+    await create_feeds(settings, Role.LAB, LAB_ID)  # what registering the lab provisions
     rig: EvalRig | None = None
     try:
         async with (
             Producer(settings) as producer,
             TopicWatcher(settings, settings.topic("evaluation.events")) as events,
+            TopicWatcher(settings, settings.topic("intake.events")) as intake_events,
+            LabClient(
+                lab_id=LAB_ID,
+                key_id=EXAMPLE_KEY_ID,
+                key=EXAMPLE_KEY,
+                settings=lab_settings(settings, LAB_ID),
+            ) as lab,
         ):
-            rig = EvalRig(settings, demo_url, directory, producer, events)
+            rig = EvalRig(settings, base, demo_url, directory, producer, events, intake_events, lab)
             try:
                 yield rig
             finally:
                 for service in reversed(rig.services):
                     await service.stop()
+                if rig.intake is not None:
+                    await rig.intake.stop()
+                    await drop_schema(rig.intake.settings)
     finally:
         await drop_schema(settings)
 

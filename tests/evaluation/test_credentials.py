@@ -11,7 +11,14 @@ import pytest
 from contracts.events import EvaluationCompleted, EvaluationFailed, FindingRecorded
 from contracts.events.evaluation import FailureKind, SuiteStatus
 from tests.contracts.examples import LAB_ID
-from tests.evaluation.rig import DEMO_API_KEY, EvalRig, accepted, inspect_children, presented_to
+from tests.evaluation.rig import (
+    DEMO_API_KEY,
+    EvalRig,
+    filing,
+    forged_acceptance,
+    inspect_children,
+    presented_to,
+)
 from tests.kit import wait_for
 
 ACME_REF = "labs/acme/eval-api-key"  # another lab's secret, as the submitter names it
@@ -30,7 +37,7 @@ def environment_of(pid: int) -> dict[str, str]:
     return {name: value for name, _, value in pairs}
 
 
-async def test_a_foreign_credential_is_refused_unread_and_runs_inherit_no_secret(
+async def test_a_compromised_intakes_foreign_credential_is_refused_and_runs_inherit_no_secret(
     rig: EvalRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = rig.configure(only={"cyber-ctf-proxy"}, suites={"max_attempts": 3})
@@ -41,10 +48,13 @@ async def test_a_foreign_credential_is_refused_unread_and_runs_inherit_no_secret
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     # example-lab names ACME's secret, for the endpoint it controls (here: the demo server).
-    borrowing = accepted(rig.demo_url, "capable", credential_ref=ACME_REF)
-    own = accepted(rig.demo_url, "capable-slow")  # runs long enough to look at its process
+    # Intake refuses such a filing (credential_not_owned): only a compromised intake could
+    # send evaluation this acceptance, and evaluation refuses it on its own.
+    borrowing = forged_acceptance(rig.demo_url, "capable", credential_ref=ACME_REF)
+    own = filing(rig.demo_url, "capable-slow")  # runs long enough to look at its process
     await rig.start_service(settings)
-    await rig.send_intake(borrowing, own)
+    await rig.publish_as_compromised_intake(borrowing)
+    await rig.file(own)
 
     seen: list[dict[str, str]] = []
 

@@ -18,7 +18,7 @@ from contracts.events.evaluation import EvaluationEnd, SuiteStatus
 from services.evaluation.findings import EVIDENCE_PREFIX
 from services.evaluation.settings import EvaluationSettings
 from services.evaluation.suite_registry import load_registry
-from tests.evaluation.rig import DEMO_API_KEY, SHIPPED_REGISTRY, EvalRig, accepted
+from tests.evaluation.rig import DEMO_API_KEY, SHIPPED_REGISTRY, EvalRig, filing
 from tests.kit import TopicWatcher
 
 
@@ -36,10 +36,10 @@ async def test_both_demo_profiles_are_evaluated_end_to_end(
         "nuclear",
         "autonomy",
     }
-    capable, refuser = accepted(rig.demo_url, "capable"), accepted(rig.demo_url, "refuser")
+    capable, refuser = filing(rig.demo_url, "capable"), filing(rig.demo_url, "refuser")
     eval_settings = rig.settings
     service = await rig.start_service(eval_settings)
-    await rig.send_intake(capable, refuser)
+    await rig.file(capable, refuser)
 
     reader = rig.events
     await reader.wait(

@@ -14,7 +14,7 @@ import pytest
 from contracts.events import EvaluationCompleted, EvaluationFailed, FindingRecorded
 from contracts.events.evaluation import FailureKind, SuiteStatus
 from services.evaluation.app import inspect_runner
-from tests.evaluation.rig import EvalRig, accepted, endpoint_of
+from tests.evaluation.rig import EvalRig, endpoint_of, filing, forged_acceptance
 from tests.trust.local_servers import Reply, make_certificate, redirect, serving
 
 MAX_ATTEMPTS = 2  # a refusal is not retried: every suite below fails after one attempt
@@ -76,10 +76,11 @@ async def test_a_redirecting_endpoint_is_not_followed_and_fails_as_endpoint_not_
                     endpoint_of(http_url),
                 ],
             )
-            to_internal = accepted(https_url, "capable")
-            to_metadata = accepted(http_url, "capable")
+            to_internal = filing(https_url, "capable")
+            to_metadata = filing(http_url, "capable")
             await rig.start_service(settings)
-            await rig.send_intake(to_internal, to_metadata)
+            await rig.start_intake(allow=[https_url, http_url])  # intake allowlists both
+            await rig.file(to_internal, to_metadata)
             await ended(rig, [to_internal.submission_id, to_metadata.submission_id])
 
     for submission in (to_internal, to_metadata):
@@ -96,7 +97,7 @@ async def test_a_redirecting_endpoint_is_not_followed_and_fails_as_endpoint_not_
     assert not [a for a in attempts if "169.254" in a["error"] or "meta-data" in a["error"]]
 
 
-async def test_a_name_that_resolves_or_rebinds_to_a_private_address_is_never_connected(
+async def test_a_private_address_from_a_compromised_intake_or_a_rebinding_name_is_never_connected(
     rig: EvalRig,
 ) -> None:
     """``private.lab.test`` resolves to loopback for the worker: refused before the run.
@@ -113,11 +114,15 @@ async def test_a_name_that_resolves_or_rebinds_to_a_private_address_is_never_con
 
         settings = rig.configure(only={"cyber-ctf-proxy"}, suites={"max_attempts": MAX_ATTEMPTS})
         runner = inspect_runner(settings, hosts={"rebind.lab.test": ["127.0.0.1"]})
-        private = accepted(f"https://private.lab.test:{port}/v1", "capable")
-        rebound = accepted(f"https://rebind.lab.test:{port}/v1", "capable")
-        demo = accepted(rig.demo_url, "capable")
+        # Intake, with the same names, refuses the private one at submission: only a
+        # compromised intake sends it on. The rebinding name looks public to intake too.
+        private = forged_acceptance(f"https://private.lab.test:{port}/v1", "capable")
+        rebound = filing(f"https://rebind.lab.test:{port}/v1", "capable")
+        demo = filing(rig.demo_url, "capable")
         await rig.start_service(settings, runner=runner, resolver=resolve)
-        await rig.send_intake(private, rebound, demo)
+        await rig.start_intake(resolver=resolve)
+        await rig.publish_as_compromised_intake(private)
+        await rig.file(rebound, demo)
         await ended(rig, [private.submission_id, rebound.submission_id, demo.submission_id])
 
     before = refused_once(rig, private.submission_id)

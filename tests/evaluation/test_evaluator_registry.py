@@ -16,9 +16,9 @@ from contracts.events import ExternalFindingRejected, FindingRecorded
 from tests.evaluation.rig import (
     EvalRig,
     Ran,
-    accepted,
     evaluation_cli,
     evaluation_started,
+    filing,
     rejections,
 )
 
@@ -28,8 +28,8 @@ async def test_a_revoked_key_stays_revoked_and_no_evaluator_takes_over_a_key_id(
 ) -> None:
     caplog.set_level(logging.INFO, logger="services.evaluation")
     settings = await rig.start(worker=False)
-    submission = accepted(rig.demo_url, "refuser")
-    await rig.send_intake(submission)
+    submission = filing(rig.demo_url, "refuser")
+    await rig.file(submission)
     await evaluation_started(rig, submission.submission_id)
 
     async def cli(*args: str) -> Ran:

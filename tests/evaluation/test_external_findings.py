@@ -20,13 +20,12 @@ from services.trust.refusal import AUTHENTICATION_FAILED_DETAIL
 from tests.contracts.examples import EVALUATOR_ID, example, sign
 from tests.evaluation.rig import (
     EvalRig,
-    accepted,
     assign,
     evaluation_cli,
     evaluation_started,
+    filing,
     register_example_key,
     rejections,
-    window_closed,
 )
 from tests.kit import MovableClock, read_topic, wait_for
 
@@ -212,8 +211,8 @@ async def refuser_planned(rig: EvalRig) -> uuid.UUID:
     """The example evaluator's key registered, a submission (refuser) planned, and the
     evaluator assigned to it: its id."""
     await register_example_key(rig)
-    submission = accepted(rig.demo_url, "refuser")
-    await rig.send_intake(submission)
+    submission = filing(rig.demo_url, "refuser")
+    await rig.file(submission)
     await evaluation_started(rig, submission.submission_id)
     await assign(rig, EVALUATOR_ID, submission.submission_id)
     return submission.submission_id
@@ -224,12 +223,12 @@ async def test_a_finding_sent_after_the_window_closed_is_refused_to_its_evaluato
 ) -> None:
     await rig.start(worker=False)
     await register_example_key(rig)
-    submission = accepted(rig.demo_url, "refuser")
+    submission = filing(rig.demo_url, "refuser")
     sid = submission.submission_id
-    await rig.send_intake(submission)
+    await rig.file(submission)
     await evaluation_started(rig, sid)
     await assign(rig, EVALUATOR_ID, sid)  # assigned: only the closed window stands in the way
-    await rig.send_intake(window_closed(submission))
+    await rig.close_window(submission)
     await rig.events.wait(lambda: bool(rig.events.of(sid, EvaluationCompleted)), what="the end")
 
     late = submitted(sid)
@@ -245,8 +244,8 @@ async def test_a_finding_sent_after_the_window_closed_is_refused_to_its_evaluato
 
 async def test_red_team_cli_signs_and_submits_a_manual_finding(rig: EvalRig) -> None:
     settings = await rig.start(worker=False)
-    submission = accepted(rig.demo_url, "refuser")
-    await rig.send_intake(submission)
+    submission = filing(rig.demo_url, "refuser")
+    await rig.file(submission)
     await evaluation_started(rig, submission.submission_id)
 
     async def cli(*args: str) -> str:

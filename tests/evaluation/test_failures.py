@@ -15,8 +15,8 @@ from services.evaluation.suites import cyber
 from services.evaluation.suites.common import SYSTEM_PROMPT
 from tests.contracts.examples import LAB_ID
 from tests.evaluation import tasks
-from tests.evaluation.rig import DEMO_API_KEY, EvalRig, accepted, endpoint_of, suite_entry
-from tests.kit import TopicWatcher, free_port
+from tests.evaluation.rig import DEMO_API_KEY, EvalRig, endpoint_of, filing, suite_entry
+from tests.kit import TopicWatcher
 
 MAX_ATTEMPTS = 2
 # What the runs had in hand: the prompts and questions, and what the demo endpoint's
@@ -47,9 +47,9 @@ async def test_a_suite_that_times_out_is_retried_then_fails(rig: EvalRig) -> Non
     timeout_s = 3
     limits = {"timeout_seconds": timeout_s, "max_attempts": MAX_ATTEMPTS}
     settings = rig.configure(only={"cyber-ctf-proxy"}, suites=limits)
-    stalling = accepted(rig.demo_url, "stalling")  # replies after 120 s: every attempt times out
+    stalling = filing(rig.demo_url, "stalling")  # replies after 120 s: every attempt times out
     await rig.start_service(settings)
-    await rig.send_intake(stalling)
+    await rig.file(stalling)
     await failed_evaluations(rig, settings, {stalling.submission_id: FailureKind.TIMEOUT})
     [timed_out] = rig.events.of(stalling.submission_id, EvaluationFailed)
     assert timed_out.error == f"the attempt exceeded its {timeout_s} s limit"
@@ -60,22 +60,22 @@ async def test_a_suite_that_times_out_is_retried_then_fails(rig: EvalRig) -> Non
 
 
 async def test_suites_that_error_are_retried_then_fail(rig: EvalRig) -> None:
-    nobody_home_url = f"http://127.0.0.1:{free_port()}/v1"  # allowed, but nothing listens
+    nobody_home_url = rig.nobody_home_url  # allowed, but nothing listens
     settings = rig.configure(
         only={"cyber-ctf-proxy"},
         suites={"max_attempts": MAX_ATTEMPTS},
         evaluation_endpoint_allowlist=[endpoint_of(rig.demo_url), endpoint_of(nobody_home_url)],
     )
-    broken = accepted(rig.demo_url, "broken")  # HTTP 500 on every call, quoting the request
-    nobody_home = accepted(nobody_home_url, "capable")
-    no_secret = accepted(rig.demo_url, "capable", credential_ref=f"labs/{LAB_ID}/missing-key")
+    broken = filing(rig.demo_url, "broken")  # HTTP 500 on every call, quoting the request
+    nobody_home = filing(nobody_home_url, "capable")
+    no_secret = filing(rig.demo_url, "capable", credential_ref=f"labs/{LAB_ID}/missing-key")
     cases = {
         broken.submission_id: FailureKind.ERROR,
         nobody_home.submission_id: FailureKind.ENDPOINT_UNREACHABLE,
         no_secret.submission_id: FailureKind.CREDENTIAL_UNAVAILABLE,
     }
     await rig.start_service(settings)
-    await rig.send_intake(broken, nobody_home, no_secret)
+    await rig.file(broken, nobody_home, no_secret)
     await failed_evaluations(rig, settings, cases)
     [errored] = rig.events.of(broken.submission_id, EvaluationFailed)
     assert errored.error.startswith("the model endpoint answered HTTP 5xx (InternalServerError)")
@@ -104,11 +104,11 @@ async def test_no_failure_publishes_the_sample_the_prompt_or_the_response(
         suites={"max_attempts": 1, "timeout_seconds": 60},
         evaluation_worker_concurrency=3,
     )
-    refused = accepted(rig.demo_url, "content-filter")
-    erroring = accepted(rig.demo_url, "broken")
+    refused = filing(rig.demo_url, "content-filter")
+    erroring = filing(rig.demo_url, "broken")
     submissions = (refused, erroring)
     await rig.start_service(settings)
-    await rig.send_intake(*submissions)
+    await rig.file(*submissions)
     await rig.events.wait(
         lambda: all(rig.events.of(s.submission_id, EvaluationCompleted) for s in submissions),
         timeout=240,

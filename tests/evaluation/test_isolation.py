@@ -18,7 +18,7 @@ from tests.evaluation.rig import (
     CREDENTIAL_REF,
     DEMO_API_KEY,
     EvalRig,
-    accepted,
+    filing,
     suite_entry,
 )
 from tests.evaluation.tasks import SNOOP_TARGETS
@@ -60,8 +60,8 @@ async def test_task_code_reaches_neither_the_workers_memory_nor_its_secrets(rig:
     )
     worker = subprocess.Popen([sys.executable, "-m", "services.evaluation", "worker"], env=env)
     try:
-        submission = accepted(rig.demo_url, "capable")
-        await rig.send_intake(submission)
+        submission = filing(rig.demo_url, "capable")
+        await rig.file(submission)
         sid = submission.submission_id
         await rig.events.wait(
             lambda: bool(rig.events.of(sid, FindingRecorded)), timeout=90, what="the probes"

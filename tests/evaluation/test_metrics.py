@@ -4,7 +4,7 @@ empties once one does; poison on intake.events is counted by reason."""
 from __future__ import annotations
 
 from contracts.events import EvaluationCompleted, EvaluationStarted, SubmissionAccepted
-from tests.evaluation.rig import EvalRig, accepted
+from tests.evaluation.rig import EvalRig, filing
 from tests.kit import Scrape, get_json, read_topic, scrape_until
 
 DURATION_COUNT = "frontier_review_handler_duration_seconds_count"
@@ -20,8 +20,8 @@ async def test_the_job_queue_depth_rises_without_a_worker_and_falls_once_one_run
     service = await rig.start_service(settings)
     assert service.http_port is not None
     intake_events = rig.topic("intake.events")
-    submission = accepted(rig.demo_url, "capable")
-    await rig.send_intake(submission)
+    submission = filing(rig.demo_url, "capable")
+    await rig.file(submission)
     await rig.producer.send(intake_events, b"\x00\xff not json", "k")
     sid = submission.submission_id
     await rig.events.wait(lambda: bool(rig.events.of(sid, EvaluationStarted)), what="planning")

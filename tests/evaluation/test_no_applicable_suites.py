@@ -13,7 +13,7 @@ from contracts.events import (
 )
 from contracts.events.evaluation import EvaluationEnd
 from tests.contracts.examples import EVALUATOR_ID, example
-from tests.evaluation.rig import EvalRig, accepted, assign, register_example_key, window_closed
+from tests.evaluation.rig import EvalRig, assign, filing, register_example_key
 from tests.kit import read_topic
 
 
@@ -22,10 +22,11 @@ async def test_a_model_no_suite_applies_to_is_answered_with_an_evaluation_of_no_
 ) -> None:
     settings = await rig.start(worker=False)
     await register_example_key(rig)
-    images_only = accepted(rig.demo_url, "capable", modalities=["image"])  # every suite needs text
+    images_only = filing(rig.demo_url, "capable", modalities=["image"])  # every suite needs text
     sid = images_only.submission_id
     # Sent twice (e.g. intake re-published it).
-    await rig.send_intake(images_only, images_only)
+    await rig.file(images_only)
+    await rig.redeliver(images_only)
     reader = rig.events
     await reader.wait(lambda: bool(reader.of(sid, EvaluationCompleted)), what="an end")
     # A red team assigned to it may still report on the model by hand, until the window
@@ -33,7 +34,7 @@ async def test_a_model_no_suite_applies_to_is_answered_with_an_evaluation_of_no_
     await assign(rig, EVALUATOR_ID, sid)
     await rig.send_findings((str(sid), finding_record(sid)))
     await reader.wait(lambda: bool(reader.of(sid, FindingRecorded)), what="a finding")
-    await rig.send_intake(window_closed(images_only))
+    await rig.close_window(images_only)
     late = finding_record(sid)
     await rig.send_findings((str(sid), late))
     await reader.wait(lambda: bool(reader.of(sid, ExternalFindingRejected)), what="a refusal")

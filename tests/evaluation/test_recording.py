@@ -10,7 +10,7 @@ import pytest
 
 from contracts.events import EvaluationCompleted, FindingRecorded
 from contracts.events.evaluation import SuiteStatus
-from tests.evaluation.rig import EvalRig, accepted
+from tests.evaluation.rig import EvalRig, filing
 from tests.kit import wait_for
 
 
@@ -22,7 +22,7 @@ async def test_sessions_killed_while_a_result_is_recorded_lose_nothing(
     await rig.start_service(settings)
     worker = await rig.start_worker(settings)
     application = worker.settings.service_name  # the worker's sessions, and only those
-    submission = accepted(rig.demo_url, "capable")
+    submission = filing(rig.demo_url, "capable")
     sid = submission.submission_id
     holder = await rig.connect()
     try:
@@ -30,7 +30,7 @@ async def test_sessions_killed_while_a_result_is_recorded_lose_nothing(
         async def running() -> bool:
             return bool(await rig.fetchval("SELECT state FROM jobs") == "running")
 
-        await rig.send_intake(submission)
+        await rig.file(submission)
         await wait_for(running, timeout=60, what="the job to run")
         # Recording locks the evaluation row first: hold it, so the record waits there.
         hold = holder.transaction()

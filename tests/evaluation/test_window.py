@@ -6,7 +6,7 @@ import asyncio
 
 from contracts.events import EvaluationCompleted, FindingRecorded
 from contracts.events.evaluation import EvaluationEnd, SuiteStatus
-from tests.evaluation.rig import EvalRig, accepted, request_counts, window_closed, withdrawn
+from tests.evaluation.rig import EvalRig, filing, request_counts
 from tests.kit import wait_for
 
 
@@ -19,9 +19,9 @@ async def test_window_closing_mid_evaluation_stops_jobs_and_reports_incomplete_s
     rig: EvalRig,
 ) -> None:
     # One job at a time, each ~2 s: the window closes with suites done, running and pending.
-    submission = accepted(rig.demo_url, "capable-slow")
+    submission = filing(rig.demo_url, "capable-slow")
     settings = await rig.start(evaluation_worker_concurrency=1)
-    await rig.send_intake(submission)
+    await rig.file(submission)
     sid = submission.submission_id
 
     reader = rig.events
@@ -31,7 +31,7 @@ async def test_window_closing_mid_evaluation_stops_jobs_and_reports_incomplete_s
         return "running" in (await job_states(rig)).values()
 
     await wait_for(one_running, what="the next suite to be running")
-    await rig.send_intake(window_closed(submission))
+    await rig.close_window(submission)
     await reader.wait(lambda: bool(reader.of(sid, EvaluationCompleted)), what="end")
     await asyncio.sleep(2 * settings.evaluation_heartbeat_s + 0.5)  # the running attempt dies
     calls = request_counts(rig.demo_url).get("capable-slow", 0)
@@ -54,17 +54,18 @@ async def test_window_closing_mid_evaluation_stops_jobs_and_reports_incomplete_s
 
 
 async def test_withdrawn_submission_cancels_its_jobs(rig: EvalRig) -> None:
-    submission = accepted(rig.demo_url, "stalling")  # nothing finishes on its own
+    submission = filing(rig.demo_url, "stalling")  # nothing finishes on its own
     settings = await rig.start()
-    await rig.send_intake(submission)
+    await rig.file(submission)
 
     async def running() -> bool:
         return "running" in (await job_states(rig)).values()
 
     await wait_for(running, what="jobs to run")
-    await rig.send_intake(withdrawn(submission))
-    # The window closing afterwards changes nothing: the evaluation has ended.
-    await rig.send_intake(window_closed(submission))
+    await rig.withdraw(submission)
+    # Intake's clock passing the deadline afterwards changes nothing: the window of a
+    # withdrawn submission does not close, and the evaluation has ended.
+    await rig.pass_deadline(submission)
     sid = submission.submission_id
     reader = rig.events
     await reader.wait(lambda: bool(reader.of(sid, EvaluationCompleted)), what="end")

@@ -16,8 +16,8 @@ from services.evaluation.app import attach_worker
 from services.evaluation.settings import EvaluationSettings
 from tests.evaluation.rig import (
     EvalRig,
-    accepted,
     alive,
+    filing,
     inspect_children,
     process_state,
     request_counts,
@@ -45,12 +45,12 @@ async def attempt_rows(rig: EvalRig) -> list[asyncpg.Record]:
 async def test_sigkilled_worker_loses_nothing_and_records_no_finding_twice(rig: EvalRig) -> None:
     # worker=False: only the worker processes below run jobs
     settings = await rig.start(only={"cyber-ctf-proxy"}, worker=False)
-    submission = accepted(rig.demo_url, PROFILE)
+    submission = filing(rig.demo_url, PROFILE)
     calls_before = request_counts(rig.demo_url).get(PROFILE, 0)
 
     first = start_worker(settings)
     try:
-        await rig.send_intake(submission)
+        await rig.file(submission)
 
         async def mid_run() -> bool:
             jobs = await job_rows(rig)
@@ -105,10 +105,10 @@ async def test_sigkilled_worker_loses_nothing_and_records_no_finding_twice(rig: 
 
 async def test_sigterm_gives_running_jobs_back_without_counting_the_attempt(rig: EvalRig) -> None:
     settings = await rig.start(only={"cyber-ctf-proxy"}, worker=False)
-    submission = accepted(rig.demo_url, "stalling")
+    submission = filing(rig.demo_url, "stalling")
     worker = start_worker(settings)
     try:
-        await rig.send_intake(submission)
+        await rig.file(submission)
 
         async def running() -> bool:
             jobs = await job_rows(rig)
@@ -140,7 +140,7 @@ async def test_a_paused_worker_whose_lease_expired_has_its_late_result_discarded
     # worker=False: the paused worker claims first; the other one comes later
     settings = rig.configure(only={"cyber-ctf-proxy"}, worker=False)
     service = await rig.start_service(settings)
-    submission = accepted(rig.demo_url, "capable")
+    submission = filing(rig.demo_url, "capable")
     sid = submission.submission_id
     # One slot, a 2 s lease, and a heartbeat that never comes: as if paused for good from
     # the claim on (SIGSTOP below keeps it from recording before the re-run has started).
@@ -160,7 +160,7 @@ async def test_a_paused_worker_whose_lease_expired_has_its_late_result_discarded
         )
     rerun: asyncio.Task[None] | None = None
     try:
-        await rig.send_intake(submission)
+        await rig.file(submission)
 
         async def run_started() -> bool:
             return bool(inspect_children(paused.pid))
