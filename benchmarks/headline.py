@@ -244,6 +244,16 @@ def render(figures: Mapping[str, Any]) -> str:
         value = first["stages_s"][name]
         label = what.replace("  of which:", "... of which:")
         lines.append(f"| {name}: {label} | {_ms(value['p50'])} | {_ms(value['p99'])} |")
+    median = {name: first["stages_s"][name]["p50"] for name, _ in STAGES}
+    others = sum(median[n] for n in ("intake", "risk", "access", "enforcer"))
+    lines += [
+        "",
+        f"At the median, evaluation is {median['evaluation'] / median['total']:.0%} of the "
+        "total, of which starting and stopping the Inspect process "
+        f"{median['evaluation_inspect_process'] / median['total']:.0%} and the eval itself "
+        f"{median['evaluation_inspect_eval'] / median['total']:.0%}; intake, risk, access "
+        f"and the enforcer together {_ms(others)}.",
+    ]
     lines += [
         "",
         "| time to enforce: RestrictionOrdered -> every enforcer applied the version | "
@@ -259,18 +269,34 @@ def render(figures: Mapping[str, Any]) -> str:
     lines += [
         "",
         "| throughput | escalating (Inspect run each) /s | cleared (no suite applies) /s | "
-        "cleared: ratio to raw burst |",
-        "|---|---|---|---|",
+        "cleared: ratio to raw burst | to the first config (escalating / cleared) |",
+        "|---|---|---|---|---|",
         f"| raw aiokafka produce -> consume, burst of {raw['burst_messages']} | - | "
-        f"{raw['burst_msgs_per_s']:,.0f} | 1 |",
+        f"{raw['burst_msgs_per_s']:,.0f} | 1 | - |",
     ]
-    for name, run in figures["throughput"].items():
+    runs = list(figures["throughput"].items())
+    base = runs[0][1] if runs else None
+    for name, run in runs:
+        assert base is not None
         lines.append(
             f"| {name}: {run['describe']} | {run['escalating_per_s']:.2f} "
             f"({run['escalating']} in {run['escalating_s']:.1f} s) | "
             f"{run['cleared_per_s']:.1f} ({run['cleared']} in {run['cleared_s']:.1f} s) | "
-            f"{run['cleared_per_s'] / raw['burst_msgs_per_s']:.4f} |"
+            f"{run['cleared_per_s'] / raw['burst_msgs_per_s']:.4f} | "
+            f"x{run['escalating_per_s'] / base['escalating_per_s']:.2f} / "
+            f"x{run['cleared_per_s'] / base['cleared_per_s']:.2f} |"
         )
+    columns = [*SERVICES, "inspect_children"]
+    lines += [
+        "",
+        "| CPU ms per submission (all replicas) | " + " | ".join(SERVICES) + " | Inspect runs |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for name, run in runs:
+        for kind in ("escalating", "cleared"):
+            cpu = run.get(f"cpu_ms_per_{kind}", {})
+            cells = " | ".join(f"{cpu[c]:,.0f}" if c in cpu else "-" for c in columns)
+            lines.append(f"| {name}, {kind} | {cells} |")
     lines += [
         "",
         "| RSS, MiB (per process; peak under the throughput load) | "
@@ -350,6 +376,41 @@ def descendants(pid: int) -> list[int]:
         for child in children:
             found += [child, *descendants(child)]
     return found
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time (user + system, seconds) of ``pid`` itself and of its children that
+    ended and were waited for (the Inspect runs of an evaluation worker)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    # after the command: state is field 3; utime, stime, cutime, cstime are 14-17
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return (utime + stime) / tick, (cutime + cstime) / tick
+
+
+def cpu_by_service(rig: SystemRig) -> dict[str, float]:
+    """CPU seconds so far per service (over its replicas), and of evaluation's ended
+    children under ``inspect_children``."""
+    totals: dict[str, float] = {}
+    for process in rig.processes():
+        if process.pid is None:
+            continue
+        own, children = cpu_seconds(process.pid)
+        name = process.settings.service_name
+        totals[name] = totals.get(name, 0.0) + own
+        if name == "evaluation":
+            totals["inspect_children"] = totals.get("inspect_children", 0.0) + children
+    return totals
+
+
+def cpu_per(
+    before: Mapping[str, float], after: Mapping[str, float], count: int
+) -> dict[str, float]:
+    """CPU ms per item of each process between two ``cpu_by_service`` readings."""
+    return {k: round((after[k] - before.get(k, 0.0)) * 1000 / count, 1) for k in sorted(after)}
 
 
 def load_average() -> float:
@@ -658,13 +719,17 @@ async def throughput(
     load = Memory()
     async with sampling(rig, load):
         hot = plan(rig, escalating, Kind.PENDING)
+        cpu_start = cpu_by_service(rig)
         started = await filed(rig, hot)
         await wait_denied(timed(rig), [model_of(p.manifest) for p in hot], timeout=900)
         escalating_s = max(timed(rig)[0].denied_at[model_of(p.manifest)] for p in hot) - started
+        await asyncio.sleep(1.0)  # the last runs' children reaped
+        cpu_hot = cpu_by_service(rig)
         cold = plan(rig, cleared, Kind.CLEARED)
         started = await filed(rig, cold)
         await access_read_everything(rig, cold)
         cleared_s = time.time() - started
+        cpu_cold = cpu_by_service(rig)
     figures = {
         "describe": config.describe(),
         "replicas": config.replicas,
@@ -676,6 +741,8 @@ async def throughput(
         "cleared_s": round(cleared_s, 2),
         "cleared_per_s": round(cleared / cleared_s, 1),
         "rss_mib": {"rest": rest.rounded(), "load": load.rounded()},
+        "cpu_ms_per_escalating": cpu_per(cpu_start, cpu_hot, escalating),
+        "cpu_ms_per_cleared": cpu_per(cpu_hot, cpu_cold, cleared),
     }
     print(f"throughput {config.name}: {figures}", flush=True)
     return figures

@@ -3,6 +3,7 @@ stage breakdown, and what it writes into RESULTS.md and results.json."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from benchmarks.headline import (
     Config,
     Stamps,
     breakdown,
+    cpu_per,
+    cpu_seconds,
     headline_keys,
     percentile,
     render,
@@ -95,6 +98,19 @@ def test_the_breakdown_gives_each_stage_its_own_p50_and_p99() -> None:
     assert result["total"]["p99"] == pytest.approx(4.53)
 
 
+def test_cpu_per_item_is_the_difference_of_two_readings_over_the_count() -> None:
+    before = {"intake": 1.0, "inspect_children": 0.0}
+    after = {"intake": 1.5, "inspect_children": 8.0}
+    assert cpu_per(before, after, 2) == {"inspect_children": 4000.0, "intake": 250.0}
+
+
+def test_cpu_seconds_of_this_process_are_read_from_proc() -> None:
+    own, children = cpu_seconds(os.getpid())
+    assert own > 0.0
+    assert children >= 0.0
+    assert cpu_seconds(2**22 + 12345) == (0.0, 0.0)  # no such process
+
+
 def test_time_to_enforce_waits_for_the_last_enforcer() -> None:
     # ordered at +4.45; the enforcers applied at +4.52 and +4.6: the last is 150 ms later
     assert time_to_enforce_ms([stamps()]) == {"p50": 150.0, "p99": 150.0}
@@ -134,6 +150,20 @@ def figures() -> dict[str, Any]:
                 "cleared_s": 3.0,
                 "cleared_per_s": 100.0,
                 "rss_mib": {"rest": rss, "load": rss | {"inspect_child": 147.0}},
+                "cpu_ms_per_escalating": {
+                    "intake": 10.0,
+                    "evaluation": 300.0,
+                    "risk": 20.0,
+                    "access": 15.0,
+                    "inspect_children": 4200.0,
+                },
+                "cpu_ms_per_cleared": {
+                    "intake": 5.0,
+                    "evaluation": 4.0,
+                    "risk": 6.0,
+                    "access": 1.0,
+                    "inspect_children": 0.0,
+                },
             }
         },
     }
@@ -146,7 +176,11 @@ def test_the_section_states_machine_load_figures_and_ratios_to_raw() -> None:
     assert "3.1 before, 4.2 after (a machine shared with other work)" in text
     assert "| 4.53 s | 4.53 s | x1,812 / x348 |" in text  # 4,530 ms against 2.5 / 13 ms raw
     assert "| 5 enforcer(s), 2 orders | 150 | 150 |" in text
-    assert "| 0.50 (12 in 24.0 s) | 100.0 (300 in 3.0 s) | 0.0400 |" in text
+    assert "| 0.50 (12 in 24.0 s) | 100.0 (300 in 3.0 s) | 0.0400 | x1.00 / x1.00 |" in text
+    assert "| 2x12, escalating | 10 | 300 | 20 | 15 | 4,200 |" in text
+    assert "| 2x12, cleared | 5 | 4 | 6 | 1 | 0 |" in text
+    # 4.3 s of 4.53 s in evaluation, 3.0 s of it starting and stopping Inspect
+    assert "evaluation is 95% of the total, of which starting and stopping the Inspect" in text
     assert "| 2x12, under load | 80 | 90 | 85 | 88 | 147 |" in text
     assert "| 2x12, at rest | 80 | 90 | 85 | 88 | - |" in text
 
