@@ -286,10 +286,25 @@ def render(figures: Mapping[str, Any]) -> str:
             f"x{run['escalating_per_s'] / base['escalating_per_s']:.2f} / "
             f"x{run['cleared_per_s'] / base['cleared_per_s']:.2f} |"
         )
+    inspect_cpu = [r["cpu_ms_per_escalating"].get("inspect_children", 0.0) for _, r in runs]
+    if runs and min(inspect_cpu) > 0:
+        cores = figures.get("cores") or os.cpu_count() or 1
+        lines += [
+            "",
+            f"An Inspect run costs {min(inspect_cpu) / 1000:.1f}-{max(inspect_cpu) / 1000:.1f} "
+            f"CPU s (its child process), so {cores} cores can do at most "
+            f"{cores * 1000 / max(inspect_cpu):.2f}-{cores * 1000 / min(inspect_cpu):.2f} "
+            "escalating submissions/s whatever the replicas and partitions; each replica's "
+            "evaluation worker runs two at a time (`FR_EVALUATION_WORKER_CONCURRENCY`). A "
+            "cleared submission costs the four services "
+            f"{sum(runs[0][1]['cpu_ms_per_cleared'].get(n, 0.0) for n in SERVICES):.0f} CPU ms "
+            f"together (config {runs[0][0]}).",
+        ]
     columns = [*SERVICES, "inspect_children"]
     lines += [
         "",
-        "| CPU ms per submission (all replicas) | " + " | ".join(SERVICES) + " | Inspect runs |",
+        "| CPU ms per submission: a phase's CPU over its submissions, idle polling included "
+        "(all replicas) | " + " | ".join(SERVICES) + " | Inspect runs |",
         "|---|" + "---|" * len(columns),
     ]
     for name, run in runs:
@@ -318,6 +333,8 @@ def headline_keys(figures: Mapping[str, Any]) -> dict[str, float]:
     """The headline figures, a key each (beside the nested detail in results.json)."""
     raw = figures["raw"]
     keys: dict[str, float] = {
+        "load_average_before": figures["load_before"],
+        "load_average_after": figures["load_after"],
         "raw_paced_p50_ms": raw["paced_p50_ms"],
         "raw_paced_p99_ms": raw["paced_p99_ms"],
         "raw_burst_msgs_per_s": raw["burst_msgs_per_s"],
@@ -831,6 +848,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     figures["arguments"] = arguments_text(args)
     figures["machine"] = machine()
+    figures["cores"] = os.cpu_count()
     figures["load_note"] = args.load_note or (
         "a quiet machine" if figures["load_after"] < 2 else "a machine shared with other work"
     )

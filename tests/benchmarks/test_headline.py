@@ -131,6 +131,7 @@ def figures() -> dict[str, Any]:
         "load_after": 4.2,
         "load_note": "a machine shared with other work",
         "run_seconds": 600.0,
+        "cores": 2,
         "raw": {
             "paced_messages": 200,
             "paced_rate_per_s": 20.0,
@@ -181,6 +182,9 @@ def test_the_section_states_machine_load_figures_and_ratios_to_raw() -> None:
     assert "| 2x12, cleared | 5 | 4 | 6 | 1 | 0 |" in text
     # 4.3 s of 4.53 s in evaluation, 3.0 s of it starting and stopping Inspect
     assert "evaluation is 95% of the total, of which starting and stopping the Inspect" in text
+    assert "An Inspect run costs 4.2-4.2 CPU s (its child process), so 2 cores can do" in text
+    assert "at most 0.48-0.48 escalating submissions/s" in text
+    assert "A cleared submission costs the four services 16 CPU ms together (config 2x12)" in text
     assert "| 2x12, under load | 80 | 90 | 85 | 88 | 147 |" in text
     assert "| 2x12, at rest | 80 | 90 | 85 | 88 | - |" in text
 
@@ -192,6 +196,7 @@ def test_each_headline_figure_has_a_key_of_its_own() -> None:
     assert keys["escalating_per_s_2x12"] == 0.5
     assert keys["cleared_per_s_2x12"] == 100.0
     assert keys["raw_paced_p50_ms"] == 2.5
+    assert (keys["load_average_before"], keys["load_average_after"]) == (3.1, 4.2)
     assert keys["rss_load_inspect_child_mib_2x12"] == 147.0
 
 
