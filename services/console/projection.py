@@ -11,10 +11,10 @@ applied out of order end in the state the in-order run ends in (tests/console).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from contracts import CloudEvent, Event
@@ -460,50 +460,33 @@ def replaced(order: Order | None, by: RestrictionOrdered) -> Order:
 # --- access.events, access.policies, gov.audit: insert-only facts ------------------
 
 
+def _copied(kind: Callable[..., T], data: object, **values: object) -> T:
+    """A fact of ``kind`` whose fields are the event's fields of the same names,
+    except those given in ``values``."""
+    names = {f.name for f in fields(cast("type[Any]", kind))} - values.keys()
+    return kind(**{name: getattr(data, name) for name in names if hasattr(data, name)}, **values)
+
+
 def lift_of(data: RestrictionLifted) -> Lift:
-    return Lift(
-        order_id=data.order_id,
-        model_id=data.model_id,
-        submission_id=data.submission_id,
-        lifted_at=data.lifted_at,
-        reason=data.reason,
-        reviewer_id=data.reviewer_id,
-        policy_version=data.policy_version,
-    )
+    return _copied(Lift, data)
 
 
 def policy_of(data: AccessPolicyPublished) -> PolicyVersion:
-    return PolicyVersion(
-        model_id=data.model_id,
+    return _copied(
+        PolicyVersion,
+        data,
         version=data.policy_version,
-        lab_id=data.lab_id,
-        content_hash=data.content_hash,
         order_ids=tuple(data.order_ids),
-        published_at=data.published_at,
-        acknowledge_by=data.acknowledge_by,
-        effective_at=data.effective_at,
-        expires_at=data.expires_at,
         policy_chars=len(data.cedar_policies),
     )
 
 
 def overdue_of(data: ComplianceOverdue) -> Overdue:
-    return Overdue(
-        model_id=data.model_id,
-        version=data.policy_version,
-        acknowledge_by=data.acknowledge_by,
-        detected_at=data.detected_at,
-    )
+    return _copied(Overdue, data, version=data.policy_version)
 
 
 def checkpoint_of(data: AuditCheckpoint) -> Checkpoint:
-    return Checkpoint(
-        log_id=data.log_id,
-        size=data.size,
-        head_sha256=data.head_sha256,
-        checkpointed_at=data.checkpointed_at,
-        key_id=data.signature.key_id,
-    )
+    return _copied(Checkpoint, data, key_id=data.signature.key_id)
 
 
 _SENDERS = {
