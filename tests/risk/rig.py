@@ -55,7 +55,7 @@ from tests.kit import (
     process_env,
 )
 from tests.kit import isolated as isolated_settings
-from tests.risk.support import PROXY_SUITES
+from tests.risk.support import PROXY_SUITES, completed_event
 
 E = TypeVar("E", bound=Event)
 
@@ -356,22 +356,12 @@ def evaluation_completed(
     sub: Submission, now: datetime, statuses: Mapping[RiskDomain, SuiteStatus] | None = None
 ) -> EvaluationCompleted:
     """Every proxy suite ended (completed, unless ``statuses`` says otherwise)."""
-    statuses = statuses or {}
-    return EvaluationCompleted(
+    return completed_event(
+        statuses or {},
         submission_id=sub.submission_id,
         model_id=sub.model_id,
         ended_by=EvaluationEnd.ALL_SUITES_ENDED,
-        suites=[
-            {
-                "suite_id": suite,
-                "suite_version": "1.0.0",
-                "domain": domain,
-                "status": statuses.get(domain, SuiteStatus.COMPLETED),
-                "attempts": 1,
-            }
-            for suite, domain, _ in PROXY_SUITES
-        ],
-        completed_at=now,
+        at=now,
     )
 
 

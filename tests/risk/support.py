@@ -135,11 +135,19 @@ def progress(
     return EvaluationProgress(runs, EvaluationEnd.ALL_SUITES_ENDED if ended else None)
 
 
-def completed_event(statuses: Mapping[RiskDomain, SuiteStatus]) -> EvaluationCompleted:
+def completed_event(
+    statuses: Mapping[RiskDomain, SuiteStatus],
+    *,
+    submission_id: uuid.UUID = SUBMISSION_ID,
+    model_id: str = MODEL_ID,
+    ended_by: EvaluationEnd = EvaluationEnd.WINDOW_CLOSED,
+    at: datetime = NOW,
+) -> EvaluationCompleted:
+    """Every proxy suite ended, each completed unless ``statuses`` says otherwise."""
     return EvaluationCompleted(
-        submission_id=SUBMISSION_ID,
-        model_id=MODEL_ID,
-        ended_by=EvaluationEnd.WINDOW_CLOSED,
+        submission_id=submission_id,
+        model_id=model_id,
+        ended_by=ended_by,
         suites=[
             {
                 "suite_id": suite,
@@ -150,7 +158,7 @@ def completed_event(statuses: Mapping[RiskDomain, SuiteStatus]) -> EvaluationCom
             }
             for suite, domain, _ in PROXY_SUITES
         ],
-        completed_at=NOW,
+        completed_at=at,
     )
 
 
