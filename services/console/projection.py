@@ -44,7 +44,7 @@ from contracts.events import (
     SubmissionWithdrawn,
     WithdrawalRejected,
 )
-from contracts.events.risk import EscalationDecision, RestrictionScope
+from contracts.events.risk import EscalationDecision
 from services.console.model import (
     Assessment,
     Checkpoint,
@@ -390,27 +390,6 @@ def superseded(escalation: Escalation | None, by: EscalationRaised) -> Escalatio
     return _join(base, replace(base, superseded_by=by.escalation_id))
 
 
-def describe_scope(scope: RestrictionScope) -> str:
-    """Who an order denies, in a line."""
-    parts: list[str] = []
-    named: list[tuple[str, Sequence[Any]]] = [
-        ("nationals of", scope.nationalities),
-        ("residents of", scope.residence_countries),
-        ("country groups", [*scope.country_groups, *(t.value for t in scope.country_tiers)]),
-        ("verification", [v.value for v in scope.verification_statuses]),
-        ("organisations in", scope.organisation_countries),
-        ("requests from", scope.request_locations),
-    ]
-    for label, values in named:
-        if values:
-            parts.append(f"{label} {', '.join(str(v) for v in values)}")
-    if scope.organisations:
-        parts.append(f"{len(scope.organisations)} organisations")
-    if scope.exemptions:
-        parts.append(f"{len(scope.exemptions)} exemptions")
-    return f"{'; '.join(parts)} (nationality rule {scope.nationality_rule.value})"
-
-
 def fold_order(order: Order | None, data: Event) -> Order | None:
     if isinstance(data, RestrictionOrdered):
         new = Order(
@@ -427,7 +406,7 @@ def fold_order(order: Order | None, data: Event) -> Order | None:
             supersedes=data.supersedes,
             level=data.level.value if data.level else None,
             domains=tuple(d.value for d in data.domains),
-            scope=describe_scope(data.scope),
+            scope=data.scope.describe(),
         )
     elif isinstance(data, RestrictionLiftOrdered):
         new = Order(
@@ -666,7 +645,7 @@ def describe(data: Event) -> str:
             return f"escalation overdue (decide by {data.decide_by:%Y-%m-%d %H:%M}): {data.detail}"
         case RestrictionOrdered():
             kind = "interim order" if data.interim else "order"
-            return f"{kind} {data.order_id}: {describe_scope(data.scope)}"
+            return f"{kind} {data.order_id}: {data.scope.describe()}"
         case RestrictionLiftOrdered():
             return f"lift of order {data.order_id} ordered: {data.reason}"
         case RestrictionLifted():
