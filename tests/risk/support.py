@@ -81,13 +81,15 @@ def finding(
     evaluator: str = "agency",
     finding_id: UUID | None = None,
     submission_id: UUID = SUBMISSION_ID,
+    model_id: str = MODEL_ID,
     recorded_at: datetime = NOW,
 ) -> FindingRecorded:
+    """A FindingRecorded of a proxy suite (or, with method manual, an external evaluator's)."""
     external = method == "manual"
     return FindingRecorded(
         finding_id=finding_id or uuid.uuid4(),
         submission_id=submission_id,
-        model_id=MODEL_ID,
+        model_id=model_id,
         suite_id="external" if external else suite_id,
         suite_version="manual" if external else "1.0.0",
         domain=RiskDomain(domain),
