@@ -31,7 +31,7 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -45,11 +45,14 @@ from services.intake.app import SCHEMA
 from services.intake.lab_registry import publish_entry
 from services.intake.model import SubmissionStatus
 from services.intake.settings import IntakeSettings
-from services.runtime.database import Connection, connect
+from services.runtime.database import connect
 from services.runtime.onboarding import KafkaOnboarding
 from services.trust import repository as trust_repository
 from services.trust.cli import principal_commands
 from services.trust.principals import LAB
+
+if TYPE_CHECKING:
+    from services.runtime.database import Connection
 
 T = TypeVar("T")
 
@@ -95,8 +98,8 @@ def publish(
         str | None, typer.Argument(metavar="ID", help="Only this lab (default: every lab).")
     ] = None,
 ) -> None:
-    """Announce labs' current registry entries on intake.registry again (a new version
-    each), e.g. for labs registered before access received the registry by events."""
+    """Announce labs' registry entries on intake.registry again, each under a new version
+    (e.g. labs registered before access received the registry by events)."""
 
     async def work(conn: asyncpg.Connection[asyncpg.Record]) -> list[tuple[str, int]]:
         found = await trust_repository.list_principals(conn, LAB.name, include_removed=True)

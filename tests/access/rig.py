@@ -157,6 +157,11 @@ class Rig:
         async with connect(self.settings) as conn:
             return await conn.fetch(query, *args)
 
+    async def fetch_intake(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        """A query on intake's schema beside the rig (its registry and outbox)."""
+        async with connect(self.intake) as conn:
+            return await conn.fetch(query, *args)
+
     # the labs' enforcement points ---------------------------------------------------------
     @contextlib.asynccontextmanager
     async def enforcer(
