@@ -25,13 +25,15 @@ from tests.kit.services import drop_schema, isolated
 
 
 def intake_registry_settings(rig: RuntimeSettings) -> IntakeSettings:
-    """Intake's settings beside a rig of another service: its own schema, the rig's topics."""
+    """Intake's settings beside a rig of another service: its own schema, the rig's topics,
+    no HTTP."""
     return isolated(
         rig,
         IntakeSettings,
         "intake",
         topic_prefix=rig.topic_prefix,
         principal_prefix=rig.principal_prefix,
+        http_port=None,  # the rig's service serves HTTP, not intake's relay
     )
 
 
