@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from contracts import decode, encode, make_event
 from contracts.events.access import ComplianceRejected
@@ -22,6 +23,7 @@ from contracts.events.intake import LabRegistryChanged
 from contracts.events.lab import ComplianceAcknowledged
 from contracts.principals import Role
 from contracts.registry import TOPIC_BY_NAME
+from services.access import cli as access_cli
 from services.labclient.enforcer import AppliedVersion
 from services.runtime import RuntimeSettings
 from tests.access.rig import Lab, Rig, access_knows, applied, model_id, running_rig
@@ -208,3 +210,24 @@ async def test_an_older_or_replayed_entry_changes_nothing(rig: Rig, tmp_path: Pa
     accepted_id = await acknowledge(rig, second.acknowledgement(version))
     assert await refused(rig, refused_id) is RejectionReason.AUTHENTICATION_FAILED
     await accepted(rig, accepted_id)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["lab", "register", "some-lab"],
+        ["lab", "remove", "some-lab", "--yes"],
+        ["lab", "key", "add", "some-lab", "k9", "--public-key", "AAAA"],
+        ["lab", "key", "rotate", "some-lab", "k9", "--public-key", "AAAA"],
+        ["lab", "key", "revoke", "some-lab", "k9", "--yes"],
+    ],
+)
+def test_access_has_no_command_that_changes_a_labs_keys(command: list[str]) -> None:
+    """One registry, intake's: access's lab commands list what it received, nothing more."""
+    result = CliRunner().invoke(access_cli.app, command)
+    assert result.exit_code == 2 and "No such command" in result.output, result.output
+
+
+def test_access_lists_the_labs_and_keys_it_received() -> None:
+    for command in (["lab", "list", "--help"], ["lab", "key", "list", "--help"]):
+        assert CliRunner().invoke(access_cli.app, command).exit_code == 0
