@@ -489,6 +489,32 @@ class RestrictionScope(Part):
             raise ValueError("a restriction scope needs at least one criterion")
         return self
 
+    def describe(self) -> str:
+        """Who the scope denies, in words, for the lab, the console and the audit: every
+        criterion, with the restricted parts (organisation and exemption ids) only counted."""
+        rule = "most recent" if self.nationality_rule is NationalityRule.MOST_RECENT else "any"
+        named = [
+            (f"nationals ({rule} citizenship) of", self.nationalities),
+            (
+                f"principals whose nationality ({rule}) or residence is in group",
+                [*self.country_groups, *(tier.value for tier in self.country_tiers)],
+            ),
+            ("permanent residents of", self.residence_countries),
+            (
+                "principals whose identity verification is",
+                [status.value for status in self.verification_statuses],
+            ),
+            ("principals of organisations headquartered or owned in", self.organisation_countries),
+            ("requests made from", self.request_locations),
+        ]
+        parts = [f"{label} {', '.join(sorted(values))}" for label, values in named if values]
+        if self.organisations:
+            parts.append(f"members of {len(self.organisations)} named organisation(s)")
+        text = "; ".join(parts)
+        if self.exemptions:
+            text += f" (with {len(self.exemptions)} exemption(s))"
+        return text
+
 
 class RestrictionOrderSpec(Part):
     """The order a reviewer signs: scope and times. Two signatures are for the same order

@@ -26,6 +26,7 @@ from contracts.events import (
     RestrictionOrdered,
 )
 from services.console import projection, repository
+from services.console.model import Escalation, EvaluationFacts, IntakeFacts, Order, RiskFacts
 from services.runtime import Context, InvalidContext
 
 log = logging.getLogger(__name__)
@@ -42,71 +43,71 @@ class ConsoleHandlers:
         """The timeline line and, for a rejection, the refusal: every topic's events."""
         entry = projection.timeline_entry(ctx.event, self._topic(ctx))
         if entry is not None:
-            await repository.add_timeline(ctx.conn, entry)
+            await repository.add(ctx.conn, entry)
         if isinstance(data, Rejection):
-            await repository.add_refusal(ctx.conn, projection.refusal_of(ctx.event.id, data))
+            await repository.add(ctx.conn, projection.refusal_of(ctx.event.id, data))
 
     # --- the pipeline's topics ---------------------------------------------------------
 
     async def intake(self, ctx: Context, data: Event) -> None:
         submission = getattr(data, "submission_id", None)
         if submission is not None:
-            current = await repository.intake_facts(ctx.conn, submission)
+            current = await repository.locked(ctx.conn, IntakeFacts, submission)
             folded = projection.fold_intake(current, data, traceparent=ctx.event.traceparent)
             if folded is not None and folded != current:
-                await repository.save_intake(ctx.conn, folded, ctx.now())
+                await repository.save(ctx.conn, folded, ctx.now())
         await self._common(ctx, data)
 
     async def evaluation(self, ctx: Context, data: Event) -> None:
         if isinstance(data, FindingRecorded):
-            await repository.add_finding(ctx.conn, projection.finding_of(data))
+            await repository.add(ctx.conn, projection.finding_of(data))
         submission = getattr(data, "submission_id", None)
         if submission is not None:
-            current = await repository.evaluation_facts(ctx.conn, submission)
+            current = await repository.locked(ctx.conn, EvaluationFacts, submission)
             folded = projection.fold_evaluation(current, data)
             if folded is not None and folded != current:
-                await repository.save_evaluation(ctx.conn, folded, ctx.now())
+                await repository.save(ctx.conn, folded, ctx.now())
         await self._common(ctx, data)
 
     async def risk(self, ctx: Context, data: Event) -> None:
         now = ctx.now()
         submission = getattr(data, "submission_id", None)
         if submission is not None:
-            current = await repository.risk_facts(ctx.conn, submission)
+            current = await repository.locked(ctx.conn, RiskFacts, submission)
             folded = projection.fold_risk(current, data)
             if folded is not None and folded != current:
-                await repository.save_risk(ctx.conn, folded, now)
+                await repository.save(ctx.conn, folded, now)
         if isinstance(data, EscalationRaised | EscalationDecided | EscalationOverdue):
-            known = await repository.escalation(ctx.conn, data.escalation_id)
+            known = await repository.locked(ctx.conn, Escalation, data.escalation_id)
             escalation = projection.fold_escalation(known, data)
             if escalation is not None and escalation != known:
-                await repository.save_escalation(ctx.conn, escalation, now)
+                await repository.save(ctx.conn, escalation, now)
         if isinstance(data, EscalationRaised) and data.supersedes is not None:
-            older = await repository.escalation(ctx.conn, data.supersedes)
-            await repository.save_escalation(ctx.conn, projection.superseded(older, data), now)
+            older = await repository.locked(ctx.conn, Escalation, data.supersedes)
+            await repository.save(ctx.conn, projection.superseded(older, data), now)
         if isinstance(data, RestrictionOrdered | RestrictionLiftOrdered):
-            known_order = await repository.order(ctx.conn, data.order_id)
+            known_order = await repository.locked(ctx.conn, Order, data.order_id)
             order = projection.fold_order(known_order, data)
             if order is not None and order != known_order:
-                await repository.save_order(ctx.conn, order, now)
+                await repository.save(ctx.conn, order, now)
         if isinstance(data, RestrictionOrdered) and data.supersedes is not None:
-            replaced = await repository.order(ctx.conn, data.supersedes)
-            await repository.save_order(ctx.conn, projection.replaced(replaced, data), now)
+            replaced = await repository.locked(ctx.conn, Order, data.supersedes)
+            await repository.save(ctx.conn, projection.replaced(replaced, data), now)
         await self._common(ctx, data)
 
     async def access(self, ctx: Context, data: Event) -> None:
         if isinstance(data, RestrictionLifted):
-            await repository.add_lift(ctx.conn, projection.lift_of(data))
+            await repository.add(ctx.conn, projection.lift_of(data))
         elif isinstance(data, ComplianceOverdue):
-            await repository.add_overdue(ctx.conn, projection.overdue_of(data))
+            await repository.add(ctx.conn, projection.overdue_of(data))
         await self._common(ctx, data)
 
     async def policies(self, ctx: Context, data: AccessPolicyPublished) -> None:
-        await repository.add_policy(ctx.conn, projection.policy_of(data))
+        await repository.add(ctx.conn, projection.policy_of(data))
         await self._common(ctx, data)
 
     async def audit(self, ctx: Context, data: AuditCheckpoint) -> None:
-        await repository.add_checkpoint(ctx.conn, projection.checkpoint_of(data))
+        await repository.add(ctx.conn, projection.checkpoint_of(data))
 
     async def unreadable(self, ctx: InvalidContext) -> bool:
         """A record of a pipeline topic the console cannot read: its readers among the
@@ -142,4 +143,4 @@ class ConsoleHandlers:
             value=ctx.raw,
             event=event,
         )
-        await repository.add_dead_letter(ctx.conn, letter)
+        await repository.add(ctx.conn, letter)

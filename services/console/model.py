@@ -177,6 +177,10 @@ class RiskFacts:
     outcome: str | None = None  # ReviewOutcome
     may_not: tuple[str, ...] = ()
 
+    @property
+    def overall_level(self) -> str | None:
+        return self.assessment.overall_level if self.assessment else None
+
 
 @dataclass(frozen=True)
 class Tally:

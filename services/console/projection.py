@@ -11,10 +11,10 @@ applied out of order end in the state the in-order run ends in (tests/console).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from contracts import CloudEvent, Event
@@ -44,7 +44,7 @@ from contracts.events import (
     SubmissionWithdrawn,
     WithdrawalRejected,
 )
-from contracts.events.risk import EscalationDecision, RestrictionScope
+from contracts.events.risk import EscalationDecision
 from services.console.model import (
     Assessment,
     Checkpoint,
@@ -390,27 +390,6 @@ def superseded(escalation: Escalation | None, by: EscalationRaised) -> Escalatio
     return _join(base, replace(base, superseded_by=by.escalation_id))
 
 
-def describe_scope(scope: RestrictionScope) -> str:
-    """Who an order denies, in a line."""
-    parts: list[str] = []
-    named: list[tuple[str, Sequence[Any]]] = [
-        ("nationals of", scope.nationalities),
-        ("residents of", scope.residence_countries),
-        ("country groups", [*scope.country_groups, *(t.value for t in scope.country_tiers)]),
-        ("verification", [v.value for v in scope.verification_statuses]),
-        ("organisations in", scope.organisation_countries),
-        ("requests from", scope.request_locations),
-    ]
-    for label, values in named:
-        if values:
-            parts.append(f"{label} {', '.join(str(v) for v in values)}")
-    if scope.organisations:
-        parts.append(f"{len(scope.organisations)} organisations")
-    if scope.exemptions:
-        parts.append(f"{len(scope.exemptions)} exemptions")
-    return f"{'; '.join(parts)} (nationality rule {scope.nationality_rule.value})"
-
-
 def fold_order(order: Order | None, data: Event) -> Order | None:
     if isinstance(data, RestrictionOrdered):
         new = Order(
@@ -427,7 +406,7 @@ def fold_order(order: Order | None, data: Event) -> Order | None:
             supersedes=data.supersedes,
             level=data.level.value if data.level else None,
             domains=tuple(d.value for d in data.domains),
-            scope=describe_scope(data.scope),
+            scope=data.scope.describe(),
         )
     elif isinstance(data, RestrictionLiftOrdered):
         new = Order(
@@ -460,50 +439,33 @@ def replaced(order: Order | None, by: RestrictionOrdered) -> Order:
 # --- access.events, access.policies, gov.audit: insert-only facts ------------------
 
 
+def _copied(kind: Callable[..., T], data: object, **values: object) -> T:
+    """A fact of ``kind`` whose fields are the event's fields of the same names,
+    except those given in ``values``."""
+    names = {f.name for f in fields(cast("type[Any]", kind))} - values.keys()
+    return kind(**{name: getattr(data, name) for name in names if hasattr(data, name)}, **values)
+
+
 def lift_of(data: RestrictionLifted) -> Lift:
-    return Lift(
-        order_id=data.order_id,
-        model_id=data.model_id,
-        submission_id=data.submission_id,
-        lifted_at=data.lifted_at,
-        reason=data.reason,
-        reviewer_id=data.reviewer_id,
-        policy_version=data.policy_version,
-    )
+    return _copied(Lift, data)
 
 
 def policy_of(data: AccessPolicyPublished) -> PolicyVersion:
-    return PolicyVersion(
-        model_id=data.model_id,
+    return _copied(
+        PolicyVersion,
+        data,
         version=data.policy_version,
-        lab_id=data.lab_id,
-        content_hash=data.content_hash,
         order_ids=tuple(data.order_ids),
-        published_at=data.published_at,
-        acknowledge_by=data.acknowledge_by,
-        effective_at=data.effective_at,
-        expires_at=data.expires_at,
         policy_chars=len(data.cedar_policies),
     )
 
 
 def overdue_of(data: ComplianceOverdue) -> Overdue:
-    return Overdue(
-        model_id=data.model_id,
-        version=data.policy_version,
-        acknowledge_by=data.acknowledge_by,
-        detected_at=data.detected_at,
-    )
+    return _copied(Overdue, data, version=data.policy_version)
 
 
 def checkpoint_of(data: AuditCheckpoint) -> Checkpoint:
-    return Checkpoint(
-        log_id=data.log_id,
-        size=data.size,
-        head_sha256=data.head_sha256,
-        checkpointed_at=data.checkpointed_at,
-        key_id=data.signature.key_id,
-    )
+    return _copied(Checkpoint, data, key_id=data.signature.key_id)
 
 
 _SENDERS = {
@@ -683,7 +645,7 @@ def describe(data: Event) -> str:
             return f"escalation overdue (decide by {data.decide_by:%Y-%m-%d %H:%M}): {data.detail}"
         case RestrictionOrdered():
             kind = "interim order" if data.interim else "order"
-            return f"{kind} {data.order_id}: {describe_scope(data.scope)}"
+            return f"{kind} {data.order_id}: {data.scope.describe()}"
         case RestrictionLiftOrdered():
             return f"lift of order {data.order_id} ordered: {data.reason}"
         case RestrictionLifted():

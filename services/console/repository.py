@@ -9,7 +9,9 @@ connection (the consumed record's transaction).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
@@ -57,243 +59,110 @@ def load(kind: type[T], doc: str) -> T:
     return adapter(kind).validate_json(doc)
 
 
-async def _row(conn: Connection, kind: type[T], query: str, *key: object) -> T | None:
-    doc = await conn.fetchval(query, *key)
+# --- the tables ----------------------------------------------------------------------
+#
+# Each model type has one table: the columns the pages filter on, read off the value
+# by name, and the whole value as ``doc``. A folded state is upserted whole under its
+# key; a fact is inserted once (a redelivery changes nothing).
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    columns: tuple[str, ...]  # indexed columns beside doc, read off the value by name
+    key: str | None = None  # a folded state's primary key; None for an insert-only fact
+
+
+_TABLES: dict[type[Any], _Table] = {
+    # folded states, one writer per table (the consumer of its topic)
+    IntakeFacts: _Table(
+        "intake_facts", ("lab_id", "model_id", "accepted_at", "deadline"), key="submission_id"
+    ),
+    EvaluationFacts: _Table("evaluation_facts", ("model_id",), key="submission_id"),
+    RiskFacts: _Table("risk_facts", ("model_id", "overall_level"), key="submission_id"),
+    Escalation: _Table(
+        "escalations", ("submission_id", "status", "decide_by"), key="escalation_id"
+    ),
+    Order: _Table("orders", ("submission_id", "model_id"), key="order_id"),
+    # insert-only facts
+    Finding: _Table("findings", ("finding_id", "submission_id", "suite_id")),
+    Lift: _Table("lifts", ("order_id", "submission_id", "model_id")),
+    Overdue: _Table("overdue", ("model_id", "version")),
+    PolicyVersion: _Table("policies", ("model_id", "version", "published_at")),
+    Checkpoint: _Table("checkpoints", ("log_id", "size")),
+    DeadLetter: _Table(
+        "dead_letters",
+        (
+            "dlq_topic",
+            "partition",
+            "offset",
+            "origin_topic",
+            "reason",
+            "submission_id",
+            "model_id",
+            "failed_at",
+        ),
+    ),
+    TimelineEntry: _Table("timeline", ("topic", "event_id", "submission_id", "model_id", "at")),
+    Refusal: _Table("refusals", ("kind", "event_id", "reason", "submission_id", "model_id", "at")),
+}
+
+
+async def locked(conn: Connection, kind: type[T], key: UUID) -> T | None:
+    """The folded state of ``kind`` under ``key``, locked for this transaction."""
+    table = _TABLES[kind]
+    doc = await conn.fetchval(
+        f"SELECT doc::text FROM {table.name} WHERE {table.key} = $1 FOR UPDATE", key
+    )
     return None if doc is None else load(kind, doc)
 
 
-# --- intake.events ------------------------------------------------------------------
-
-
-async def intake_facts(conn: Connection, submission_id: UUID) -> IntakeFacts | None:
-    return await _row(
-        conn,
-        IntakeFacts,
-        "SELECT doc::text FROM intake_facts WHERE submission_id = $1 FOR UPDATE",
-        submission_id,
+async def save(conn: Connection, state: object, now: datetime) -> None:
+    """Upsert a folded state whole (its columns, its doc, when it changed)."""
+    table = _TABLES[type(state)]
+    assert table.key is not None, f"{type(state).__name__} is an insert-only fact"
+    columns = (table.key, *table.columns)
+    changed = ", ".join(
+        f'"{name}" = EXCLUDED."{name}"' for name in (*table.columns, "doc", "updated_at")
     )
-
-
-async def save_intake(conn: Connection, facts: IntakeFacts, now: datetime) -> None:
     await conn.execute(
-        """INSERT INTO intake_facts
-               (submission_id, lab_id, model_id, accepted_at, deadline, doc, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
-           ON CONFLICT (submission_id) DO UPDATE SET
-               lab_id = EXCLUDED.lab_id, model_id = EXCLUDED.model_id,
-               accepted_at = EXCLUDED.accepted_at, deadline = EXCLUDED.deadline,
-               doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at""",
-        facts.submission_id,
-        facts.lab_id,
-        facts.model_id,
-        facts.accepted_at,
-        facts.deadline,
-        dump(facts),
+        f"""INSERT INTO {table.name} ({_names(columns)}, doc, updated_at)
+            VALUES ({_params(len(columns))}, ${len(columns) + 1}::jsonb, ${len(columns) + 2})
+            ON CONFLICT ("{table.key}") DO UPDATE SET {changed}""",
+        *_values(state, columns),
+        dump(state),
         now,
     )
 
 
-# --- evaluation.events --------------------------------------------------------------
-
-
-async def evaluation_facts(conn: Connection, submission_id: UUID) -> EvaluationFacts | None:
-    return await _row(
-        conn,
-        EvaluationFacts,
-        "SELECT doc::text FROM evaluation_facts WHERE submission_id = $1 FOR UPDATE",
-        submission_id,
-    )
-
-
-async def save_evaluation(conn: Connection, facts: EvaluationFacts, now: datetime) -> None:
+async def add(conn: Connection, fact: object) -> None:
+    """Insert a fact once: the same fact delivered again changes nothing."""
+    table = _TABLES[type(fact)]
+    assert table.key is None, f"{type(fact).__name__} is a folded state"
     await conn.execute(
-        """INSERT INTO evaluation_facts (submission_id, model_id, doc, updated_at)
-           VALUES ($1, $2, $3::jsonb, $4)
-           ON CONFLICT (submission_id) DO UPDATE SET
-               model_id = EXCLUDED.model_id, doc = EXCLUDED.doc,
-               updated_at = EXCLUDED.updated_at""",
-        facts.submission_id,
-        facts.model_id,
-        dump(facts),
-        now,
+        f"""INSERT INTO {table.name} ({_names(table.columns)}, doc)
+            VALUES ({_params(len(table.columns))}, ${len(table.columns) + 1}::jsonb)
+            ON CONFLICT DO NOTHING""",
+        *_values(fact, table.columns),
+        dump(fact),
     )
 
 
-async def add_finding(conn: Connection, finding: Finding) -> None:
-    await conn.execute(
-        """INSERT INTO findings (finding_id, submission_id, suite_id, doc)
-           VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING""",
-        finding.finding_id,
-        finding.submission_id,
-        finding.suite_id,
-        dump(finding),
-    )
+def _names(columns: tuple[str, ...]) -> str:
+    return ", ".join(f'"{name}"' for name in columns)  # "partition" and "offset" are keywords
 
 
-# --- risk.events --------------------------------------------------------------------
+def _params(count: int) -> str:
+    return ", ".join(f"${index}" for index in range(1, count + 1))
 
 
-async def risk_facts(conn: Connection, submission_id: UUID) -> RiskFacts | None:
-    return await _row(
-        conn,
-        RiskFacts,
-        "SELECT doc::text FROM risk_facts WHERE submission_id = $1 FOR UPDATE",
-        submission_id,
-    )
+def _values(value: object, columns: tuple[str, ...]) -> list[object]:
+    return [_stored(getattr(value, name)) for name in columns]
 
 
-async def save_risk(conn: Connection, facts: RiskFacts, now: datetime) -> None:
-    level = facts.assessment.overall_level if facts.assessment else None
-    await conn.execute(
-        """INSERT INTO risk_facts (submission_id, model_id, overall_level, doc, updated_at)
-           VALUES ($1, $2, $3, $4::jsonb, $5)
-           ON CONFLICT (submission_id) DO UPDATE SET
-               model_id = EXCLUDED.model_id, overall_level = EXCLUDED.overall_level,
-               doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at""",
-        facts.submission_id,
-        facts.model_id,
-        level,
-        dump(facts),
-        now,
-    )
-
-
-async def escalation(conn: Connection, escalation_id: UUID) -> Escalation | None:
-    return await _row(
-        conn,
-        Escalation,
-        "SELECT doc::text FROM escalations WHERE escalation_id = $1 FOR UPDATE",
-        escalation_id,
-    )
-
-
-async def save_escalation(conn: Connection, escalation: Escalation, now: datetime) -> None:
-    await conn.execute(
-        """INSERT INTO escalations
-               (escalation_id, submission_id, status, decide_by, doc, updated_at)
-           VALUES ($1, $2, $3, $4, $5::jsonb, $6)
-           ON CONFLICT (escalation_id) DO UPDATE SET
-               status = EXCLUDED.status, decide_by = EXCLUDED.decide_by,
-               doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at""",
-        escalation.escalation_id,
-        escalation.submission_id,
-        escalation.status.value,
-        escalation.decide_by,
-        dump(escalation),
-        now,
-    )
-
-
-async def order(conn: Connection, order_id: UUID) -> Order | None:
-    return await _row(
-        conn, Order, "SELECT doc::text FROM orders WHERE order_id = $1 FOR UPDATE", order_id
-    )
-
-
-async def save_order(conn: Connection, order: Order, now: datetime) -> None:
-    await conn.execute(
-        """INSERT INTO orders (order_id, submission_id, model_id, doc, updated_at)
-           VALUES ($1, $2, $3, $4::jsonb, $5)
-           ON CONFLICT (order_id) DO UPDATE SET
-               model_id = EXCLUDED.model_id, doc = EXCLUDED.doc,
-               updated_at = EXCLUDED.updated_at""",
-        order.order_id,
-        order.submission_id,
-        order.model_id,
-        dump(order),
-        now,
-    )
-
-
-# --- access.events, access.policies, gov.audit, the DLQs: insert-only -------------
-
-
-async def add_lift(conn: Connection, lift: Lift) -> None:
-    await conn.execute(
-        """INSERT INTO lifts (order_id, submission_id, model_id, doc)
-           VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING""",
-        lift.order_id,
-        lift.submission_id,
-        lift.model_id,
-        dump(lift),
-    )
-
-
-async def add_overdue(conn: Connection, overdue: Overdue) -> None:
-    await conn.execute(
-        """INSERT INTO overdue (model_id, version, doc) VALUES ($1, $2, $3::jsonb)
-           ON CONFLICT DO NOTHING""",
-        overdue.model_id,
-        overdue.version,
-        dump(overdue),
-    )
-
-
-async def add_policy(conn: Connection, policy: PolicyVersion) -> None:
-    await conn.execute(
-        """INSERT INTO policies (model_id, version, published_at, doc)
-           VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT DO NOTHING""",
-        policy.model_id,
-        policy.version,
-        policy.published_at,
-        dump(policy),
-    )
-
-
-async def add_checkpoint(conn: Connection, checkpoint: Checkpoint) -> None:
-    await conn.execute(
-        """INSERT INTO checkpoints (log_id, size, doc) VALUES ($1, $2, $3::jsonb)
-           ON CONFLICT DO NOTHING""",
-        checkpoint.log_id,
-        checkpoint.size,
-        dump(checkpoint),
-    )
-
-
-async def add_dead_letter(conn: Connection, letter: DeadLetter) -> None:
-    await conn.execute(
-        """INSERT INTO dead_letters (dlq_topic, "partition", "offset", origin_topic, reason,
-                                     submission_id, model_id, failed_at, doc)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) ON CONFLICT DO NOTHING""",
-        letter.dlq_topic,
-        letter.partition,
-        letter.offset,
-        _text(letter.origin_topic),
-        _text(letter.reason),
-        letter.submission_id,
-        _text(letter.model_id),
-        letter.failed_at,
-        dump(letter),
-    )
-
-
-async def add_timeline(conn: Connection, entry: TimelineEntry) -> None:
-    await conn.execute(
-        """INSERT INTO timeline (topic, event_id, submission_id, model_id, at, doc)
-           VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING""",
-        entry.topic,
-        entry.event_id,
-        entry.submission_id,
-        entry.model_id,
-        entry.at,
-        dump(entry),
-    )
-
-
-async def add_refusal(conn: Connection, refusal: Refusal) -> None:
-    await conn.execute(
-        """INSERT INTO refusals (kind, event_id, reason, submission_id, model_id, at, doc)
-           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) ON CONFLICT DO NOTHING""",
-        refusal.kind,
-        refusal.event_id,
-        refusal.reason,
-        refusal.submission_id,
-        refusal.model_id,
-        refusal.at,
-        dump(refusal),
-    )
-
-
-def _text(value: str | None) -> str | None:
-    """A text column cannot hold NUL; these come from DLQ headers (anything at all)."""
-    return None if value is None else value.replace("\x00", "\\u0000")
+def _stored(value: object) -> object:
+    """A column's value as PostgreSQL stores it: enums by value; text without NUL
+    (a text column cannot hold it; DLQ headers and sender-claimed ids can be anything)."""
+    if isinstance(value, Enum):
+        value = value.value
+    return value.replace("\x00", "\\u0000") if isinstance(value, str) else value

@@ -27,7 +27,6 @@ from uuid import UUID
 from contracts.events import RiskAssessed
 from contracts.events.risk import ReviewConcluded, ReviewOutcome
 from services.risk.model import Escalation, EscalationStatus, Order, Review
-from services.risk.orders import describe_scope
 
 CONCLUSION_NAMESPACE = UUID("8a2d4f6b-1c3e-4a5b-9d7f-0e2c4a6b8d91")
 MAX_TEXT = 4000
@@ -115,7 +114,7 @@ def _order_text(order: Order) -> str:
     kind = "interim order" if order.interim else "order"
     until = f" until {order.expires_at.isoformat()}" if order.expires_at else " until lifted"
     text = (
-        f"give model access to {describe_scope(order.scope)}, from "
+        f"give model access to {order.scope.describe()}, from "
         f"{order.effective_at.isoformat()}{until} ({kind} {order.order_id}; the access policy "
         "feed carries its exact scope)"
     )

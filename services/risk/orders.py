@@ -58,31 +58,6 @@ def scaled(duration: timedelta, seconds_per_day: float) -> timedelta:
     return duration * (seconds_per_day / 86_400.0)
 
 
-def describe_scope(scope: RestrictionScope) -> str:
-    """Who the scope denies, in words, without its restricted parts (organisation and
-    exemption ids are only counted)."""
-    rule = "most recent" if scope.nationality_rule.value == "most_recent" else "any"
-    parts = []
-    if scope.nationalities:
-        parts.append(f"nationals ({rule} citizenship) of {', '.join(sorted(scope.nationalities))}")
-    if scope.country_groups:
-        groups = ", ".join(sorted(scope.country_groups))
-        parts.append(f"principals whose nationality ({rule}) or residence is in group {groups}")
-    if scope.residence_countries:
-        parts.append(f"permanent residents of {', '.join(sorted(scope.residence_countries))}")
-    if scope.country_tiers:
-        parts.append(f"principals of country tiers {', '.join(sorted(scope.country_tiers))}")
-    if scope.verification_statuses:
-        statuses = "/".join(sorted(scope.verification_statuses))
-        parts.append(f"principals whose identity verification is {statuses}")
-    if scope.organisations:
-        parts.append(f"members of {len(scope.organisations)} named organisation(s)")
-    text = "; ".join(parts)
-    if scope.exemptions:
-        text += f" (with {len(scope.exemptions)} exemption(s))"
-    return text
-
-
 def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

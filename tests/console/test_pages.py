@@ -58,7 +58,7 @@ async def test_a_submissions_page_shows_its_levels_quorum_orders_policies_and_ti
     assert "cyber-ctf-proxy accuracy 0.93 &gt;= 0.9 (critical)" in text  # the rationale
     assert "2/2" in text and "reviewer-a, reviewer-b" in text  # quorum progress
     assert "superseded" in text and "in force" in text  # the interim and confirmed orders
-    assert "nationals of KP" in text
+    assert "nationals (any citizenship) of KP" in text
     assert "<td>due</td>" in text  # version 1 is due tomorrow
     assert "EscalationDecided" in text and "SubmissionAccepted" in text  # the timeline
     assert f'href="/submissions/{s.submission_id}/trace"' in text

@@ -319,7 +319,8 @@ def test_the_scope_of_an_order_reads_as_a_line() -> None:
     s = Scenario()
     order = projection.fold_order(None, s.confirmed())
     assert order is not None and order.scope is not None
-    assert "nationals of KP" in order.scope and "1 exemptions" in order.scope
+    assert "nationals (any citizenship) of KP" in order.scope
+    assert "(with 1 exemption(s))" in order.scope
 
 
 # --- compliance ---------------------------------------------------------------------------

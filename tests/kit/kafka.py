@@ -39,13 +39,19 @@ async def new_topic_name(settings: RuntimeSettings, prefix: str = "t", partition
     return name
 
 
-async def create_registry_topics(settings: RuntimeSettings, *names: str) -> None:
+async def create_registry_topics(
+    settings: RuntimeSettings, *names: str, partitions: int | None = None
+) -> None:
     """The registry's topics ``names`` (all when empty), their DLQs and the relays'
-    checkpoint topic, under ``settings.topic_prefix``."""
+    checkpoint topic, under ``settings.topic_prefix``. ``partitions``: every topic the
+    registry partitions (more than one partition) gets that many instead; DLQs, the
+    checkpoint topic and the single-partition topics keep theirs."""
     wanted = set(names) or set(TOPIC_BY_NAME)
     wanted |= {f"{n}.dlq" for n in wanted} | {CHECKPOINT_TOPIC}  # the rig's relays need it
     prefix = settings.topic_prefix
     plans = [p for p in planned_topics(prefix) if p.name.removeprefix(prefix) in wanted]
+    if partitions is not None:
+        plans = [TopicPlan(p.name, partitions, p.config) if p.partitions > 1 else p for p in plans]
     await ensure_topics(settings, plans)
 
 

@@ -55,7 +55,7 @@ from tests.kit import (
     process_env,
 )
 from tests.kit import isolated as isolated_settings
-from tests.risk.support import PROXY_SUITES
+from tests.risk.support import PROXY_SUITES, completed_event, finding
 
 E = TypeVar("E", bound=Event)
 
@@ -328,26 +328,16 @@ def make_finding(
     """A FindingRecorded of the proxy suite of ``domain`` (or an external evaluator's)."""
     domain = RiskDomain(domain)
     suite, _, proxy_capability = next(s for s in PROXY_SUITES if s[1] is domain)
-    external = method == "manual"
-    return FindingRecorded(
-        finding_id=finding_id or uuid.uuid4(),
-        submission_id=sub.submission_id,
-        model_id=sub.model_id,
-        suite_id="external" if external else suite,
-        suite_version="manual" if external else "1.0.0",
-        domain=domain,
-        capability=capability or proxy_capability,
-        score=score,
-        metric="success-rate" if external else "accuracy",
-        stderr=0.1,
-        samples_total=3,
-        samples_scored=3,
+    return finding(
+        domain,
+        capability or proxy_capability,
+        score,
+        suite_id=suite,
         method=method,
         evaluator=evaluator,
-        evidence_ref=f"inspect-logs/{sub.submission_id}/{suite}@1.0.0/attempt-1.eval",
-        evidence_sha256="ab" * 32,
-        summary="restricted red-team narrative" if external else None,
-        external_finding_id=uuid.uuid4() if external else None,
+        finding_id=finding_id,
+        submission_id=sub.submission_id,
+        model_id=sub.model_id,
         recorded_at=recorded_at or datetime.now().astimezone(),
     )
 
@@ -356,22 +346,12 @@ def evaluation_completed(
     sub: Submission, now: datetime, statuses: Mapping[RiskDomain, SuiteStatus] | None = None
 ) -> EvaluationCompleted:
     """Every proxy suite ended (completed, unless ``statuses`` says otherwise)."""
-    statuses = statuses or {}
-    return EvaluationCompleted(
+    return completed_event(
+        statuses or {},
         submission_id=sub.submission_id,
         model_id=sub.model_id,
         ended_by=EvaluationEnd.ALL_SUITES_ENDED,
-        suites=[
-            {
-                "suite_id": suite,
-                "suite_version": "1.0.0",
-                "domain": domain,
-                "status": statuses.get(domain, SuiteStatus.COMPLETED),
-                "attempts": 1,
-            }
-            for suite, domain, _ in PROXY_SUITES
-        ],
-        completed_at=now,
+        at=now,
     )
 
 

@@ -81,13 +81,15 @@ def finding(
     evaluator: str = "agency",
     finding_id: UUID | None = None,
     submission_id: UUID = SUBMISSION_ID,
+    model_id: str = MODEL_ID,
     recorded_at: datetime = NOW,
 ) -> FindingRecorded:
+    """A FindingRecorded of a proxy suite (or, with method manual, an external evaluator's)."""
     external = method == "manual"
     return FindingRecorded(
         finding_id=finding_id or uuid.uuid4(),
         submission_id=submission_id,
-        model_id=MODEL_ID,
+        model_id=model_id,
         suite_id="external" if external else suite_id,
         suite_version="manual" if external else "1.0.0",
         domain=RiskDomain(domain),
@@ -135,11 +137,19 @@ def progress(
     return EvaluationProgress(runs, EvaluationEnd.ALL_SUITES_ENDED if ended else None)
 
 
-def completed_event(statuses: Mapping[RiskDomain, SuiteStatus]) -> EvaluationCompleted:
+def completed_event(
+    statuses: Mapping[RiskDomain, SuiteStatus],
+    *,
+    submission_id: uuid.UUID = SUBMISSION_ID,
+    model_id: str = MODEL_ID,
+    ended_by: EvaluationEnd = EvaluationEnd.WINDOW_CLOSED,
+    at: datetime = NOW,
+) -> EvaluationCompleted:
+    """Every proxy suite ended, each completed unless ``statuses`` says otherwise."""
     return EvaluationCompleted(
-        submission_id=SUBMISSION_ID,
-        model_id=MODEL_ID,
-        ended_by=EvaluationEnd.WINDOW_CLOSED,
+        submission_id=submission_id,
+        model_id=model_id,
+        ended_by=ended_by,
         suites=[
             {
                 "suite_id": suite,
@@ -150,7 +160,7 @@ def completed_event(statuses: Mapping[RiskDomain, SuiteStatus]) -> EvaluationCom
             }
             for suite, domain, _ in PROXY_SUITES
         ],
-        completed_at=NOW,
+        completed_at=at,
     )
 
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from contracts.events.risk import RestrictionOrderSpec
-from services.risk.orders import canonical_order, describe_scope, order_sha256
+from services.risk.orders import canonical_order, order_sha256
 from tests.risk.support import NOW, order
 
 FULL_SCOPE: dict[str, Any] = {
@@ -70,6 +70,6 @@ def test_every_part_of_an_order_is_in_its_hash(change: dict[str, Any]) -> None:
 
 
 def test_a_scope_is_described_without_its_restricted_parts() -> None:
-    text = describe_scope(spec().scope)
+    text = spec().scope.describe()
     assert "CN, RU" in text and "group arms-embargoed" in text and "1 named organisation" in text
     assert "org-1" not in text and "user-42" not in text and "licensed partner" not in text

@@ -29,7 +29,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -39,6 +39,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from opentelemetry.sdk.trace import TracerProvider
 
+from contracts.policy import Principal
 from contracts.principals import Role
 from services.access.app import MIGRATIONS as ACCESS_MIGRATIONS
 from services.access.settings import AccessSettings
@@ -337,6 +338,21 @@ async def register_labs(system: SystemSettings, labs: Iterable[Lab]) -> None:
         path.write_text(DEMO_API_KEY + "\n")
 
 
+def foreign_national() -> Principal:
+    """An unverified citizen of a country of the interim order's group."""
+    return Principal.model_validate(
+        {
+            "id": "customer-cn",
+            "citizenships": [{"country": "CN", "acquired_on": date(1990, 1, 1).isoformat()}],
+            "permanent_residencies": [],
+            "residence_country": "CN",
+            "us_person": "none",
+            "verification": {"status": "unverified"},
+            "organisation": "none",
+        }
+    )
+
+
 # --- the rig ----------------------------------------------------------------------------
 
 
@@ -418,11 +434,14 @@ class SystemRig:
             await process.start()
         await asyncio.gather(*(p.ready(timeout=timeout) for p in self.processes()))
 
-    async def follow_policies(self, *, suffix: str = "") -> list[EnforcementPoint]:
-        """A new enforcement point per lab, following its policy feed from the start."""
+    async def follow_policies(
+        self, *, suffix: str = "", kind: type[Enforcer] = Enforcer
+    ) -> list[EnforcementPoint]:
+        """A new enforcement point per lab (an enforcer of ``kind``), following its policy
+        feed from the start."""
         started = []
         for lab_id in self.labs:
-            enforcer = Enforcer(lab_id=lab_id)
+            enforcer = kind(lab_id=lab_id)
             feed = PolicyFeed(enforcer, lab_settings(self.settings.intake, lab_id))
             await feed.__aenter__()
             started.append(EnforcementPoint(f"{lab_id}{suffix}", lab_id, enforcer, feed))
@@ -479,12 +498,15 @@ async def running_system(
     replicas: int = 1,
     traced: bool = False,
     suites: Path | None = None,
+    partitions: int | None = None,
 ) -> AsyncIterator[SystemRig]:
-    """The rig, its services started (``replicas`` of each, same schema and groups)."""
+    """The rig, its services started (``replicas`` of each, same schema and groups);
+    ``partitions``: every partitioned topic of the registry gets that many partitions
+    instead of the registry's."""
     settings = system_settings(
         base, directory, demo_url, seconds_per_day=seconds_per_day, traced=traced, suites=suites
     )
-    await create_registry_topics(settings.intake)
+    await create_registry_topics(settings.intake, partitions=partitions)
     labs_by_id = {lab.lab_id: lab for lab in labs}
     await register_labs(settings, labs_by_id.values())
     keys.generate(settings.risk.risk_service_key_file)

@@ -12,7 +12,7 @@ access's policy publish.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from opentelemetry.sdk.resources import Resource
@@ -24,7 +24,7 @@ from contracts.events import SubmissionAccepted
 from contracts.policy import Principal
 from services.runtime import RuntimeSettings
 from tests.kit import wait_for
-from tests.system.rig import SERVICES, Lab, registry_file, running_system
+from tests.system.rig import SERVICES, Lab, foreign_national, registry_file, running_system
 from tests.system.traces import Span, ancestry, from_sdk, read_spans
 
 LAB_ID = "lab-trace"
@@ -40,21 +40,6 @@ EXPECTED_HOPS = [
     ("access", "CONSUMER", "risk.events"),
     ("access", "PRODUCER", "access.policies"),
 ]
-
-
-def foreign_national() -> Principal:
-    """An unverified citizen of a country of the interim order's group."""
-    return Principal.model_validate(
-        {
-            "id": "customer-cn",
-            "citizenships": [{"country": "CN", "acquired_on": date(1990, 1, 1).isoformat()}],
-            "permanent_residencies": [],
-            "residence_country": "CN",
-            "us_person": "none",
-            "verification": {"status": "unverified"},
-            "organisation": "none",
-        }
-    )
 
 
 def verified_us_person() -> Principal:
