@@ -6,7 +6,9 @@ holds the inbox claim) and says what happened with ``ctx.publish(event)``: the
 topic and the record key come from the contract registry, and the events are
 written to the outbox in the same transaction, after the handler returned (one
 statement for a whole run of records). Nothing reaches Kafka unless the
-transaction commits; nothing that committed is lost.
+transaction commits; nothing that committed is lost. A write the run does not
+read back can go through ``ctx.defer(statement, *args)``: the run's writes of one
+statement are then one pipelined ``executemany`` before the outbox rows.
 
 The same shape serves every transaction that publishes: a durable timer firing
 (``TimerContext``), a record that could not be decoded (``InvalidContext``, for
