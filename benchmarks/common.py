@@ -30,6 +30,14 @@ class Run:
     messages: int
     seconds: float
     latencies_ms: list[float]
+    # CPU time of this process (every thread) over the run: the benchmark's own producer
+    # and consumer included, the broker's and the database's not. Less noisy than
+    # throughput on a shared machine.
+    cpu_seconds: float = 0.0
+
+    @property
+    def cpu_ms_per_record(self) -> float:
+        return self.cpu_seconds / self.messages * 1000
 
     @property
     def throughput(self) -> float:
@@ -151,7 +159,9 @@ async def raw_baseline(
     consumer = asyncio.create_task(drain(settings, topic, messages, ready, committed_only=False))
     await ready.wait()
     await asyncio.sleep(1.0)  # let the group assignment settle before the clock starts
+    cpu = time.process_time()
     started = await produce_paced(settings, topic, make, messages, rate)
     latencies, ended = await consumer
     pace = f" at {rate:.0f}/s" if rate else ""
-    return Run(f"raw aiokafka produce -> consume{pace}", messages, ended - started, latencies)
+    name = f"raw aiokafka produce -> consume{pace}"
+    return Run(name, messages, ended - started, latencies, time.process_time() - cpu)

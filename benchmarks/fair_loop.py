@@ -6,7 +6,8 @@ rows); commit that batch's offsets; publish the batch in one Kafka transaction
 with its checkpoint offset. Nothing is lost and nothing applies twice, as in
 the runtime, but with none of its generality: no per-record handler, no
 dead-letter attribution, no tracing, no background commits. The runtime's hop
-is measured against this and against raw aiokafka in the same run.
+is measured against this and against raw aiokafka in the same run, in bursts and
+paced (benchmarks/platform_hop.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.runtime.relay import CHECKPOINT_TOPIC
+from services.runtime.relay import CHECKPOINT_TOPIC, MAX_BATCH_BYTES
 from services.runtime.settings import RuntimeSettings
 
 _CLAIM = """
@@ -58,6 +59,10 @@ async def fair_loop(
         enable_idempotence=True,
         acks="all",
         linger_ms=0,
+        # The relay's producer tuning (services/runtime/relay.py), so that the ratio
+        # compares the loops, not the clients' settings.
+        max_batch_size=MAX_BATCH_BYTES,
+        retry_backoff_ms=10,
     )
     await consumer.start()
     await producer.start()

@@ -32,6 +32,7 @@ from contracts.events import (
     ExternalFindingSubmitted,
     FindingRecorded,
     FindingShared,
+    LabRegistryChanged,
     Rejection,
     RestrictionLifted,
     RestrictionLiftOrdered,
@@ -54,11 +55,13 @@ from contracts.topic import DAY_MS, TenantFeed, Topic
 SUBMISSION_ID = "submission_id"
 MODEL_ID = "model_id"
 LOG_ID = "log_id"
+LAB_ID = "lab_id"
 
 # Input topics only need to outlive a consumer outage: their consumer persists
 # what it accepts. Pipeline topics outlive a whole review window (30 days) with
 # margin, so a rebuilt consumer can replay a submission's history. The feed and
-# access events are kept for 90 days; access.policies is compacted, kept forever.
+# access events are kept for 90 days; access.policies and intake.registry are compacted,
+# kept forever.
 INPUT_RETENTION_MS = 14 * DAY_MS
 PIPELINE_RETENTION_MS = 45 * DAY_MS
 RECORD_RETENTION_MS = 90 * DAY_MS
@@ -124,6 +127,20 @@ TOPICS: tuple[Topic, ...] = (
         "risk, the console. Internal: each lab gets its own answers on labs.<lab id>.answers.",
         writers=(Role.INTAKE,),
         readers=(Role.EVALUATION, Role.RISK, Role.CONSOLE),
+    ),
+    Topic(
+        name="intake.registry",
+        producer="intake",
+        key=LAB_ID,
+        events=(LabRegistryChanged,),
+        partitions=3,
+        compacted=True,
+        description="The lab registry intake owns: each lab's whole entry (status, every "
+        "public key with its validity and revocation; no secrets) after every change of it, "
+        "compacted, kept forever, so a reader that replays it from the start rebuilds the "
+        "registry. Consumer: access (verifies the labs' compliance acknowledgements with it).",
+        writers=(Role.INTAKE,),
+        readers=(Role.ACCESS,),
     ),
     Topic(
         name="evaluation.events",

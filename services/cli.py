@@ -90,7 +90,8 @@ mount_group(
     intake.labs_app,
     "labs",
     help="Labs: register, list and remove them; their signing keys (`labs key`). Registering "
-    "a lab provisions its Kafka principal and feeds; removing it revokes them.",
+    "a lab provisions its Kafka principal and feeds; removing it revokes them. Every change "
+    "reaches access on intake.registry (`labs publish` announces the entries again).",
     panel=TENANTS,
 )
 mount_group(
@@ -240,7 +241,7 @@ mount_command(app, access.app, "preview", panel=REVIEW)
 access_app = typer.Typer(
     no_args_is_help=True,
     help="Restricted models, their Cedar policy versions and compliance; compiling orders; "
-    "the lab keys acknowledgements are verified with.",
+    "the lab keys acknowledgements are verified with (a copy of intake's registry).",
 )
 mount_command(access_app, access.app, "models")
 mount_command(access_app, access.app, "policy")
@@ -249,8 +250,8 @@ mount_group(
     access_app,
     access.labs_app,
     "labs",
-    help="Labs' keys for compliance acknowledgements, kept by access (register each lab and "
-    "key here too, until intake's registry reaches access by events).",
+    help="Labs' keys as access holds them to verify compliance acknowledgements: a copy of "
+    "intake's registry, received on intake.registry (read only; change them with `labs`).",
 )
 mount_group(app, access_app, "access", help=access_app.info.help or "", panel=REVIEW)
 

@@ -30,6 +30,9 @@ from contracts.events.evaluation import (
 )
 from contracts.events.gov import AuditCheckpoint, FindingShared
 from contracts.events.intake import (
+    LabKeyEntry,
+    LabRegistryChanged,
+    LabStatus,
     ReviewWindowClosed,
     SubmissionAccepted,
     SubmissionRejected,
@@ -70,6 +73,9 @@ __all__ = [
     "ExternalFindingSubmitted",
     "FindingRecorded",
     "FindingShared",
+    "LabKeyEntry",
+    "LabRegistryChanged",
+    "LabStatus",
     "Rejection",
     "RejectionReason",
     "RestrictionLiftOrdered",

@@ -1,26 +1,30 @@
-"""Intake's decisions and the review-window clock (topic intake.events, key submission_id)."""
+"""Intake's decisions and the review-window clock (topic intake.events, key submission_id),
+and the lab registry intake owns (topic intake.registry, compacted, key lab_id)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import ClassVar, Self
+from typing import Annotated, ClassVar, Self
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from contracts.envelope import Event
 from contracts.events.common import (
     EvaluationAccess,
     EventId,
+    KeyId,
     ModelId,
     ModelInfo,
+    Part,
     PolicyVersion,
     Rejection,
     Sha256Hex,
+    ShortText,
     Slug,
     Text,
 )
-from contracts.sensitivity import OWNER, PUBLIC, RESTRICTED
+from contracts.sensitivity import INTERNAL, OWNER, PUBLIC, RESTRICTED
 
 BODY_SHA256_DESCRIPTION = (
     "SHA-256 (hex) of the RFC 8785 canonical JSON of the SubmissionFiled data as sent, "
@@ -208,3 +212,99 @@ class ReviewWindowClosed(Event):
         description="When the clock fired (at or shortly after the deadline).",
         json_schema_extra=OWNER,
     )
+
+
+# --- intake.registry: the lab registry as the agency's other services receive it -------
+
+Base64Ed25519PublicKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{43}=$")]
+MAX_LAB_KEYS = 1000
+
+
+class LabStatus(StrEnum):
+    ACTIVE = "active"
+    REMOVED = "removed"
+
+
+class LabKeyEntry(Part):
+    """One of a lab's Ed25519 public keys as intake's registry holds it (never a secret)."""
+
+    key_id: KeyId = Field(
+        description="The key id the lab puts in signature.key_id; never reused.",
+        json_schema_extra=INTERNAL,
+    )
+    public_key: Base64Ed25519PublicKey = Field(
+        description="The raw 32-byte Ed25519 public key, base64.", json_schema_extra=INTERNAL
+    )
+    valid_from: AwareDatetime = Field(
+        description="From when the key may sign (judged at the broker's append time).",
+        json_schema_extra=INTERNAL,
+    )
+    valid_until: AwareDatetime | None = Field(
+        default=None,
+        description="When the key stops being valid (a rotation ends the old keys after its "
+        "overlap); none: no end.",
+        json_schema_extra=INTERNAL,
+    )
+    revoked_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the key was revoked (final: nothing it signs is accepted after it); "
+        "none: not revoked.",
+        json_schema_extra=INTERNAL,
+    )
+
+
+class LabRegistryChanged(Event):
+    """A lab's whole registry entry, after a change of it (compacted: latest per lab wins).
+
+    Intake owns the lab registry (``frontier-review labs ...``) and writes this
+    event to its outbox in the transaction of every change (register, remove,
+    key add, rotate, revoke), so none is lost and none is announced that did not
+    commit. It carries the state, not the change: the entry's status and every
+    key the lab was ever given, so the latest record per lab, which compaction
+    keeps, is all a reader needs, and a reader replaying the topic from the start
+    (access, to verify the labs' compliance acknowledgements) rebuilds the
+    registry. ``version`` grows by one with every change of the lab's entry; a
+    reader applies a snapshot only if its version is higher than the one it
+    applied last, so a duplicate or older record changes nothing. A removed lab
+    stays on the topic (never a tombstone): its id is never registered again.
+    """
+
+    TYPE: ClassVar[str] = "frontier_review.intake.LabRegistryChanged"
+
+    lab_id: Slug = Field(description="The lab (the record key).", json_schema_extra=INTERNAL)
+    version: int = Field(
+        ge=1,
+        description="Per-lab version of the entry, +1 on every change of it.",
+        json_schema_extra=INTERNAL,
+    )
+    status: LabStatus = Field(
+        description="active: registered; removed: removed for good, every key revoked.",
+        json_schema_extra=INTERNAL,
+    )
+    name: ShortText = Field(description="The lab's display name.", json_schema_extra=INTERNAL)
+    registered_at: AwareDatetime = Field(
+        description="When the lab was registered.", json_schema_extra=INTERNAL
+    )
+    removed_at: AwareDatetime | None = Field(
+        default=None,
+        description="When it was removed (status removed).",
+        json_schema_extra=INTERNAL,
+    )
+    keys: list[LabKeyEntry] = Field(
+        max_length=MAX_LAB_KEYS,
+        description="Every key the lab was ever given, revoked ones included.",
+        json_schema_extra=INTERNAL,
+    )
+    changed_at: AwareDatetime = Field(
+        description="When the change was made.", json_schema_extra=INTERNAL
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.status is LabStatus.REMOVED) != (self.removed_at is not None):
+            raise ValueError("removed_at is set exactly when the status is removed")
+        if self.status is LabStatus.REMOVED and any(k.revoked_at is None for k in self.keys):
+            raise ValueError("a removed lab's keys are all revoked")
+        if len({k.key_id for k in self.keys}) != len(self.keys):
+            raise ValueError("a key id appears once")
+        return self

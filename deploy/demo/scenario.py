@@ -173,7 +173,8 @@ def ids(ran_json: str, field_name: str) -> set[str]:
 
 def onboard(demo: Demo) -> None:
     """The lab makes its key pair; the operator registers the lab (which provisions its
-    Kafka principal and feeds) and its public key, with intake and with access."""
+    Kafka principal and feeds) and its public key with intake, whose registry reaches
+    access on intake.registry."""
     heading(1, "A lab joins: its Kafka principal and its signing key")
     DEMO.mkdir(parents=True, exist_ok=True)
     operator = Party("operator", operator_environment(), console)
@@ -185,9 +186,10 @@ def onboard(demo: Demo) -> None:
         lab.run("frontier-lab", "keygen", "--out", key)
     elif not public.exists():  # made by an older demo, without the .pub file
         public.write_text(public_key_base64(load_private_key(key)) + "\n")
-    if LAB not in ids(
+    earlier = LAB in ids(
         operator.run("frontier-review", "labs", "list", "--json", quiet=True).out, "id"
-    ):
+    )
+    if not earlier:
         operator.run("frontier-review", "labs", "register", LAB, "--name", LAB_NAME)
     else:
         say(f"{LAB} is registered already (an earlier run)")
@@ -196,18 +198,23 @@ def onboard(demo: Demo) -> None:
     keys = operator.run("frontier-review", "labs", "key", "list", LAB, "--json", quiet=True)
     if KEY_ID not in ids(keys.out, "key_id"):
         operator.run("frontier-review", "labs", "key", "add", LAB, KEY_ID, "--public-key", public)
-    # Access verifies compliance acknowledgements against its own copy of the lab's keys.
-    if LAB not in ids(
-        operator.run("frontier-review", "access", "labs", "list", "--json", quiet=True).out, "id"
-    ):
-        operator.run("frontier-review", "access", "labs", "register", LAB, "--name", LAB_NAME)
-    access_keys = operator.run(
-        "frontier-review", "access", "labs", "key", "list", LAB, "--json", quiet=True
-    )
-    if KEY_ID not in ids(access_keys.out, "key_id"):
-        operator.run(
-            "frontier-review", "access", "labs", "key", "add", LAB, KEY_ID, "--public-key", public
+
+    # Access verifies compliance acknowledgements with the lab's keys as intake announces
+    # them on intake.registry: nothing is registered with access.
+    def access_has_key() -> bool:
+        listed = operator.run(
+            "frontier-review", "access", "labs", "key", "list", LAB, "--json", quiet=True
         )
+        return KEY_ID in ids(listed.out, "key_id")
+
+    if earlier and not access_has_key():  # registered before intake announced its entries
+        operator.run("frontier-review", "labs", "publish", LAB)
+    deadline = time.monotonic() + 30
+    while not access_has_key():
+        if time.monotonic() > deadline:
+            raise Unexpected(f"access did not receive key {KEY_ID} of {LAB} within 30 s")
+        time.sleep(0.5)
+    say(f"access received key {KEY_ID} of {LAB} from intake's registry (intake.registry)")
     # The evaluation service resolves the submission's credential reference at run time
     # (in production: the agency's secret store, filled through the lab's secure channel).
     secret = ROOT / ".local" / "secrets" / CREDENTIAL_REF

@@ -1,7 +1,8 @@
 """Access: restriction orders become versioned Cedar policies the labs enforce.
 
-Consumes risk.events (RestrictionOrdered, RestrictionLiftOrdered) and
-lab.compliance (signed ComplianceAcknowledged); publishes each model's policy
+Consumes risk.events (RestrictionOrdered, RestrictionLiftOrdered),
+lab.compliance (signed ComplianceAcknowledged) and intake.registry (the labs'
+keys, LabRegistryChanged: one registry, intake's); publishes each model's policy
 versions on the compacted access.policies (keyed by model id) and
 RestrictionLifted, ComplianceOverdue and ComplianceRejected on access.events,
 all through the outbox; fires the order-effective, order-expiry and
@@ -14,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from contracts.events.intake import LabRegistryChanged
 from contracts.events.lab import ComplianceAcknowledged
 from contracts.events.risk import (
     EscalationDecided,
@@ -48,6 +50,7 @@ RISK_EVENTS = TOPIC_BY_NAME["risk.events"]
 POLICIES = TOPIC_BY_NAME["access.policies"]
 EVENTS = TOPIC_BY_NAME["access.events"]
 COMPLIANCE = TOPIC_BY_NAME["lab.compliance"]
+LAB_REGISTRY = TOPIC_BY_NAME["intake.registry"]
 
 
 def build_service(settings: AccessSettings | None = None, *, clock: Clock | None = None) -> Service:
@@ -79,6 +82,7 @@ def build_service(settings: AccessSettings | None = None, *, clock: Clock | None
         {ComplianceAcknowledged: handlers.acknowledged},
         on_invalid=handlers.invalid_acknowledgement,
     )
+    service.consume(LAB_REGISTRY, {LabRegistryChanged: handlers.lab_registry_changed})
     service.publishes(POLICIES)
     service.publishes(EVENTS)
     service.timer(ORDER_EFFECTIVE, handlers.order_effective)

@@ -6,7 +6,7 @@
     python -m services.access.cli compile --order order.json [--order ...]
     python -m services.access.cli models [--lab LAB] [--json]
     python -m services.access.cli policy MODEL_ID [--version N]
-    python -m services.access.cli lab register|list|remove|key ...   (lab keys)
+    python -m services.access.cli lab list [--all] [--json]; lab key list [LAB] [--json]
 
 ``--order`` is a RestrictionOrdered (its ``data`` as JSON). The preview compares
 it with the model's current policy as the access service enforces it (read from
@@ -16,8 +16,11 @@ sample format is described in services/access/README.md (and
 ``services.access.sample``). Exit codes: 0 ok, 1 unusable input (order, sample
 header, strict mode and a malformed row, unknown model), 2 bad arguments.
 
-The ``lab`` commands keep the labs' public keys that acknowledgements are
-verified with, in access's own schema (the trust library's registry).
+The ``lab`` commands show the labs' public keys that acknowledgements are
+verified with, in access's own schema: a copy of intake's registry, which access
+receives on intake.registry and applies (services/trust/replica.py). They change
+nothing: labs and keys are registered, rotated, revoked and removed in intake's
+registry only (``frontier-review labs ...``).
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def database() -> Any:
     return connect(AccessSettings(), (TRUST_SQL, MIGRATIONS))
 
 
-labs_app = principal_commands(LAB, connect=database)
+labs_app = principal_commands(LAB, connect=database, read_only=True)
 app.add_typer(labs_app, name="lab")
 
 

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from contracts import ContractViolation
 from contracts.events.access import ComplianceRejected
+from contracts.events.intake import LabRegistryChanged
 from contracts.events.lab import ComplianceAcknowledged
 from contracts.events.risk import RestrictionLiftOrdered, RestrictionOrdered
 from services.access import repository
@@ -41,6 +42,7 @@ from services.trust.freshness import FreshnessPolicy, receipt
 from services.trust.principals import LAB
 from services.trust.refusal import Refusal, answer_fields, shape_refusal
 from services.trust.registry import registered
+from services.trust.replica import Stale, apply_lab_snapshot
 from services.trust.unverified import check_subject, model_id, read_addressing, read_signed
 from services.trust.verifier import Authenticated, authenticate
 
@@ -102,6 +104,33 @@ class AccessHandlers:
             log.info("lift of order %s ignored: %s", lift.order_id, ended)
             return
         await self._end(ctx, ended, records, now, announce=True)
+
+    # --- intake.registry ----------------------------------------------------------------
+
+    async def lab_registry_changed(self, ctx: Context, snapshot: LabRegistryChanged) -> None:
+        """A lab's entry in intake's registry: the keys acknowledgements are verified with
+        follow it (an older or repeated version changes nothing)."""
+        outcome = await apply_lab_snapshot(ctx.conn, snapshot, ctx.now())
+        if isinstance(outcome, Refusal):
+            # intake's registry contradicting this copy: the operator's to sort out.
+            raise PermanentError(outcome.reason.value, outcome.detail)
+        if isinstance(outcome, Stale):
+            log.info(
+                "lab %s entry version %d ignored: version %d applied already",
+                snapshot.lab_id,
+                snapshot.version,
+                outcome.held,
+            )
+            return
+        log.info(
+            "lab %s entry version %d applied: added %s, ended %s, revoked %s%s",
+            snapshot.lab_id,
+            outcome.version,
+            outcome.added or "-",
+            outcome.ended or "-",
+            outcome.revoked or "-",
+            ", lab removed" if outcome.removed else "",
+        )
 
     # --- lab.compliance -----------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """Intake: verifies signed lab submissions, decides, and runs the review-window clock.
 
 Consumes lab.submissions (SubmissionFiled, WithdrawalRequested); publishes
-every decision on intake.events through the outbox; closes each accepted
+every decision on intake.events through the outbox (and, from its CLI's
+registry commands, every change of a lab's registry entry on the compacted
+intake.registry: services/intake/lab_registry.py); closes each accepted
 submission's review window exactly once at its deadline (a durable timer);
 serves the status of a submission over HTTP.
 """
@@ -36,6 +38,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = (TRUST_SQL, MIGRATIONS)  # the trust library's tables, then intake's
 SUBMISSIONS = TOPIC_BY_NAME["lab.submissions"]
 EVENTS = TOPIC_BY_NAME["intake.events"]
+REGISTRY = TOPIC_BY_NAME["intake.registry"]
 
 
 def build_service(
@@ -58,6 +61,7 @@ def build_service(
         on_invalid=handlers.invalid,
     )
     service.publishes(EVENTS)
+    service.publishes(REGISTRY)  # rows the registry commands wrote; this relay sends them
     service.timer(REVIEW_WINDOW, handlers.window_due)
 
     service.background(NoncePurge(lambda: service.pool, service.clock.now, settings.freshness()))

@@ -46,7 +46,7 @@ from opentelemetry.trace import SpanKind
 
 from contracts import CloudEvent, ContractViolation, Event, Topic, decode
 from services.runtime import inbox, outbox
-from services.runtime.context import Context, InvalidContext, Outgoing, Record
+from services.runtime.context import Context, InvalidContext, Outgoing, Record, Writes
 from services.runtime.deadletter import dead_letter
 from services.runtime.errors import TRANSIENT_ERRORS, PermanentError
 from services.runtime.metrics import INVALID_EVENT_TYPE, ConsumerMetrics, Outcome
@@ -354,14 +354,15 @@ class EventConsumer:
             log.warning("%s: infrastructure error; batch will be retried: %r", self.group, exc)
             raise _Rewind from exc
         except Exception as exc:
-            # The run's own statements failed (a record the database cannot store, say):
-            # no handler to blame, so find the record by applying them one at a time.
+            # The run's own statements failed (a record the database cannot store, a
+            # deferred write): no handler to blame, so find the record by halving the run
+            # (its first half as a run; process() takes the rest), down to one record.
             log.warning(
-                "%s: a run of %d failed (%r); applying one by one", self.group, len(run), exc
+                "%s: a run of %d failed (%r); applying it in halves", self.group, len(run), exc
             )
             if len(run) == 1:
                 return 0, _ApplyFailed(exc)
-            return await self._apply_run(run[:1])
+            return await self._apply_run(run[: len(run) // 2])
         self._applied(run)
         return len(run), None
 
@@ -371,6 +372,7 @@ class EventConsumer:
         ):
             claims = await self._claim(conn, run)
             outgoing: list[Outgoing] = []
+            writes = Writes()
             for position, item in enumerate(run):
                 item.outcome, item.dlq_reason = None, None  # a run applied again starts over
                 verdict = claims.get(id(item))
@@ -389,11 +391,12 @@ class EventConsumer:
                     outgoing.extend(await self._answer_invalid(conn, item))
                 elif item.handled:
                     try:
-                        outgoing.extend(await self._handle(conn, item))
+                        outgoing.extend(await self._handle(conn, item, writes))
                     except TRANSIENT_ERRORS:
                         raise
                     except Exception as exc:
                         raise _RunFailed(position, exc) from exc
+            await writes.execute(conn)
             await outbox.write(conn, outgoing)
 
     async def _claim(self, conn: Connection, run: Sequence[_Item]) -> dict[int, object]:
@@ -421,10 +424,16 @@ class EventConsumer:
                     verdicts[id(item)] = _REUSED
         return verdicts
 
-    async def _handle(self, conn: Connection, item: _Item) -> list[Outgoing]:
+    async def _handle(self, conn: Connection, item: _Item, writes: Writes) -> list[Outgoing]:
         assert item.event is not None and item.handler is not None
         ctx = Context(
-            conn, self.settings, self.clock, event=item.event, raw=item.raw, record=item.record
+            conn,
+            self.settings,
+            self.clock,
+            event=item.event,
+            raw=item.raw,
+            record=item.record,
+            writes=writes,
         )
         parent = propagate.extract(
             {k: v.decode(errors="replace") for k, v in item.record.headers.items()}

@@ -6,7 +6,9 @@ holds the inbox claim) and says what happened with ``ctx.publish(event)``: the
 topic and the record key come from the contract registry, and the events are
 written to the outbox in the same transaction, after the handler returned (one
 statement for a whole run of records). Nothing reaches Kafka unless the
-transaction commits; nothing that committed is lost.
+transaction commits; nothing that committed is lost. A write the run does not
+read back can go through ``ctx.defer(statement, *args)``: the run's writes of one
+statement are then one pipelined ``executemany`` before the outbox rows.
 
 The same shape serves every transaction that publishes: a durable timer firing
 (``TimerContext``), a record that could not be decoded (``InvalidContext``, for
@@ -167,6 +169,30 @@ class TxContext:
         return await timers.cancel(self.conn, kind, key)
 
 
+class Writes:
+    """The deferred writes of one run of records (``Context.defer``), in order."""
+
+    def __init__(self) -> None:
+        self._queued: list[tuple[str, tuple[Any, ...]]] = []
+
+    def add(self, statement: str, args: tuple[Any, ...]) -> None:
+        self._queued.append((statement, args))
+
+    async def execute(self, conn: Connection) -> None:
+        """Each stretch of one statement is one ``executemany`` (asyncpg pipelines it:
+        one round trip for the stretch), in the order the handlers queued them."""
+        start = 0
+        queued = self._queued
+        while start < len(queued):
+            statement = queued[start][0]
+            end = start + 1
+            while end < len(queued) and queued[end][0] == statement:
+                end += 1
+            await conn.executemany(statement, [args for _, args in queued[start:end]])
+            start = end
+        self._queued = []
+
+
 class Context(TxContext):
     """A consumed event being applied: the envelope, the bytes, where it came from."""
 
@@ -179,11 +205,28 @@ class Context(TxContext):
         event: CloudEvent[Event],
         raw: bytes,
         record: Record,
+        writes: Writes | None = None,
     ) -> None:
         super().__init__(conn, settings, clock)
         self.event = event
         self.raw = raw  # the value as sent: signatures are verified over it, never a re-dump
         self.record = record
+        self._writes = writes
+
+    async def defer(self, statement: str, *args: Any) -> None:
+        """A write this run does not read back (recording a fact, say): executed after
+        the run's last handler and before its outbox rows, in the same transaction, with
+        the run's other writes of the same statement in one round trip.
+
+        Handlers that follow in the run do not see it; if it fails, the run is applied
+        again one record at a time, and the record whose write fails is dead-lettered
+        (``apply_failed``) like one whose own statement failed. Outside a run (no
+        collector) the statement runs at once.
+        """
+        if self._writes is None:
+            await self.conn.execute(statement, *args)
+        else:
+            self._writes.add(statement, args)
 
 
 class InvalidContext(TxContext):

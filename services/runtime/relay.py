@@ -12,7 +12,9 @@ old one's producer), with the outbox's **identity** as the offset's metadata:
 
 1. claim: unclaimed rows get the next batch number; the previous batch's rows
    are marked published in the same statement (one round trip per batch);
-2. publish: one Kafka transaction = the batch's records + the checkpoint.
+2. publish: one Kafka transaction = the batch's records + the checkpoint. While
+   it runs, the next batch is claimed (marking the batch before it, committed),
+   so under a backlog the claim costs no time of its own.
 
 A crash between 1 and 2 aborts the Kafka transaction (the next relay's
 ``init_transactions`` fences and aborts it; read_committed consumers never see
@@ -41,6 +43,7 @@ from uuid import UUID
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.producer import sender as aiokafka_sender
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -58,6 +61,14 @@ CHECKPOINT_TOPIC = OUTBOX_CHECKPOINT_TOPIC
 # Above the largest record a consumer accepts (max_message_bytes) plus a dead
 # letter's headers: a DLQ copy of any record the broker accepted must fit.
 MAX_REQUEST_BYTES = 2_200_000
+MAX_BATCH_BYTES = 1_048_576
+# After EndTxn the coordinator still writes the markers (the offsets' marker waits on
+# the group coordinator's 5 ms append linger); a transaction begun meanwhile is
+# answered CONCURRENT_TRANSACTIONS. aiokafka retries its first AddPartitionsToTxn
+# after a fixed 20 ms (``BACKOFF_OVERRIDE``, process-wide, for transactional
+# producers only): at 2 ms a paced record waits for the markers, not 20 ms past them.
+CONCURRENT_TXN_RETRY_S = 0.002
+aiokafka_sender.BACKOFF_OVERRIDE = CONCURRENT_TXN_RETRY_S
 
 if TYPE_CHECKING:
     from services.runtime.database import Pool
@@ -236,9 +247,13 @@ class OutboxRelay:
             acks="all",
             max_request_size=MAX_REQUEST_BYTES,
             linger_ms=0,
+            # One produce request per partition per transaction (the default, 16 KiB,
+            # split a 500-row batch into dozens).
+            max_batch_size=MAX_BATCH_BYTES,
             # A transaction begun while the previous one completes is answered
             # CONCURRENT_TRANSACTIONS and retried after this backoff (aiokafka's default,
-            # 100 ms, was most of an idle hop's latency: benchmarks/RESULTS.md).
+            # 100 ms, was most of an idle hop's latency: benchmarks/RESULTS.md); its
+            # first AddPartitionsToTxn retries after CONCURRENT_TXN_RETRY_S instead.
             retry_backoff_ms=10,
             # The first produce to a feed created after this producer started (a tenant
             # registered meanwhile) can be answered NOT_LEADER until the request times
@@ -261,18 +276,25 @@ class OutboxRelay:
         self, producer: AIOKafkaProducer, leadership: Leadership, lock: Any, wakeup: Any
     ) -> None:
         pending: tuple[int, int] | None = None  # (batch, rows) sent, not yet marked
+        ahead: tuple[int, list[OutboxRow]] | None = None  # claimed while the last one sent
         loop = asyncio.get_running_loop()
         pruned_at = 0.0
         while not self._stopping.is_set():
             if lock.is_closed():
                 raise LeadershipLost("the connection holding the election lock was lost")
-            batch, rows = await self._claim(leadership, pending)
-            pending = None
+            if ahead is not None and ahead[1]:
+                batch, rows = ahead
+            else:  # nothing claimed ahead: claim now, marking the batch just sent
+                batch, rows = await self._claim(leadership, pending)
+                pending = None
+            ahead = None
             if rows:
                 rows = await self._park_undeliverable(rows)
-                if rows:
-                    await self._send(producer, batch, rows, leadership)
-                pending = (batch, len(rows))
+                if rows:  # (all parked: nothing of this batch to mark)
+                    ahead = await self._send_claiming_ahead(
+                        producer, batch, rows, leadership, pending
+                    )
+                    pending = (batch, len(rows))
                 self.published += len(rows)
                 continue
             if loop.time() - pruned_at > self.settings.prune_interval_s:
@@ -357,6 +379,32 @@ class OutboxRelay:
                 )
         self.parked += len(parked)
         return [row for row in rows if row.topic not in refused]
+
+    async def _send_claiming_ahead(
+        self,
+        producer: AIOKafkaProducer,
+        batch: int,
+        rows: list[OutboxRow],
+        leadership: Leadership,
+        pending: tuple[int, int] | None,
+    ) -> tuple[int, list[OutboxRow]]:
+        """Publish ``batch`` while the next batch is claimed (the claim marks
+        ``pending``, whose transaction committed before this one began), so the claim's
+        round trip overlaps the Kafka transaction instead of following it.
+
+        Transactions stay one at a time and in id order (the next begins once this one
+        committed); the claim names this relay's epoch as every claim does; a crash
+        leaves the claimed-ahead rows unmarked, which the successor's reconciliation
+        publishes again, as it does a batch claimed and not sent."""
+        claiming = asyncio.create_task(self._claim(leadership, pending))
+        try:
+            await self._send(producer, batch, rows, leadership)
+        except BaseException:
+            claiming.cancel()
+            with contextlib.suppress(BaseException):
+                await claiming
+            raise
+        return await claiming
 
     async def _send(
         self, producer: AIOKafkaProducer, batch: int, rows: list[OutboxRow], leadership: Leadership

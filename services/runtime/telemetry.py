@@ -11,19 +11,20 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.sdk import util
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
-    ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
+    SpanExportResult,
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
@@ -32,33 +33,83 @@ from services.runtime.settings import RuntimeSettings
 _instrumented = False
 
 
-def _jsonl(span: ReadableSpan) -> str:
-    try:
-        text: str = span.to_json(indent=None)
-        return text + "\n"
-    except TypeError:
-        # A bytes attribute (FastStream records the Kafka key as bytes) is not
-        # JSON: write it as text rather than lose the span.
-        attributes = {
-            key: value.decode(errors="replace") if isinstance(value, bytes) else value
-            for key, value in (span.attributes or {}).items()
+def _text(value: object) -> str:
+    """A bytes attribute (FastStream records the Kafka key as bytes) is not JSON:
+    it is written as text rather than losing the span."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class JsonLinesExporter(SpanExporter):
+    """Finished spans as JSON lines, in the SDK's ``ReadableSpan.to_json`` layout
+    (services/console/waterfall.py and the tests read it), written once per batch.
+
+    The SDK's own formatter encodes, decodes and re-encodes the process's resource
+    for every span, and a line-buffered file makes one write per span: here the
+    resource is encoded once per provider and a batch is one write.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._resources: dict[int, tuple[Resource, str]] = {}
+
+    def _resource(self, resource: Resource) -> str:
+        cached = self._resources.get(id(resource))
+        if cached is None or cached[0] is not resource:
+            cached = (resource, resource.to_json(indent=None))
+            self._resources[id(resource)] = cached
+        return cached[1]
+
+    def line(self, span: ReadableSpan) -> str:
+        context, parent, status = span.context, span.parent, span.status
+        body: dict[str, Any] = {
+            "name": span.name,
+            "context": {
+                "trace_id": f"0x{context.trace_id:032x}",
+                "span_id": f"0x{context.span_id:016x}",
+                "trace_state": repr(context.trace_state),
+            }
+            if context
+            else None,
+            "kind": str(span.kind),
+            "parent_id": f"0x{parent.span_id:016x}" if parent is not None else None,
+            "start_time": util.ns_to_iso_str(span.start_time) if span.start_time else None,
+            "end_time": util.ns_to_iso_str(span.end_time) if span.end_time else None,
+            "status": {"status_code": status.status_code.name}
+            | ({"description": status.description} if status.description else {}),
+            "attributes": dict(span.attributes or {}),
+            "events": [
+                {
+                    "name": event.name,
+                    "timestamp": util.ns_to_iso_str(event.timestamp),
+                    "attributes": dict(event.attributes or {}),
+                }
+                for event in span.events
+            ],
+            "links": [
+                {
+                    "context": {
+                        "trace_id": f"0x{link.context.trace_id:032x}",
+                        "span_id": f"0x{link.context.span_id:016x}",
+                        "trace_state": repr(link.context.trace_state),
+                    },
+                    "attributes": dict(link.attributes or {}),
+                }
+                for link in span.links
+            ],
         }
-        readable = ReadableSpan(
-            name=span.name,
-            context=span.context,
-            parent=span.parent,
-            resource=span.resource,
-            attributes=attributes,
-            events=span.events,
-            links=span.links,
-            kind=span.kind,
-            status=span.status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-        )
-        cleaned: str = readable.to_json(indent=None)
-        return cleaned + "\n"
+        text = json.dumps(body, default=_text)
+        return f'{text[:-1]}, "resource": {self._resource(span.resource)}}}\n'
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self._out.write("".join(self.line(span) for span in spans))
+        self._out.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        if self._out is not sys.stdout:
+            self._out.close()
 
 
 def build_tracer_provider(
@@ -80,10 +131,8 @@ def build_tracer_provider(
         out: TextIO = sys.stdout
         if settings.otel_exporter == "jsonl":
             settings.otel_file.parent.mkdir(parents=True, exist_ok=True)
-            out = settings.otel_file.open("a", buffering=1)
-        provider.add_span_processor(
-            BatchSpanProcessor(ConsoleSpanExporter(out=out, formatter=_jsonl))
-        )
+            out = settings.otel_file.open("a")
+        provider.add_span_processor(BatchSpanProcessor(JsonLinesExporter(out)))
     return provider
 
 

@@ -11,6 +11,8 @@ runtime, never a service. One module per concern:
   over the received bytes, freshness at the broker's append time, ``authenticate``;
 - ``principals``, ``public_keys``, ``registry``, ``cli``: key registries by kind
   and their operator commands;
+- ``replica``: the lab registry as its owner (intake) publishes it and another
+  service (access) applies it;
 - ``nonces``: the nonce purge job;
 - ``answers``: how often input that may not speak for itself is answered (per
   claimed sender and hour);

@@ -13,6 +13,12 @@ A service's CLI mounts them under the kind's name::
     <cli> lab key list [example-lab] [--json]
 
 ``connect`` opens a connection to the service's migrated schema (search_path set).
+``changed`` (optional) is called in the transaction of every change of a principal's
+entry (register, remove, key add, rotate, revoke) with the connection, the principal's
+id and the time: the owner of a registry publishes the entry from it through its
+outbox (intake: ``intake.registry``), so the event commits or rolls back with the
+change. ``read_only`` keeps only ``list`` and ``key list``: for a service that holds a
+copy of a registry another service owns (access: labs).
 ``onboarding`` (optional) gives a registered principal the rest of what it needs
 beyond its key entry (its Kafka principal, ACLs and feeds): ``register`` runs it
 before the registry row is written, ``remove`` after the keys are revoked.
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Connect = Callable[[], AbstractAsyncContextManager["Connection"]]
+Changed = Callable[["Connection", str, datetime], Awaitable[None]]
 
 PUBLIC_KEY_HELP = (
     "The Ed25519 public key: a file holding it (PEM, OpenSSH 'ssh-ed25519 ...' or base64), "
@@ -105,8 +112,11 @@ def principal_commands(
     connect: Connect,
     clock: Callable[[], datetime] = system_now,
     onboarding: Callable[[], Onboarding] | None = None,
+    changed: Changed | None = None,
+    read_only: bool = False,
 ) -> typer.Typer:
-    """``register``, ``list``, ``remove`` and ``key add|rotate|revoke|list`` for ``kind``."""
+    """``register``, ``list``, ``remove`` and ``key add|rotate|revoke|list`` for ``kind``
+    (``list`` and ``key list`` only when ``read_only``)."""
     noun = kind.noun
     out = Console()
     err = Console(stderr=True)
@@ -149,6 +159,21 @@ def principal_commands(
 
         return asyncio.run(main())
 
+    def change(
+        principal_id: str, now: datetime, work: "Callable[[Connection], Awaitable[T]]"
+    ) -> "Callable[[Connection], Awaitable[T]]":
+        """``work`` (a registry operation) and, if it changed the entry, ``changed``: one
+        transaction."""
+
+        async def changing(conn: "Connection") -> T:
+            async with conn.transaction():
+                result = await work(conn)
+                if changed is not None and not isinstance(result, Refusal):
+                    await changed(conn, principal_id, now)
+                return result
+
+        return changing
+
     def onboarding_failed(exc: Exception) -> NoReturn:
         detail = escape(f"{type(exc).__name__}: {exc}")
         err.print(f"[red]error:[/red] onboarding: {detail}", highlight=False, soft_wrap=True)
@@ -189,7 +214,10 @@ def principal_commands(
                 done = await onboard().register(principal_id) if onboarding else None
             except Exception as exc:  # nothing is registered: the operator may retry
                 onboarding_failed(exc)
-            return await registry.register(conn, kind, principal_id, display, now), done
+            registering = change(
+                principal_id, now, lambda c: registry.register(c, kind, principal_id, display, now)
+            )
+            return await registering(conn), done
 
         refusal, done = run(register_all)
         if refusal is not None:
@@ -241,7 +269,9 @@ def principal_commands(
     ) -> None:
         confirm(f"Remove {noun} {principal_id} and revoke all its keys?", yes)
         now = clock()
-        result = run(lambda conn: registry.remove(conn, kind, principal_id, now, reason))
+        result = run(
+            change(principal_id, now, lambda c: registry.remove(c, kind, principal_id, now, reason))
+        )
         if isinstance(result, Refusal):
             fail(result)
         revoked = f"; revoked keys: {', '.join(result)}" if result else ""
@@ -275,7 +305,7 @@ def principal_commands(
             valid_until=parse_time(valid_until, "--valid-until"),
             revoked_at=None,
         )
-        refusal = run(lambda conn: registry.add_key(conn, kind, key, now))
+        refusal = run(change(principal_id, now, lambda c: registry.add_key(c, kind, key, now)))
         if refusal is not None:
             fail(refusal)
         until = f" until {_when(key.valid_until)}" if key.valid_until else ""
@@ -304,7 +334,11 @@ def principal_commands(
         now = clock()
         overlap = timedelta(hours=overlap_hours)
         result = run(
-            lambda conn: registry.rotate_key(conn, kind, principal_id, key_id, raw, now, overlap)
+            change(
+                principal_id,
+                now,
+                lambda c: registry.rotate_key(c, kind, principal_id, key_id, raw, now, overlap),
+            )
         )
         if isinstance(result, Refusal):
             fail(result)
@@ -329,7 +363,11 @@ def principal_commands(
         confirm(f"Revoke key {key_id} of {noun} {principal_id}?", yes)
         now = clock()
         refusal = run(
-            lambda conn: registry.revoke_key(conn, kind, principal_id, key_id, now, reason)
+            change(
+                principal_id,
+                now,
+                lambda c: registry.revoke_key(c, kind, principal_id, key_id, now, reason),
+            )
         )
         if refusal is not None:
             fail(refusal)
@@ -371,4 +409,9 @@ def principal_commands(
             )
         out.print(table)
 
+    if read_only:  # a copy of a registry another service owns: look, never change
+        app.registered_commands[:] = [c for c in app.registered_commands if c.name == "list"]
+        keys.registered_commands[:] = [c for c in keys.registered_commands if c.name == "list"]
+        keys.info.help = f"The {noun}s' keys, with their validity windows and state."
+        app.info.help = f"The {noun}s and their keys (a copy: changed only by their owner)."
     return app

@@ -298,3 +298,61 @@ async def purge_refusal_counts(conn: Connection, before: datetime) -> int:
         before,
     )
     return int(status.split()[-1])
+
+
+# --- registry versions (replica.py) -------------------------------------------------------
+
+
+async def next_registry_version(conn: Connection, kind: str, principal_id: str) -> int:
+    """The principal's entry's next version (1 for the first), stored at once: the owner's
+    side, in the transaction of the change."""
+    version: int = await conn.fetchval(
+        """INSERT INTO trust_registry_versions AS v (kind, principal_id, version)
+           VALUES ($1, $2, 1)
+           ON CONFLICT (kind, principal_id) DO UPDATE SET version = v.version + 1
+           RETURNING version""",
+        kind,
+        principal_id,
+    )
+    return version
+
+
+async def registry_version(conn: Connection, kind: str, principal_id: str) -> int | None:
+    """The version of the principal's entry applied here last (None: never)."""
+    version: int | None = await conn.fetchval(
+        "SELECT version FROM trust_registry_versions WHERE kind = $1 AND principal_id = $2",
+        kind,
+        principal_id,
+    )
+    return version
+
+
+async def set_registry_version(
+    conn: Connection, kind: str, principal_id: str, version: int
+) -> None:
+    """Record the version applied (the receiver's side; only ever raised)."""
+    await conn.execute(
+        """INSERT INTO trust_registry_versions AS v (kind, principal_id, version)
+           VALUES ($1, $2, $3)
+           ON CONFLICT (kind, principal_id) DO UPDATE SET version = greatest(v.version, $3)""",
+        kind,
+        principal_id,
+        version,
+    )
+
+
+async def end_key(
+    conn: Connection, kind: str, principal_id: str, key_id: str, until: datetime
+) -> bool:
+    """End an unrevoked key's validity at ``until`` if that is earlier (never extended)."""
+    ended = await conn.fetchval(
+        """UPDATE trust_keys SET valid_until = $4
+           WHERE kind = $1 AND principal_id = $2 AND key_id = $3 AND revoked_at IS NULL
+             AND (valid_until IS NULL OR valid_until > $4) AND valid_from < $4
+           RETURNING true""",
+        kind,
+        principal_id,
+        key_id,
+        until,
+    )
+    return bool(ended)

@@ -1,5 +1,6 @@
 """A running access service (real Kafka + PostgreSQL) with its own topics and schema,
-registered lab keys, and the labs' enforcement points following its policy feed."""
+labs registered with intake (whose relay publishes their entries on intake.registry,
+which access applies), and the labs' enforcement points following its policy feed."""
 
 from __future__ import annotations
 
@@ -24,16 +25,15 @@ from contracts.events.access import AccessPolicyPublished
 from contracts.events.lab import ComplianceAcknowledged
 from contracts.principals import Role
 from contracts.registry import LAB_FEED_BY_SUFFIX, subject_for, topic_for
-from services.access.app import MIGRATIONS, build_service
+from services.access.app import build_service
 from services.access.settings import AccessSettings
+from services.intake.settings import IntakeSettings
 from services.labclient.enforcer import AppliedVersion, Enforcer
 from services.labclient.feed import PolicyFeed
 from services.labclient.settings import LabSettings
 from services.labclient.signing import acknowledgement_fields, build_acknowledgement
 from services.runtime import RuntimeSettings, Service
 from services.runtime.database import connect
-from services.trust import TRUST_SQL, registry
-from services.trust.principals import LAB, PrincipalKey
 from tests.kit import (
     MovableClock,
     Producer,
@@ -43,9 +43,11 @@ from tests.kit import (
     drop_schema,
     isolated,
     lab_settings,
+    wait_for,
 )
+from tests.kit.lab_registry import intake_registry_settings, intake_relay, register_lab
 
-TOPICS = ("risk.events", "lab.compliance", "access.events", "access.policies")
+TOPICS = ("risk.events", "lab.compliance", "intake.registry", "access.events", "access.policies")
 SOURCES = {"risk": "/frontier-review/risk", "lab": "/labs"}
 
 
@@ -75,24 +77,31 @@ class Lab:
         return build_acknowledgement(fields, self.key, self.key_id, now=issued_at)
 
 
-async def register_labs(settings: AccessSettings, labs: list[Lab]) -> None:
-    """The operator's `cli lab register` / `lab key add`, in access's own schema (and the
-    labs' feeds, which registering provisions)."""
-    await create_feeds(settings, Role.LAB, *sorted({lab.lab_id for lab in labs}))
-    now = datetime.now(UTC) - timedelta(days=1)
-    async with connect(settings, [TRUST_SQL, MIGRATIONS]) as conn:
-        for lab in labs:
-            if await registry.register(conn, LAB, lab.lab_id, lab.lab_id, now) is not None:
-                continue  # registered already (a second key)
-        for lab in labs:
-            key = PrincipalKey(LAB.name, lab.lab_id, lab.key_id, lab.public_key, now, None, None)
-            refusal = await registry.add_key(conn, LAB, key, now)
-            assert refusal is None, refusal
+async def register_labs(intake: IntakeSettings, labs: list[Lab]) -> None:
+    """The operator's `frontier-review labs register` / `labs key add`, in intake's
+    registry (and the labs' feeds, which registering provisions). Access gets nothing
+    from the rig: it learns the keys from intake.registry."""
+    await create_feeds(intake, Role.LAB, *sorted({lab.lab_id for lab in labs}))
+    since = datetime.now(UTC) - timedelta(days=1)
+    for lab in labs:
+        await register_lab(intake, lab.lab_id, [(lab.key_id, lab.public_key)], since)
+
+
+async def access_knows(settings: AccessSettings, labs: list[Lab], timeout: float = 30.0) -> None:
+    """Wait until access applied the labs' keys it received on intake.registry."""
+
+    async def known() -> bool:
+        async with connect(settings) as conn:
+            rows = await conn.fetch("SELECT principal_id, key_id FROM trust_keys")
+        return {(lab.lab_id, lab.key_id) for lab in labs} <= {tuple(r) for r in rows}
+
+    await wait_for(known, timeout=timeout, what="access applied the labs' keys")
 
 
 @dataclass
 class Rig:
     settings: AccessSettings
+    intake: IntakeSettings  # the lab registry's owner, beside the rig (tests.kit.lab_registry)
     service: Service | None
     clock: MovableClock
     producer: Producer
@@ -146,6 +155,11 @@ class Rig:
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with connect(self.settings) as conn:
+            return await conn.fetch(query, *args)
+
+    async def fetch_intake(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        """A query on intake's schema beside the rig (its registry and outbox)."""
+        async with connect(self.intake) as conn:
             return await conn.fetch(query, *args)
 
     # the labs' enforcement points ---------------------------------------------------------
@@ -211,20 +225,24 @@ async def running_rig(
     await create_registry_topics(settings, *TOPICS)
     clock = clock or MovableClock()
     labs = labs or [Lab("example-lab", "k1"), Lab("other-lab", "o1")]
-    await register_labs(settings, labs)
+    intake = intake_registry_settings(settings)
     service = build_service(settings, clock=clock) if start else None
-    if service is not None:
-        await service.start()
     try:
         async with (
+            intake_relay(intake),
             Producer(settings) as producer,
             TopicWatcher(settings, settings.topic("access.events")) as events,
             TopicWatcher(settings, settings.topic("access.policies")) as policies,
             TopicWatcher(settings, settings.topic("risk.events.dlq")) as risk_dlq,
             TopicWatcher(settings, settings.topic("lab.compliance.dlq")) as compliance_dlq,
         ):
+            await register_labs(intake, labs)
+            if service is not None:
+                await service.start()
+                await access_knows(settings, labs)
             yield Rig(
                 settings,
+                intake,
                 service,
                 clock,
                 producer,

@@ -40,6 +40,7 @@ from contracts.events import (
     ExternalFindingSubmitted,
     FindingRecorded,
     FindingShared,
+    LabRegistryChanged,
     RestrictionLifted,
     RestrictionLiftOrdered,
     RestrictionOrdered,
@@ -273,6 +274,22 @@ _FACTORIES: dict[type[Event], Callable[[], dict[str, Any]]] = {
         "model_id": MODEL_ID,
         "deadline": NOW + timedelta(days=14),
         "closed_at": NOW + timedelta(days=14, seconds=1),
+    },
+    # intake.registry
+    LabRegistryChanged: lambda: {
+        "lab_id": LAB_ID,
+        "version": 2,
+        "status": "active",
+        "name": "Example Lab",
+        "registered_at": NOW - timedelta(days=30),
+        "keys": [
+            {
+                "key_id": EXAMPLE_KEY_ID,
+                "public_key": base64.b64encode(example_public_key()).decode(),
+                "valid_from": NOW - timedelta(days=30),
+            }
+        ],
+        "changed_at": NOW - timedelta(days=30),
     },
     # evaluation.events
     EvaluationStarted: lambda: {

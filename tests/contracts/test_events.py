@@ -153,15 +153,17 @@ def test_type_names_the_topic_context(model: type[Event]) -> None:
 
 def test_topics() -> None:
     assert len(TOPIC_BY_NAME) == len(TOPICS)
-    partitions = {"access.policies": 3, "gov.audit": 1}
+    partitions = {"access.policies": 3, "intake.registry": 3, "gov.audit": 1}
     for topic in TOPICS:
         assert topic.partitions == partitions.get(topic.name, 6)
-        assert topic.compacted == (topic.name == "access.policies")
+        assert topic.compacted == (topic.name in {"access.policies", "intake.registry"})
         assert topic.key == (
             "model_id"
             if topic.name.startswith(("access.", "lab.compliance"))
             else "log_id"
             if topic.name == "gov.audit"
+            else "lab_id"
+            if topic.name == "intake.registry"
             else "submission_id"
         )
         for event in topic.events:

@@ -118,6 +118,7 @@ async def test_evaluators_their_keys_and_nonces_move_into_the_trust_registry(
     assert applied == [
         "sql/0001_trust_registry",
         "sql/0002_trust_refusal_counts",
+        "sql/0003_trust_registry_versions",
         "migrations/0004_trust_registry",
     ]
     assert {"evaluator_keys", "signature_nonces"}.isdisjoint(await tables(old, schema))

@@ -63,7 +63,7 @@ def intake_settings(base: RuntimeSettings, **extra: Any) -> IntakeSettings:
 
 
 async def create_intake_topics(settings: RuntimeSettings) -> None:
-    await create_registry_topics(settings, "lab.submissions", "intake.events")
+    await create_registry_topics(settings, "lab.submissions", "intake.events", "intake.registry")
 
 
 class IntakeWatcher(TopicWatcher):

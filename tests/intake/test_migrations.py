@@ -96,6 +96,7 @@ async def test_decided_submissions_get_their_decision_and_the_counts_move(
 
     assert applied == [
         "sql/0002_trust_refusal_counts",
+        "sql/0003_trust_registry_versions",
         "migrations/0004_trust_refusal_counts",
         "migrations/0005_duplicates_answered",
     ]

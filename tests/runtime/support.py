@@ -41,7 +41,11 @@ def ping_topic(name: str) -> Topic:
     return test_topic(name, (Ping, Pong))
 
 
-def counting_handler(delay: float = 0.0, forward_to: str | None = None) -> Handler:
+def counting_handler(
+    delay: float = 0.0, forward_to: str | None = None, *, deferred: bool = False
+) -> Handler:
+    """Counts each applied Ping in ``applied`` (with ``ctx.defer`` when ``deferred``)."""
+
     async def apply(ctx: Context, ping: Ping) -> None:
         if ping.permanent:
             raise PermanentError("test_refused", f"ping {ping.seq} is refused")
@@ -49,7 +53,8 @@ def counting_handler(delay: float = 0.0, forward_to: str | None = None) -> Handl
             raise RuntimeError(f"ping {ping.seq} always fails")
         if delay:
             await asyncio.sleep(delay)
-        await ctx.conn.execute(
+        write = ctx.defer if deferred else ctx.conn.execute
+        await write(
             """INSERT INTO applied (event_id, key, seq) VALUES ($1, $2, $3)
                ON CONFLICT (event_id) DO UPDATE SET times = applied.times + 1""",
             ctx.event.id,

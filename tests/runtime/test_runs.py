@@ -1,6 +1,8 @@
 """Property: applying a batch in set-based runs has exactly the effects of applying its
 records one by one — for any mix of good, duplicated, id-reusing, failing, refused,
-ignored and undecodable records — and applying it again changes nothing.
+unstorable, ignored and undecodable records — and applying it again changes nothing;
+with the handler's state write executed at once and deferred to the run's end
+(``ctx.defer``).
 
 The consumer's ``process`` is driven directly with records as aiokafka delivers them,
 against the real PostgreSQL: the state rows, the inbox claims and the outbox rows
@@ -15,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from faststream.kafka import KafkaBroker
 from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
@@ -65,7 +68,18 @@ def batches(draw: st.DrawFn) -> Batch:
     for seq in range(draw(st.integers(1, 25))):
         kind = draw(
             st.sampled_from(
-                ["good", "good", "good", "again", "reuse", "fail", "refuse", "pong", "junk"]
+                [
+                    "good",
+                    "good",
+                    "good",
+                    "again",
+                    "reuse",
+                    "fail",
+                    "refuse",
+                    "unstorable",
+                    "pong",
+                    "junk",
+                ]
             )
         )
         if kind == "again" and ids:
@@ -77,6 +91,8 @@ def batches(draw: st.DrawFn) -> Batch:
             batch.values.append(ping(seq, fail=True))
         elif kind == "refuse":
             batch.values.append(ping(seq, permanent=True))
+        elif kind == "unstorable":
+            batch.values.append(ping(-1 - seq))  # its state row breaks a CHECK
         elif kind == "pong":
             batch.values.append(encode(make_event(Pong(key="p"), source="/t", subject="p")))
         elif kind == "junk":
@@ -89,13 +105,13 @@ def batches(draw: st.DrawFn) -> Batch:
     return batch
 
 
-def consumer(config: RuntimeSettings, pool: Any) -> EventConsumer:
+def consumer(config: RuntimeSettings, pool: Any, deferred: bool) -> EventConsumer:
     return EventConsumer(
         group="runs",
         topic=TOPIC,
         registry_topic=ping_topic(TOPIC),
         event_types=ping_topic(TOPIC).event_types,
-        handlers={Ping: counting_handler(forward_to=OUT)},
+        handlers={Ping: counting_handler(forward_to=OUT, deferred=deferred)},
         ignore=frozenset({Pong}),
         pool=lambda: pool,
         broker=KafkaBroker(config.kafka_bootstrap),
@@ -127,7 +143,9 @@ async def effects(pool: Any) -> dict[str, Any]:
     return {"state": state, "claims": claims, "outbox": outbox}
 
 
-async def applied_both_ways(base: RuntimeSettings, batch: Batch) -> tuple[dict[str, Any], ...]:
+async def applied_both_ways(
+    base: RuntimeSettings, batch: Batch, deferred: bool
+) -> tuple[dict[str, Any], ...]:
     suffix = uuid.uuid4().hex[:8]
     runs = base.model_copy(update={"db_schema": f"test_runs_{suffix}", "consumer_batch_size": 500})
     alone = base.model_copy(update={"db_schema": f"test_alone_{suffix}"})
@@ -137,7 +155,8 @@ async def applied_both_ways(base: RuntimeSettings, batch: Batch) -> tuple[dict[s
             await migrate_schema(config, [MIGRATIONS])
         pools = [await create_pool(runs), await create_pool(alone)]
         try:
-            together, single = consumer(runs, pools[0]), consumer(alone, pools[1])
+            together = consumer(runs, pools[0], deferred)
+            single = consumer(alone, pools[1], deferred)
             await together.process(batch.records())
             for record in batch.records():
                 await single.process([record])
@@ -158,21 +177,25 @@ async def applied_both_ways(base: RuntimeSettings, batch: Batch) -> tuple[dict[s
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(batch=batches())
+@given(batch=batches(), deferred=st.booleans())
 async def test_runs_apply_what_one_by_one_applies_and_a_redelivery_nothing(
-    settings: RuntimeSettings, database: str, batch: Batch
+    settings: RuntimeSettings, database: str, batch: Batch, deferred: bool
 ) -> None:
     quick = settings.model_copy(update={"handler_retry_backoff_s": 0.0})
-    together, single, again = await applied_both_ways(quick, batch)
+    together, single, again = await applied_both_ways(quick, batch, deferred)
     assert together == single
     assert again == together, "a redelivered batch changed something"
 
 
+@pytest.mark.parametrize(
+    ("deferred", "unstorable"), [(False, "handler_failed"), (True, "apply_failed")]
+)
 async def test_the_property_sees_every_kind_of_record(
-    settings: RuntimeSettings, database: str
+    settings: RuntimeSettings, database: str, deferred: bool, unstorable: str
 ) -> None:
     """The generator's kinds all occur in one fixed batch, so the comparison above is not
-    vacuous: state, claims, forwarded events and each dead-letter reason."""
+    vacuous: state, claims, forwarded events and each dead-letter reason (a deferred
+    write that fails is the record's own statement failing, not its handler)."""
     first = str(uuid.uuid4())
     original = ping(0, event_id=first)
     batch = Batch(
@@ -183,14 +206,18 @@ async def test_the_property_sees_every_kind_of_record(
             ping(7, event_id=first),  # reuses the id
             ping(2, fail=True),
             ping(3, permanent=True),
+            ping(-4),  # unstorable
+            ping(5, event_id=first + "y"),  # after it, in the same run
             encode(make_event(Pong(key="p"), source="/t", subject="p")),
             b"{bad",
         ]
     )
     quick = settings.model_copy(update={"handler_retry_backoff_s": 0.0})
-    together, single, again = await applied_both_ways(quick, batch)
+    together, single, again = await applied_both_ways(quick, batch, deferred)
     assert together == single == again
     reasons = sorted(entry[1] for entry in together["outbox"] if entry[0] == "dlq")
-    assert reasons == ["event_id_reused", "handler_failed", "malformed_json", "test_refused"]
-    assert sorted(seq for _, seq, _ in together["state"]) == [0, 1]
-    assert sum(entry[0] == OUT for entry in together["outbox"]) == 2
+    assert reasons == sorted(
+        ["event_id_reused", "handler_failed", "malformed_json", "test_refused", unstorable]
+    )
+    assert sorted(seq for _, seq, _ in together["state"]) == [0, 1, 5]
+    assert sum(entry[0] == OUT for entry in together["outbox"]) == 3

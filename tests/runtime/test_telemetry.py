@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from opentelemetry.trace import Link, Status, StatusCode
 
 from services.runtime.settings import RuntimeSettings
 from services.runtime.telemetry import JsonLogFormatter, build_tracer_provider
@@ -39,6 +40,30 @@ def test_a_bytes_attribute_does_not_lose_the_span(tmp_path: Path) -> None:
     provider.shutdown()
     (written,) = [json.loads(t) for t in settings.otel_file.read_text().splitlines()]
     assert written["attributes"]["messaging.kafka.message.key"] == "submission-1"
+
+
+def test_the_jsonl_exporter_writes_the_sdks_json_layout_of_each_span(tmp_path: Path) -> None:
+    # The console's waterfall and the system tests read the SDK's ReadableSpan.to_json;
+    # the exporter writes it without re-encoding the resource for every span.
+    settings = RuntimeSettings(
+        service_name="risk", otel_exporter="jsonl", otel_file=tmp_path / "traces.jsonl"
+    )
+    provider = build_tracer_provider(settings)
+    tracer = provider.get_tracer("test")
+    with (
+        tracer.start_as_current_span("parent") as parent,
+        tracer.start_as_current_span(
+            "child",
+            links=[Link(parent.get_span_context(), {"why": "batch"})],
+            attributes={"n": 3, "tags": ("a", "b"), "ok": True},
+        ) as child,
+    ):
+        child.add_event("claimed", {"offset": 7})
+        child.set_status(Status(StatusCode.ERROR, "it failed"))
+    provider.shutdown()
+    finished = [child, parent]
+    written = [json.loads(t) for t in settings.otel_file.read_text().splitlines()]
+    assert written == [json.loads(span.to_json(indent=None)) for span in finished]  # type: ignore[attr-defined]
 
 
 def test_otel_exporter_none_from_the_environment_is_the_choice_none(

@@ -12,16 +12,20 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from contracts import encode, make_event
 from contracts.acl import Grant, Operation, PatternType, ResourceType
+from contracts.events.intake import LabRegistryChanged
 from contracts.principals import AGENCY_SERVICES, Principal, Role
-from contracts.registry import OUTBOX_CHECKPOINT_TOPIC, TOPICS, relay_transactional_id
+from contracts.registry import OUTBOX_CHECKPOINT_TOPIC, TOPICS, relay_transactional_id, subject_for
 from services.runtime.acls import MissingAccess, add_grants, check_access, remove_grants
 from services.runtime.kafka import aiokafka_options
 from services.runtime.kafka_admin import KafkaAdmin
 from services.runtime.topics import TopicPlan, ensure_topics
+from tests.contracts.examples import example
 from tests.security.support import (
     Rig,
     Stack,
+    end_offsets,
     fetch_error,
     group_error,
     produce_error,
@@ -174,3 +178,28 @@ async def test_the_deployments_own_principals_pass_the_startup_check(
     stack: Stack, role: Role
 ) -> None:
     await check_access(stack.settings_for(role.value), role)
+
+
+async def test_a_forged_lab_registry_entry_is_refused_by_the_broker(stack: Stack) -> None:
+    """Access verifies the labs' acknowledgements with the keys it reads on
+    intake.registry, so whoever could write it could authenticate as any lab: a lab
+    adding a key of its choosing, or access, its one reader. Only intake may; every
+    other principal's record is refused before any consumer sees it."""
+    intake = Principal(Role.INTAKE)
+    forgers = [Principal(Role.LAB, "forger"), *(Principal(r) for r in AGENCY_SERVICES)]
+    forgers.remove(intake)
+    async with rig(stack, [intake, *forgers]) as built:
+        entry = example(LabRegistryChanged)
+        event = make_event(entry, source="/frontier-review/intake", subject=subject_for(entry))
+        topic = built.topic("intake.registry")
+        before = await end_offsets(stack.operator, topic)
+        for forger in forgers:
+            refused = await produce_error(
+                built.settings(forger), topic, encode(event), key=event.subject.encode()
+            )
+            assert refused == DENIED, forger
+        assert await end_offsets(stack.operator, topic) == before
+        written = await produce_error(
+            built.settings(intake), topic, encode(event), key=event.subject.encode()
+        )
+        assert written is None

@@ -44,7 +44,6 @@ from contracts.principals import Role
 from services.access.app import MIGRATIONS as ACCESS_MIGRATIONS
 from services.access.settings import AccessSettings
 from services.evaluation.settings import PACKAGE, EvaluationSettings
-from services.intake.app import SCHEMA as INTAKE_SCHEMA
 from services.intake.settings import IntakeSettings
 from services.labclient import LabClient
 from services.labclient.enforcer import Enforcer
@@ -53,10 +52,10 @@ from services.risk import keys
 from services.risk.settings import RiskSettings
 from services.runtime import RuntimeSettings
 from services.runtime.database import connect
-from services.trust import TRUST_SQL, registry
-from services.trust.principals import LAB, PrincipalKey
+from services.trust import TRUST_SQL
 from tests.evaluation.rig import endpoint_of
 from tests.kit import create_feeds, create_registry_topics, drop_schema, isolated, lab_settings
+from tests.kit.lab_registry import register_lab
 from tests.risk.rig import Reviewer, register_reviewers
 from tests.system.suites import TASK_REF
 
@@ -321,16 +320,17 @@ class Lab:
 
 async def register_labs(system: SystemSettings, labs: Iterable[Lab]) -> None:
     """What registering a lab does: its feeds, its registry entry and key in intake's
-    schema (``intake.cli lab register`` / ``key add``), and its evaluation secret."""
+    schema (``intake.cli lab register`` / ``key add``, each with the lab's entry on
+    intake's outbox, which intake's relay publishes on intake.registry for access), and
+    its evaluation secret."""
     labs = list(labs)
     await create_feeds(system.intake, Role.LAB, *(lab.lab_id for lab in labs))
     now = datetime.now(UTC)
-    async with connect(system.intake, INTAKE_SCHEMA) as conn:
-        for lab in labs:
-            assert await registry.register(conn, LAB, lab.lab_id, lab.lab_id.title(), now) is None
-            public = lab.key.public_key().public_bytes_raw()
-            key = PrincipalKey(LAB.name, lab.lab_id, lab.key_id, public, now, None, None)
-            assert await registry.add_key(conn, LAB, key, now) is None
+    for lab in labs:
+        public = lab.key.public_key().public_bytes_raw()
+        await register_lab(
+            system.intake, lab.lab_id, [(lab.key_id, public)], now, name=lab.lab_id.title()
+        )
     secrets = system.evaluation.evaluation_secrets_dir
     for lab in labs:
         path = secrets / lab.credential_ref
@@ -511,7 +511,7 @@ async def running_system(
     await register_labs(settings, labs_by_id.values())
     keys.generate(settings.risk.risk_service_key_file)
     reviewers = await register_reviewers(settings.risk, directory)
-    # Access's own trust tables (lab keys for compliance acknowledgements) exist from the start.
+    # Access's trust tables exist from the start (it fills them from intake.registry).
     async with connect(settings.access, [TRUST_SQL, ACCESS_MIGRATIONS]):
         pass
     logs = directory / "logs"

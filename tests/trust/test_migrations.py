@@ -23,9 +23,10 @@ async def test_a_service_schema_gets_the_trust_tables_before_its_own(
     conn = await asyncpg.connect(database, server_settings={"search_path": schema})
     try:
         applied = await migrate(conn, schema, TRUST_SQL, service)
-        assert applied[-3:] == [
+        assert applied[-4:] == [
             "sql/0001_trust_registry",
             "sql/0002_trust_refusal_counts",
+            "sql/0003_trust_registry_versions",
             "migrations/0001_service",
         ]
         assert await migrate(conn, schema, TRUST_SQL, service) == []
@@ -35,7 +36,13 @@ async def test_a_service_schema_gets_the_trust_tables_before_its_own(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
             )
         }
-        assert {"trust_principals", "trust_keys", "trust_nonces", "submissions"} <= tables
+        assert {
+            "trust_principals",
+            "trust_keys",
+            "trust_nonces",
+            "trust_registry_versions",
+            "submissions",
+        } <= tables
     finally:
         await conn.close()
 
