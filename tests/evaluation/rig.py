@@ -81,7 +81,13 @@ from tests.kit import (
 SHIPPED_REGISTRY = PACKAGE / "suites" / "registry.yaml"
 DEMO_API_KEY = "demo-lab-secret-7f3a9c"  # what the secret store holds; must never leak
 CREDENTIAL_REF = f"labs/{LAB_ID}/eval-api-key"  # the submitting (example) lab's own secret
-TOPICS = ("lab.submissions", "intake.events", "evaluators.findings", "evaluation.events")
+TOPICS = (
+    "lab.submissions",
+    "intake.events",
+    "intake.registry",
+    "evaluators.findings",
+    "evaluation.events",
+)
 
 
 # --- the demo lab model server ------------------------------------------------------------
