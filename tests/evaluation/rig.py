@@ -64,7 +64,6 @@ from tests.contracts.examples import (
     example,
     example_public_key,
 )
-from tests.intake.support import manifest
 from tests.kit import (
     MovableClock,
     Producer,
@@ -77,6 +76,7 @@ from tests.kit import (
     lab_settings,
     process_env,
 )
+from tests.kit.manifests import manifest
 
 SHIPPED_REGISTRY = PACKAGE / "suites" / "registry.yaml"
 DEMO_API_KEY = "demo-lab-secret-7f3a9c"  # what the secret store holds; must never leak

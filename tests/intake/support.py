@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -20,28 +17,13 @@ from contracts.events.lab import SubmissionFiled, WithdrawalRequested
 from contracts.registry import TOPIC_BY_NAME, subject_for
 from services.labclient import build_submission, build_withdrawal
 from services.labclient.signing import sign
+from tests.kit.manifests import manifest
 
-EXAMPLE_MANIFEST = Path(__file__).parents[2] / "services/labclient/examples/submission.yaml"
 INTAKE_TYPES = TOPIC_BY_NAME["intake.events"].event_types
 
 
 def public_bytes(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def manifest(lab_id: str, **overrides: Any) -> dict[str, Any]:
-    """The example manifest of ``lab_id`` (its own credential) with a fresh submission id;
-    ``model`` and ``evaluation_access`` overrides merge."""
-    document: dict[str, Any] = yaml.safe_load(EXAMPLE_MANIFEST.read_text())
-    document = copy.deepcopy(document)
-    document["submission_id"] = str(uuid.uuid4())
-    document["lab_id"] = lab_id
-    document["evaluation_access"]["credential_ref"] = f"labs/{lab_id}/eval-api-key"
-    model = overrides.pop("model", {})
-    access = overrides.pop("evaluation_access", {})
-    document["model"] |= model
-    document["evaluation_access"] |= access
-    return document | overrides
 
 
 @dataclass

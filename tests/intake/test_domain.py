@@ -38,7 +38,8 @@ from services.labclient.signing import ManifestError, build_submission
 from services.trust.endpoints import endpoint_refusal
 from services.trust.refusal import Refusal
 from services.trust.unverified import SignedInput, read_addressing, read_signed
-from tests.intake.support import Signer, envelope, manifest
+from tests.intake.support import Signer, envelope
+from tests.kit.manifests import manifest
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 LAB_TYPES = TOPIC_BY_NAME["lab.submissions"].event_types

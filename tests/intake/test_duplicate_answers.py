@@ -22,8 +22,9 @@ from services.labclient import FROM_BEGINNING, LabClient
 from services.labclient.client import ANSWER_TYPES, signature_sha256
 from services.runtime import RuntimeSettings
 from tests.intake.rig import Rig, resolve_test_hosts, running_rig
-from tests.intake.support import Signer, envelope, manifest, raw
+from tests.intake.support import Signer, envelope, raw
 from tests.kit import MovableClock, TopicWatcher, lab_settings
+from tests.kit.manifests import manifest
 
 ANSWERS = LAB_FEED_BY_SUFFIX["answers"]
 LIMIT = 2  # duplicates answered per submission and hour in the limited rig

@@ -44,7 +44,7 @@ from tests.intake.rig import (
     resolve_test_hosts,
     running_rig,
 )
-from tests.intake.support import Signer, envelope, manifest, mutated, public_bytes, raw
+from tests.intake.support import Signer, envelope, mutated, public_bytes, raw
 from tests.kit import (
     MovableClock,
     Producer,
@@ -55,6 +55,7 @@ from tests.kit import (
     running,
     wait_for,
 )
+from tests.kit.manifests import manifest
 
 R = RejectionReason
 

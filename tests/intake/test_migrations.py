@@ -22,7 +22,7 @@ from services.intake.app import MIGRATIONS, SCHEMA
 from services.labclient import body_sha256, build_submission
 from services.runtime.migrations import migrate
 from services.trust import TRUST_SQL
-from tests.intake.support import manifest
+from tests.kit.manifests import manifest
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 KEY = Ed25519PrivateKey.generate()

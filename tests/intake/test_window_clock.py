@@ -34,8 +34,9 @@ from tests.intake.rig import (
     register_labs,
     resolve_test_hosts,
 )
-from tests.intake.support import Signer, envelope, manifest, raw
+from tests.intake.support import Signer, envelope, raw
 from tests.kit import MovableClock, Producer, drop_schema
+from tests.kit.manifests import manifest
 
 DAY_S = 86_400
 
