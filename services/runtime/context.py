@@ -219,8 +219,8 @@ class Context(TxContext):
         the run's other writes of the same statement in one round trip.
 
         Handlers that follow in the run do not see it; if it fails, the run is applied
-        again one record at a time, and the record whose write fails is dead-lettered
-        (``apply_failed``) like one whose own statement failed. Outside a run (no
+        again in halves until the record whose write fails stands alone, and that record
+        is dead-lettered (``apply_failed``) like one whose own statement failed. Outside a run (no
         collector) the statement runs at once.
         """
         if self._writes is None:
