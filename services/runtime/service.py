@@ -283,9 +283,13 @@ class Service:
             raise
 
     async def stop(self) -> None:
-        await self.stop_consumers()
-        await self.broker.stop()
-        await self.close()
+        """Stop everything; the relay, timers and jobs stop even if stopping the consumers
+        or the broker fails (a stopped service must never go on publishing)."""
+        try:
+            await self.stop_consumers()
+            await self.broker.stop()
+        finally:
+            await self.close()
 
     async def close(self) -> None:
         self.phase = Phase.STOPPING

@@ -196,15 +196,20 @@ async def running_rig(base: RuntimeSettings, **overrides: Any) -> AsyncIterator[
         },
     )
     await service.start()
+    rig: Rig | None = None
     try:
         async with (
             Producer(config) as producer,
             IntakeWatcher(config, config.topic("intake.events")) as events,
             TopicWatcher(config, config.topic("lab.submissions.dlq")) as dlq,
         ):
-            yield Rig(
+            rig = Rig(
                 config, service, clock, producer, events, dlq, signers, f"http://127.0.0.1:{port}"
             )
+            yield rig
     finally:
-        await service.stop()
+        # The service running now: a test may have replaced the one started here (a
+        # restart). Left running on the session's loop with its schema dropped, it would
+        # fail on every tick for the rest of the run.
+        await (rig.service if rig is not None else service).stop()
         await drop_schema(config)
