@@ -20,14 +20,12 @@ from contracts import decode, encode, make_event
 from contracts.events.access import ComplianceRejected
 from contracts.events.common import RejectionReason
 from contracts.events.intake import LabRegistryChanged
-from contracts.events.lab import ComplianceAcknowledged
 from contracts.principals import Role
 from contracts.registry import TOPIC_BY_NAME
 from services.access import cli as access_cli
-from services.labclient.enforcer import AppliedVersion
 from services.runtime import RuntimeSettings
-from tests.access.rig import Lab, Rig, access_knows, applied, model_id, running_rig
-from tests.access.support import order
+from tests.access.rig import Lab, Rig, access_knows, running_rig
+from tests.access.test_compliance_service import acked, restricted, stored
 from tests.kit import create_feeds, process_env, wait_for
 from tests.kit.lab_registry import register_lab
 
@@ -68,31 +66,6 @@ async def intake_cli(rig: Rig, *args: str) -> str:
     return out.decode()
 
 
-async def restricted(rig: Rig, lab: str) -> AppliedVersion:
-    model = model_id(lab)
-    await rig.send(order(model_id=model, nationalities=["CN"], effective_at=datetime.now(UTC)))
-    await rig.version(model, 1)
-    async with rig.enforcer(lab) as enforcer:
-        await applied(enforcer, model, 1)
-        found = enforcer.applied(model)
-    assert found is not None
-    return found
-
-
-async def acknowledge(rig: Rig, ack: ComplianceAcknowledged) -> str:
-    event = make_event(ack, source=f"/labs/{ack.lab_id}", subject=ack.model_id)
-    await rig.send_raw("lab.compliance", encode(event), event.subject)
-    return event.id
-
-
-async def accepted(rig: Rig, event_id: str) -> None:
-    async def stored() -> bool:
-        return bool(await rig.fetch("SELECT 1 FROM acknowledgements WHERE event_id = $1", event_id))
-
-    await wait_for(stored, what="the acknowledgement accepted")
-    assert rig.answers(ComplianceRejected, rejected_event_id=event_id) == []
-
-
 async def refused(rig: Rig, event_id: str) -> RejectionReason:
     answer: ComplianceRejected = await rig.answer(ComplianceRejected, rejected_event_id=event_id)
     return answer.reason
@@ -117,16 +90,16 @@ async def test_a_key_registered_with_intake_authenticates_an_acknowledgement_at_
     lab = await new_lab(rig)
     assert await rig.fetch("SELECT 1 FROM trust_principals WHERE principal_id = $1", lab.lab_id)
     version = await restricted(rig, lab.lab_id)
-    await accepted(rig, await acknowledge(rig, lab.acknowledgement(version)))
+    await stored(rig, await acked(rig, lab.acknowledgement(version)))
 
 
 async def test_a_key_revoked_in_intake_is_refused_at_access(rig: Rig) -> None:
     lab = await new_lab(rig)
     version = await restricted(rig, lab.lab_id)
-    await accepted(rig, await acknowledge(rig, lab.acknowledgement(version)))
+    await stored(rig, await acked(rig, lab.acknowledgement(version)))
     await intake_cli(rig, "lab", "key", "revoke", lab.lab_id, lab.key_id, "--yes")
     await revoked_at_access(rig, lab, lab.key_id)
-    event_id = await acknowledge(rig, lab.acknowledgement(version))
+    event_id = await acked(rig, lab.acknowledgement(version))
     assert await refused(rig, event_id) is RejectionReason.AUTHENTICATION_FAILED
 
 
@@ -145,7 +118,7 @@ async def test_a_lab_removed_in_intake_is_refused_at_access(rig: Rig) -> None:
     await wait_for(removed, what="the lab removed at access")
     await revoked_at_access(rig, lab, lab.key_id)
     # A removed lab is no registered lab: the refusal goes to access.events alone.
-    event_id = await acknowledge(rig, lab.acknowledgement(version))
+    event_id = await acked(rig, lab.acknowledgement(version))
     assert await refused(rig, event_id) is RejectionReason.AUTHENTICATION_FAILED
 
 
@@ -206,10 +179,10 @@ async def test_an_older_or_replayed_entry_changes_nothing(rig: Rig, tmp_path: Pa
     }
     assert keys[lab.key_id] is not None and keys[second.key_id] is None
     version = await restricted(rig, lab.lab_id)
-    refused_id = await acknowledge(rig, lab.acknowledgement(version))
-    accepted_id = await acknowledge(rig, second.acknowledgement(version))
+    refused_id = await acked(rig, lab.acknowledgement(version))
+    accepted_id = await acked(rig, second.acknowledgement(version))
     assert await refused(rig, refused_id) is RejectionReason.AUTHENTICATION_FAILED
-    await accepted(rig, accepted_id)
+    await stored(rig, accepted_id)
 
 
 @pytest.mark.parametrize(
