@@ -5,9 +5,10 @@ transaction (inbox + state + outbox, fsync, ``synchronous_commit=on``), the NOTI
 that wakes the relay, the relay's claim, and the relay's Kafka transaction (the
 first produce, which adds the partition to the transaction; the checkpoint offset,
 AddOffsetsToTxn + TxnOffsetCommit through the group coordinator, whose
-``group.coordinator.append.linger.ms`` is 5 ms on Kafka 4.x; EndTxn), after which
-a ``read_committed`` consumer can fetch it. Here each leg runs on its own, one
-record at a time with a pause between, on the benchmark's broker and database; the
+``group.coordinator.append.linger.ms`` is 5 ms by default on Kafka 4.x and 0 in
+deploy/; EndTxn), after which a ``read_committed`` consumer can fetch it. Here each
+leg runs on its own, one record at a time with a pause between, on the benchmark's
+broker and database; the
 sum of the medians (plus the raw produce -> consume crossing measured by the main
 benchmark) is what no implementation with these guarantees can go under.
 

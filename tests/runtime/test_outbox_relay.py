@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import NotLeaderForPartitionError
 
 from contracts.principals import Role
@@ -114,52 +114,74 @@ class CrashAfterSend(OutboxRelay):
         return await super()._claim(leadership, pending)
 
 
-class CrashMidBatch(OutboxRelay):
-    """Dies once in the middle of a Kafka transaction (some records already sent)."""
+class CountsBatches(OutboxRelay):
+    """Numbers the partition batches queued in each Kafka transaction (``nth``)."""
 
-    sends = 0
+    nth = 0
+
+    async def _send(
+        self, producer: AIOKafkaProducer, batch: int, rows: list[OutboxRow], lead: Any
+    ) -> None:
+        self.nth = 0
+        await super()._send(producer, batch, rows, lead)
+
+    async def _send_batch(
+        self, producer: AIOKafkaProducer, tp: TopicPartition, builder: Any
+    ) -> asyncio.Future[Any]:
+        self.nth += 1
+        return await super()._send_batch(producer, tp, builder)
+
+
+class CrashMidBatch(CountsBatches):
+    """Dies once in the middle of a Kafka transaction (a partition's batch already sent)."""
+
     crashed = False
 
-    async def _send_one(self, producer: AIOKafkaProducer, row: OutboxRow) -> Any:
-        self.sends += 1
-        if self.sends == 30 and not self.crashed:
+    async def _send_batch(
+        self, producer: AIOKafkaProducer, tp: TopicPartition, builder: Any
+    ) -> asyncio.Future[Any]:
+        sent = await super()._send_batch(producer, tp, builder)
+        if self.nth == 2 and not self.crashed:
             self.crashed = True
             raise RuntimeError("simulated crash mid-batch")
-        return await super()._send_one(producer, row)
+        return sent
 
 
-class HangsMidBatch(OutboxRelay):
+class HangsMidBatch(CountsBatches):
     """Stops forever in the middle of its first Kafka transaction, leaving it open."""
 
-    sends = 0
     hung = asyncio.Event()
 
-    async def _send_one(self, producer: AIOKafkaProducer, row: OutboxRow) -> Any:
-        self.sends += 1
-        if self.sends == 30:
+    async def _send_batch(
+        self, producer: AIOKafkaProducer, tp: TopicPartition, builder: Any
+    ) -> asyncio.Future[Any]:
+        sent = await super()._send_batch(producer, tp, builder)
+        if self.nth == 2:
             type(self).hung.set()
             await asyncio.Event().wait()
-        return await super()._send_one(producer, row)
+        return sent
 
 
-class SendFailsLater(OutboxRelay):
-    """Once, a record's send fails after the transaction went on without it: what
+class SendFailsLater(CountsBatches):
+    """Once, a partition's batch fails after the transaction went on without it: what
     aiokafka does with a batch that expired on a retriable error (NotLeaderForPartition
     after its request timeout, seen on a first produce to a freshly created feed): the
-    record's future fails, the transaction does not, and a commit would mark the row
-    published although Kafka never took it."""
+    batch's future fails, the transaction does not, and a commit would mark its rows
+    published although Kafka never took them."""
 
-    sends = 0
     failed = False
 
-    async def _send_one(self, producer: AIOKafkaProducer, row: OutboxRow) -> Any:
-        self.sends += 1
-        if self.sends == 30 and not self.failed:
+    async def _send_batch(
+        self, producer: AIOKafkaProducer, tp: TopicPartition, builder: Any
+    ) -> asyncio.Future[Any]:
+        sent = await super()._send_batch(producer, tp, builder)
+        if self.nth == 2 and not self.failed:
             self.failed = True
+            await sent  # queued and acknowledged; the relay is told it was lost
             lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             lost.set_exception(NotLeaderForPartitionError())
             return lost
-        return await super()._send_one(producer, row)
+        return sent
 
 
 async def test_relay_publishes_each_row_once_in_key_order(
