@@ -55,6 +55,7 @@ from services.runtime.errors import TRANSIENT_ERRORS
 from services.runtime.kafka_admin import KafkaAdmin
 from services.runtime.notify import listening
 from services.runtime.settings import RuntimeSettings
+from services.runtime.telemetry import extract_trace
 
 log = logging.getLogger(__name__)
 
@@ -463,13 +464,7 @@ class OutboxRelay:
         """The row's headers and its publish span's trace context. The span is a child
         of the one that wrote the row (the handler's), so the submission's trace runs on
         through this hop; it is started and ended here, never made current."""
-        parent = propagate.extract(
-            {"traceparent": row.traceparent, "tracestate": row.tracestate}
-            if row.tracestate
-            else {"traceparent": row.traceparent}
-            if row.traceparent
-            else {}
-        )
+        parent = extract_trace({"traceparent": row.traceparent, "tracestate": row.tracestate})
         span = self.tracer.start_span(
             f"{row.topic} publish",
             context=parent,
@@ -559,7 +554,7 @@ class KeyPartitioner:
     """The partition of a row's key: aiokafka's default partitioner (murmur2, the Java
     client's, so every producer of a topic agrees), remembered per topic, partition
     count and key (keys repeat: one per submission or model); a keyless row goes to a
-    random available partition, as ``producer.send`` would send it."""
+    random partition."""
 
     LIMIT = 100_000
 

@@ -154,10 +154,14 @@ def current_trace_headers() -> dict[str, str]:
     return carrier
 
 
+def extract_trace(headers: Mapping[str, str | None]) -> otel_context.Context:
+    """The trace context a stored or received carrier names (empty values ignored)."""
+    return propagate.extract({k: v for k, v in headers.items() if v})
+
+
 def attach_trace(headers: Mapping[str, str | None]) -> object:
     """Make the trace in ``headers`` current; returns a token for ``detach_trace``."""
-    carrier = {k: v for k, v in headers.items() if v}
-    return otel_context.attach(propagate.extract(carrier))
+    return otel_context.attach(extract_trace(headers))
 
 
 def detach_trace(token: object) -> None:
