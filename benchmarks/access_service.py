@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import BENCH_PREFIX, machine, record_results
+from benchmarks.common import BENCH_PREFIX, machine, percentile, record_results
 from contracts.events.access import AccessPolicyPublished
 from contracts.events.risk import RestrictionOrdered
 from contracts.policy import Action
@@ -68,11 +68,6 @@ class Timed(Enforcer):
         if result is ApplyResult.APPLIED:
             self.applied_at[(published.model_id, published.policy_version)] = time.perf_counter()
         return result
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 async def propagation(rig: Rig, enforcers: int, publications: int) -> dict[str, float]:
@@ -110,11 +105,11 @@ async def propagation(rig: Rig, enforcers: int, publications: int) -> dict[str, 
     return {
         "enforcers": enforcers,
         "publications": publications,
-        "p50_ms": pct(ms, 50),
-        "p99_ms": pct(ms, 99),
+        "p50_ms": percentile(ms, 50),
+        "p99_ms": percentile(ms, 99),
         "max_ms": max(ms),
-        "all_applied_p50_ms": pct(worst, 50),
-        "all_applied_p99_ms": pct(worst, 99),
+        "all_applied_p50_ms": percentile(worst, 50),
+        "all_applied_p99_ms": percentile(worst, 99),
     }
 
 
@@ -268,8 +263,8 @@ async def http_vs_in_process(
                 samples.append((time.perf_counter_ns() - t0) / 1e6)
         elapsed = time.perf_counter() - started
     in_process = {
-        "p50_ms": pct(samples, 50),
-        "p99_ms": pct(samples, 99),
+        "p50_ms": percentile(samples, 50),
+        "p99_ms": percentile(samples, 99),
         "decisions_per_s": len(samples) / elapsed,
         "mean_ms": statistics.fmean(samples),
     }

@@ -8,7 +8,7 @@ import os
 import platform
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,14 @@ RESULTS_JSON = Path(__file__).parent / "results.json"
 # Benchmarks connect as the test harness's principal, whose ACLs cover ``test.``: every
 # Kafka name of a benchmark run is under this prefix.
 BENCH_PREFIX = "test.bench."
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest rank: with 12 values p99 is the largest."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 @dataclass(frozen=True)
@@ -44,8 +52,7 @@ class Run:
         return self.messages / self.seconds
 
     def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+        return percentile(self.latencies_ms, p)
 
     def row(self, baseline: Run | None = None) -> str:
         ratio = f"{self.throughput / baseline.throughput:.3f}" if baseline else "1 (baseline)"

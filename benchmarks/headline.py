@@ -52,7 +52,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from benchmarks.common import machine, raw_baseline, record_results
+from benchmarks.common import machine, percentile, raw_baseline, record_results
 from benchmarks.platform_hop import tick
 from contracts.events import (
     AccessPolicyPublished,
@@ -90,15 +90,6 @@ class Failed(Exception):
 
 
 # --- pure figures -------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest rank, as benchmarks/common.py's ``Run.percentile``: with 12 values p99 is
-    the largest."""
-    if not values:
-        raise ValueError("no values")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def p50_p99(values: Sequence[float], *, digits: int = 3) -> dict[str, float]:

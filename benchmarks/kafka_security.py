@@ -37,7 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 
-from benchmarks.common import BENCH_PREFIX, machine
+from benchmarks.common import BENCH_PREFIX, machine, percentile
 from benchmarks.platform_hop import hop_starter
 from benchmarks.platform_hop import measure as measure_hop
 from contracts.acl import Grant, Operation, PatternType, ResourceType
@@ -60,11 +60,6 @@ class Measurement:
     per_second: float
     p50_ms: float
     p99_ms: float
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def record(i: int) -> tuple[bytes, bytes]:

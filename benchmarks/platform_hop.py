@@ -48,12 +48,13 @@ from benchmarks.common import (
     drain,
     fresh_topic,
     machine,
+    percentile,
     produce_paced,
     raw_baseline,
     record_results,
 )
 from benchmarks.fair_loop import main_loop
-from benchmarks.hop_legs import measure_legs
+from benchmarks.hop_legs import measure_legs, p99_key
 from contracts import Event, Topic, encode, make_event
 from services.runtime import Context, RuntimeSettings, Service
 from services.runtime.relay import CHECKPOINT_TOPIC, OutboxRelay
@@ -140,8 +141,7 @@ class PacedTimings:
 
     def figures(self) -> dict[str, float]:
         def pct(values: list[float], p: float) -> float:
-            ordered = sorted(values) or [0.0]
-            return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))], 2)
+            return round(percentile(values or [0.0], p), 2)
 
         txn = [ms for ms, _ in self.transactions]
         rows = [n for _, n in self.transactions]
@@ -408,7 +408,7 @@ def write_block(rows: list[str], f: dict[str, float | int | str]) -> None:
         "",
         "| leg of one record (benchmarks/hop_legs.py), timed alone | p50 ms | p99 ms |",
         "|---|---|---|",
-        *(f"| {text} | {f[key]} | {f.get(_p99_key(key), '')} |" for key, text in LEGS),
+        *(f"| {text} | {f[key]} | {f.get(p99_key(key), '')} |" for key, text in LEGS),
         "",
         f"| the paced hop ({f['paced_rate_per_s']:.0f}/s), measured in it | ms |",
         "|---|---|",
@@ -432,10 +432,6 @@ def write_block(rows: list[str], f: dict[str, float | int | str]) -> None:
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     RESULTS_MD.write_text(head + "\n".join(lines) + tail)
-
-
-def _p99_key(key: str) -> str:
-    return key.removesuffix("_ms") + "_p99_ms"
 
 
 def _paced_verdict(f: dict[str, float | int | str], percentile: str, target: float) -> str:

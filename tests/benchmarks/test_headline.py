@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.common import percentile
 from benchmarks.headline import (
     SECTION,
     STAGES,
@@ -17,7 +18,6 @@ from benchmarks.headline import (
     cpu_per,
     cpu_seconds,
     headline_keys,
-    percentile,
     render,
     replace_section,
     stages,
