@@ -41,6 +41,8 @@ def waterfall_table(wf: Waterfall, *, bar_width: int = 40) -> Table:
         name = Text("  " * row.depth) + Text(row.name)  # Text: names are never markup
         if row.orphan:
             name.append(" (parent not in file)", style="dim")
+        if row.linked:
+            name.append(" (linked: a trace of its own)", style="dim")
         table.add_row(
             Text(row.service, style=SERVICE_STYLES.get(row.service, "cyan")),
             name,

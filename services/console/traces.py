@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.console.waterfall import Span, Waterfall, parse_span, waterfall
+from services.console.waterfall import Span, Waterfall, belongs, parse_span, waterfall
 
 MAX_SPANS = 5000
 MAX_LINE_BYTES = 1_000_000
@@ -25,7 +25,8 @@ class TraceRead:
 
 
 def read_spans(path: Path, trace_id: str, *, max_spans: int = MAX_SPANS) -> tuple[list[Span], int]:
-    """The spans of ``trace_id`` in ``path`` (in file order) and how many were dropped."""
+    """The spans of ``trace_id`` in ``path``, and those that link to it (in file order),
+    and how many were dropped."""
     needle = trace_id.lower().encode()
     spans: list[Span] = []
     dropped = 0
@@ -34,7 +35,7 @@ def read_spans(path: Path, trace_id: str, *, max_spans: int = MAX_SPANS) -> tupl
             if needle not in line or len(line) > MAX_LINE_BYTES:
                 continue
             span = parse_span(line)
-            if span is None or span.trace_id != trace_id:
+            if span is None or not belongs(span, trace_id):
                 continue
             if len(spans) >= max_spans:
                 dropped += 1

@@ -1,9 +1,11 @@
 """OpenTelemetry setup and W3C trace-context helpers.
 
-One tracer provider per process with ``service.name``; FastStream's
-KafkaTelemetryMiddleware traces consume and publish, asyncpg is instrumented,
-and the outbox stores the producing span's traceparent so that the relay can
-continue the same trace when it publishes later, from another task or process.
+One tracer provider per process with ``service.name``; the consumer starts a span
+per record (a child of the context in its headers) and asyncpg is instrumented. The
+outbox stores the producing span's traceparent and the relay puts it on the record,
+so the next service continues the same trace, later, from another process; the
+relay's Kafka transaction is one span linking each record's (``FollowLinks``
+samples it with them).
 """
 
 from __future__ import annotations
@@ -19,14 +21,23 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk import util
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanContext, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
 
 from services.runtime.settings import RuntimeSettings
 
@@ -112,13 +123,45 @@ class JsonLinesExporter(SpanExporter):
             self._out.close()
 
 
+class FollowLinks(Sampler):
+    """A root span that links to other traces (the relay's Kafka transaction, linked to
+    each record's) is sampled when any span it links to was, so a sampled submission's
+    trace keeps its publish; other roots are ``root``'s to decide."""
+
+    def __init__(self, root: Sampler) -> None:
+        self._root = root
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if not links:
+            return self._root.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+        if any(link.context.trace_flags.sampled for link in links):
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
+        return SamplingResult(Decision.DROP, None, trace_state)
+
+    def get_description(self) -> str:
+        return f"FollowLinks{{{self._root.get_description()}}}"
+
+
 def build_tracer_provider(
     settings: RuntimeSettings, exporter: SpanExporter | None = None
 ) -> TracerProvider:
     """A provider for this service; ``exporter`` overrides the settings (tests)."""
     provider = TracerProvider(
         resource=Resource.create({"service.name": settings.service_name}),
-        sampler=ParentBased(TraceIdRatioBased(settings.otel_sample_ratio)),
+        sampler=ParentBased(FollowLinks(TraceIdRatioBased(settings.otel_sample_ratio))),
+        # A relay transaction's span links every record it publishes (the SDK keeps 128).
+        span_limits=SpanLimits(max_links=max(128, settings.relay_batch_size)),
     )
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -157,6 +200,14 @@ def current_trace_headers() -> dict[str, str]:
 def extract_trace(headers: Mapping[str, str | None]) -> otel_context.Context:
     """The trace context a stored or received carrier names (empty values ignored)."""
     return propagate.extract({k: v for k, v in headers.items() if v})
+
+
+def stored_span_context(traceparent: str | None, tracestate: str | None) -> SpanContext | None:
+    """The span a stored carrier (an outbox row's) names, or None if it names none."""
+    context = trace.get_current_span(
+        extract_trace({"traceparent": traceparent, "tracestate": tracestate})
+    ).get_span_context()
+    return context if context.is_valid else None
 
 
 def attach_trace(headers: Mapping[str, str | None]) -> object:

@@ -23,6 +23,7 @@ def span_line(
     *,
     trace: str = TRACE,
     status: str = "UNSET",
+    links: tuple[tuple[str, int], ...] = (),
 ) -> str:
     """A span as the SDK's ReadableSpan.to_json writes it (one line)."""
 
@@ -44,7 +45,17 @@ def span_line(
             "status": {"status_code": status},
             "attributes": {"messaging.destination.name": "intake.events"},
             "events": [],
-            "links": [],
+            "links": [
+                {
+                    "context": {
+                        "trace_id": f"0x{t}",
+                        "span_id": f"0x{i:016x}",
+                        "trace_state": "[]",
+                    },
+                    "attributes": {},
+                }
+                for t, i in links
+            ],
             "resource": {"attributes": {"service.name": service}, "schema_url": ""},
         }
     )
@@ -141,3 +152,75 @@ def test_a_trace_keeps_at_most_its_span_limit_and_says_how_many_it_dropped(tmp_p
     path.write_text("\n".join(span_line(i, None, f"s{i}", "intake", i, i + 1) for i in range(1, 8)))
     read = read_trace(path, TRACE, max_spans=5)
     assert (len(read.waterfall.rows), read.dropped) == (5, 2)
+
+
+OTHER = "f" * 32
+
+
+def test_a_span_of_another_trace_linking_to_one_of_this_trace_shows_under_it() -> None:
+    """The relay's Kafka transaction is a trace of its own, linked to every record it
+    publishes: each submission's waterfall shows it under the span that wrote the row."""
+    wf = waterfall(
+        TRACE,
+        spans(
+            span_line(1, None, "lab.submissions process", "intake", 0, 50),
+            span_line(4, 1, "intake.events process", "evaluation", 70, 90),
+            span_line(
+                9,
+                None,
+                "intake.events publish",
+                "intake",
+                55,
+                65,
+                trace=OTHER,
+                links=(("a" * 32, 5), (TRACE, 1)),
+            ),
+            span_line(10, 9, "child of the transaction", "intake", 56, 57, trace=OTHER),
+            span_line(
+                11, None, "unrelated publish", "intake", 0, 1, trace=OTHER, links=((OTHER, 3),)
+            ),
+        ),
+    )
+    assert [(r.depth, r.name, r.linked, r.orphan) for r in wf.rows] == [
+        (0, "lab.submissions process", False, False),
+        (1, "intake.events publish", True, False),
+        (1, "intake.events process", False, False),
+    ]
+    assert wf.rows[1].offset_ms == 55.0 and wf.total_ms == 90.0
+
+
+def test_a_linked_span_of_a_hidden_service_or_to_a_missing_span_is_left_out() -> None:
+    linking = span_line(9, None, "publish", "console", 5, 6, trace=OTHER, links=((TRACE, 1),))
+    dangling = span_line(8, None, "publish", "intake", 5, 6, trace=OTHER, links=((TRACE, 77),))
+    wf = waterfall(
+        TRACE,
+        spans(span_line(1, None, "root", "intake", 0, 10), linking, dangling),
+        hide=["console"],
+    )
+    assert [r.name for r in wf.rows] == ["root"]
+
+
+def test_links_that_are_not_links_are_ignored() -> None:
+    line = json.loads(span_line(9, None, "publish", "intake", 0, 1))
+    line["links"] = [1, {"context": "x"}, {"context": {"trace_id": "0x1", "span_id": "0x2"}}]
+    parsed = parse_span(json.dumps(line))
+    assert parsed is not None and parsed.links == ()
+    line["links"] = {"not": "a list"}
+    parsed = parse_span(json.dumps(line))
+    assert parsed is not None and parsed.links == ()
+
+
+def test_the_trace_file_read_includes_the_spans_that_link_to_the_trace(tmp_path: Path) -> None:
+    path = tmp_path / "traces.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                span_line(1, None, "root", "intake", 0, 10),
+                span_line(9, None, "publish", "intake", 4, 6, trace=OTHER, links=((TRACE, 1),)),
+                span_line(8, None, "elsewhere", "intake", 4, 6, trace=OTHER),
+            ]
+        )
+        + "\n"
+    )
+    rows = read_trace(path, TRACE).waterfall.rows
+    assert [(r.name, r.linked) for r in rows] == [("root", False), ("publish", True)]

@@ -1,4 +1,5 @@
-"""One trace follows an event across consume -> outbox -> relay publish -> consume."""
+"""One trace follows an event across consume -> outbox -> relay -> consume, and the relay's
+Kafka transaction is one span that links to each record it published."""
 
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ async def test_trace_survives_the_outbox(
         await drop_schema(settings, downstream_schema)
 
     trace_id = root.get_span_context().trace_id
-    spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
+    finished = exporter.get_finished_spans()
+    spans = [s for s in finished if s.context.trace_id == trace_id]
     by_id = {s.context.span_id: s for s in spans}
 
     def destination(span: ReadableSpan) -> object:
@@ -72,10 +74,8 @@ async def test_trace_survives_the_outbox(
         )
 
     consumed_first = [s for s in spans if s.kind == SpanKind.CONSUMER and destination(s) == first]
-    relayed = [s for s in spans if s.kind == SpanKind.PRODUCER and destination(s) == second]
     consumed_second = [s for s in spans if s.kind == SpanKind.CONSUMER and destination(s) == second]
     assert consumed_first, f"no consume span for {first} in the trace: {[s.name for s in spans]}"
-    assert relayed, "the relay's publish span is not in the trace"
     assert consumed_second, "the downstream consume span is not in the trace"
 
     def ancestors(span_id: int) -> set[int]:
@@ -86,7 +86,23 @@ async def test_trace_survives_the_outbox(
             span = by_id.get(span.parent.span_id)
         return seen
 
-    # The chain is causal, not just the same trace id.
-    assert ancestors(relayed[0].context.span_id) & {s.context.span_id for s in consumed_first}
-    assert relayed[0].context.span_id in ancestors(consumed_second[0].context.span_id)
+    # The chain is causal, not just the same trace id: the downstream consume span is
+    # a child of the span that wrote the outbox row (the record carries its context).
+    parent = consumed_second[0].parent
+    assert parent is not None and parent.span_id in by_id
+    assert ancestors(consumed_second[0].context.span_id) & {
+        s.context.span_id for s in consumed_first
+    }
+    # The relay's transaction: a root span of its own that links to that same span.
+    (relayed,) = [
+        s
+        for s in finished
+        if s.kind == SpanKind.PRODUCER and any(link.context == parent for link in s.links)
+    ]
+    assert relayed.parent is None and relayed.context.trace_id != trace_id
+    assert destination(relayed) == second
+    assert relayed.resource.attributes["service.name"] == up.service_name
+    (link,) = [link for link in relayed.links if link.context == parent]
+    assert (link.attributes or {})["messaging.destination.name"] == second
+    assert (relayed.attributes or {})["messaging.batch.message_count"] == len(relayed.links)
     assert any(s.resource.attributes["service.name"] == down.service_name for s in consumed_second)

@@ -7,7 +7,8 @@ cyber capability, escalates and orders the interim restriction; access publishes
 model's Cedar policy; the lab's enforcer applies it and denies a foreign national.
 Every service exports its spans (SQL statements included) to a JSON-lines file of the
 test; the trace must run unbroken, through every outbox hop, from the lab's publish to
-access's policy publish.
+the access handler that wrote the policy, and each hop's relay transaction (a span of
+its own) must link to the span that wrote the record it published.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from contracts.policy import Principal
 from services.runtime import RuntimeSettings
 from tests.kit import wait_for
 from tests.system.rig import SERVICES, Lab, foreign_national, registry_file, running_system
-from tests.system.traces import Span, ancestry, from_sdk, read_spans
+from tests.system.traces import Span, ancestry, from_sdk, linking, read_spans
 
 LAB_ID = "lab-trace"
-# The path of the policy back to the lab, one (service, span kind, topic) per Kafka hop.
+# The path of the policy back to the lab, one (service, span kind, topic) per Kafka hop:
+# each PRODUCER but the lab's is a relay transaction linked to the span that wrote the row.
 EXPECTED_HOPS = [
     ("lab", "PRODUCER", "lab.submissions"),
     ("intake", "CONSUMER", "lab.submissions"),
@@ -98,23 +100,57 @@ async def test_one_submission_is_one_trace_from_the_labs_publish_to_the_policy_i
 
     lab_spans = from_sdk(exporter.get_finished_spans())
     (root,) = [s for s in lab_spans if s.kind == "PRODUCER"]
-    spans = [s for s in lab_spans + read_spans(tmp_path) if s.trace_id == root.trace_id]
+    everything = lab_spans + read_spans(tmp_path)
+    spans = [s for s in everything if s.trace_id == root.trace_id]
     by_id = {s.span_id: s for s in spans}
     prefix = rig.settings.intake.topic_prefix
+    relays = [s for s in everything if s.kind == "PRODUCER" and s.links]
 
     def hop(span: Span) -> tuple[str, str, str]:
         return (span.service, span.kind, (span.destination or "").removeprefix(prefix))
 
+    def published(writer: Span, topic: str) -> tuple[str, str, str]:
+        """The relay transaction that published what ``writer`` wrote to ``topic``."""
+        found = [
+            (relay.service, relay.kind, topic)
+            for relay, link in linking(relays, writer)
+            if link.attributes.get("messaging.destination.name") == prefix + topic
+        ]
+        assert found, f"no relay transaction links {writer} for {topic}"
+        return found[0]
+
     assert {"lab", *SERVICES} <= {s.service for s in spans}, sorted({str(s) for s in spans})
-    published = [s for s in spans if hop(s) == ("access", "PRODUCER", "access.policies")]
-    assert published, "access's policy publish is not in the lab's trace"
-    chain, missing = ancestry(published[0], by_id)
+    policy = [
+        by_id[link.span_id]
+        for relay in relays
+        for link in relay.links
+        if link.trace_id == root.trace_id
+        and link.span_id in by_id
+        and link.attributes.get("messaging.destination.name") == prefix + "access.policies"
+    ]
+    assert policy, "no relay transaction of access.policies links to the lab's trace"
+    chain, missing = ancestry(policy[0], by_id)
     assert missing is None, f"the trace breaks above {chain[-1]}: parent {missing} is missing"
     assert chain[-1] == root, f"the policy's trace starts at {chain[-1]}, not the lab's publish"
     path = list(reversed(chain))
-    assert [hop(s) for s in path if s.kind in ("PRODUCER", "CONSUMER")] == EXPECTED_HOPS
+    hops = [hop(root)]
+    for span in path:
+        if span.kind != "CONSUMER":
+            continue
+        topic = hop(span)[2]
+        if span.parent_id != root.span_id:  # the record came through a service's relay
+            hops.append(published(by_id[span.parent_id or ""], topic))
+        hops.append(hop(span))
+    hops.append(published(policy[0], "access.policies"))
+    assert hops == EXPECTED_HOPS
     assert any(s.name.startswith("evaluation job ") for s in path), "no evaluation run on the path"
     lab_feed = f"labs.{LAB_ID}.policies"
-    assert any(hop(s) == ("access", "PRODUCER", lab_feed) for s in spans), "no lab feed publish"
+    assert any(
+        relay.service == "access"
+        and link.trace_id == root.trace_id
+        and link.attributes.get("messaging.destination.name") == prefix + lab_feed
+        for relay in relays
+        for link in relay.links
+    ), "no relay transaction of the lab's feed links to the lab's trace"
     database_work = {s.service for s in spans if s.database}
     assert set(SERVICES) <= database_work, f"database spans only from {sorted(database_work)}"

@@ -13,6 +13,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 
 @dataclass(frozen=True)
+class Link:
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Span:
     name: str
     service: str
@@ -21,6 +28,7 @@ class Span:
     span_id: str
     parent_id: str | None
     attributes: dict[str, Any]
+    links: tuple[Link, ...] = ()
 
     @property
     def destination(self) -> str | None:
@@ -47,6 +55,14 @@ def parse(document: dict[str, Any]) -> Span:
         span_id=str(context["span_id"]).removeprefix("0x"),
         parent_id=str(document["parent_id"]).removeprefix("0x") if document["parent_id"] else None,
         attributes=dict(document.get("attributes") or {}),
+        links=tuple(
+            Link(
+                trace_id=str(link["context"]["trace_id"]).removeprefix("0x"),
+                span_id=str(link["context"]["span_id"]).removeprefix("0x"),
+                attributes=dict(link.get("attributes") or {}),
+            )
+            for link in document.get("links") or ()
+        ),
     )
 
 
@@ -78,3 +94,14 @@ def ancestry(span: Span, by_id: dict[str, Span]) -> tuple[list[Span], str | None
             return chain, chain[-1].parent_id
         chain.append(parent)
     return chain, None
+
+
+def linking(spans: Iterable[Span], target: Span) -> list[tuple[Span, Link]]:
+    """The spans (of any trace) that link to ``target``, each with its link to it: the
+    outbox relay's Kafka transaction links every record it published."""
+    return [
+        (span, link)
+        for span in spans
+        for link in span.links
+        if (link.trace_id, link.span_id) == (target.trace_id, target.span_id)
+    ]
