@@ -172,8 +172,9 @@ def waterfall(trace_id: str, spans: Iterable[Span], *, hide: Iterable[str] = ())
         children.setdefault(shown_parent(span.parent_id), []).append(span)
     linked: set[str] = set()
     for span in linking.values():
-        targets = [shown_parent(sid) for tid, sid in span.links if tid == trace_id]
-        target = next((t for t in targets if t is not None), None)
+        target = next(
+            (t for tid, sid in span.links if tid == trace_id and (t := shown_parent(sid))), None
+        )
         if target is not None and span.service not in hidden and span.span_id not in shown:
             children.setdefault(target, []).append(span)
             linked.add(span.span_id)

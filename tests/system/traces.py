@@ -94,14 +94,3 @@ def ancestry(span: Span, by_id: dict[str, Span]) -> tuple[list[Span], str | None
             return chain, chain[-1].parent_id
         chain.append(parent)
     return chain, None
-
-
-def linking(spans: Iterable[Span], target: Span) -> list[tuple[Span, Link]]:
-    """The spans (of any trace) that link to ``target``, each with its link to it: the
-    outbox relay's Kafka transaction links every record it published."""
-    return [
-        (span, link)
-        for span in spans
-        for link in span.links
-        if (link.trace_id, link.span_id) == (target.trace_id, target.span_id)
-    ]
