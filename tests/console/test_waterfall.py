@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services.console.traces import read_trace
-from services.console.waterfall import Span, parse_span, waterfall
+from services.console.waterfall import MAX_LINKS, Span, parse_span, waterfall
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -224,3 +224,10 @@ def test_the_trace_file_read_includes_the_spans_that_link_to_the_trace(tmp_path:
     )
     rows = read_trace(path, TRACE).waterfall.rows
     assert [(r.name, r.linked) for r in rows] == [("root", False), ("publish", True)]
+
+
+def test_a_span_with_more_links_than_any_relay_batch_keeps_only_the_first_ones() -> None:
+    many = tuple((OTHER, i) for i in range(1, MAX_LINKS + 50))
+    parsed = parse_span(span_line(9, None, "publish", "intake", 0, 1, links=((TRACE, 1), *many)))
+    assert parsed is not None and len(parsed.links) == MAX_LINKS
+    assert parsed.links[0] == (TRACE, f"{1:016x}")
